@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-sec/vigil/client"
+	"github.com/vigil-sec/vigil/internal/demo"
+)
+
+func runBench(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("vigil bench", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	total := fs.Int("events", 100_000, "events to publish")
+	batch := fs.Int("batch", 1000, "events per request")
+	publishers := fs.Int("publishers", 4, "concurrent publishers")
+	subscribers := fs.Int("subscribers", 10, "WebSocket subscribers measuring end-to-end latency")
+	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := rf.client(e)
+	if err != nil {
+		return err
+	}
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		received  atomic.Int64
+		ready     sync.WaitGroup
+		subsDone  sync.WaitGroup
+	)
+	runID := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	for i := 0; i < *subscribers; i++ {
+		ready.Add(1)
+		subsDone.Add(1)
+		go func() { // owned by runBench: stopped by stopSubs
+			defer subsDone.Done()
+			once := sync.Once{}
+			_ = c.Subscribe(subCtx, client.SubscribeOptions{
+				Filter:  client.Filter{Sources: []string{runID}},
+				OnState: func(connected bool, _ error) { once.Do(ready.Done) },
+			}, func(ev *client.Event) error {
+				d := time.Since(ev.ReceivedAt)
+				mu.Lock()
+				latencies = append(latencies, d)
+				mu.Unlock()
+				received.Add(1)
+				return nil
+			})
+		}()
+	}
+	ready.Wait()
+	time.Sleep(200 * time.Millisecond) // let subscriptions register before the first event
+
+	fmt.Fprintf(e.stdout, "vigil bench: %d events, batch %d, %d publishers, %d subscribers\n", *total, *batch, *publishers, *subscribers)
+	var published atomic.Int64
+	perPub := *total / *publishers
+	start := time.Now()
+	var pubWG sync.WaitGroup
+	errs := make(chan error, *publishers)
+	for p := 0; p < *publishers; p++ {
+		pubWG.Add(1)
+		go func(p int) { // owned by runBench: ends after perPub events
+			defer pubWG.Done()
+			gen := demo.New(uint64(p + 1))
+			var interval time.Duration
+			if *rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(*batch) / (*rate / float64(*publishers)))
+			}
+			next := time.Now()
+			for sent := 0; sent < perPub; {
+				n := min(*batch, perPub-sent)
+				evs := make([]*client.Event, n)
+				for i := range evs {
+					evs[i] = gen.Next()
+					evs[i].Source = runID
+					evs[i].Time = time.Now()
+				}
+				if _, err := c.Publish(ctx, evs); err != nil {
+					errs <- err
+					return
+				}
+				sent += n
+				published.Add(int64(n))
+				if interval > 0 {
+					next = next.Add(interval)
+					time.Sleep(time.Until(next))
+				}
+			}
+		}(p)
+	}
+	progressDone := make(chan struct{})
+	go func() { // owned by runBench: ends when publishing ends
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-progressDone:
+				return
+			case <-t.C:
+				fmt.Fprintf(e.stdout, "  %6.1fs published %d, received %d\n", time.Since(start).Seconds(), published.Load(), received.Load())
+			}
+		}
+	}()
+	pubWG.Wait()
+	elapsed := time.Since(start)
+	close(progressDone)
+	select {
+	case err := <-errs:
+		return fmt.Errorf("bench: publish: %w", err)
+	default:
+	}
+	want := published.Load() * int64(*subscribers)
+	deadline := time.Now().Add(30 * time.Second)
+	for received.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopSubs()
+	subsDone.Wait()
+	fmt.Fprintf(e.stdout, "ingest: %d events in %s = %.0f events/s (durable, acknowledged)\n", published.Load(), elapsed.Round(time.Millisecond), float64(published.Load())/elapsed.Seconds())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(latencies) == 0 {
+		fmt.Fprintln(e.stdout, "end-to-end: no deliveries measured")
+		return nil
+	}
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
+	fmt.Fprintf(e.stdout, "end-to-end (received_at -> subscriber): %d deliveries of %d expected; p50 %s p90 %s p99 %s max %s\n",
+		len(latencies), want, pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), latencies[len(latencies)-1].Round(time.Microsecond))
+	return nil
+}

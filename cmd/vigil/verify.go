@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+
+	"github.com/vigil-sec/vigil/internal/store"
+)
+
+func runVerify(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("vigil verify", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	offline := fs.Bool("offline", false, "open --data-dir directly instead of asking the server (server must be stopped)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var rep store.VerifyReport
+	if *offline {
+		dir := firstNonEmpty(rf.dataDir, e.getenv("VIGIL_DATA_DIR"), "./vigil-data")
+		log, err := store.Open(ctx, store.Config{DataDir: dir})
+		if err != nil {
+			return err
+		}
+		defer log.Close()
+		if rep, err = log.Verify(ctx); err != nil {
+			return err
+		}
+	} else {
+		c, err := rf.client(e)
+		if err != nil {
+			return err
+		}
+		if err := c.Do(ctx, http.MethodGet, "/api/v1/integrity", nil, &rep); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		fmt.Fprintln(e.stdout, string(b))
+	} else {
+		fmt.Fprintf(e.stdout, "checked %d events (seq %d..%d) in %d chain(s)\n", rep.Checked, rep.First, rep.Last, len(rep.Chains))
+	}
+	if rep.Broken != nil {
+		if !*asJSON {
+			fmt.Fprintf(e.stdout, "BROKEN at seq %d (id %s, chain %s): %s\n", rep.Broken.Seq, rep.Broken.ID, rep.Broken.Chain, rep.Broken.Reason)
+		}
+		return errors.New("integrity check failed")
+	}
+	if !*asJSON {
+		fmt.Fprintln(e.stdout, "OK: every hash and link checks out")
+	}
+	return nil
+}

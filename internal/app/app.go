@@ -1,0 +1,138 @@
+// Package app assembles a Vigil node from its configuration: the log, the
+// hub, ingest, authentication, the HTTP server, and their orderly shutdown.
+// It is the composition root: the only package that knows every other one.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/hub"
+	"github.com/vigil-sec/vigil/internal/ingest"
+	"github.com/vigil-sec/vigil/internal/metrics"
+	"github.com/vigil-sec/vigil/internal/server"
+	"github.com/vigil-sec/vigil/internal/store"
+)
+
+// Run starts a node and blocks until ctx ends, then shuts it down
+// gracefully. onListen, if set, is called with the bound address.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("app: data dir: %w", err)
+	}
+	adminToken, tokenPath, created, err := auth.LoadOrCreateAdminToken(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if created {
+		logger.Info("admin token created; keep it secret", "path", tokenPath)
+	} else {
+		logger.Info("admin token loaded", "path", tokenPath)
+	}
+
+	log, err := store.Open(ctx, store.Config{
+		DataDir: cfg.DataDir, NATSURL: cfg.NATS, NodeID: cfg.NodeID,
+		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
+		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
+	})
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	if log.Embedded() {
+		logger.Info("log: embedded NATS JetStream", "dir", cfg.DataDir)
+	} else {
+		logger.Info("log: external NATS JetStream", "url", redactURL(cfg.NATS))
+	}
+
+	policy := hub.DefaultPolicy
+	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, Policy: policy, Logger: logger})
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopRun()
+	hubErr := make(chan error, 1)
+	wg.Add(1)
+	go func() { // the hub's reader: stopped by stopRun
+		defer wg.Done()
+		hubErr <- h.Run(runCtx)
+	}()
+	select {
+	case <-h.Started():
+	case err := <-hubErr:
+		return err
+	}
+
+	m := metrics.New(h)
+	ing := ingest.New(log, cfg.Limits, m)
+	admin := auth.NewStaticToken(adminToken, auth.Principal{ID: "admin", Name: "admin token", Role: auth.RoleAdmin, Tenant: auth.AllTenants})
+	authn := auth.Chain{admin}
+
+	handler := server.NewServer(server.Deps{
+		Log: log, Hub: h, Ingest: ing, Auth: authn, Policy: policy, Metrics: m, Logger: logger,
+		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes),
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("app: listen: %w", err)
+	}
+	addr := ln.Addr().String()
+	logger.Info("vigil listening", "addr", addr, "url", "http://"+addr+"/")
+	if onListen != nil {
+		onListen(addr)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+	serveErr := make(chan error, 1)
+	wg.Add(1)
+	go func() { // the HTTP server: stopped by srv.Shutdown below
+		defer wg.Done()
+		serveErr <- srv.Serve(ln)
+	}()
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("app: serve: %w", err)
+	case err := <-hubErr:
+		_ = srv.Close()
+		return err
+	}
+	logger.Info("shutting down: closing connections with 'going away'")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h.Shutdown()
+	h.WaitIdle(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("http shutdown", "err", err)
+	}
+	stopRun()
+	logger.Info("stopped")
+	return nil
+}
+
+func redactURL(u string) string {
+	for i := 0; i+3 <= len(u); i++ {
+		if u[i:i+3] == "://" {
+			rest := u[i+3:]
+			for j := 0; j < len(rest); j++ {
+				if rest[j] == '@' {
+					return u[:i+3] + "***@" + rest[j+1:]
+				}
+				if rest[j] == '/' {
+					break
+				}
+			}
+		}
+	}
+	return u
+}

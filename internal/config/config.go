@@ -1,0 +1,209 @@
+// Package config owns `vigil serve` configuration: defaults, an optional
+// YAML file, VIGIL_* environment variables and flags, in increasing order of
+// precedence (SPEC 10). Every option is declared once, in options(), with
+// its flag, its variable and its YAML key.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-sec/vigil/internal/auth/access"
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// Config is everything `vigil serve` can be told.
+type Config struct {
+	Listen       string        `yaml:"listen"`
+	DataDir      string        `yaml:"data_dir"`
+	NATS         string        `yaml:"nats"`
+	Rules        string        `yaml:"rules"`
+	NodeID       string        `yaml:"node_id"`
+	Sync         string        `yaml:"sync"` // "default" or "always"
+	DedupWindow  time.Duration `yaml:"dedup_window"`
+	MaxAge       time.Duration `yaml:"retention_max_age"`
+	MaxBytes     int64         `yaml:"retention_max_bytes"`
+	QueueSize    int           `yaml:"queue_size"`
+	PingInterval time.Duration `yaml:"ping_interval"`
+	MaxSubs      int           `yaml:"max_subscriptions"`
+	LogLevel     string        `yaml:"log_level"`
+	Limits       event.Limits  `yaml:"-"`
+	MaxEventKiB  int           `yaml:"max_event_kib"`
+	MaxBatch     int           `yaml:"max_batch_events"`
+	MaxBatchMiB  int           `yaml:"max_batch_mib"`
+	ConfigFile   string        `yaml:"-"`
+	// Access is identity and access: JWT keys, masking per role, connection
+	// limits and the Origin allow-list (issue 5; internal/auth/access).
+	Access access.Config `yaml:"access"`
+}
+
+// Defaults returns the SPEC defaults.
+func Defaults() Config {
+	lim := event.DefaultLimits()
+	return Config{
+		Listen: "127.0.0.1:8080", DataDir: "./vigil-data", Sync: "default",
+		DedupWindow: 2 * time.Minute, QueueSize: 4096, PingInterval: 30 * time.Second,
+		MaxSubs: 100, LogLevel: "info", Limits: lim,
+		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
+	}
+}
+
+type option struct {
+	flag, env, usage string
+	set              func(c *Config, v string) error
+}
+
+func str(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+// strList parses a comma-separated list (issue 5 options).
+func strList(dst func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+		*dst(c) = out
+		return nil
+	}
+}
+
+func integer(dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+func options() []option {
+	return []option{
+		{"listen", "VIGIL_LISTEN", "address to listen on (host:port; port 0 picks one)", str(func(c *Config) *string { return &c.Listen })},
+		{"data-dir", "VIGIL_DATA_DIR", "data directory (embedded JetStream, admin token)", str(func(c *Config) *string { return &c.DataDir })},
+		{"nats", "VIGIL_NATS", "external NATS URL (empty: embedded server)", str(func(c *Config) *string { return &c.NATS })},
+		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
+		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
+		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},
+		{"dedup-window", "VIGIL_DEDUP_WINDOW", "how long producer ids are remembered for idempotent retries", dur(func(c *Config) *time.Duration { return &c.DedupWindow })},
+		{"retention-max-age", "VIGIL_RETENTION_MAX_AGE", "drop events older than this (0: keep)", dur(func(c *Config) *time.Duration { return &c.MaxAge })},
+		{"retention-max-bytes", "VIGIL_RETENTION_MAX_BYTES", "cap the log size in bytes (0: no cap)", func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			c.MaxBytes = n
+			return err
+		}},
+		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},
+		{"ping-interval", "VIGIL_PING_INTERVAL", "WebSocket ping interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
+		{"max-subscriptions", "VIGIL_MAX_SUBSCRIPTIONS", "subscriptions per connection", integer(func(c *Config) *int { return &c.MaxSubs })},
+		{"max-event-kib", "VIGIL_MAX_EVENT_KIB", "largest event (KiB)", integer(func(c *Config) *int { return &c.MaxEventKiB })},
+		{"max-batch-events", "VIGIL_MAX_BATCH_EVENTS", "most events per request", integer(func(c *Config) *int { return &c.MaxBatch })},
+		{"max-batch-mib", "VIGIL_MAX_BATCH_MIB", "largest request body (MiB)", integer(func(c *Config) *int { return &c.MaxBatchMiB })},
+		{"log-level", "VIGIL_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+		// Identity and access (issue 5). Secrets are never flags: the HMAC
+		// secret comes from a file, the environment or the YAML file.
+		{"jwt-hmac-secret-file", "VIGIL_JWT_HMAC_SECRET_FILE", "file holding the HS256 secret for JWTs", str(func(c *Config) *string { return &c.Access.JWT.HMACSecretFile })},
+		{"jwt-public-keys", "VIGIL_JWT_PUBLIC_KEYS", "comma-separated PEM files with RS256/ES256 public keys for JWTs", strList(func(c *Config) *[]string { return &c.Access.JWT.PublicKeyFiles })},
+		{"jwt-jwks-url", "VIGIL_JWT_JWKS_URL", "JWKS URL for RS256/ES256 JWTs (cached, refreshed)", str(func(c *Config) *string { return &c.Access.JWT.JWKSURL })},
+		{"allowed-origins", "VIGIL_ALLOWED_ORIGINS", "comma-separated browser origins allowed to stream (default: same origin)", strList(func(c *Config) *[]string { return &c.Access.Limits.AllowedOrigins })},
+	}
+}
+
+// Load builds the configuration from args (flags after "serve"), getenv
+// and the YAML file named by --config or VIGIL_CONFIG.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := Defaults()
+	fs := flag.NewFlagSet("vigil serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opts := options()
+	given := map[string]string{}
+	for _, o := range opts {
+		fs.Func(o.flag, o.usage+" (env "+o.env+")", func(v string) error { given[o.flag] = v; return nil })
+	}
+	configPath := fs.String("config", "", "YAML config file (env VIGIL_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	path := *configPath
+	if path == "" {
+		path = getenv("VIGIL_CONFIG")
+	}
+	if path != "" {
+		if err := loadFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+		cfg.ConfigFile = path
+	}
+	for _, o := range opts {
+		if v := getenv(o.env); v != "" {
+			if err := o.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("config: %s=%q: %w", o.env, v, err)
+			}
+		}
+	}
+	for _, o := range opts {
+		if v, ok := given[o.flag]; ok {
+			if err := o.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("config: --%s=%q: %w", o.flag, v, err)
+			}
+		}
+	}
+	return cfg, cfg.finish()
+}
+
+func loadFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *Config) finish() error {
+	switch c.Sync {
+	case "default", "always":
+	default:
+		return fmt.Errorf(`config: sync: %q is not "default" or "always"`, c.Sync)
+	}
+	if c.MaxEventKiB <= 0 || c.MaxBatch <= 0 || c.MaxBatchMiB <= 0 {
+		return errors.New("config: size limits must be positive")
+	}
+	c.Limits.MaxEventBytes = c.MaxEventKiB << 10
+	c.Limits.MaxBatchCount = c.MaxBatch
+	c.Limits.MaxBatchBytes = c.MaxBatchMiB << 20
+	if c.DataDir == "" {
+		return errors.New("config: data-dir must not be empty")
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Normalize fills what Vigil sets (id, receive time, tenant, default
+// severity, derived category) and validates the result against limits.
+// It also drops secret-looking keys from data and returns how many it
+// dropped, so that passwords and MFA codes are never stored (SPEC 9).
+func Normalize(e *Event, tenant string, now time.Time, lim Limits) (dropped int, err error) {
+	e.Seq = 0
+	e.Hash, e.PrevHash, e.Chain = "", "", ""
+	e.Tenant = tenant
+	e.ReceivedAt = now.UTC()
+	if e.Time.IsZero() {
+		e.Time = e.ReceivedAt
+	}
+	e.Time = e.Time.UTC() // one canonical form, so the integrity hash is stable
+	if e.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return 0, fmt.Errorf("event: new id: %w", err)
+		}
+		e.ID = id.String()
+	}
+	if err := validateID("id", e.ID); err != nil {
+		return 0, err
+	}
+	if err := validateType(e.Type); err != nil {
+		return 0, err
+	}
+	if e.Category == "" {
+		c, ok := DeriveCategory(e.Type)
+		if !ok {
+			return 0, &fieldError{"category", fmt.Sprintf("cannot be derived from type %q; set it to one of: %s", e.Type, categoryList())}
+		}
+		e.Category = c
+	}
+	for name, v := range map[string]string{
+		"source": e.Source, "message": e.Message, "user": e.User, "user_id": e.UserID,
+		"resource": e.Resource, "action": e.Action,
+	} {
+		if len(v) > lim.MaxStringLen {
+			return 0, &fieldError{name, fmt.Sprintf("longer than %d bytes", lim.MaxStringLen)}
+		}
+	}
+	if e.SrcIP != "" {
+		if _, err := netip.ParseAddr(e.SrcIP); err != nil {
+			return 0, &fieldError{"src_ip", fmt.Sprintf("%q is not an IPv4 or IPv6 address", e.SrcIP)}
+		}
+	}
+	switch e.Outcome {
+	case "", "success", "failure", "unknown":
+	default:
+		return 0, &fieldError{"outcome", fmt.Sprintf("unknown value %q (valid: success, failure, unknown)", e.Outcome)}
+	}
+	if e.Confidence != nil && (*e.Confidence < 0 || *e.Confidence > 1) {
+		return 0, &fieldError{"confidence", "must be between 0 and 1"}
+	}
+	if e.RiskScore != nil && (*e.RiskScore < 0 || *e.RiskScore > 100) {
+		return 0, &fieldError{"risk_score", "must be between 0 and 100"}
+	}
+	for name, list := range map[string][]string{"mitre_tactics": e.MitreTactics, "mitre_techniques": e.MitreTechniques, "tags": e.Tags} {
+		for _, s := range list {
+			if s == "" || len(s) > lim.MaxStringLen {
+				return 0, &fieldError{name, "entries must be non-empty and at most the string limit"}
+			}
+		}
+	}
+	if len(e.Data) > 0 {
+		dropped, err = normalizeData(e, lim)
+		if err != nil {
+			return 0, err
+		}
+	}
+	return dropped, nil
+}
+
+// validateID keeps ids usable as NATS subject tokens and URL path segments.
+func validateID(field, id string) error {
+	if len(id) > 128 {
+		return &fieldError{field, "longer than 128 characters"}
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == ':') {
+			return &fieldError{field, fmt.Sprintf("%q may contain only letters, digits, '-', '_' and ':'", id)}
+		}
+	}
+	return nil
+}
+
+// ValidTenant reports whether s can name a tenant.
+func ValidTenant(s string) bool {
+	return s != "" && validateID("tenant", s) == nil && !strings.Contains(s, ":")
+}
+
+func validateType(t string) error {
+	if t == "" {
+		return &fieldError{"type", "required"}
+	}
+	if len(t) > 128 {
+		return &fieldError{"type", "longer than 128 characters"}
+	}
+	for _, part := range strings.Split(t, ".") {
+		if part == "" {
+			return &fieldError{"type", fmt.Sprintf("%q has an empty segment", t)}
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+				return &fieldError{"type", fmt.Sprintf("%q: segments are lower-case letters, digits, '_' or '-'", t)}
+			}
+		}
+	}
+	return nil
+}
+
+// sensitiveKeys are data keys whose values are never stored.
+var sensitiveKeys = map[string]bool{
+	"password": true, "passwd": true, "pwd": true, "secret": true, "client_secret": true,
+	"api_key": true, "apikey": true, "token": true, "access_token": true, "refresh_token": true,
+	"mfa_code": true, "otp": true, "totp": true, "totp_code": true, "private_key": true,
+	"passphrase": true, "new_password": true, "old_password": true,
+}
+
+// IsSensitiveKey reports whether a data key names a secret that must be dropped.
+func IsSensitiveKey(k string) bool { return sensitiveKeys[strings.ToLower(k)] }
+
+func normalizeData(e *Event, lim Limits) (int, error) {
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return 0, &fieldError{"data", "not valid JSON: " + err.Error()}
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		if v == nil {
+			e.Data = nil
+			return 0, nil
+		}
+		return 0, &fieldError{"data", "must be a JSON object"}
+	}
+	dropped, err := walkData(m, 1, "data", lim)
+	if err != nil {
+		return 0, err
+	}
+	if dropped > 0 {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return 0, &fieldError{"data", err.Error()}
+		}
+		e.Data = b
+	} else {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, e.Data); err == nil {
+			e.Data = buf.Bytes()
+		}
+	}
+	return dropped, nil
+}
+
+func walkData(v any, depth int, path string, lim Limits) (int, error) {
+	if depth > lim.MaxDataDepth {
+		return 0, &fieldError{path, fmt.Sprintf("nested deeper than %d levels", lim.MaxDataDepth)}
+	}
+	dropped := 0
+	switch x := v.(type) {
+	case string:
+		if len(x) > lim.MaxStringLen {
+			return 0, &fieldError{path, fmt.Sprintf("string longer than %d bytes", lim.MaxStringLen)}
+		}
+	case map[string]any:
+		for k, child := range x {
+			if IsSensitiveKey(k) {
+				delete(x, k)
+				dropped++
+				continue
+			}
+			n, err := walkData(child, depth+1, path+"."+k, lim)
+			if err != nil {
+				return 0, err
+			}
+			dropped += n
+		}
+	case []any:
+		for i, child := range x {
+			n, err := walkData(child, depth+1, fmt.Sprintf("%s[%d]", path, i), lim)
+			if err != nil {
+				return 0, err
+			}
+			dropped += n
+		}
+	}
+	return dropped, nil
+}

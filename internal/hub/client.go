@@ -1,0 +1,347 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/filter"
+)
+
+// ClientInfo describes a connection for the connections API and metrics.
+type ClientInfo struct {
+	Transport string // "websocket", "sse", "graphql", "detections", ...
+	Remote    string
+	Principal *auth.Principal
+	QueueSize int // 0: the hub default
+}
+
+// Delivery is one item of a client's queue: an event for a subscription, or
+// a pre-encoded control message (Raw) queued by the transport itself so
+// that one writer owns the socket.
+type Delivery struct {
+	SubID string
+	Event *event.Event
+	Raw   []byte
+}
+
+// Client is one connection's view of the hub.
+type Client struct {
+	hub  *Hub
+	id   string
+	info ClientInfo
+	cap  int
+
+	ctx    context.Context // ends when the client closes; stops replays
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	queue  []Delivery
+	spare  []Delivery
+	subs   map[string]*subscription
+	closed bool
+	err    error // why the stream ended (lag, kick, close)
+	lag    map[string]uint64
+	wake   chan struct{}
+	space  chan struct{}
+	depth  atomic.Int64
+	since  time.Time
+}
+
+// NewClient registers a client. The caller must Close it.
+func (h *Hub) NewClient(info ClientInfo) *Client {
+	if info.QueueSize <= 0 {
+		info.QueueSize = h.opts.QueueSize
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{hub: h, info: info, cap: info.QueueSize, ctx: ctx, cancel: cancel,
+		subs: map[string]*subscription{}, wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
+		since: time.Now()}
+	h.mu.Lock()
+	h.nextID++
+	c.id = "c" + strconv.FormatUint(h.nextID, 10)
+	h.clients[c] = struct{}{}
+	h.mu.Unlock()
+	return c
+}
+
+// ID is the client's id, unique within this node.
+func (c *Client) ID() string { return c.id }
+
+// Info returns what the client was created with.
+func (c *Client) Info() ClientInfo { return c.info }
+
+// ConnectedAt is when the client registered.
+func (c *Client) ConnectedAt() time.Time { return c.since }
+
+// QueueDepth is the number of deliveries waiting for the writer.
+func (c *Client) QueueDepth() int { return int(c.depth.Load()) }
+
+// Filters returns the filter of each subscription by id.
+func (c *Client) Filters() map[string]filter.Filter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]filter.Filter, len(c.subs))
+	for id, s := range c.subs {
+		out[id] = s.matcher.Filter()
+	}
+	return out
+}
+
+// Cursor says where a subscription starts.
+type Cursor struct {
+	seq  uint64
+	time time.Time
+}
+
+// Latest starts with the next event appended.
+func Latest() Cursor { return Cursor{} }
+
+// FromSeq starts at seq (inclusive).
+func FromSeq(seq uint64) Cursor {
+	if seq == 0 {
+		seq = 1
+	}
+	return Cursor{seq: seq}
+}
+
+// FromTime starts at the first event stored at or after t.
+func FromTime(t time.Time) Cursor { return Cursor{time: t} }
+
+// ErrDuplicateSub is returned when a subscription id is already in use.
+type ErrDuplicateSub string
+
+func (e ErrDuplicateSub) Error() string { return fmt.Sprintf("subscription %q already exists", string(e)) }
+
+// Subscribe adds a subscription and returns the head seq at that moment.
+// With a cursor in the past, matching events from the log are delivered
+// first, then live ones, with no gap and no duplicate.
+func (c *Client) Subscribe(ctx context.Context, id string, m *filter.Matcher, from Cursor) (uint64, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if _, dup := c.subs[id]; dup {
+		c.mu.Unlock()
+		return 0, ErrDuplicateSub(id)
+	}
+	c.mu.Unlock()
+
+	start := from.seq
+	if !from.time.IsZero() {
+		seq, err := c.hub.src.SeqForTime(ctx, from.time)
+		if err != nil {
+			return 0, fmt.Errorf("hub: subscribe: %w", err)
+		}
+		start = seq
+	}
+	s := &subscription{id: id, client: c, matcher: m}
+	head := c.hub.dispatched.Load()
+	replay := start != 0 && start <= head
+	if replay {
+		s.catching.Store(true)
+		s.next = start
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, ErrClosed
+	}
+	c.subs[id] = s
+	c.mu.Unlock()
+	c.hub.addSub(s)
+	if replay {
+		c.wg.Add(1)
+		go func() { // owned by the client: stops with c.ctx
+			defer c.wg.Done()
+			if err := s.catchUp(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.hub.log.Warn("replay failed", "client", c.id, "sub", id, "err", err)
+				c.end(fmt.Errorf("hub: replay: %w", err))
+			}
+		}()
+	}
+	return head, nil
+}
+
+// Unsubscribe removes a subscription; false if there was none.
+func (c *Client) Unsubscribe(id string) bool {
+	c.mu.Lock()
+	s, ok := c.subs[id]
+	delete(c.subs, id)
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	s.stopped.Store(true)
+	c.hub.removeSubs(func(x *subscription) bool { return x == s })
+	return true
+}
+
+// Subscriptions is the number of live subscriptions.
+func (c *Client) Subscriptions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.subs)
+}
+
+// SendRaw queues a control message behind the events already queued. It is
+// not subject to the lag limit: control messages are few and answer the
+// client's own requests.
+func (c *Client) SendRaw(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.queue = append(c.queue, Delivery{Raw: b})
+	c.depth.Store(int64(len(c.queue)))
+	c.signal()
+	return nil
+}
+
+func (c *Client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue adds an event delivery. Live deliveries never block: a full queue
+// marks the client lagged. Replay deliveries (block=true) wait for space,
+// since replay must not outrun the client but must not drop either.
+func (c *Client) enqueue(d Delivery, block bool) bool {
+	for {
+		c.mu.Lock()
+		if c.closed || c.lag != nil {
+			if c.lag != nil {
+				c.noteLag(d)
+			}
+			c.mu.Unlock()
+			return false
+		}
+		if len(c.queue) < c.cap {
+			c.queue = append(c.queue, d)
+			c.depth.Store(int64(len(c.queue)))
+			c.signal()
+			c.mu.Unlock()
+			return true
+		}
+		if !block {
+			c.lag = map[string]uint64{}
+			c.noteLag(d)
+			c.hub.lagged.Add(1)
+			c.signal()
+			c.mu.Unlock()
+			return false
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.space:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+}
+
+// noteLag records the first undelivered seq of each subscription.
+func (c *Client) noteLag(d Delivery) {
+	if _, ok := c.lag[d.SubID]; !ok && d.Event != nil {
+		c.lag[d.SubID] = d.Event.Seq
+		c.hub.dropped.Add(1)
+	}
+}
+
+// Next blocks until deliveries are queued and returns all of them, so the
+// transport can write them in as few socket writes as possible. Once the
+// queue is drained after a lag or close it returns the reason: a *LagError,
+// ErrShutdown, ErrClosed or a kick reason. The returned slice is valid until
+// the next call.
+func (c *Client) Next(ctx context.Context) ([]Delivery, error) {
+	for {
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			batch := c.queue
+			c.queue = c.spare[:0]
+			c.spare = batch
+			c.depth.Store(0)
+			c.mu.Unlock()
+			select {
+			case c.space <- struct{}{}:
+			default:
+			}
+			c.hub.delivered.Add(uint64(len(batch)))
+			return batch, nil
+		}
+		if c.lag != nil {
+			resume := make(map[string]uint64, len(c.subs))
+			for id, s := range c.subs {
+				if seq, ok := c.lag[id]; ok {
+					resume[id] = seq
+				} else {
+					resume[id] = s.resumePoint()
+				}
+			}
+			c.mu.Unlock()
+			return nil, &LagError{Resume: resume}
+		}
+		if c.closed {
+			err := c.err
+			c.mu.Unlock()
+			if err == nil {
+				err = ErrClosed
+			}
+			return nil, err
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Kick ends the client's stream with reason (revoked token, shutdown,
+// admin action); the transport sees it from Next after the queue drains.
+func (c *Client) Kick(reason error) { c.end(reason) }
+
+func (c *Client) end(reason error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.err = reason
+	c.signal()
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// Close unregisters the client, stops its replays and waits for them.
+func (c *Client) Close() {
+	c.end(ErrClosed)
+	c.hub.removeSubs(func(s *subscription) bool { return s.client == c })
+	c.hub.mu.Lock()
+	delete(c.hub.clients, c)
+	c.hub.mu.Unlock()
+	c.wg.Wait()
+}
+
+// HubHead is the seq of the last event the hub has dispatched.
+func (c *Client) HubHead() uint64 { return c.hub.Head() }
+
+// HasSubscription reports whether id names a live subscription.
+func (c *Client) HasSubscription(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.subs[id]
+	return ok
+}

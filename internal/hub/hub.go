@@ -1,0 +1,249 @@
+// Package hub owns fan-out: one Hub per node reads the log's tail and offers
+// each event to every subscription of every connected client. A client owns
+// one bounded queue shared by its subscriptions; transports drain it with
+// Next. Live streaming is the tail of the log, and a subscription that starts
+// from a cursor replays from the log and then joins the live tail with no
+// gap and no duplicate. A client whose queue overflows is marked lagged with
+// a resume point per subscription; nobody else waits for it.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// Source is the log as the hub needs it.
+type Source interface {
+	Head(ctx context.Context) (uint64, error)
+	Tail(ctx context.Context, from uint64, fn func(*event.Event)) error
+	ScanRange(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error
+	SeqForTime(ctx context.Context, t time.Time) (uint64, error)
+}
+
+// Policy decides whether a principal may see an event and returns the form
+// it may see (masked for some roles). It is auth's one authorization
+// function; the hub applies it to every delivery, live and replayed.
+type Policy func(p *auth.Principal, e *event.Event) (*event.Event, bool)
+
+// DefaultPolicy shows an event when the principal may read it, unmasked.
+func DefaultPolicy(p *auth.Principal, e *event.Event) (*event.Event, bool) {
+	return e, p.MayRead(e)
+}
+
+// Options configure a Hub.
+type Options struct {
+	QueueSize int // per client; default 4096 deliveries
+	// PendingSize bounds live events buffered while a subscription replays.
+	PendingSize int
+	Policy      Policy
+	Logger      *slog.Logger
+}
+
+// Hub fans events out to clients.
+type Hub struct {
+	src  Source
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	clients map[*Client]struct{}
+	nextID  uint64
+	subs    atomic.Pointer[[]*subscription] // copy-on-write snapshot read by dispatch
+
+	dispatched atomic.Uint64 // seq of the last event offered to subscriptions
+	started    chan struct{}
+	startOnce  sync.Once
+
+	delivered atomic.Uint64
+	dropped   atomic.Uint64
+	lagged    atomic.Uint64
+	byCat     [16]atomic.Uint64 // deliveries per category index
+}
+
+// DeliveredByCategory returns the deliveries queued per category.
+func (h *Hub) DeliveredByCategory() map[event.Category]uint64 {
+	out := map[event.Category]uint64{}
+	for i, c := range event.Categories() {
+		out[c] = h.byCat[i].Load()
+	}
+	return out
+}
+
+// New returns a hub reading from src. Call Run to start it.
+func New(src Source, opts Options) *Hub {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4096
+	}
+	if opts.PendingSize <= 0 {
+		opts.PendingSize = 16384
+	}
+	if opts.Policy == nil {
+		opts.Policy = DefaultPolicy
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Hub{src: src, opts: opts, log: opts.Logger, clients: map[*Client]struct{}{}, started: make(chan struct{})}
+	empty := []*subscription{}
+	h.subs.Store(&empty)
+	return h
+}
+
+// Run tails the log from its current head and dispatches until ctx ends.
+// It is the hub's one reading goroutine.
+func (h *Hub) Run(ctx context.Context) error {
+	head, err := h.src.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("hub: head: %w", err)
+	}
+	h.dispatched.Store(head)
+	h.startOnce.Do(func() { close(h.started) })
+	err = h.src.Tail(ctx, head+1, h.dispatch)
+	h.closeAll()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("hub: tail: %w", err)
+}
+
+// Started is closed once Run has positioned itself on the log.
+func (h *Hub) Started() <-chan struct{} { return h.started }
+
+// Head is the seq of the last event dispatched to live subscriptions.
+func (h *Hub) Head() uint64 { return h.dispatched.Load() }
+
+func (h *Hub) dispatch(e *event.Event) {
+	for _, s := range *h.subs.Load() {
+		s.offer(e)
+	}
+	h.dispatched.Store(e.Seq)
+}
+
+func (h *Hub) addSub(s *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *h.subs.Load()
+	next := make([]*subscription, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, s)
+	h.subs.Store(&next)
+}
+
+func (h *Hub) removeSubs(drop func(*subscription) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *h.subs.Load()
+	next := make([]*subscription, 0, len(old))
+	for _, s := range old {
+		if !drop(s) {
+			next = append(next, s)
+		}
+	}
+	h.subs.Store(&next)
+}
+
+func (h *Hub) closeAll() {
+	h.mu.Lock()
+	clients := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		c.Kick(ErrShutdown)
+	}
+}
+
+// Shutdown closes every client with ErrShutdown (graceful stop: transports
+// tell their clients to reconnect elsewhere).
+func (h *Hub) Shutdown() { h.closeAll() }
+
+// Stats are the hub's counters for metrics.
+type Stats struct {
+	Clients       int
+	Subscriptions int
+	Delivered     uint64
+	Dropped       uint64
+	Lagged        uint64
+	QueuedTotal   int
+	ByTransport   map[string]int
+}
+
+// Stats returns a snapshot of the counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := Stats{Clients: len(h.clients), Subscriptions: len(*h.subs.Load()),
+		Delivered: h.delivered.Load(), Dropped: h.dropped.Load(), Lagged: h.lagged.Load()}
+	st.ByTransport = map[string]int{}
+	for c := range h.clients {
+		st.QueuedTotal += c.QueueDepth()
+		st.ByTransport[c.info.Transport]++
+	}
+	return st
+}
+
+// Clients returns a snapshot of every connected client.
+func (h *Hub) Clients() []*Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Client finds a connected client by id.
+func (h *Hub) Client(id string) (*Client, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if c.id == id {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// Errors ending a client's stream.
+var (
+	ErrClosed   = errors.New("hub: client closed")
+	ErrShutdown = errors.New("hub: server shutting down")
+)
+
+// LagError ends the stream of a client that fell behind. Resume holds, per
+// subscription id, the seq to resubscribe from without a gap.
+type LagError struct {
+	Resume map[string]uint64
+}
+
+func (e *LagError) Error() string { return "hub: client fell behind" }
+
+// WaitIdle waits until every client has closed or ctx ends (shutdown
+// drains connections before the server stops).
+func (h *Hub) WaitIdle(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		n := len(h.clients)
+		h.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

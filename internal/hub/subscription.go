@@ -1,0 +1,133 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/filter"
+)
+
+type subscription struct {
+	id      string
+	client  *Client
+	matcher *filter.Matcher
+	stopped atomic.Bool
+
+	// catching is true while the subscription replays from the log. Live
+	// events offered meanwhile wait in pending (bounded); if it overflows
+	// the replay simply reads further from the log.
+	catching atomic.Bool
+	mu       sync.Mutex
+	next     uint64 // next seq the replay must deliver
+	pending  []*event.Event
+	overflow bool
+	lastSeq  atomic.Uint64 // last seq delivered (for resume points)
+}
+
+// offer is called by the hub's dispatch goroutine for every event.
+func (s *subscription) offer(e *event.Event) {
+	if s.catching.Load() {
+		s.mu.Lock()
+		if s.catching.Load() {
+			if len(s.pending) < s.client.hub.opts.PendingSize {
+				s.pending = append(s.pending, e)
+			} else {
+				s.overflow = true
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+	s.deliver(e, false)
+}
+
+func (s *subscription) deliver(e *event.Event, block bool) bool {
+	if s.stopped.Load() || !s.matcher.Match(e) {
+		return true
+	}
+	visible, ok := s.client.hub.opts.Policy(s.client.info.Principal, e)
+	if !ok {
+		return true
+	}
+	if !s.client.enqueue(Delivery{SubID: s.id, Event: visible}, block) {
+		return false
+	}
+	s.lastSeq.Store(e.Seq)
+	if i := e.Category.Index(); i >= 0 {
+		s.client.hub.byCat[i].Add(1)
+	}
+	return true
+}
+
+// resumePoint is where a client should resume this subscription.
+func (s *subscription) resumePoint() uint64 {
+	if last := s.lastSeq.Load(); last > 0 {
+		return last + 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next > 0 {
+		return s.next
+	}
+	return s.client.hub.dispatched.Load() + 1
+}
+
+// catchUp replays from the log until it meets the live tail, then switches
+// the subscription to live delivery.
+func (s *subscription) catchUp(ctx context.Context) error {
+	hub := s.client.hub
+	for {
+		upto := hub.dispatched.Load()
+		s.mu.Lock()
+		from := s.next
+		s.mu.Unlock()
+		if from <= upto {
+			var lastErr error
+			err := hub.src.ScanRange(ctx, from, upto, func(e *event.Event) bool {
+				if !s.deliver(e, true) {
+					lastErr = ctx.Err()
+					return false
+				}
+				s.mu.Lock()
+				s.next = e.Seq + 1
+				s.mu.Unlock()
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if lastErr != nil || ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.mu.Lock()
+			if s.next <= upto {
+				s.next = upto + 1 // the rest of the range was removed by retention
+			}
+			s.mu.Unlock()
+		}
+		s.mu.Lock()
+		if s.overflow {
+			// Live events were dropped from pending: read them from the log.
+			s.overflow = false
+			s.pending = s.pending[:0]
+			s.mu.Unlock()
+			continue
+		}
+		for _, e := range s.pending {
+			if e.Seq < s.next {
+				continue
+			}
+			if !s.deliver(e, false) {
+				break
+			}
+			s.next = e.Seq + 1
+		}
+		s.pending = nil
+		s.catching.Store(false)
+		s.mu.Unlock()
+		return nil
+	}
+}

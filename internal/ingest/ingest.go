@@ -1,0 +1,91 @@
+// Package ingest owns the one path by which events enter Vigil: validate,
+// stamp (tenant, id, receive time), drop secrets, append to the log, and
+// answer only once the log holds them. REST, GraphQL's publishEvent, the
+// detection engine and `vigil demo` all publish through Service.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/store"
+)
+
+// Appender is the log as ingest needs it.
+type Appender interface {
+	Append(ctx context.Context, events []*event.Event) ([]store.Ack, error)
+}
+
+// Observer receives ingest measurements (Prometheus in production).
+type Observer interface {
+	Ingested(events []*event.Event, elapsed time.Duration)
+	SensitiveDropped(n int)
+}
+
+// ErrForbidden is returned when the principal may not publish.
+var ErrForbidden = errors.New("ingest: role may not publish events")
+
+// Service validates and appends events.
+type Service struct {
+	log    Appender
+	limits event.Limits
+	obs    Observer
+	now    func() time.Time
+}
+
+// New returns a Service. obs may be nil.
+func New(log Appender, limits event.Limits, obs Observer) *Service {
+	return &Service{log: log, limits: limits, obs: obs, now: time.Now}
+}
+
+// Limits returns the limits the service enforces.
+func (s *Service) Limits() event.Limits { return s.limits }
+
+// Publish normalizes and appends events for p. The batch is atomic with
+// respect to validation: if any event is invalid, none is stored and the
+// error (*event.BatchError) lists every invalid one by index.
+func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error) {
+	if !p.CanPublish() {
+		return nil, ErrForbidden
+	}
+	if len(events) == 0 {
+		return nil, &event.BatchError{Problems: []event.Problem{{Index: 0, Reason: "no events"}}}
+	}
+	if len(events) > s.limits.MaxBatchCount {
+		return nil, &event.BatchError{TooLarge: true, Problems: []event.Problem{{Index: s.limits.MaxBatchCount, Reason: fmt.Sprintf("more than %d events in one request", s.limits.MaxBatchCount)}}}
+	}
+	start := s.now()
+	tenant := p.PublishTenant()
+	var problems []event.Problem
+	dropped := 0
+	for i, e := range events {
+		n, err := event.Normalize(e, tenant, start, s.limits)
+		if err != nil {
+			problems = append(problems, event.ProblemFrom(i, err))
+			continue
+		}
+		if !p.SeesCategory(e.Category) {
+			problems = append(problems, event.Problem{Index: i, Field: "category", Reason: fmt.Sprintf("token may not publish category %q", e.Category)})
+			continue
+		}
+		dropped += n
+	}
+	if len(problems) > 0 {
+		return nil, &event.BatchError{Problems: problems}
+	}
+	acks, err := s.log.Append(ctx, events)
+	if err != nil {
+		return acks, fmt.Errorf("ingest: %w", err)
+	}
+	if s.obs != nil {
+		s.obs.Ingested(events, s.now().Sub(start))
+		if dropped > 0 {
+			s.obs.SensitiveDropped(dropped)
+		}
+	}
+	return acks, nil
+}

@@ -1,0 +1,68 @@
+// Package server owns Vigil's HTTP surface: NewServer takes every
+// dependency and registers every route in one place (routes.go), so the
+// whole API can be read in one file. Handlers live in their transport
+// packages; this package only wires them to paths and middleware.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/hub"
+	"github.com/vigil-sec/vigil/internal/ingest"
+	"github.com/vigil-sec/vigil/internal/metrics"
+	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/wsconn"
+)
+
+// Deps are the server's dependencies, built by the caller (internal/app).
+type Deps struct {
+	Log          *store.Log
+	Hub          *hub.Hub
+	Ingest       *ingest.Service
+	Auth         auth.Authenticator
+	Policy       hub.Policy
+	Guard        wsconn.Guard // connection and message limits; nil: none
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
+	PingInterval time.Duration
+	MaxSubs      int
+	MaxMessage   int64
+}
+
+// NewServer returns the HTTP handler for every Vigil endpoint.
+func NewServer(d Deps) http.Handler {
+	if d.Policy == nil {
+		d.Policy = hub.DefaultPolicy
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	addRoutes(mux, d)
+	return recoverPanics(d.Logger, mux)
+}
+
+// recoverPanics turns a handler panic into a 500 and a log line instead of
+// a dropped connection with no trace.
+func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("handler panic", "path", r.URL.Path, "panic", v)
+				auth.WriteError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (d Deps) wsDeps() wsconn.Deps {
+	return wsconn.Deps{Hub: d.Hub, Auth: d.Auth, Guard: d.Guard, Logger: d.Logger,
+		PingInterval: d.PingInterval, MaxMessage: d.MaxMessage, Delivered: d.Metrics.Delivered}
+}

@@ -1,0 +1,56 @@
+package store
+
+import "time"
+
+// Config says where the log lives and how it is kept.
+type Config struct {
+	// DataDir holds the embedded server's JetStream files. Ignored when
+	// NATSURL is set.
+	DataDir string
+	// NATSURL points at an external NATS JetStream cluster; empty means the
+	// embedded server.
+	NATSURL string
+	// NodeID names this node's integrity chain. Nodes sharing one stream
+	// must use distinct ids.
+	NodeID string
+	// SyncAlways makes the embedded file store fsync every write (survives
+	// power loss; costs throughput). Default: fsync every 2 minutes, which
+	// survives a killed process but not a lost machine.
+	SyncAlways bool
+	// DedupWindow is how long a producer-chosen id is remembered.
+	DedupWindow time.Duration
+	// MaxAge and MaxBytes bound retention; zero means unlimited.
+	MaxAge   time.Duration
+	MaxBytes int64
+	// Replicas for the stream on an external cluster (1 for embedded).
+	Replicas int
+	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
+	MaxMemory int64
+	MaxStore  int64
+}
+
+func (c *Config) defaults() {
+	if c.NodeID == "" {
+		c.NodeID = "node-1"
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = 2 * time.Minute
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxMemory == 0 {
+		c.MaxMemory = 256 << 20
+	}
+	if c.MaxStore == 0 {
+		c.MaxStore = 64 << 30
+	}
+}
+
+const (
+	// StreamName is the JetStream stream holding every event.
+	StreamName = "VIGIL_EVENTS"
+	// SubjectPrefix starts every event subject:
+	// vigil.events.<tenant>.<category>.<severity>.<id>
+	SubjectPrefix = "vigil.events"
+)

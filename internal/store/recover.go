@@ -1,0 +1,70 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// chainSearchDepth bounds how far back recovery looks for this node's last
+// chain link; past it, a new chain segment starts (verify reports it).
+const chainSearchDepth = 100_000
+
+// recover rebuilds in-memory state after a start: the dedup index from the
+// events received within the window, and this node's last chain hash.
+func (l *Log) recover(ctx context.Context) error {
+	if err := l.recoverChain(ctx); err != nil {
+		return err
+	}
+	since := time.Now().Add(-l.cfg.DedupWindow)
+	from, err := l.SeqForTime(ctx, since)
+	if err != nil {
+		return fmt.Errorf("store: recover dedup index: %w", err)
+	}
+	return l.Scan(ctx, from, func(e *event.Event) bool {
+		l.recent.remember(e.Tenant+"/"+e.ID, e.Seq, e.ReceivedAt)
+		return true
+	})
+}
+
+// recoverChain finds the newest event of this node's chain.
+func (l *Log) recoverChain(ctx context.Context) error {
+	head, err := l.Head(ctx)
+	if err != nil {
+		return err
+	}
+	l.lastHash = ""
+	if head == 0 {
+		return nil
+	}
+	first, err := l.First(ctx)
+	if err != nil {
+		return err
+	}
+	for end := head; end >= first && head-end < chainSearchDepth; {
+		start := first
+		if end >= first+4096 {
+			start = end - 4095
+		}
+		found := ""
+		if err := l.ScanRange(ctx, start, end, func(e *event.Event) bool {
+			if e.Chain == l.cfg.NodeID {
+				found = e.Hash
+			}
+			return true
+		}); err != nil {
+			return fmt.Errorf("store: recover chain: %w", err)
+		}
+		if found != "" {
+			l.lastHash = found
+			return nil
+		}
+		if start == first {
+			break
+		}
+		end = start - 1
+	}
+	return nil
+}

@@ -1,0 +1,389 @@
+// Package wsconn owns the one WebSocket connection implementation every
+// WebSocket dialect plugs into: the upgrade (after authentication), the
+// reader loop with frame-size limits, the single writer that drains the
+// client's hub queue and coalesces it into one socket write, keep-alive
+// pings, and the close codes. A dialect only translates: client messages
+// into hub subscriptions, hub deliveries into its own message shapes.
+package wsconn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/hub"
+)
+
+// Close codes sent by Vigil (also documented in docs/protocol.md).
+const (
+	CloseNormal        ws.StatusCode = 1000
+	CloseGoingAway     ws.StatusCode = 1001 // server shutting down: reconnect and resume
+	ClosePolicy        ws.StatusCode = 1008 // not allowed (auth, origin)
+	CloseTooBig        ws.StatusCode = 1009 // client frame over the limit
+	CloseLagged        ws.StatusCode = 4000 // fell behind: resume from the lagged cursor
+	CloseRevoked       ws.StatusCode = 4001 // token revoked or expired
+	ClosePingTimeout   ws.StatusCode = 4002 // previous ping not answered
+	CloseLimitExceeded ws.StatusCode = 4003 // connection or message-rate limit
+	CloseKicked        ws.StatusCode = 4004 // closed by an administrator
+)
+
+// Dialect translates between one wire protocol and the hub.
+type Dialect interface {
+	// Open runs after the upgrade: greetings, default subscriptions.
+	Open(s *Session) error
+	// Message handles one client text message. A returned error closes the
+	// connection; bad input should be answered with the dialect's own error
+	// message instead.
+	Message(s *Session, payload []byte) error
+	// Encode appends the message for one event delivery to dst; returning
+	// dst unchanged skips the delivery.
+	Encode(dst []byte, d hub.Delivery) []byte
+}
+
+// LagReporter is implemented by dialects that tell a lagging client where
+// to resume before the connection closes.
+type LagReporter interface {
+	Lagged(s *Session, lag *hub.LagError) [][]byte
+}
+
+// Guard admits connections and client messages (limits, origin checks).
+// auth provides the implementation; nil admits everything.
+type Guard interface {
+	// Admit is called before the upgrade; release is called when the
+	// connection ends.
+	Admit(r *http.Request, p *auth.Principal) (release func(), status int, err error)
+	// AllowMessage rate-limits client messages on one connection.
+	AllowMessage(connID string) bool
+}
+
+// Deps are what every WebSocket endpoint needs.
+type Deps struct {
+	Hub          *hub.Hub
+	Auth         auth.Authenticator
+	Guard        Guard
+	Logger       *slog.Logger
+	PingInterval time.Duration // default 30 s
+	MaxMessage   int64         // largest client message; default 64 KiB
+	WriteTimeout time.Duration // default 10 s
+	// Delivered observes each written batch (delivery latency metrics).
+	Delivered func(batch []hub.Delivery, at time.Time)
+}
+
+// Session is one WebSocket connection.
+type Session struct {
+	conn      net.Conn
+	client    *hub.Client
+	principal *auth.Principal
+	deps      Deps
+	r         *http.Request
+	dialect   Dialect
+
+	wmu       sync.Mutex // one writer at a time on the socket
+	closeOnce sync.Once
+	pongSeen  atomic.Bool
+	pinger    *time.Timer
+	closeCode atomic.Int32
+}
+
+// ID is the hub client id of this connection.
+func (s *Session) ID() string { return s.client.ID() }
+
+// Client is the session's hub client.
+func (s *Session) Client() *hub.Client { return s.client }
+
+// Principal is the authenticated caller.
+func (s *Session) Principal() *auth.Principal { return s.principal }
+
+// Request is the upgrade request (query parameters, headers).
+func (s *Session) Request() *http.Request { return s.r }
+
+// Logger is the connection's logger.
+func (s *Session) Logger() *slog.Logger { return s.deps.Logger.With("conn", s.ID()) }
+
+// Send queues v, JSON-encoded, behind the deliveries already queued.
+func (s *Session) Send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.client.SendRaw(b)
+}
+
+// SendRaw queues an already-encoded message.
+func (s *Session) SendRaw(b []byte) error { return s.client.SendRaw(b) }
+
+// Close ends the connection with a close frame.
+func (s *Session) Close(code ws.StatusCode, reason string) {
+	s.closeOnce.Do(func() {
+		s.closeCode.Store(int32(code))
+		s.wmu.Lock()
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = ws.WriteFrame(s.conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)))
+		s.wmu.Unlock()
+		_ = s.conn.Close()
+		s.client.Kick(hub.ErrClosed)
+	})
+}
+
+// Serve authenticates r, upgrades it and runs the connection until it ends.
+func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, newDialect func(*Session) Dialect) {
+	if deps.PingInterval <= 0 {
+		deps.PingInterval = 30 * time.Second
+	}
+	if deps.MaxMessage <= 0 {
+		deps.MaxMessage = 64 << 10
+	}
+	if deps.WriteTimeout <= 0 {
+		deps.WriteTimeout = 10 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		tok := auth.TokenFromRequest(r)
+		if tok == "" {
+			auth.WriteError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token> or ?token=)")
+			return
+		}
+		var err error
+		if p, err = deps.Auth.Authenticate(r.Context(), tok); err != nil {
+			auth.WriteError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+	}
+	if !p.CanRead() {
+		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		return
+	}
+	release := func() {}
+	if deps.Guard != nil {
+		rel, status, err := deps.Guard.Admit(r, p)
+		if err != nil {
+			auth.WriteError(w, status, err.Error())
+			return
+		}
+		release = rel
+	}
+	defer release()
+	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		deps.Logger.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	var src io.Reader = conn
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		src = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
+	}
+	client := deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p})
+	s := &Session{conn: conn, client: client, principal: p, deps: deps, r: r}
+	s.dialect = newDialect(s)
+	s.run(src)
+}
+
+func (s *Session) run(src io.Reader) {
+	defer s.client.Close()
+	defer s.conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	s.pongSeen.Store(true)
+	s.pinger = time.AfterFunc(s.deps.PingInterval, s.ping)
+	defer s.pinger.Stop()
+
+	if err := s.dialect.Open(s); err != nil {
+		s.Close(ClosePolicy, err.Error())
+		return
+	}
+	writerDone := make(chan struct{})
+	go func() { // owned by run: ends when the client's stream ends
+		defer close(writerDone)
+		s.writeLoop(ctx)
+	}()
+	s.readLoop(src)
+	s.client.Kick(hub.ErrClosed)
+	<-writerDone
+}
+
+func (s *Session) ping() {
+	if !s.pongSeen.Swap(false) {
+		s.Close(ClosePingTimeout, "ping not answered")
+		return
+	}
+	s.wmu.Lock()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
+	err := ws.WriteFrame(s.conn, ws.NewPingFrame(nil))
+	s.wmu.Unlock()
+	if err != nil {
+		_ = s.conn.Close()
+		return
+	}
+	s.pinger.Reset(s.deps.PingInterval)
+}
+
+// lockedWriter lets the control-frame handler answer pings and closes
+// without interleaving with the writer goroutine's frames.
+type lockedWriter struct{ s *Session }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.s.wmu.Lock()
+	defer w.s.wmu.Unlock()
+	_ = w.s.conn.SetWriteDeadline(time.Now().Add(w.s.deps.WriteTimeout))
+	return w.s.conn.Write(p)
+}
+
+func (s *Session) readLoop(src io.Reader) {
+	rd := &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true,
+		MaxFrameSize: s.deps.MaxMessage, MaxMessageSize: s.deps.MaxMessage}
+	control := wsutil.ControlHandler{Src: rd, Dst: lockedWriter{s}, State: ws.StateServerSide}
+	rd.OnIntermediate = func(h ws.Header, r io.Reader) error {
+		if h.OpCode == ws.OpPong {
+			s.pongSeen.Store(true)
+		}
+		return control.Handle(h)
+	}
+	for {
+		h, err := rd.NextFrame()
+		if err != nil {
+			if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
+				s.Close(CloseTooBig, "message larger than the limit")
+			}
+			var closed wsutil.ClosedError
+			if errors.As(err, &closed) {
+				s.closeOnce.Do(func() {}) // the handler already answered the close
+			}
+			return
+		}
+		if h.OpCode.IsControl() {
+			if h.OpCode == ws.OpPong {
+				s.pongSeen.Store(true)
+			}
+			if err := control.Handle(h); err != nil {
+				return
+			}
+			continue
+		}
+		s.pongSeen.Store(true) // any traffic proves the peer is alive
+		payload, err := io.ReadAll(rd)
+		if err != nil {
+			if errors.Is(err, wsutil.ErrMessageTooLarge) || errors.Is(err, wsutil.ErrFrameTooLarge) {
+				s.Close(CloseTooBig, "message larger than the limit")
+			}
+			return
+		}
+		if s.deps.Guard != nil && !s.deps.Guard.AllowMessage(s.ID()) {
+			s.Close(CloseLimitExceeded, "message rate limit exceeded")
+			return
+		}
+		if err := s.dialect.Message(s, payload); err != nil {
+			s.Close(ClosePolicy, err.Error())
+			return
+		}
+	}
+}
+
+// writeLoop drains the hub queue: everything queued since the last write
+// goes out as one buffer of frames in one syscall.
+func (s *Session) writeLoop(ctx context.Context) {
+	var buf, msg []byte
+	for {
+		batch, err := s.client.Next(ctx)
+		if err != nil {
+			s.finish(err)
+			return
+		}
+		buf = buf[:0]
+		for _, d := range batch {
+			if d.Raw != nil {
+				buf = appendFrame(buf, d.Raw)
+				continue
+			}
+			msg = s.dialect.Encode(msg[:0], d)
+			if len(msg) > 0 {
+				buf = appendFrame(buf, msg)
+			}
+		}
+		if len(buf) == 0 {
+			continue
+		}
+		s.wmu.Lock()
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
+		_, err = s.conn.Write(buf)
+		s.wmu.Unlock()
+		if err != nil {
+			_ = s.conn.Close()
+			return
+		}
+		if s.deps.Delivered != nil {
+			s.deps.Delivered(batch, time.Now())
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin a burst's buffer for the connection's life
+		}
+	}
+}
+
+// finish sends what the stream's end means to the client, then closes.
+func (s *Session) finish(err error) {
+	var lag *hub.LagError
+	switch {
+	case errors.As(err, &lag):
+		if lr, ok := s.dialect.(LagReporter); ok {
+			var buf []byte
+			for _, m := range lr.Lagged(s, lag) {
+				buf = appendFrame(buf, m)
+			}
+			s.wmu.Lock()
+			_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
+			_, _ = s.conn.Write(buf)
+			s.wmu.Unlock()
+		}
+		s.Close(CloseLagged, "client fell behind; resume from the lagged cursor")
+	case errors.Is(err, hub.ErrShutdown):
+		s.Close(CloseGoingAway, "server shutting down; reconnect and resume")
+	case errors.Is(err, auth.ErrBadToken):
+		s.Close(CloseRevoked, "token revoked or expired")
+	case errors.Is(err, hub.ErrClosed), errors.Is(err, context.Canceled):
+		s.Close(CloseNormal, "")
+	default:
+		s.Close(CloseKicked, err.Error())
+	}
+}
+
+func appendFrame(dst, payload []byte) []byte {
+	var hdr [ws.MaxHeaderSize]byte
+	n := putHeader(hdr[:], len(payload))
+	dst = append(dst, hdr[:n]...)
+	return append(dst, payload...)
+}
+
+// putHeader writes an unmasked, final text frame header (server side).
+func putHeader(b []byte, n int) int {
+	b[0] = 0x80 | byte(ws.OpText)
+	switch {
+	case n < 126:
+		b[1] = byte(n)
+		return 2
+	case n <= 0xFFFF:
+		b[1] = 126
+		b[2], b[3] = byte(n>>8), byte(n)
+		return 4
+	default:
+		b[1] = 127
+		for i := 0; i < 8; i++ {
+			b[2+i] = byte(uint64(n) >> (56 - 8*i))
+		}
+		return 10
+	}
+}
