@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/server"
+	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
 )
 
@@ -54,7 +56,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		logger.Info("log: external NATS JetStream", "url", redactURL(cfg.NATS))
 	}
 
-	policy := hub.DefaultPolicy
+	// Identity and access (issue 5): admin token, KV-backed API tokens,
+	// JWTs, the masking policy, connection limits and revocation.
+	if cfg.Access.Limits.MaxSubscriptions == 0 {
+		cfg.Access.Limits.MaxSubscriptions = cfg.MaxSubs
+	}
+	acc, err := access.New(ctx, access.Options{Config: cfg.Access, JetStream: log.JetStream(), AdminToken: adminToken, Logger: logger})
+	if err != nil {
+		return err
+	}
+	policy := acc.HubPolicy()
 	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, Policy: policy, Logger: logger})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -74,12 +85,30 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 
 	m := metrics.New(h)
 	ing := ingest.New(log, cfg.Limits, m)
-	admin := auth.NewStaticToken(adminToken, auth.Principal{ID: "admin", Name: "admin token", Role: auth.RoleAdmin, Tenant: auth.AllTenants})
-	authn := auth.Chain{admin}
+	if err := acc.Metrics.Register(m.Registry); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { // token watcher and revocation enforcer: stopped by stopRun
+		defer wg.Done()
+		acc.Run(runCtx, h)
+	}()
+
+	// Issue 4: live statistics for status, phase 8 and GraphQL metrics,
+	// fed by one internal hub client.
+	st := stats.New(logger)
+	wg.Add(1)
+	go func() { // stats' hub client: stopped by stopRun
+		defer wg.Done()
+		if err := st.Run(runCtx, h); err != nil {
+			logger.Warn("stats stopped", "err", err)
+		}
+	}()
 
 	handler := server.NewServer(server.Deps{
-		Log: log, Hub: h, Ingest: ing, Auth: authn, Policy: policy, Metrics: m, Logger: logger,
+		Log: log, Hub: h, Ingest: ing, Auth: acc.Auth, Policy: policy, Guard: acc.Limiter, Access: acc, Metrics: m, Logger: logger,
 		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes),
+		Stats: st, // issue 4
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

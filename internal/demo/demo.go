@@ -311,7 +311,8 @@ func (g *Generator) fraud() *event.Event {
 	e.Source, e.User, e.SrcIP, e.Action = "payments-api", user, g.pick(append(goodIPs, badIPs...)), "fraud_alert"
 	e.Confidence, e.RiskScore = ptr(0.5+g.rng.Float64()*0.5), ptr(40+g.rng.Float64()*60)
 	e.Message = fmt.Sprintf("suspicious payment of %.2f EUR by %s", amount, user)
-	e.Data = data(map[string]any{"fraud_details": map[string]any{"transaction_id": fmt.Sprintf("tx-%08d", g.rng.IntN(1e8)), "amount": amount, "currency": "EUR", "fraud_type": g.pick([]string{"card_testing", "account_takeover", "velocity"}), "merchant": "demo-shop"}})
+	e.Data = data(map[string]any{"fraud_details": map[string]any{"transaction_id": fmt.Sprintf("tx-%08d", g.rng.IntN(1e8)), "amount": amount, "currency": "EUR", "fraud_type": g.pick([]string{"card_testing", "account_takeover", "velocity"}), "merchant": "demo-shop",
+		"fraud_score": *e.Confidence}}) // issue 4: fraud_score as in the Phase 8 schema
 	return e
 }
 
@@ -320,7 +321,8 @@ func (g *Generator) response() *event.Event {
 	e.Source, e.Action, e.Outcome = "phase8-engine", "response_executed", "success"
 	act := g.pick([]string{"block_ip", "disable_account", "revoke_sessions", "quarantine_host"})
 	e.Message = "automated response executed: " + act
-	e.Data = data(map[string]any{"response_details": map[string]any{"action": act, "target": g.pick(badIPs), "playbook": "pb-credential-attack", "duration_ms": 20 + g.rng.IntN(400)}})
+	e.Data = data(map[string]any{"response_details": map[string]any{"action": act, "target": g.pick(badIPs), "playbook": "pb-credential-attack", "duration_ms": 20 + g.rng.IntN(400),
+		"status": "success"}}) // issue 4: status as in the Phase 8 schema
 	return e
 }
 

@@ -44,9 +44,9 @@ var categoryAliases = map[string]Category{
 	"authz": CategoryAuthorization, "access": CategoryAuthorization, "permission": CategoryAuthorization,
 	"crypto": CategoryEncryption, "key": CategoryEncryption, "keys": CategoryEncryption,
 	"ratelimit": CategoryRateLimit, "ddos": CategoryRateLimit,
-	"insider": CategoryInsiderThreat,
+	"insider":          CategoryInsiderThreat,
 	"memory_hardening": CategoryMemory,
-	"circuit": CategoryCircuitBreaker, "circuitbreaker": CategoryCircuitBreaker,
+	"circuit":          CategoryCircuitBreaker, "circuitbreaker": CategoryCircuitBreaker,
 	"threat": CategoryThreatIntel, "intel": CategoryThreatIntel,
 	"incident": CategoryOrchestration,
 }

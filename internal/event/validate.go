@@ -134,37 +134,84 @@ var sensitiveKeys = map[string]bool{
 func IsSensitiveKey(k string) bool { return sensitiveKeys[strings.ToLower(k)] }
 
 func normalizeData(e *Event, lim Limits) (int, error) {
-	dec := json.NewDecoder(bytes.NewReader(e.Data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	// Fast path: one pass over the bytes checks depth, string lengths and
+	// key names without building a map. Only data that holds a secret-
+	// looking key (or is not an object) takes the decoding path below.
+	if !json.Valid(e.Data) {
+		var v any
+		err := json.Unmarshal(e.Data, &v)
 		return 0, &fieldError{"data", "not valid JSON: " + err.Error()}
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		if v == nil {
-			e.Data = nil
-			return 0, nil
-		}
+	trimmed := bytes.TrimSpace(e.Data)
+	if string(trimmed) == "null" {
+		e.Data = nil
+		return 0, nil
+	}
+	if trimmed[0] != '{' {
 		return 0, &fieldError{"data", "must be a JSON object"}
+	}
+	sensitive, err := scanData(trimmed, lim)
+	if err != nil {
+		return 0, err
+	}
+	if !sensitive {
+		e.Data = trimmed
+		return 0, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return 0, &fieldError{"data", "not valid JSON: " + err.Error()}
 	}
 	dropped, err := walkData(m, 1, "data", lim)
 	if err != nil {
 		return 0, err
 	}
-	if dropped > 0 {
-		b, err := json.Marshal(m)
-		if err != nil {
-			return 0, &fieldError{"data", err.Error()}
-		}
-		e.Data = b
-	} else {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, e.Data); err == nil {
-			e.Data = buf.Bytes()
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0, &fieldError{"data", err.Error()}
+	}
+	e.Data = b
+	return dropped, nil
+}
+
+// scanData walks valid JSON bytes, enforcing the depth and string limits
+// and reporting whether any object key names a secret.
+func scanData(b []byte, lim Limits) (sensitive bool, err error) {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '{', '[':
+			depth++
+			if depth > lim.MaxDataDepth {
+				return false, &fieldError{"data", fmt.Sprintf("nested deeper than %d levels", lim.MaxDataDepth)}
+			}
+		case '}', ']':
+			depth--
+		case '"':
+			start := i + 1
+			escaped := false
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					escaped = true
+					i++
+				}
+			}
+			str := b[start:i]
+			if len(str) > lim.MaxStringLen {
+				return false, &fieldError{"data", fmt.Sprintf("string longer than %d bytes", lim.MaxStringLen)}
+			}
+			j := i + 1
+			for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
+				j++
+			}
+			if j < len(b) && b[j] == ':' && (escaped || IsSensitiveKey(string(str))) {
+				sensitive = true // escaped keys are checked on the decoding path
+			}
 		}
 	}
-	return dropped, nil
+	return sensitive, nil
 }
 
 func walkData(v any, depth int, path string, lim Limits) (int, error) {

@@ -117,7 +117,7 @@ func Compile(f Filter) (*Matcher, error) {
 	}
 	for _, t := range f.Types {
 		switch {
-		case t == "" :
+		case t == "":
 			return nil, &Error{"types", "empty type"}
 		case t == "*":
 			m.typePrefix = append(m.typePrefix, "")

@@ -117,7 +117,9 @@ func FromTime(t time.Time) Cursor { return Cursor{time: t} }
 // ErrDuplicateSub is returned when a subscription id is already in use.
 type ErrDuplicateSub string
 
-func (e ErrDuplicateSub) Error() string { return fmt.Sprintf("subscription %q already exists", string(e)) }
+func (e ErrDuplicateSub) Error() string {
+	return fmt.Sprintf("subscription %q already exists", string(e))
+}
 
 // Subscribe adds a subscription and returns the head seq at that moment.
 // With a cursor in the past, matching events from the log are delivered

@@ -52,6 +52,11 @@ func (s *subscription) deliver(e *event.Event, block bool) bool {
 	if !ok {
 		return true
 	}
+	// issue 5: a masked event must also match in its masked form, or a
+	// viewer could probe unmasked values (exact IP, e-mail) with filters.
+	if visible != e && !s.matcher.Match(visible) {
+		return true
+	}
 	if !s.client.enqueue(Delivery{SubID: s.id, Event: visible}, block) {
 		return false
 	}

@@ -89,7 +89,7 @@ func (m *Metrics) Delivered(batch []hub.Delivery, at time.Time) {
 }
 
 type hubCollector struct {
-	hub                                     *hub.Hub
+	hub                                       *hub.Hub
 	out, conns, subs, queued, dropped, lagged *prometheus.Desc
 }
 

@@ -101,6 +101,10 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 // Get handles GET /api/v1/events/{id}.
 func (h *Events) Get(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
+	if !p.CanRead() { // issue 5: same answer as history for a role that may not read
+		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		return
+	}
 	id := r.PathValue("id")
 	e, err := h.Log.Get(r.Context(), id)
 	if err != nil {
@@ -219,6 +223,24 @@ func (h *Events) History(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]any{"events": raws, "next": nextV})
 }
 
+// Query runs a history query for another transport (issue 4: GraphQL's
+// events query), so history has one implementation. asc returns events
+// with seq >= from, oldest first; otherwise events with seq <= from (0: the
+// head), newest first. next is where the following page starts (0: none).
+func (h *Events) Query(ctx context.Context, p *auth.Principal, m *filter.Matcher, limit int, asc bool, from uint64) ([]*event.Event, uint64, error) {
+	hq := historyQuery{matcher: m, limit: limit, asc: asc}
+	if asc {
+		hq.sinceSeq = from
+	} else {
+		hq.cursor = from
+	}
+	lo, hi, err := h.bounds(ctx, hq)
+	if err != nil {
+		return nil, 0, err
+	}
+	return h.collect(ctx, p, hq, lo, hi)
+}
+
 // bounds turns seq and time parameters into an inclusive seq range.
 func (h *Events) bounds(ctx context.Context, hq historyQuery) (lo, hi uint64, err error) {
 	if hi, err = h.Log.Head(ctx); err != nil {
@@ -269,7 +291,9 @@ func (h *Events) collect(ctx context.Context, p *auth.Principal, hq historyQuery
 	take := func(e *event.Event) bool {
 		scanned++
 		if hq.matcher.Match(e) {
-			if v, ok := h.Policy(p, e); ok {
+			// issue 5: masked events must match in masked form too (no
+			// filter oracle for unmasked values).
+			if v, ok := h.Policy(p, e); ok && (v == e || hq.matcher.Match(v)) {
 				out = append(out, v)
 			}
 		}

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/auth/access"
+	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/metrics"
+	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
@@ -24,12 +27,18 @@ type Deps struct {
 	Ingest       *ingest.Service
 	Auth         auth.Authenticator
 	Policy       hub.Policy
-	Guard        wsconn.Guard // connection and message limits; nil: none
+	Guard        wsconn.Guard   // connection and message limits; nil: none
+	Access       *access.Access // token API (issue 5); nil: no /api/v1/tokens
 	Metrics      *metrics.Metrics
 	Logger       *slog.Logger
 	PingInterval time.Duration
 	MaxSubs      int
 	MaxMessage   int64
+	// Issue 4: Stats feeds status, phase 8 and GraphQL metrics (run by the
+	// app; nil gives zero counts); Detections backs the GraphQL detection
+	// queries (nil until internal/detect offers a service).
+	Stats      *stats.Stats
+	Detections graphql.Detections
 }
 
 // NewServer returns the HTTP handler for every Vigil endpoint.

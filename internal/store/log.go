@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json" // 2-3x faster than encoding/json on the append and replay paths (docs/performance.md)
 	"path/filepath"
 	"strconv"
 	"sync"

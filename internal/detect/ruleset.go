@@ -1,0 +1,418 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/vigil-sec/vigil/internal/detect/builtin"
+	"github.com/vigil-sec/vigil/internal/detect/sigma"
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// FieldMapFile is the optional file in the rules directory that extends the
+// Sigma → Vigil field mapping (docs/detections.md).
+const FieldMapFile = "fieldmap.yaml"
+
+// RuleInfo describes one rule for GET /api/v1/rules.
+type RuleInfo struct {
+	ID              string   `json:"id,omitempty"`
+	Name            string   `json:"name,omitempty"`
+	Title           string   `json:"title,omitempty"`
+	Kind            string   `json:"kind"` // "sigma" or "correlation:<type>"
+	Origin          string   `json:"origin"` // "builtin" or "file"
+	Path            string   `json:"path"`
+	Line            int      `json:"line,omitempty"`
+	Severity        string   `json:"severity,omitempty"`
+	MitreTactics    []string `json:"mitre_tactics,omitempty"`
+	MitreTechniques []string `json:"mitre_techniques,omitempty"`
+	OWASPCategory   string   `json:"owasp_category,omitempty"`
+	References      []string `json:"rules,omitempty"` // correlations: the rules they read
+	// State is "enabled" (creates detections), "referenced" (only feeds
+	// correlations: Sigma's generate: false) or "error".
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// ruleMeta is what a detection inherits from its rule.
+type ruleMeta struct {
+	RuleID, Title, Category, Severity, OWASP string
+	Confidence                               float64
+	Tactics, Techniques                      []string
+}
+
+// rule is a loaded, compiled rule.
+type rule struct {
+	idx        int
+	src        *sigma.Rule
+	info       *RuleInfo
+	meta       ruleMeta
+	matcher    *sigma.Matcher // detection rules
+	corr       *correlation   // correlation rules
+	groupBy    []string       // plain rules: Vigil fields forming the group key
+	generate   bool
+	downstream []*rule // correlations that read this rule's matches
+}
+
+// RuleSet is an immutable set of compiled rules with their load report.
+type RuleSet struct {
+	rules    []*rule // loaded without error, in load order
+	infos    []*RuleInfo
+	errs     []*sigma.Error
+	byCat    map[event.Category][]*rule // detection rules limited to one category
+	anyCat   []*rule                    // detection rules for every category
+	fieldMap sigma.FieldMap
+}
+
+// Infos returns the load report of every rule, in load order.
+func (rs *RuleSet) Infos() []RuleInfo {
+	out := make([]RuleInfo, len(rs.infos))
+	for i, in := range rs.infos {
+		out[i] = *in
+	}
+	return out
+}
+
+// Errors returns the problems found while loading.
+func (rs *RuleSet) Errors() []*sigma.Error { return rs.errs }
+
+// Len is the number of rules that loaded.
+func (rs *RuleSet) Len() int { return len(rs.rules) }
+
+// ruleSource is one rule file to load.
+type ruleSource struct {
+	path, origin string
+	data         []byte
+}
+
+// LoadOptions say where rules come from.
+type LoadOptions struct {
+	// NoBuiltins skips the embedded rules (tests, `vigil rules test`).
+	NoBuiltins bool
+	// Dir is an extra rule directory (--rules); may be empty.
+	Dir string
+	// Files are extra rule files (`vigil rules test`).
+	Files []string
+	// FieldMap extends the default Sigma field mapping.
+	FieldMap sigma.FieldMap
+}
+
+// LoadRules loads the built-in rules, then every *.yml / *.yaml under Dir
+// (recursively), then Files. A broken file or rule is recorded in the
+// report and skipped; the others load. Only an unreadable directory is an
+// error.
+func LoadRules(opts LoadOptions) (*RuleSet, error) {
+	var srcs []ruleSource
+	if !opts.NoBuiltins {
+		err := fs.WalkDir(builtin.FS, ".", func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !isRuleFile(path) {
+				return err
+			}
+			b, err := fs.ReadFile(builtin.FS, path)
+			if err != nil {
+				return err
+			}
+			srcs = append(srcs, ruleSource{path: "builtin:" + path, origin: "builtin", data: b})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("detect: built-in rules: %w", err)
+		}
+	}
+	fm := sigma.DefaultFieldMap().Merge(opts.FieldMap)
+	var loadErrs []*sigma.Error
+	if opts.Dir != "" {
+		st, err := os.Stat(opts.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("detect: rules dir: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("detect: rules dir %s: not a directory", opts.Dir)
+		}
+		if b, err := os.ReadFile(filepath.Join(opts.Dir, FieldMapFile)); err == nil {
+			extra, perr := sigma.ParseFieldMap(b)
+			if perr != nil {
+				loadErrs = append(loadErrs, &sigma.Error{Path: filepath.Join(opts.Dir, FieldMapFile), Reason: perr.Error()})
+			} else {
+				fm = fm.Merge(extra)
+			}
+		}
+		err = filepath.WalkDir(opts.Dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				loadErrs = append(loadErrs, &sigma.Error{Path: path, Reason: err.Error()})
+				return nil
+			}
+			if d.IsDir() || !isRuleFile(path) || filepath.Base(path) == FieldMapFile {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				loadErrs = append(loadErrs, &sigma.Error{Path: path, Reason: err.Error()})
+				return nil
+			}
+			srcs = append(srcs, ruleSource{path: path, origin: "file", data: b})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("detect: rules dir: %w", err)
+		}
+	}
+	for _, f := range opts.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("detect: rule file: %w", err)
+		}
+		srcs = append(srcs, ruleSource{path: f, origin: "file", data: b})
+	}
+	rs := buildRuleSet(srcs, fm)
+	rs.errs = append(loadErrs, rs.errs...)
+	for _, e := range loadErrs {
+		rs.infos = append(rs.infos, &RuleInfo{Path: e.Path, Line: e.Line, Kind: "file", Origin: "file", State: "error", Error: e.Reason})
+	}
+	return rs, nil
+}
+
+func isRuleFile(p string) bool {
+	ext := strings.ToLower(filepath.Ext(p))
+	return ext == ".yml" || ext == ".yaml"
+}
+
+// buildRuleSet parses, compiles and links rules. Correlations are linked
+// after every file is parsed, so a correlation may name rules of any file.
+func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
+	rs := &RuleSet{byCat: map[event.Category][]*rule{}, fieldMap: fm}
+	var parsed []*rule
+	byRef := map[string]*rule{}
+	fail := func(r *rule, err error) {
+		var se *sigma.Error
+		if !errors.As(err, &se) {
+			se = &sigma.Error{Path: r.src.Path, Line: r.src.Line, Rule: r.src.Label(), Reason: err.Error()}
+		}
+		r.info.State, r.info.Error = "error", se.Reason
+		if se.Line > 0 {
+			r.info.Line = se.Line
+		}
+		rs.errs = append(rs.errs, se)
+	}
+	for _, src := range srcs {
+		rules, errs := sigma.ParseFile(src.path, src.data)
+		for _, e := range errs {
+			rs.errs = append(rs.errs, e)
+			rs.infos = append(rs.infos, &RuleInfo{Title: e.Rule, Path: e.Path, Line: e.Line, Kind: "sigma", Origin: src.origin, State: "error", Error: e.Reason})
+		}
+		for _, sr := range rules {
+			r := &rule{src: sr, info: &RuleInfo{ID: sr.ID, Name: sr.Name, Title: sr.Title, Path: sr.Path, Line: sr.Line,
+				Origin: src.origin, Severity: sr.Severity(), State: "enabled"}}
+			r.info.MitreTactics, r.info.MitreTechniques = sigma.Mitre(sr.Tags)
+			r.info.OWASPCategory = firstNonEmpty(sr.Vigil.OWASP, sigma.OWASP(sr.Tags))
+			rs.infos = append(rs.infos, r.info)
+			if sr.Correlation != nil {
+				r.info.Kind = "correlation:" + sr.Correlation.Type
+				r.info.References = sr.Correlation.Rules
+			} else {
+				r.info.Kind = "sigma"
+				m, err := sigma.Compile(sr, fm)
+				if err != nil {
+					fail(r, err)
+					continue
+				}
+				r.matcher = m
+			}
+			dup := false
+			for _, ref := range []string{sr.ID, sr.Name} {
+				if ref == "" {
+					continue
+				}
+				if prev, ok := byRef[ref]; ok {
+					fail(r, &sigma.Error{Path: sr.Path, Line: sr.Line, Rule: sr.Label(),
+						Reason: fmt.Sprintf("duplicate rule id or name %q (first defined in %s:%d)", ref, prev.src.Path, prev.src.Line)})
+					dup = true
+					break
+				}
+			}
+			if dup {
+				continue
+			}
+			for _, ref := range []string{sr.ID, sr.Name} {
+				if ref != "" {
+					byRef[ref] = r
+				}
+			}
+			parsed = append(parsed, r)
+		}
+	}
+	// Link correlations to the rules they read, rejecting unknown
+	// references and cycles.
+	linked := map[*rule]bool{}
+	var link func(r *rule, stack map[*rule]bool) error
+	link = func(r *rule, stack map[*rule]bool) error {
+		if linked[r] || r.src.Correlation == nil {
+			return nil
+		}
+		if stack[r] {
+			return fmt.Errorf("correlation cycle through %q", r.src.Key())
+		}
+		stack[r] = true
+		defer delete(stack, r)
+		c := r.src.Correlation
+		corr := &correlation{spec: c, owner: r}
+		for _, ref := range c.Rules {
+			target, ok := byRef[ref]
+			if !ok {
+				return fmt.Errorf("correlation.rules: no rule with id or name %q", ref)
+			}
+			if target.info.State == "error" {
+				return fmt.Errorf("correlation.rules: rule %q failed to load", ref)
+			}
+			if err := link(target, stack); err != nil {
+				return err
+			}
+			if target.src.Correlation != nil && target.corr == nil {
+				return fmt.Errorf("correlation.rules: rule %q failed to load", ref)
+			}
+			corr.refs = append(corr.refs, target)
+		}
+		if err := corr.resolveFields(rs.fieldMap); err != nil {
+			return err
+		}
+		r.corr = corr
+		linked[r] = true
+		return nil
+	}
+	for _, r := range parsed {
+		if r.src.Correlation == nil {
+			continue
+		}
+		if err := link(r, map[*rule]bool{}); err != nil {
+			fail(r, &sigma.Error{Path: r.src.Path, Line: r.src.Line, Rule: r.src.Label(), Reason: err.Error()})
+		}
+	}
+	// Generation: a rule generates detections unless a correlation reads
+	// it with generate: false (Sigma v2) and none reads it with true.
+	refGen := map[*rule][]bool{}
+	for _, r := range parsed {
+		if r.corr == nil {
+			continue
+		}
+		for _, t := range r.corr.refs {
+			refGen[t] = append(refGen[t], r.corr.spec.Generate)
+			if !containsRule(t.downstream, r) {
+				t.downstream = append(t.downstream, r)
+			}
+		}
+	}
+	for _, r := range parsed {
+		if r.info.State == "error" {
+			continue
+		}
+		r.generate = true
+		if gens, ok := refGen[r]; ok {
+			r.generate = false
+			for _, g := range gens {
+				r.generate = r.generate || g
+			}
+		}
+		if !r.generate {
+			r.info.State = "referenced"
+		}
+		r.meta = metaFor(r)
+		r.groupBy = groupByFields(r.src, rs.fieldMap)
+		r.idx = len(rs.rules)
+		rs.rules = append(rs.rules, r)
+		if r.matcher != nil {
+			if c := r.matcher.Category(); c != "" {
+				rs.byCat[c] = append(rs.byCat[c], r)
+			} else {
+				rs.anyCat = append(rs.anyCat, r)
+			}
+		}
+	}
+	sort.SliceStable(rs.errs, func(i, j int) bool { return rs.errs[i].Path < rs.errs[j].Path })
+	return rs
+}
+
+func containsRule(list []*rule, r *rule) bool {
+	for _, x := range list {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// metaFor derives what detections of r carry. A correlation without its
+// own ATT&CK tags inherits those of the rules it reads.
+func metaFor(r *rule) ruleMeta {
+	sr := r.src
+	m := ruleMeta{RuleID: sr.Key(), Title: sr.Title, Severity: sr.Severity(), Category: sr.Vigil.Category,
+		OWASP: r.info.OWASPCategory, Confidence: sr.Vigil.Confidence}
+	if m.RuleID == "" {
+		m.RuleID = sr.Title
+	}
+	m.Tactics, m.Techniques = r.info.MitreTactics, r.info.MitreTechniques
+	if r.corr != nil && len(m.Tactics) == 0 && len(m.Techniques) == 0 {
+		var tags []string
+		var walk func(x *rule)
+		walk = func(x *rule) {
+			tags = append(tags, x.src.Tags...)
+			if x.corr != nil {
+				for _, t := range x.corr.refs {
+					walk(t)
+				}
+			}
+		}
+		walk(r)
+		m.Tactics, m.Techniques = sigma.Mitre(tags)
+		r.info.MitreTactics, r.info.MitreTechniques = m.Tactics, m.Techniques
+	}
+	if m.Category == "" {
+		m.Category = defaultCategory(r)
+	}
+	if m.Confidence == 0 {
+		m.Confidence = map[string]float64{"info": 0.5, "low": 0.6, "medium": 0.75, "high": 0.9, "critical": 0.95}[m.Severity]
+	}
+	return m
+}
+
+// defaultCategory names a detection category from the logsource when the
+// rule does not set vigil.category, e.g. AUTHENTICATION_ALERT.
+func defaultCategory(r *rule) string {
+	cat := r.src.Logsource.Category
+	if r.corr != nil && len(r.corr.refs) > 0 {
+		cat = r.corr.refs[0].src.Logsource.Category
+		if cat == "" && r.corr.refs[0].meta.Category != "" {
+			return r.corr.refs[0].meta.Category
+		}
+	}
+	if cat == "" {
+		return "SECURITY_ALERT"
+	}
+	return strings.ToUpper(strings.ReplaceAll(cat, "-", "_")) + "_ALERT"
+}
+
+// groupByFields are the Vigil fields whose values key a plain rule's
+// detections.
+func groupByFields(sr *sigma.Rule, fm sigma.FieldMap) []string {
+	names := sr.Vigil.GroupBy
+	if len(names) == 0 {
+		names = []string{"source", "user", "src_ip", "resource"}
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = fm.Resolve(n)
+	}
+	return out
+}

@@ -1,0 +1,67 @@
+package event_test
+
+import (
+	stdjson "encoding/json"
+	"testing"
+	"time"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/vigil-sec/vigil/internal/demo"
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+func sample(b *testing.B) []byte {
+	g := demo.New(3)
+	e := g.Next()
+	for e.Type != "audit.query" {
+		e = g.Next()
+	}
+	if _, err := event.Normalize(e, "default", time.Now(), event.DefaultLimits()); err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := stdjson.Marshal(e)
+	return raw
+}
+
+func BenchmarkDecodeStd(b *testing.B) {
+	raw := sample(b)
+	b.SetBytes(int64(len(raw)))
+	for i := 0; i < b.N; i++ {
+		var e event.Event
+		if err := stdjson.Unmarshal(raw, &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeGoccy(b *testing.B) {
+	raw := sample(b)
+	b.SetBytes(int64(len(raw)))
+	for i := 0; i < b.N; i++ {
+		var e event.Event
+		if err := gojson.Unmarshal(raw, &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeStd(b *testing.B) {
+	var e event.Event
+	_ = stdjson.Unmarshal(sample(b), &e)
+	for i := 0; i < b.N; i++ {
+		if _, err := stdjson.Marshal(&e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeGoccy(b *testing.B) {
+	var e event.Event
+	_ = stdjson.Unmarshal(sample(b), &e)
+	for i := 0; i < b.N; i++ {
+		if _, err := gojson.Marshal(&e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

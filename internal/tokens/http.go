@@ -1,0 +1,228 @@
+package tokens
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// Handler serves the admin token API (SPEC 9). Routes must be wrapped by
+// auth.Require; the handler itself insists on the admin role.
+//
+//	POST   /api/v1/tokens       create; the response holds the token, once
+//	GET    /api/v1/tokens       list (never tokens or hashes)
+//	GET    /api/v1/tokens/{id}  one record
+//	DELETE /api/v1/tokens/{id}  revoke; open connections close within seconds
+type Handler struct {
+	Store    *Store
+	Enforcer *Enforcer // poked after a revocation; may be nil
+	Logger   *slog.Logger
+}
+
+// CreateRequest is the body of POST /api/v1/tokens.
+type CreateRequest struct {
+	Name       string   `json:"name,omitempty"`
+	Role       string   `json:"role"`
+	Tenant     string   `json:"tenant,omitempty"`
+	Categories []string `json:"categories,omitempty"`
+	// ExpiresIn is a Go duration ("720h"); empty: no expiry.
+	ExpiresIn string `json:"expires_in,omitempty"`
+}
+
+// View is a record as the API shows it: everything but the hash.
+type View struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name,omitempty"`
+	Role       auth.Role  `json:"role"`
+	Tenant     string     `json:"tenant"`
+	Categories []string   `json:"categories,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	CreatedBy  string     `json:"created_by,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	Status     string     `json:"status"` // active, expired, revoked
+}
+
+// CreateResponse is the answer to a create: the view plus the token.
+type CreateResponse struct {
+	View
+	Token string `json:"token"`
+}
+
+func viewOf(r *Record, now time.Time) View {
+	v := View{ID: r.ID, Name: r.Name, Role: r.Role, Tenant: r.Tenant, Categories: r.Categories,
+		CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt, Status: "active"}
+	switch {
+	case r.Revoked():
+		v.Status = "revoked"
+	case r.Expired(now):
+		v.Status = "expired"
+	}
+	return v
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store") // responses may carry a new token
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// admin returns the calling admin or answers 403.
+func admin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		return nil, false
+	}
+	if !p.IsAdmin() {
+		auth.WriteError(w, http.StatusForbidden, "token management needs the admin role")
+		return nil, false
+	}
+	return p, true
+}
+
+// manages reports whether admin p may see and change record r: a
+// tenant-scoped admin manages only its own tenant's tokens.
+func manages(p *auth.Principal, r *Record) bool {
+	return p.Tenant == auth.AllTenants || p.Tenant == r.Tenant
+}
+
+// Create handles POST /api/v1/tokens.
+func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
+	p, ok := admin(w, r)
+	if !ok {
+		return
+	}
+	var req CreateRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		return
+	}
+	spec := Spec{Name: req.Name, Role: auth.Role(req.Role), Tenant: req.Tenant, Categories: req.Categories}
+	if req.ExpiresIn != "" {
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil || d <= 0 {
+			auth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("expires_in: %q is not a positive duration (e.g. 720h)", req.ExpiresIn))
+			return
+		}
+		spec.TTL = d
+	}
+	// A scoped admin cannot mint a token wider than itself.
+	if p.Tenant != auth.AllTenants {
+		if spec.Tenant == "" {
+			spec.Tenant = p.Tenant
+		}
+		if spec.Tenant != p.Tenant {
+			auth.WriteError(w, http.StatusForbidden, "an admin of tenant "+p.Tenant+" may create tokens only for that tenant")
+			return
+		}
+	}
+	if len(p.Categories) > 0 {
+		if len(spec.Categories) == 0 {
+			auth.WriteError(w, http.StatusForbidden, "this admin token is limited to categories; name them for the new token")
+			return
+		}
+		for _, c := range spec.Categories {
+			if !p.SeesCategory(event.Category(c)) {
+				auth.WriteError(w, http.StatusForbidden, fmt.Sprintf("this admin token may not grant category %q", c))
+				return
+			}
+		}
+	}
+	tok, rec, err := h.Store.Create(r.Context(), spec, p.ID)
+	if err != nil {
+		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if h.Logger != nil {
+		h.Logger.Info("token created", "token_id", rec.ID, "role", rec.Role, "tenant", rec.Tenant, "by", p.ID)
+	}
+	writeJSON(w, http.StatusCreated, CreateResponse{View: viewOf(rec, time.Now()), Token: tok})
+}
+
+// List handles GET /api/v1/tokens.
+func (h *Handler) List(w http.ResponseWriter, r *http.Request) {
+	p, ok := admin(w, r)
+	if !ok {
+		return
+	}
+	recs, err := h.Store.List(r.Context())
+	if err != nil {
+		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	now := time.Now()
+	out := make([]View, 0, len(recs))
+	for _, rec := range recs {
+		if manages(p, rec) {
+			out = append(out, viewOf(rec, now))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+}
+
+// Get handles GET /api/v1/tokens/{id}.
+func (h *Handler) Get(w http.ResponseWriter, r *http.Request) {
+	p, ok := admin(w, r)
+	if !ok {
+		return
+	}
+	rec, err := h.Store.Get(r.Context(), r.PathValue("id"))
+	if err != nil || !manages(p, rec) {
+		h.notFound(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(rec, time.Now()))
+}
+
+// Revoke handles DELETE /api/v1/tokens/{id}.
+func (h *Handler) Revoke(w http.ResponseWriter, r *http.Request) {
+	p, ok := admin(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	rec, err := h.Store.Get(r.Context(), id)
+	if err != nil || !manages(p, rec) {
+		h.notFound(w, err)
+		return
+	}
+	rec, err = h.Store.Revoke(r.Context(), id)
+	if err != nil {
+		h.notFound(w, err)
+		return
+	}
+	if h.Enforcer != nil {
+		h.Enforcer.Poke()
+	}
+	if h.Logger != nil {
+		h.Logger.Info("token revoked", "token_id", id, "by", p.ID)
+	}
+	writeJSON(w, http.StatusOK, viewOf(rec, time.Now()))
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, err error) {
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	auth.WriteError(w, http.StatusNotFound, "no such token")
+}
+
+// Register adds the token routes to mux, each wrapped by wrap (auth.Require).
+func (h *Handler) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
+	mux.Handle("POST /api/v1/tokens", wrap(http.HandlerFunc(h.Create)))
+	mux.Handle("GET /api/v1/tokens", wrap(http.HandlerFunc(h.List)))
+	mux.Handle("GET /api/v1/tokens/{id}", wrap(http.HandlerFunc(h.Get)))
+	mux.Handle("DELETE /api/v1/tokens/{id}", wrap(http.HandlerFunc(h.Revoke)))
+}
