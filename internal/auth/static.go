@@ -22,7 +22,13 @@ const AdminTokenFile = "admin.token"
 // random token (mode 0600) when absent. created tells the caller to log the
 // path; the token itself is never logged.
 func LoadOrCreateAdminToken(dataDir string) (token, path string, created bool, err error) {
-	path = filepath.Join(dataDir, AdminTokenFile)
+	return LoadOrCreateSecretFile(dataDir, AdminTokenFile, "vgl_")
+}
+
+// LoadOrCreateSecretFile reads <dataDir>/<name>, creating it with a new
+// random secret (mode 0600) when absent.
+func LoadOrCreateSecretFile(dataDir, name, prefix string) (token, path string, created bool, err error) {
+	path = filepath.Join(dataDir, name)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		tok := strings.TrimSpace(string(b))
@@ -37,7 +43,7 @@ func LoadOrCreateAdminToken(dataDir string) (token, path string, created bool, e
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", path, false, fmt.Errorf("auth: create data dir: %w", err)
 	}
-	tok, err := NewSecret("vgl_")
+	tok, err := NewSecret(prefix)
 	if err != nil {
 		return "", path, false, err
 	}

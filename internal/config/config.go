@@ -25,6 +25,7 @@ type Config struct {
 	Listen       string        `yaml:"listen"`
 	DataDir      string        `yaml:"data_dir"`
 	NATS         string        `yaml:"nats"`
+	NATSListen   string        `yaml:"nats_listen"`
 	Rules        string        `yaml:"rules"`
 	NodeID       string        `yaml:"node_id"`
 	Sync         string        `yaml:"sync"` // "default" or "always"
@@ -106,6 +107,7 @@ func options() []option {
 		{"listen", "VIGIL_LISTEN", "address to listen on (host:port; port 0 picks one)", str(func(c *Config) *string { return &c.Listen })},
 		{"data-dir", "VIGIL_DATA_DIR", "data directory (embedded JetStream, admin token)", str(func(c *Config) *string { return &c.DataDir })},
 		{"nats", "VIGIL_NATS", "external NATS URL (empty: embedded server)", str(func(c *Config) *string { return &c.NATS })},
+		{"nats-listen", "VIGIL_NATS_LISTEN", "open the embedded NATS server to producers on host:port (token in <data-dir>/nats.token)", str(func(c *Config) *string { return &c.NATSListen })},
 		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
 		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},

@@ -13,6 +13,11 @@ type Config struct {
 	// NodeID names this node's integrity chain. Nodes sharing one stream
 	// must use distinct ids.
 	NodeID string
+	// Listen, when set, opens the embedded server to NATS clients on this
+	// host:port (producers using vigil.ingest.<tenant>), requiring
+	// ListenToken. Empty: no listener, in-process only.
+	Listen      string
+	ListenToken string
 	// SyncAlways makes the embedded file store fsync every write (survives
 	// power loss; costs throughput). Default: fsync every 2 minutes, which
 	// survives a killed process but not a lost machine.

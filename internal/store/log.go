@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json" // 2-3x faster than encoding/json on the append and replay paths (docs/performance.md)
+	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
+	// 2-3x faster than encoding/json on the append and replay paths
+	// (docs/architecture.md, Dependencies).
+	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,7 +55,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.nc, err = nats.Connect("", nats.InProcessServer(l.ns), nats.Name("vigil"))
+		l.nc, err = nats.Connect("", nats.InProcessServer(l.ns), nats.Name("vigil"), nats.Token(cfg.ListenToken))
 	} else {
 		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1))
 	}
@@ -104,11 +107,25 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		StoreDir:           filepath.Join(cfg.DataDir, "jetstream"),
 		JetStreamMaxMemory: cfg.MaxMemory,
 		JetStreamMaxStore:  cfg.MaxStore,
-		// No TCP listener: the only client is this process. Producers that
-		// speak NATS use an external cluster (docs/operations.md).
+		// No TCP listener unless asked for: by default the only client is
+		// this process (docs/operations.md).
 		DontListen: true,
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if cfg.Listen != "" {
+		host, portStr, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("store: nats listen address: %w", err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return nil, fmt.Errorf("store: nats listen port: %w", err)
+		}
+		if cfg.ListenToken == "" {
+			return nil, errors.New("store: a NATS listener needs a token")
+		}
+		opts.DontListen, opts.Host, opts.Port, opts.Authorization = false, host, port, cfg.ListenToken
 	}
 	if cfg.SyncAlways {
 		opts.SyncAlways = true
@@ -130,6 +147,15 @@ func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
 // Conn exposes the NATS connection (for direct NATS publishers' subjects).
 func (l *Log) Conn() *nats.Conn { return l.nc }
+
+// ClientURL is where NATS clients reach the embedded server's listener
+// ("" without one).
+func (l *Log) ClientURL() string {
+	if l.ns == nil || l.cfg.Listen == "" {
+		return ""
+	}
+	return l.ns.ClientURL()
+}
 
 // Embedded reports whether the log runs the in-process server.
 func (l *Log) Embedded() bool { return l.ns != nil }
