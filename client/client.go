@@ -69,6 +69,12 @@ func New(server, token string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// BaseURL is the server address the client talks to.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// Token is the bearer token the client sends.
+func (c *Client) Token() string { return c.token }
+
 // Error is a non-2xx answer from the server.
 type Error struct {
 	Status  int

@@ -23,12 +23,16 @@ func runBench(ctx context.Context, e env, args []string) error {
 	publishers := fs.Int("publishers", 4, "concurrent publishers")
 	subscribers := fs.Int("subscribers", 10, "WebSocket subscribers measuring end-to-end latency")
 	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
+	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections and report server memory per connection")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	c, err := rf.client(e)
 	if err != nil {
 		return err
+	}
+	if *idle > 0 {
+		return benchIdle(ctx, e, c, c.BaseURL(), c.Token(), *idle)
 	}
 	subCtx, stopSubs := context.WithCancel(ctx)
 	defer stopSubs()

@@ -19,6 +19,12 @@ type ClientInfo struct {
 	Remote    string
 	Principal *auth.Principal
 	QueueSize int // 0: the hub default
+	// OnReady, if set, is called (without blocking, possibly under the
+	// client's lock: it must not call back into the client) whenever
+	// deliveries or the end of the stream become available. Transports use
+	// it to run a writer only while there is something to write, instead
+	// of parking a goroutine per idle connection in Next.
+	OnReady func()
 }
 
 // Delivery is one item of a client's queue: an event for a subscription, or
@@ -61,8 +67,10 @@ func (h *Hub) NewClient(info ClientInfo) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{hub: h, info: info, cap: info.QueueSize, ctx: ctx, cancel: cancel,
-		subs: map[string]*subscription{}, wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
-		since: time.Now()}
+		subs: map[string]*subscription{}, space: make(chan struct{}, 1), since: time.Now()}
+	if info.OnReady == nil {
+		c.wake = make(chan struct{}, 1) // Next waits on it; OnReady clients never do
+	}
 	h.mu.Lock()
 	h.nextID++
 	c.id = "c" + strconv.FormatUint(h.nextID, 10)
@@ -209,6 +217,10 @@ func (c *Client) SendRaw(b []byte) error {
 }
 
 func (c *Client) signal() {
+	if c.info.OnReady != nil {
+		c.info.OnReady()
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -266,48 +278,68 @@ func (c *Client) noteLag(d Delivery) {
 // ErrShutdown, ErrClosed or a kick reason. The returned slice is valid until
 // the next call.
 func (c *Client) Next(ctx context.Context) ([]Delivery, error) {
+	if c.wake == nil {
+		panic("hub: Next on a client created with OnReady; use TryNext")
+	}
 	for {
-		c.mu.Lock()
-		if len(c.queue) > 0 {
-			batch := c.queue
-			c.queue = c.spare[:0]
-			c.spare = batch
-			c.depth.Store(0)
-			c.mu.Unlock()
-			select {
-			case c.space <- struct{}{}:
-			default:
-			}
-			c.hub.delivered.Add(uint64(len(batch)))
-			return batch, nil
+		batch, err := c.TryNext()
+		if batch != nil || err != nil {
+			return batch, err
 		}
-		if c.lag != nil {
-			resume := make(map[string]uint64, len(c.subs))
-			for id, s := range c.subs {
-				if seq, ok := c.lag[id]; ok {
-					resume[id] = seq
-				} else {
-					resume[id] = s.resumePoint()
-				}
-			}
-			c.mu.Unlock()
-			return nil, &LagError{Resume: resume}
-		}
-		if c.closed {
-			err := c.err
-			c.mu.Unlock()
-			if err == nil {
-				err = ErrClosed
-			}
-			return nil, err
-		}
-		c.mu.Unlock()
 		select {
 		case <-c.wake:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// TryNext is Next without waiting: (nil, nil) when nothing is queued and
+// the stream has not ended.
+func (c *Client) TryNext() ([]Delivery, error) {
+	c.mu.Lock()
+	if len(c.queue) > 0 {
+		batch := c.queue
+		c.queue = c.spare[:0]
+		c.spare = batch
+		if cap(batch) > 512 {
+			c.spare = nil // do not keep a burst's capacity for an idle client
+		}
+		c.depth.Store(0)
+		c.mu.Unlock()
+		select {
+		case c.space <- struct{}{}:
+		default:
+		}
+		c.hub.delivered.Add(uint64(len(batch)))
+		return batch, nil
+	}
+	if c.lag != nil {
+		resume := make(map[string]uint64, len(c.subs))
+		var others []*subscription
+		for id, s := range c.subs {
+			if seq, ok := c.lag[id]; ok {
+				resume[id] = seq
+			} else {
+				others = append(others, s)
+			}
+		}
+		c.mu.Unlock()
+		// resumePoint takes the subscription's lock, which is ordered
+		// before the client's: ask it only after releasing ours.
+		for _, s := range others {
+			resume[s.id] = s.resumePoint()
+		}
+		return nil, &LagError{Resume: resume}
+	}
+	defer c.mu.Unlock()
+	if c.closed {
+		if c.err == nil {
+			return nil, ErrClosed
+		}
+		return nil, c.err
+	}
+	return nil, nil
 }
 
 // Kick ends the client's stream with reason (revoked token, shutdown,
@@ -346,4 +378,12 @@ func (c *Client) HasSubscription(id string) bool {
 	defer c.mu.Unlock()
 	_, ok := c.subs[id]
 	return ok
+}
+
+// Ended reports whether the stream has ended (closed or lagged): TryNext
+// will return the reason once the queue is drained.
+func (c *Client) Ended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.lag != nil
 }

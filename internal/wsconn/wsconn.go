@@ -89,11 +89,22 @@ type Session struct {
 	r         *http.Request
 	dialect   Dialect
 
+	ctx     context.Context // ends with the connection
+	cancel  context.CancelFunc
+	release func() // returns the Guard's admission
+
 	wmu       sync.Mutex // one writer at a time on the socket
 	closeOnce sync.Once
 	pongSeen  atomic.Bool
 	pinger    *time.Timer
 	closeCode atomic.Int32
+
+	// The writer runs only while there is something to write: an idle
+	// connection holds no writer goroutine (SPEC 11 memory per connection).
+	writing   atomic.Bool
+	writers   sync.WaitGroup
+	writeBuf  []byte
+	encodeBuf []byte
 }
 
 // ID is the hub client id of this connection.
@@ -105,8 +116,13 @@ func (s *Session) Client() *hub.Client { return s.client }
 // Principal is the authenticated caller.
 func (s *Session) Principal() *auth.Principal { return s.principal }
 
-// Request is the upgrade request (query parameters, headers).
+// Request is the upgrade request's method, URL (query parameters) and
+// remote address; headers are not kept. Its context is the session's, which
+// ends with the connection.
 func (s *Session) Request() *http.Request { return s.r }
+
+// Context ends when the connection does.
+func (s *Session) Context() context.Context { return s.ctx }
 
 // Logger is the connection's logger.
 func (s *Session) Logger() *slog.Logger { return s.deps.Logger.With("conn", s.ID()) }
@@ -176,9 +192,9 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 		}
 		release = rel
 	}
-	defer release()
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
+		release()
 		deps.Logger.Debug("websocket upgrade failed", "err", err)
 		return
 	}
@@ -186,34 +202,44 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		src = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
 	}
-	client := deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p})
-	s := &Session{conn: conn, client: client, principal: p, deps: deps, r: r}
-	s.dialect = newDialect(s)
-	s.run(src)
-}
-
-func (s *Session) run(src io.Reader) {
-	defer s.client.Close()
-	defer s.conn.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
+	// Keep only what dialects read of the request (the URL and its query),
+	// with the session's context: the original, with its headers, is
+	// released with the HTTP handler.
+	req := (&http.Request{Method: r.Method, URL: r.URL, Host: r.Host, RemoteAddr: r.RemoteAddr}).WithContext(ctx)
+	s := &Session{conn: conn, principal: p, deps: deps, r: req, ctx: ctx, cancel: cancel, release: release}
+	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake})
+	s.dialect = newDialect(s)
 	s.pongSeen.Store(true)
-	s.pinger = time.AfterFunc(s.deps.PingInterval, s.ping)
-	defer s.pinger.Stop()
-
+	s.pinger = time.AfterFunc(deps.PingInterval, s.ping)
 	if err := s.dialect.Open(s); err != nil {
 		s.Close(ClosePolicy, err.Error())
+		s.end()
 		return
 	}
-	writerDone := make(chan struct{})
-	go func() { // owned by run: ends when the client's stream ends
-		defer close(writerDone)
-		s.writeLoop(ctx)
-	}()
-	s.readLoop(src)
+	// The reader gets a fresh goroutine with a small stack, and the HTTP
+	// handler returns: its goroutine, its deep stack and net/http's
+	// buffers are released for the life of the connection.
+	go s.readLoop(src) // owned by the session: ends when the socket does
+}
+
+// end releases everything the session holds, once the reader has stopped.
+func (s *Session) end() {
+	s.pinger.Stop()
+	_ = s.conn.Close()
 	s.client.Kick(hub.ErrClosed)
-	<-writerDone
+	s.writers.Wait()
+	s.client.Close()
+	s.cancel()
+	s.release()
+}
+
+// wake is the hub client's OnReady: start a writer unless one runs.
+func (s *Session) wake() {
+	if s.writing.CompareAndSwap(false, true) {
+		s.writers.Add(1)
+		go s.writeLoop() // owned by the session: ends when the queue is empty
+	}
 }
 
 func (s *Session) ping() {
@@ -244,6 +270,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Session) readLoop(src io.Reader) {
+	defer s.end()
 	rd := &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true,
 		MaxFrameSize: s.deps.MaxMessage, MaxMessageSize: s.deps.MaxMessage}
 	control := wsutil.ControlHandler{Src: rd, Dst: lockedWriter{s}, State: ws.StateServerSide}
@@ -294,44 +321,70 @@ func (s *Session) readLoop(src io.Reader) {
 }
 
 // writeLoop drains the hub queue: everything queued since the last write
-// goes out as one buffer of frames in one syscall.
-func (s *Session) writeLoop(ctx context.Context) {
-	var buf, msg []byte
+// goes out as one buffer of frames in one syscall. It exits when the queue
+// is empty; the hub's OnReady starts it again.
+func (s *Session) writeLoop() {
+	defer s.writers.Done()
 	for {
-		batch, err := s.client.Next(ctx)
+		batch, err := s.client.TryNext()
 		if err != nil {
 			s.finish(err)
-			return
+			return // the stream ended: s.writing stays set, no new writer
 		}
-		buf = buf[:0]
-		for _, d := range batch {
-			if d.Raw != nil {
-				buf = appendFrame(buf, d.Raw)
-				continue
+		if batch == nil {
+			s.writing.Store(false)
+			// A delivery queued between TryNext and the Store above found
+			// the writer still running and did not start another: look again.
+			if s.client.QueueDepth() == 0 && !s.client.Ended() {
+				return
 			}
-			msg = s.dialect.Encode(msg[:0], d)
-			if len(msg) > 0 {
-				buf = appendFrame(buf, msg)
+			if !s.writing.CompareAndSwap(false, true) {
+				return // another writer took over
 			}
-		}
-		if len(buf) == 0 {
 			continue
 		}
+		if !s.write(batch) {
+			return
+		}
+	}
+}
+
+func (s *Session) write(batch []hub.Delivery) bool {
+	buf := s.writeBuf[:0]
+	for _, d := range batch {
+		if d.Raw != nil {
+			buf = appendFrame(buf, d.Raw)
+			continue
+		}
+		s.encodeBuf = s.dialect.Encode(s.encodeBuf[:0], d)
+		if len(s.encodeBuf) > 0 {
+			buf = appendFrame(buf, s.encodeBuf)
+		}
+	}
+	if len(buf) > 0 {
 		s.wmu.Lock()
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
-		_, err = s.conn.Write(buf)
+		_, err := s.conn.Write(buf)
 		s.wmu.Unlock()
 		if err != nil {
 			_ = s.conn.Close()
-			return
+			return false
 		}
 		if s.deps.Delivered != nil {
 			s.deps.Delivered(batch, time.Now())
 		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin a burst's buffer for the connection's life
-		}
 	}
+	// Keep small buffers for the next burst; let a large one go so an
+	// idle connection does not pin it.
+	if cap(buf) <= 16<<10 {
+		s.writeBuf = buf
+	} else {
+		s.writeBuf = nil
+	}
+	if cap(s.encodeBuf) > 16<<10 {
+		s.encodeBuf = nil
+	}
+	return true
 }
 
 // finish sends what the stream's end means to the client, then closes.
