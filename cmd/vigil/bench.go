@@ -23,6 +23,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	publishers := fs.Int("publishers", 4, "concurrent publishers")
 	subscribers := fs.Int("subscribers", 10, "WebSocket subscribers measuring end-to-end latency")
 	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
+	spread := fs.Int("spread", 0, "spread events over this many users and give each subscriber one of them (0: every subscriber gets every event)")
 	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections and report server memory per connection")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -47,11 +48,15 @@ func runBench(ctx context.Context, e env, args []string) error {
 	for i := 0; i < *subscribers; i++ {
 		ready.Add(1)
 		subsDone.Add(1)
+		f := client.Filter{Sources: []string{runID}}
+		if *spread > 0 {
+			f.Users = []string{fmt.Sprintf("bench-user-%d", i%*spread)}
+		}
 		go func() { // owned by runBench: stopped by stopSubs
 			defer subsDone.Done()
 			once := sync.Once{}
 			_ = c.Subscribe(subCtx, client.SubscribeOptions{
-				Filter:  client.Filter{Sources: []string{runID}},
+				Filter:  f,
 				OnState: func(connected bool, _ error) { once.Do(ready.Done) },
 			}, func(ev *client.Event) error {
 				d := time.Since(ev.ReceivedAt)
@@ -88,6 +93,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 				for i := range evs {
 					evs[i] = gen.Next()
 					evs[i].Source = runID
+					if *spread > 0 {
+						evs[i].User = fmt.Sprintf("bench-user-%d", (sent+i)%*spread)
+					}
 					evs[i].Time = time.Now()
 				}
 				if _, err := c.Publish(ctx, evs); err != nil {
@@ -125,6 +133,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	default:
 	}
 	want := published.Load() * int64(*subscribers)
+	if *spread > 0 {
+		want = published.Load() * int64(*subscribers) / int64(*spread)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for received.Load() < want && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

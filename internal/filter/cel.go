@@ -2,10 +2,10 @@ package filter
 
 import (
 	"fmt"
-	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -19,6 +19,9 @@ const celCostLimit = 10_000
 // common case; data is a map of whatever the producer sent.
 func newCELEnv() (*cel.Env, error) {
 	return cel.NewEnv(
+		// data values decode as JSON numbers (doubles): let `data.rows > 5`
+		// compare a double with an int as a user would expect.
+		cel.CrossTypeNumericComparisons(true),
 		cel.Variable("id", cel.StringType),
 		cel.Variable("seq", cel.IntType),
 		cel.Variable("time", cel.TimestampType),
@@ -79,24 +82,69 @@ func (p *celProgram) match(e *event.Event) bool {
 	return ok && bool(b)
 }
 
-func activation(e *event.Event) map[string]any {
-	data := e.DataMap()
-	if data == nil {
-		data = map[string]any{}
-	}
-	return map[string]any{
-		"id": e.ID, "seq": int64(e.Seq), "time": tsOrZero(e.Time), "received_at": tsOrZero(e.ReceivedAt),
-		"type": e.Type, "category": string(e.Category), "severity": e.Severity.String(),
-		"severity_level": int64(e.Severity), "source": e.Source, "tenant": e.Tenant,
-		"message": e.Message, "user": e.User, "user_id": e.UserID, "src_ip": e.SrcIP,
-		"resource": e.Resource, "action": e.Action, "outcome": e.Outcome,
-		"confidence": deref(e.Confidence), "risk_score": deref(e.RiskScore),
-		"mitre_tactics": nonNil(e.MitreTactics), "mitre_techniques": nonNil(e.MitreTechniques),
-		"tags": nonNil(e.Tags), "data": data,
-	}
-}
+// eventActivation resolves CEL variables from the event on demand, so an
+// expression that reads two fields does not build a map of all of them.
+type eventActivation struct{ e *event.Event }
 
-func tsOrZero(t time.Time) time.Time { return t }
+func activation(e *event.Event) interpreter.Activation { return eventActivation{e} }
+
+func (a eventActivation) Parent() interpreter.Activation { return nil }
+
+func (a eventActivation) ResolveName(name string) (any, bool) {
+	e := a.e
+	switch name {
+	case "id":
+		return e.ID, true
+	case "seq":
+		return int64(e.Seq), true
+	case "time":
+		return e.Time, true
+	case "received_at":
+		return e.ReceivedAt, true
+	case "type":
+		return e.Type, true
+	case "category":
+		return string(e.Category), true
+	case "severity":
+		return e.Severity.String(), true
+	case "severity_level":
+		return int64(e.Severity), true
+	case "source":
+		return e.Source, true
+	case "tenant":
+		return e.Tenant, true
+	case "message":
+		return e.Message, true
+	case "user":
+		return e.User, true
+	case "user_id":
+		return e.UserID, true
+	case "src_ip":
+		return e.SrcIP, true
+	case "resource":
+		return e.Resource, true
+	case "action":
+		return e.Action, true
+	case "outcome":
+		return e.Outcome, true
+	case "confidence":
+		return deref(e.Confidence), true
+	case "risk_score":
+		return deref(e.RiskScore), true
+	case "mitre_tactics":
+		return nonNil(e.MitreTactics), true
+	case "mitre_techniques":
+		return nonNil(e.MitreTechniques), true
+	case "tags":
+		return nonNil(e.Tags), true
+	case "data":
+		if d := e.DataMap(); d != nil {
+			return d, true
+		}
+		return map[string]any{}, true
+	}
+	return nil, false
+}
 
 func deref(f *float64) float64 {
 	if f == nil {
