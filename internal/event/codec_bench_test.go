@@ -65,3 +65,23 @@ func BenchmarkEncodeGoccy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeRequest decodes a 1,000-event NDJSON request body as the
+// ingest endpoint does (strict: unknown fields are errors).
+func BenchmarkDecodeRequest(b *testing.B) {
+	g := demo.New(9)
+	var body []byte
+	for i := 0; i < 1000; i++ {
+		raw, _ := stdjson.Marshal(g.Next())
+		body = append(append(body, raw...), '\n')
+	}
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		evs, err := event.Decode(body, "application/x-ndjson", event.DefaultLimits())
+		if err != nil || len(evs) != 1000 {
+			b.Fatal(err, len(evs))
+		}
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}

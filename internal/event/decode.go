@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Decode parses a producer request body: one JSON object, a JSON array of
@@ -80,12 +82,24 @@ func countTooLarge(ps []Problem, lim Limits) int {
 }
 
 // DecodeOne strictly decodes one event object: unknown fields are errors,
-// and so is trailing data after the object.
+// and so is trailing data after the object. Valid events take a fast
+// decoder; anything it rejects is decoded again with encoding/json, whose
+// errors name the field precisely.
 func DecodeOne(raw []byte) (*Event, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, &fieldError{"", "each event must be a JSON object"}
 	}
+	fast := gojson.NewDecoder(bytes.NewReader(raw))
+	fast.DisallowUnknownFields()
+	var ev Event
+	if fast.Decode(&ev) == nil && !fast.More() {
+		return &ev, nil
+	}
+	return decodeStrict(raw)
+}
+
+func decodeStrict(raw []byte) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var ev Event

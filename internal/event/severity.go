@@ -41,7 +41,16 @@ func ParseSeverity(s string) (Severity, error) {
 	return 0, fmt.Errorf("unknown value %q (valid: info, low, medium, high, critical)", s)
 }
 
-func (s Severity) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+// severityJSON holds the encoded names: encoding a severity allocates
+// nothing on the append path.
+var severityJSON = [...][]byte{[]byte(`"info"`), []byte(`"low"`), []byte(`"medium"`), []byte(`"high"`), []byte(`"critical"`)}
+
+func (s Severity) MarshalJSON() ([]byte, error) {
+	if int(s) < len(severityJSON) {
+		return severityJSON[s], nil
+	}
+	return json.Marshal(s.String())
+}
 
 func (s *Severity) UnmarshalJSON(b []byte) error {
 	var str string

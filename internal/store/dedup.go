@@ -16,7 +16,9 @@ type dedupIndex struct {
 	mu      sync.Mutex
 	window  time.Duration
 	entries map[string]*pending
-	order   []string // insertion order, for expiry
+	order   []string // insertion order, for expiry; order[head:] is live
+	head    int
+	checked time.Time // last expiry pass
 }
 
 type pending struct {
@@ -79,22 +81,28 @@ func (d *dedupIndex) release(key string) {
 	}
 }
 
+// expireLocked drops entries older than the window, at most every 100 ms,
+// advancing a head index and compacting the order slice only once half of
+// it is dead, so each append costs O(1) amortised.
 func (d *dedupIndex) expireLocked(now time.Time) {
-	n := 0
-	for _, key := range d.order {
-		p, ok := d.entries[key]
-		if !ok {
-			n++
-			continue
-		}
-		if now.Sub(p.at) < d.window || p.seq == 0 {
-			break
-		}
-		delete(d.entries, key)
-		n++
+	if now.Sub(d.checked) < 100*time.Millisecond {
+		return
 	}
-	if n > 0 {
-		d.order = append(d.order[:0:0], d.order[n:]...)
+	d.checked = now
+	for d.head < len(d.order) {
+		key := d.order[d.head]
+		if p, ok := d.entries[key]; ok {
+			if now.Sub(p.at) < d.window || p.seq == 0 {
+				break
+			}
+			delete(d.entries, key)
+		}
+		d.order[d.head] = ""
+		d.head++
+	}
+	if d.head > 1024 && d.head > len(d.order)/2 {
+		d.order = append(d.order[:0:0], d.order[d.head:]...)
+		d.head = 0
 	}
 }
 
