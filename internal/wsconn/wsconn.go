@@ -102,6 +102,8 @@ type Session struct {
 	// The writer runs only while there is something to write: an idle
 	// connection holds no writer goroutine (SPEC 11 memory per connection).
 	writing   atomic.Bool
+	ready     atomic.Bool // set once s.client is assigned; wake waits for it
+	missed    atomic.Bool // a wake that came before ready
 	writers   sync.WaitGroup
 	writeBuf  []byte
 	encodeBuf []byte
@@ -210,6 +212,10 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	s := &Session{conn: conn, principal: p, deps: deps, r: req, ctx: ctx, cancel: cancel, release: release}
 	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake})
 	s.dialect = newDialect(s)
+	s.ready.Store(true) // publishes s.client and s.dialect to writers started by wake
+	if s.missed.Load() {
+		s.wake() // a kick arrived while the session was being built
+	}
 	s.pongSeen.Store(true)
 	s.pinger = time.AfterFunc(deps.PingInterval, s.ping)
 	if err := s.dialect.Open(s); err != nil {
@@ -236,6 +242,14 @@ func (s *Session) end() {
 
 // wake is the hub client's OnReady: start a writer unless one runs.
 func (s *Session) wake() {
+	if !s.ready.Load() {
+		s.missed.Store(true)
+		// Serve stores ready and then reads missed; checking ready again
+		// after storing missed means one of the two always sees the other.
+		if !s.ready.Load() {
+			return
+		}
+	}
 	if s.writing.CompareAndSwap(false, true) {
 		s.writers.Add(1)
 		go s.writeLoop() // owned by the session: ends when the queue is empty
