@@ -122,16 +122,45 @@ func validateType(t string) error {
 	return nil
 }
 
-// sensitiveKeys are data keys whose values are never stored.
-var sensitiveKeys = map[string]bool{
-	"password": true, "passwd": true, "pwd": true, "secret": true, "client_secret": true,
-	"api_key": true, "apikey": true, "token": true, "access_token": true, "refresh_token": true,
-	"mfa_code": true, "otp": true, "totp": true, "totp_code": true, "private_key": true,
-	"passphrase": true, "new_password": true, "old_password": true,
+// sensitiveSuffixes name secrets: a data key is dropped at ingest when,
+// lower-cased and stripped of '_', '-' and '.', it is or ends with one of
+// these ("password", "user_password", "mfaCode", "client-secret").
+var sensitiveSuffixes = []string{
+	"password", "passwd", "pwd", "passphrase", "secret", "apikey", "token", "accesstoken",
+	"refreshtoken", "idtoken", "sessiontoken", "mfacode", "otp", "totp", "totpcode",
+	"privatekey", "pin", "cvv", "cvc",
 }
 
 // IsSensitiveKey reports whether a data key names a secret that must be dropped.
-func IsSensitiveKey(k string) bool { return sensitiveKeys[strings.ToLower(k)] }
+func IsSensitiveKey(k string) bool {
+	if len(k) > 64 {
+		return false
+	}
+	var buf [64]byte
+	n := 0
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '_' || c == '-' || c == '.':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		buf[n] = c
+		n++
+	}
+	norm := string(buf[:n])
+	for _, s := range sensitiveSuffixes {
+		if strings.HasSuffix(norm, s) {
+			// "pin" and "otp" only as whole names: "spin", "shotp" are not secrets.
+			if (s == "pin" || s == "otp" || s == "pwd" || s == "cvv" || s == "cvc") && norm != s {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
 
 func normalizeData(e *Event, lim Limits) (int, error) {
 	// Fast path: one pass over the bytes checks depth, string lengths and
