@@ -152,9 +152,13 @@ func (c *Client) Subscribe(ctx context.Context, id string, m *filter.Matcher, fr
 		}
 		start = seq
 	}
-	s := &subscription{id: id, client: c, matcher: m}
+	s := &subscription{id: id, client: c, matcher: m, minSeq: start}
 	head := c.hub.dispatched.Load()
-	replay := start != 0 && start <= head
+	// Any cursor, even one past the hub's head (the hub may trail the log,
+	// and a time cursor on a quiet log points past it), goes through the
+	// catch-up: it reads what the log already has and parks live events,
+	// so nothing between the cursor and the live tail is lost.
+	replay := start != 0
 	if replay {
 		s.catching.Store(true)
 		s.next = start

@@ -59,6 +59,11 @@ type Hub struct {
 	subs    atomic.Pointer[[]*subscription] // copy-on-write snapshot read by dispatch
 
 	dispatched atomic.Uint64 // seq of the last event offered to subscriptions
+	// inflight is the seq being dispatched now (>= dispatched). It is set
+	// before dispatch reads the subscription snapshot, so a replay that
+	// reads its upper bound from it cannot miss an event that was offered
+	// to a snapshot taken just before the subscription was added.
+	inflight atomic.Uint64
 	started    chan struct{}
 	startOnce  sync.Once
 
@@ -105,6 +110,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		return fmt.Errorf("hub: head: %w", err)
 	}
 	h.dispatched.Store(head)
+	h.inflight.Store(head)
 	h.startOnce.Do(func() { close(h.started) })
 	err = h.src.Tail(ctx, head+1, h.dispatch)
 	h.closeAll()
@@ -121,6 +127,7 @@ func (h *Hub) Started() <-chan struct{} { return h.started }
 func (h *Hub) Head() uint64 { return h.dispatched.Load() }
 
 func (h *Hub) dispatch(e *event.Event) {
+	h.inflight.Store(e.Seq)
 	for _, s := range *h.subs.Load() {
 		s.offer(e)
 	}

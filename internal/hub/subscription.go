@@ -14,6 +14,7 @@ type subscription struct {
 	client  *Client
 	matcher *filter.Matcher
 	stopped atomic.Bool
+	minSeq  uint64 // the cursor: nothing before it is delivered
 
 	// catching is true while the subscription replays from the log. Live
 	// events offered meanwhile wait in pending (bounded); if it overflows
@@ -45,7 +46,7 @@ func (s *subscription) offer(e *event.Event) {
 }
 
 func (s *subscription) deliver(e *event.Event, block bool) bool {
-	if s.stopped.Load() || !s.matcher.Match(e) {
+	if s.stopped.Load() || e.Seq < s.minSeq || !s.matcher.Match(e) {
 		return true
 	}
 	visible, ok := s.client.hub.opts.Policy(s.client.info.Principal, e)
@@ -85,7 +86,9 @@ func (s *subscription) resumePoint() uint64 {
 func (s *subscription) catchUp(ctx context.Context) error {
 	hub := s.client.hub
 	for {
-		upto := hub.dispatched.Load()
+		// The log holds every event up to inflight; events after it will
+		// be offered to this subscription's pending list.
+		upto := hub.inflight.Load()
 		s.mu.Lock()
 		from := s.next
 		s.mu.Unlock()
