@@ -63,9 +63,9 @@ type Hub struct {
 	// before dispatch reads the subscription snapshot, so a replay that
 	// reads its upper bound from it cannot miss an event that was offered
 	// to a snapshot taken just before the subscription was added.
-	inflight atomic.Uint64
-	started    chan struct{}
-	startOnce  sync.Once
+	inflight  atomic.Uint64
+	started   chan struct{}
+	startOnce sync.Once
 
 	delivered atomic.Uint64
 	dropped   atomic.Uint64
