@@ -141,6 +141,27 @@ func (s *Session) Send(v any) error {
 // SendRaw queues an already-encoded message.
 func (s *Session) SendRaw(b []byte) error { return s.client.SendRaw(b) }
 
+// closeFromReader ends the connection from the reader goroutine: after the
+// close frame it shuts down writing and discards what the client is still
+// sending (briefly), so the close frame is not lost to a TCP reset caused by
+// unread data — the client learns why (e.g. 1009) instead of "reset by peer".
+func (s *Session) closeFromReader(code ws.StatusCode, reason string) {
+	s.closeOnce.Do(func() {
+		s.closeCode.Store(int32(code))
+		s.wmu.Lock()
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = ws.WriteFrame(s.conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)))
+		s.wmu.Unlock()
+		if tc, ok := s.conn.(interface{ CloseWrite() error }); ok {
+			_ = tc.CloseWrite()
+			_ = s.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 4<<20))
+		}
+		_ = s.conn.Close()
+		s.client.Kick(hub.ErrClosed)
+	})
+}
+
 // Close ends the connection with a close frame.
 func (s *Session) Close(code ws.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
@@ -298,7 +319,7 @@ func (s *Session) readLoop(src io.Reader) {
 		h, err := rd.NextFrame()
 		if err != nil {
 			if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
-				s.Close(CloseTooBig, "message larger than the limit")
+				s.closeFromReader(CloseTooBig, "message larger than the limit")
 			}
 			var closed wsutil.ClosedError
 			if errors.As(err, &closed) {
@@ -319,16 +340,16 @@ func (s *Session) readLoop(src io.Reader) {
 		payload, err := io.ReadAll(rd)
 		if err != nil {
 			if errors.Is(err, wsutil.ErrMessageTooLarge) || errors.Is(err, wsutil.ErrFrameTooLarge) {
-				s.Close(CloseTooBig, "message larger than the limit")
+				s.closeFromReader(CloseTooBig, "message larger than the limit")
 			}
 			return
 		}
 		if s.deps.Guard != nil && !s.deps.Guard.AllowMessage(s.ID()) {
-			s.Close(CloseLimitExceeded, "message rate limit exceeded")
+			s.closeFromReader(CloseLimitExceeded, "message rate limit exceeded")
 			return
 		}
 		if err := s.dialect.Message(s, payload); err != nil {
-			s.Close(ClosePolicy, err.Error())
+			s.closeFromReader(ClosePolicy, err.Error())
 			return
 		}
 	}
