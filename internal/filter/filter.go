@@ -58,7 +58,11 @@ func Decode(raw []byte) (Filter, error) {
 	if err := dec.Decode(&f); err != nil {
 		msg := err.Error()
 		if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			return f, &Error{Field: strings.Trim(name, `"`), Reason: "unknown filter field"}
+			field := strings.Trim(name, `"`)
+			if field == "" {
+				field = `""` // an empty key still gets a name in the message
+			}
+			return f, &Error{Field: field, Reason: "unknown filter field"}
 		}
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) && ute.Field != "" {
