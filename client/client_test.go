@@ -3,90 +3,26 @@ package client_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/client"
-	"github.com/vigil-sec/vigil/internal/app"
-	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
-// node runs a real Vigil node that can be stopped and started again on
-// the same address and data directory.
-type node struct {
-	t       *testing.T
-	cfg     config.Config
-	cancel  context.CancelFunc
-	done    chan error
-	running bool
-}
-
-func newNode(t *testing.T) *node {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newClient(t *testing.T, n *testnode.Node, opts ...client.Option) *client.Client {
+	c, err := client.New(n.URL(), n.AdminToken(), opts...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := config.Defaults()
-	cfg.Listen, cfg.DataDir = addr, t.TempDir()
-	n := &node{t: t, cfg: cfg}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *node) start() {
-	n.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel, n.done = cancel, make(chan error, 1)
-	ready := make(chan struct{})
-	go func() {
-		n.done <- app.Run(ctx, n.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(string) { close(ready) })
-	}()
-	select {
-	case <-ready:
-	case err := <-n.done:
-		n.t.Fatalf("node: %v", err)
-	case <-time.After(30 * time.Second):
-		n.t.Fatal("node did not start")
-	}
-	n.running = true
-}
-
-func (n *node) stop() {
-	if !n.running {
-		return
-	}
-	n.cancel()
-	if err := <-n.done; err != nil {
-		n.t.Errorf("node: %v", err)
-	}
-	n.running = false
-}
-
-func (n *node) client(opts ...client.Option) *client.Client {
-	tok, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "admin.token"))
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	c, err := client.New("http://"+n.cfg.Listen, strings.TrimSpace(string(tok)), opts...)
-	if err != nil {
-		n.t.Fatal(err)
 	}
 	return c
 }
 
 func TestPublishIsIdempotent(t *testing.T) {
-	n := newNode(t)
-	c := n.client()
+	n := testnode.Start(t)
+	c := newClient(t, n)
 	evs := []*client.Event{{Type: "authentication.login", User: "alice"}, {Type: "audit.query"}}
 	first, err := c.Publish(context.Background(), evs)
 	if err != nil {
@@ -113,14 +49,14 @@ func TestPublishIsIdempotent(t *testing.T) {
 }
 
 func TestPublishRetriesUntilServerIsBack(t *testing.T) {
-	n := newNode(t)
-	c := n.client(client.WithRetries(8))
-	n.stop()
+	n := testnode.Start(t)
+	c := newClient(t, n, client.WithRetries(8))
+	n.Stop()
 	restarted := make(chan struct{})
 	go func() {
 		defer close(restarted)
 		time.Sleep(700 * time.Millisecond)
-		n.start()
+		n.Restart()
 	}()
 	acks, err := c.Publish(context.Background(), []*client.Event{{Type: "system.heartbeat"}})
 	<-restarted
@@ -135,8 +71,8 @@ func TestPublishRetriesUntilServerIsBack(t *testing.T) {
 // TestSubscribeResumesAcrossRestart: the subscription sees every event
 // exactly once, in order, although the server goes away in the middle.
 func TestSubscribeResumesAcrossRestart(t *testing.T) {
-	n := newNode(t)
-	c := n.client()
+	n := testnode.Start(t)
+	c := newClient(t, n)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
@@ -172,8 +108,8 @@ func TestSubscribeResumesAcrossRestart(t *testing.T) {
 	}
 	publish(50)
 	time.Sleep(200 * time.Millisecond)
-	n.stop()
-	n.start()
+	n.Stop()
+	n.Restart()
 	publish(50) // some of these may be stored before the subscriber is back
 	<-connected
 	publish(50)
@@ -202,8 +138,8 @@ func TestSubscribeResumesAcrossRestart(t *testing.T) {
 }
 
 func TestSubscribeBadFilterIsFinal(t *testing.T) {
-	n := newNode(t)
-	c := n.client()
+	n := testnode.Start(t)
+	c := newClient(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := c.Subscribe(ctx, client.SubscribeOptions{Filter: client.Filter{MinSeverity: "hgih"}}, func(*client.Event) error { return nil })

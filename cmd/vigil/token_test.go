@@ -1,62 +1,20 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/vigil-sec/vigil/internal/app"
-	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
 // TestTokenCommand runs a real node (app.Run, embedded JetStream) and drives
 // `vigil token create|list|revoke` against it, with the admin token found in
 // the data directory.
 func TestTokenCommand(t *testing.T) {
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.Listen, cfg.DataDir = "127.0.0.1:0", dir
-	ctx, cancel := context.WithCancel(context.Background())
-	addrCh := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addrCh <- a })
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app: %v", err)
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrCh:
-	case err := <-done:
-		t.Fatalf("app: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start")
-	}
-	server := "http://" + addr
-	vigil := func(args ...string) (string, string, error) {
-		var out, errb bytes.Buffer
-		getenv := func(k string) string {
-			switch k {
-			case "VIGIL_SERVER":
-				return server
-			case "VIGIL_DATA_DIR":
-				return dir
-			}
-			return ""
-		}
-		err := run(ctx, args, env{getenv: getenv, stdin: strings.NewReader(""), stdout: &out, stderr: &errb})
-		return out.String(), errb.String(), err
-	}
-
+	n := testnode.Start(t)
+	vigil := cliAgainst(n)
 	out, stderr, err := vigil("token", "create", "--role", "analyst", "--categories", "authentication,audit", "--tenant", "acme", "--expires", "720h", "--name", "soc")
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, stderr)
@@ -69,7 +27,7 @@ func TestTokenCommand(t *testing.T) {
 
 	// The new token works against the API (an analyst may read, not publish).
 	get := func(tok string) int {
-		req, _ := http.NewRequest("GET", server+"/api/v1/events", nil)
+		req, _ := http.NewRequest("GET", n.URL()+"/api/v1/events", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

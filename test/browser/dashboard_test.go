@@ -6,11 +6,8 @@ package browser
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigil-sec/vigil/client"
-	"github.com/vigil-sec/vigil/internal/app"
-	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
 func findChromium(t *testing.T) string {
@@ -32,43 +28,10 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// startNode runs a real node on a loopback port and returns its address and
-// admin token.
-func startNode(t *testing.T) (string, string) {
-	t.Helper()
-	cfg := config.Defaults()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	addrCh := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addrCh <- a })
-	}()
-	var addr string
-	select {
-	case addr = <-addrCh:
-	case err := <-done:
-		t.Fatalf("node did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("node did not start in 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node: %v", err)
-		}
-	})
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr, strings.TrimSpace(string(tok))
-}
-
 func TestDashboard(t *testing.T) {
 	chrome := findChromium(t)
-	addr, token := startNode(t)
+	n := testnode.Start(t)
+	addr, token := n.Addr(), n.AdminToken()
 	c, err := client.New("http://"+addr, token)
 	if err != nil {
 		t.Fatal(err)
