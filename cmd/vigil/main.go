@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"verify":  {"check the integrity hash chain of the log", runVerify},
 		"bench":   {"load generator: ingest throughput and end-to-end latency", runBench},
 		"token":   {"create, list and revoke API tokens (admin; via the REST API)", runToken},
+		"rules":   {"test detection rules against NDJSON events, or check rule files", runRules},
 	}
 }
 

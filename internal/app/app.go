@@ -17,9 +17,11 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/metrics"
+	"github.com/vigil-sec/vigil/internal/natsingest"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
@@ -41,8 +43,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		logger.Info("admin token loaded", "path", tokenPath)
 	}
 
+	var natsToken string
+	if cfg.NATSListen != "" && cfg.NATS == "" {
+		var natsTokenPath string
+		if natsToken, natsTokenPath, _, err = auth.LoadOrCreateSecretFile(cfg.DataDir, "nats.token", "nats_"); err != nil {
+			return err
+		}
+		logger.Info("embedded NATS listener token", "path", natsTokenPath)
+	}
 	log, err := store.Open(ctx, store.Config{
 		DataDir: cfg.DataDir, NATSURL: cfg.NATS, NodeID: cfg.NodeID,
+		Listen: cfg.NATSListen, ListenToken: natsToken,
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
 	})
@@ -85,6 +96,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 
 	m := metrics.New(h)
 	ing := ingest.New(log, cfg.Limits, m)
+	// NATS-speaking producers: requests to vigil.ingest.<tenant> take the
+	// same ingest path as POST /api/v1/events.
+	bridge, err := natsingest.Start(log.Conn(), ing, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = bridge.Stop() }()
+	if u := log.ClientURL(); u != "" {
+		logger.Info("embedded NATS listening for producers", "url", u, "subject", natsingest.SubjectPrefix+".<tenant>")
+	}
 	if err := acc.Metrics.Register(m.Registry); err != nil {
 		return err
 	}
@@ -105,10 +126,30 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		}
 	}()
 
+	// Issue 3: the detection engine tails the log with its own consumer
+	// (off the ingest path), keeps detections in a KV bucket and appends
+	// detection.* events. Stopped by stopRun.
+	det, err := detect.New(ctx, detect.Options{Source: log, Appender: log, JetStream: log.JetStream(),
+		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := det.RegisterMetrics(m.Registry); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { // the detection engine: stopped by stopRun
+		defer wg.Done()
+		if err := det.Run(runCtx); err != nil {
+			logger.Error("detection engine stopped", "err", err)
+		}
+	}()
+
 	handler := server.NewServer(server.Deps{
 		Log: log, Hub: h, Ingest: ing, Auth: acc.Auth, Policy: policy, Guard: acc.Limiter, Access: acc, Metrics: m, Logger: logger,
 		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes),
-		Stats: st, // issue 4
+		Stats:  st,                                             // issue 4
+		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -262,26 +262,3 @@ func ClientIP(r *http.Request) string {
 	}
 	return host
 }
-
-// GuardUpgrades applies Admit to WebSocket upgrade requests of a handler
-// that runs its own WebSocket implementation (GraphQL subscriptions) rather
-// than wsconn. The per-token cap applies when the request already carries
-// an authenticated principal (auth.Require or a token on the upgrade);
-// Origin and the per-IP cap always apply. The slot is held until next
-// returns, i.e. for the connection's life.
-func (l *Limiter) GuardUpgrades(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		p, _ := FromContext(r.Context())
-		release, status, err := l.Admit(r, p)
-		if err != nil {
-			WriteError(w, status, err.Error())
-			return
-		}
-		defer release()
-		next.ServeHTTP(w, r)
-	})
-}

@@ -92,33 +92,3 @@ func TestLimiterMessageRateAndSubs(t *testing.T) {
 		t.Fatalf("third subscription: %v", err)
 	}
 }
-
-func TestGuardUpgrades(t *testing.T) {
-	l := NewLimiter(LimitConfig{MaxConnsPerIP: 1}, nil)
-	hold := make(chan struct{})
-	entered := make(chan struct{})
-	h := l.GuardUpgrades(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" {
-			entered <- struct{}{}
-			<-hold
-		}
-	}))
-	up := func(origin string) *http.Request {
-		r := req("10.0.0.9:1", "vigil:8080", origin)
-		r.Header.Set("Upgrade", "websocket")
-		return r
-	}
-	go h.ServeHTTP(httptest.NewRecorder(), up(""))
-	<-entered
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, up(""))
-	if rec.Code != 429 {
-		t.Fatalf("second upgrade from the IP: %d, want 429", rec.Code)
-	}
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, req("10.0.0.9:2", "vigil:8080", "")) // plain request: not limited
-	if rec.Code != 200 {
-		t.Fatalf("plain request: %d", rec.Code)
-	}
-	close(hold)
-}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -51,6 +52,16 @@ func DefaultMasking() MaskConfig {
 type Policy struct {
 	masks   MaskConfig
 	revoked func(principalID string) bool
+	// last holds, per masked role, the most recent event masked for it.
+	// The hub offers one event to every subscription in turn, so all the
+	// viewers of an event share one masked copy instead of masking it once
+	// per subscription. The map is fixed at construction; entries swap
+	// atomically (replay goroutines call Visible concurrently).
+	last map[Role]*atomic.Pointer[maskedEntry]
+}
+
+type maskedEntry struct {
+	src, masked *event.Event
 }
 
 // SetRevocationCheck makes Visible refuse every event to a principal whose
@@ -71,13 +82,17 @@ func NewPolicy(masks MaskConfig) *Policy {
 		merged[role] = r
 	}
 	cp := make(MaskConfig, len(merged))
+	last := map[Role]*atomic.Pointer[maskedEntry]{}
 	for role, r := range merged {
 		if r.SQLLiterals && len(r.SQLFields) == 0 {
 			r.SQLFields = []string{"query"}
 		}
 		cp[role] = r
+		if !r.empty() {
+			last[role] = &atomic.Pointer[maskedEntry]{}
+		}
 	}
-	return &Policy{masks: cp}
+	return &Policy{masks: cp, last: last}
 }
 
 // Visible reports whether p may see e and returns the form it may see: e
@@ -94,17 +109,22 @@ func (pol *Policy) Visible(p *Principal, e *event.Event) (*event.Event, bool) {
 // use it to re-check filters against the masked form: a viewer must not be
 // able to probe an unmasked value through a filter.
 func (pol *Policy) Masks(role Role) bool {
-	r, ok := pol.masks[role]
-	return ok && !r.empty()
+	_, ok := pol.last[role]
+	return ok
 }
 
 // Mask returns the form of e that role may see.
 func (pol *Policy) Mask(role Role, e *event.Event) *event.Event {
-	r, ok := pol.masks[role]
-	if !ok || r.empty() {
+	slot, ok := pol.last[role]
+	if !ok {
 		return e
 	}
-	return MaskEvent(r, e)
+	if ent := slot.Load(); ent != nil && ent.src == e {
+		return ent.masked
+	}
+	m := MaskEvent(pol.masks[role], e)
+	slot.Store(&maskedEntry{src: e, masked: m})
+	return m
 }
 
 // MaskEvent applies r to a copy of e.

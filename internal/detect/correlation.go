@@ -70,8 +70,9 @@ func (c *correlation) refIndexes(r *rule) []int {
 
 // hit is one matched event, as seen by a correlation window.
 type hit struct {
-	at time.Time
-	id string
+	at  time.Time
+	id  string
+	ids []string // temporal steps fed by a chained correlation: its events
 }
 
 // window is the state of one correlation for one group key.
@@ -166,7 +167,7 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 			w.hits = append(w.hits, hit{at: at, id: cid})
 		}
 		if len(w.hits) > maxWindowHits {
-			w.hits = append(w.hits[:0], w.hits[len(w.hits)-maxWindowHits:]...)
+			w.hits = w.hits[len(w.hits)-maxWindowHits:]
 		}
 		n := len(w.hits)
 		if !c.spec.Condition.Holds(float64(n)) {
@@ -195,7 +196,7 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 		w.values[v] = at
 		w.hits = append(w.hits, hit{at: at, id: id})
 		if len(w.hits) > maxWindowHits {
-			w.hits = append(w.hits[:0], w.hits[len(w.hits)-maxWindowHits:]...)
+			w.hits = w.hits[len(w.hits)-maxWindowHits:]
 		}
 		n := len(w.values)
 		if !c.spec.Condition.Holds(float64(n)) {
@@ -212,7 +213,7 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 			w.steps = make([]hit, len(c.refs))
 		}
 		for _, p := range positions {
-			w.steps[p] = hit{at: at, id: id}
+			w.steps[p] = hit{at: at, id: id, ids: contributed}
 		}
 		for _, s := range w.steps {
 			if s.at.IsZero() || s.at.Before(cutoff) {
@@ -230,14 +231,14 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 		for i := len(positions) - 1; i >= 0; i-- {
 			p := positions[i]
 			if p == 0 {
-				w.steps[0], w.starts[0] = hit{at: at, id: id}, at
+				w.steps[0], w.starts[0] = hit{at: at, id: id, ids: contributed}, at
 				continue
 			}
 			prev := w.starts[p-1]
 			if w.steps[p-1].at.IsZero() || prev.Before(cutoff) || w.steps[p-1].at.After(at) {
 				continue
 			}
-			w.steps[p], w.starts[p] = hit{at: at, id: id}, prev
+			w.steps[p], w.starts[p] = hit{at: at, id: id, ids: contributed}, prev
 		}
 		last := len(c.refs) - 1
 		if w.steps[last].at.IsZero() || w.starts[last].Before(cutoff) {
@@ -266,9 +267,10 @@ func (w *window) prune(cutoff time.Time) {
 	for i < len(w.hits) && w.hits[i].at.Before(cutoff) {
 		i++
 	}
-	if i > 0 {
-		w.hits = append(w.hits[:0], w.hits[i:]...)
-	}
+	// Reslicing, not copying: append reallocates (copying only the live
+	// hits) once the capacity left behind the dropped prefix runs out, so
+	// pruning is amortised O(1) per hit.
+	w.hits = w.hits[i:]
 }
 
 func (c *correlation) fire(w *window, e *event.Event, ids []string, n int) *firing {
@@ -285,9 +287,15 @@ func (c *correlation) fireSteps(w *window, e *event.Event, lim stateLimits) *fir
 	ids := make([]string, 0, len(w.steps))
 	seen := map[string]bool{}
 	for _, s := range w.steps {
-		if s.id != "" && !seen[s.id] && len(ids) < lim.maxEventIDs {
-			seen[s.id] = true
-			ids = append(ids, s.id)
+		stepIDs := s.ids
+		if len(stepIDs) == 0 {
+			stepIDs = []string{s.id}
+		}
+		for _, id := range stepIDs {
+			if id != "" && !seen[id] && len(ids) < lim.maxEventIDs {
+				seen[id] = true
+				ids = append(ids, id)
+			}
 		}
 	}
 	return &firing{rule: c.owner, tenant: e.Tenant, groupKey: c.groupKey(w.group), group: c.groupMap(w.group),

@@ -95,6 +95,9 @@ type Engine struct {
 	// detection events is the order of the changes.
 	emitMu sync.Mutex
 
+	started   chan struct{} // closed once Run has positioned itself on the log
+	startOnce sync.Once
+
 	lastSeq  atomic.Uint64
 	savedSeq uint64 // guarded by emitMu
 	evalNs   atomic.Int64
@@ -124,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Bucket = DefaultBucket
 	}
 	e := &Engine{opts: opts, log: opts.Logger.With("component", "detect"), byID: map[string]*Detection{},
-		open: map[string]string{}, dirty: map[string]bool{}}
+		open: map[string]string{}, dirty: map[string]bool{}, started: make(chan struct{})}
 	rs := opts.Rules
 	if rs == nil {
 		var err error
@@ -156,6 +159,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// Started is closed once Run knows where in the log it starts: events
+// appended after that are evaluated.
+func (e *Engine) Started() <-chan struct{} { return e.started }
 
 // Rules returns the rule set.
 func (e *Engine) Rules() *RuleSet { return e.rules }
@@ -223,6 +230,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		from = head + 1
 		e.lastSeq.Store(head)
 	}
+	e.startOnce.Do(func() { close(e.started) })
 	var wg sync.WaitGroup
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Add(1)

@@ -23,7 +23,7 @@ type RuleInfo struct {
 	ID              string   `json:"id,omitempty"`
 	Name            string   `json:"name,omitempty"`
 	Title           string   `json:"title,omitempty"`
-	Kind            string   `json:"kind"` // "sigma" or "correlation:<type>"
+	Kind            string   `json:"kind"`   // "sigma" or "correlation:<type>"
 	Origin          string   `json:"origin"` // "builtin" or "file"
 	Path            string   `json:"path"`
 	Line            int      `json:"line,omitempty"`

@@ -28,14 +28,22 @@ type gqlEnv struct {
 	stats *stats.Stats
 }
 
-func newGQL(t testing.TB) *gqlEnv {
+func newGQL(t testing.TB) *gqlEnv { return newGQLWith(t, nil) }
+
+// newGQLWith lets a test adjust the GraphQL dependencies.
+func newGQLWith(t testing.TB, adjust func(*env, *graphql.Deps)) *gqlEnv {
 	e := newEnv(t)
 	st := stats.New(nil)
 	go func() { _ = st.Run(e.ctx, e.hub) }()
 	rep := &stats.Reporter{Stats: st, Hub: e.hub, Checks: []stats.Check{{Name: "event_log", Probe: e.log.Ready}}}
 	events := &rest.Events{Ingest: e.ingest, Log: e.log, Policy: hub.DefaultPolicy}
-	g := graphql.New(graphql.Deps{Hub: e.hub, Auth: e.deps.Auth, Ingest: e.ingest, History: events,
-		Events: e.log, Stats: st, Status: rep.Status})
+	waitHubSubs(t, e, 1) // the stats client: events before it subscribed could be missed
+	deps := graphql.Deps{Hub: e.hub, Auth: e.deps.Auth, Ingest: e.ingest, History: events,
+		Events: e.log, Stats: st, Status: rep.Status}
+	if adjust != nil {
+		adjust(e, &deps)
+	}
+	g := graphql.New(deps)
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", g)
 	mux.Handle("GET /graphql/schema.graphql", graphql.SchemaHandler())
@@ -75,6 +83,17 @@ func (g *gqlEnv) waitSubs(t testing.TB, n int) {
 	for g.hub.Stats().Subscriptions < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d of %d subscriptions registered", g.hub.Stats().Subscriptions, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func waitHubSubs(t testing.TB, e *env, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.hub.Stats().Subscriptions < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d subscriptions registered", e.hub.Stats().Subscriptions, n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

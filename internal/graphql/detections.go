@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
+	"github.com/vigil-sec/vigil/internal/stats"
 )
 
 // Detection is the SPEC 6 detection object, as the detection engine
@@ -211,4 +213,41 @@ func detectionFromData(raw json.RawMessage) (*Detection, bool) {
 		return nil, false
 	}
 	return &d, true
+}
+
+// OpenDetections counts the open (not resolved, not false positive)
+// detections p may see, by severity, from the engine: the authoritative
+// figure for status, metrics and posture.
+func OpenDetections(ctx context.Context, d Detections, p *auth.Principal) (map[string]int64, error) {
+	list, err := d.ListDetections(ctx, p, DetectionQuery{Statuses: []string{"active", "investigating"}})
+	if err != nil {
+		return nil, fmt.Errorf("open detections: %w", err)
+	}
+	out := map[string]int64{}
+	for _, det := range list {
+		out[det.Severity]++
+	}
+	return out, nil
+}
+
+// withOpenDetections replaces the stream-derived open-detection counts of
+// snap with the engine's when one is wired.
+func (r *Resolver) withOpenDetections(ctx context.Context, p *auth.Principal, snap stats.Snapshot) stats.Snapshot {
+	if r.deps.Detections == nil {
+		return snap
+	}
+	open, err := OpenDetections(ctx, r.deps.Detections, p)
+	if err != nil {
+		r.deps.Logger.Warn("open detections unavailable; using stream counts", "err", err)
+		return snap
+	}
+	counts := map[string]int64{}
+	for sev := range snap.OpenDetections {
+		counts[sev] = 0
+	}
+	for sev, n := range open {
+		counts[sev] = n
+	}
+	snap.OpenDetections = counts
+	return snap
 }

@@ -1,3 +1,5 @@
 package graphql
 
-//go:generate go run github.com/99designs/gqlgen generate --config gqlgen.yml
+// gqlgen is a go.mod tool dependency, so this works offline from the module
+// cache and survives `go mod tidy`.
+//go:generate go tool gqlgen generate --config gqlgen.yml

@@ -1,6 +1,7 @@
 package graphql_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
+	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/graphql"
 )
@@ -408,5 +412,73 @@ func TestLegacyGraphQLWS(t *testing.T) {
 	c.stop("1")
 	if m := c.next("1"); m["type"] != "complete" {
 		t.Fatalf("stop: %v", m)
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	g := newGQLWith(t, func(_ *env, d *graphql.Deps) {
+		d.Guard = auth.NewLimiter(auth.LimitConfig{MaxConnsPerToken: 1, AllowedOrigins: []string{"https://soc.example.com"}}, nil)
+		d.MaxSubs = 2
+	})
+	c, err := dialGQL(t, g.srv.URL+"/graphql?token="+testToken, protoTransportWS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The token's one connection is in use.
+	if _, err := dialGQL(t, g.srv.URL+"/graphql?token="+testToken, protoTransportWS, nil); err == nil {
+		t.Fatal("second connection for a token capped at one was accepted")
+	}
+	// A browser origin outside the allow-list is refused.
+	d := ws.Dialer{Protocols: []string{protoTransportWS}, Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {"https://evil.example.net"}})}
+	if conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(g.srv.URL, "http")+"/graphql"); err == nil {
+		conn.Close()
+		t.Fatal("foreign origin accepted")
+	}
+	// At most two subscriptions on one connection.
+	c.subscribe("1", `subscription { events { id } }`, nil)
+	c.subscribe("2", `subscription { securityPosture { score } }`, nil)
+	c.data("2", "securityPosture")
+	c.subscribe("3", `subscription { events { id } }`, nil)
+	if m := c.next("3"); !isError(m) || !strings.Contains(fmt.Sprint(m["payload"]), "at most 2 subscriptions") {
+		t.Fatalf("third subscription: %v", m)
+	}
+	// Ending one frees its slot.
+	c.stop("2")
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("retry-%d", i) // a fresh id: an errored one is followed by its "complete"
+		c.subscribe(id, `subscription { securityPosture { score } }`, nil)
+		m := c.next(id)
+		if !isError(m) {
+			if m["type"] != "next" {
+				t.Fatalf("want a result, got %v", m)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never freed: %v", m)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Without a Guard, browser origins other than the server's own host are
+// refused, as for every Vigil WebSocket (the Guard's allow-list otherwise).
+func TestSameOriginWithoutGuard(t *testing.T) {
+	g := newGQL(t)
+	url := "ws" + strings.TrimPrefix(g.srv.URL, "http") + "/graphql?token=" + testToken
+	host := strings.TrimPrefix(g.srv.URL, "http://")
+	for origin, ok := range map[string]bool{"http://" + host: true, "https://evil.example.net": false} {
+		d := ws.Dialer{Protocols: []string{protoTransportWS}, Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}})}
+		conn, _, hs, err := d.Dial(context.Background(), url)
+		if (err == nil) != ok {
+			t.Fatalf("origin %s: err %v, want accepted=%v", origin, err, ok)
+		}
+		if err == nil {
+			if hs.Protocol != protoTransportWS {
+				t.Fatalf("negotiated %q", hs.Protocol)
+			}
+			conn.Close()
+		}
 	}
 }

@@ -22,18 +22,24 @@ import (
 // when the client completes or disconnects (ctx), or when the hub ends the
 // stream (lag or shutdown); then the channel closes and gqlgen sends
 // "complete". A lagged client resubscribes from its last seq + 1.
-func subscribe[T any](r *Resolver, ctx context.Context, m *filter.Matcher, from hub.Cursor, conv func(*event.Event) (T, bool)) (<-chan T, error) {
+func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from hub.Cursor, conv func(*event.Event) (T, bool)) (<-chan T, error) {
 	p, err := reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	release, err := r.admitSub(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c := r.deps.Hub.NewClient(hub.ClientInfo{Transport: Transport, Remote: remote(ctx), Principal: p, QueueSize: r.deps.QueueSize})
 	if _, err := c.Subscribe(ctx, "graphql", m, from); err != nil {
 		c.Close()
+		release()
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
 	out := make(chan T, 64)
 	go func() {
+		defer release()
 		defer close(out)
 		defer c.Close()
 		for {
@@ -119,7 +125,7 @@ func (s subscriptionResolver) AuthenticationEvents(ctx context.Context, filterUs
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toAuthentication)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toAuthentication)
 }
 
 func (s subscriptionResolver) AuthorizationEvents(ctx context.Context, filterUsername, filterResource *string) (<-chan *generated.AuthorizationEvent, error) {
@@ -127,7 +133,7 @@ func (s subscriptionResolver) AuthorizationEvents(ctx context.Context, filterUse
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toAuthorization)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toAuthorization)
 }
 
 func (s subscriptionResolver) AuditLogStream(ctx context.Context, filterUsername *string, filterSeverity *generated.AuditSeverity, filterActions []string) (<-chan *generated.AuditLogEvent, error) {
@@ -139,7 +145,7 @@ func (s subscriptionResolver) AuditLogStream(ctx context.Context, filterUsername
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toAudit)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toAudit)
 }
 
 func (s subscriptionResolver) EncryptionEvents(ctx context.Context, filterActions []generated.EncryptionAction) (<-chan *generated.EncryptionEvent, error) {
@@ -147,7 +153,7 @@ func (s subscriptionResolver) EncryptionEvents(ctx context.Context, filterAction
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toEncryption)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toEncryption)
 }
 
 func (s subscriptionResolver) RateLimitEvents(ctx context.Context, filterSourceIP *string, onlyBlocked *bool) (<-chan *generated.RateLimitEvent, error) {
@@ -156,7 +162,7 @@ func (s subscriptionResolver) RateLimitEvents(ctx context.Context, filterSourceI
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toRateLimit)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toRateLimit)
 }
 
 func (s subscriptionResolver) InsiderThreatAlerts(ctx context.Context, minThreatLevel *generated.ThreatLevel, filterUserID *string) (<-chan *generated.InsiderThreatEvent, error) {
@@ -168,7 +174,7 @@ func (s subscriptionResolver) InsiderThreatAlerts(ctx context.Context, minThreat
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toInsider)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toInsider)
 }
 
 func (s subscriptionResolver) MemoryHardeningEvents(ctx context.Context, filterEventTypes []generated.MemoryEventType) (<-chan *generated.MemoryHardeningEvent, error) {
@@ -181,7 +187,7 @@ func (s subscriptionResolver) MemoryHardeningEvents(ctx context.Context, filterE
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toMemory)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toMemory)
 }
 
 func (s subscriptionResolver) CircuitBreakerEvents(ctx context.Context, filterCircuitID *string) (<-chan *generated.CircuitBreakerEvent, error) {
@@ -189,7 +195,7 @@ func (s subscriptionResolver) CircuitBreakerEvents(ctx context.Context, filterCi
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, hub.Latest(), toCircuit)
+	return subscribe(ctx, s.Resolver, m, hub.Latest(), toCircuit)
 }
 
 func (s subscriptionResolver) Events(ctx context.Context, f *generated.EventFilter, fromSeq *int) (<-chan *generated.Event, error) {
@@ -204,7 +210,7 @@ func (s subscriptionResolver) Events(ctx context.Context, f *generated.EventFilt
 		}
 		from = hub.FromSeq(uint64(*fromSeq))
 	}
-	return subscribe(s.Resolver, ctx, m, from, func(e *event.Event) (*generated.Event, bool) { return toEvent(e), true })
+	return subscribe(ctx, s.Resolver, m, from, func(e *event.Event) (*generated.Event, bool) { return s.sharedEvent(e), true })
 }
 
 // detectionFilter maps DetectionFilter onto the native filter over
@@ -238,7 +244,7 @@ func (s subscriptionResolver) Detections(ctx context.Context, f *generated.Detec
 	if err != nil {
 		return nil, err
 	}
-	return subscribe(s.Resolver, ctx, m, from, func(e *event.Event) (*generated.DetectionChange, bool) {
+	return subscribe(ctx, s.Resolver, m, from, func(e *event.Event) (*generated.DetectionChange, bool) {
 		d, ok := detectionFromData(e.Data)
 		if !ok {
 			return nil, false
@@ -261,9 +267,10 @@ func interval(arg *int) (time.Duration, int, error) {
 
 // tick emits make(snapshot) right away and then every period until ctx
 // ends. The goroutine is owned by the subscription.
-func tick[T any](ctx context.Context, period time.Duration, produce func() T) <-chan T {
+func tick[T any](ctx context.Context, period time.Duration, release func(), produce func() T) <-chan T {
 	out := make(chan T, 1)
 	go func() {
+		defer release()
 		defer close(out)
 		t := time.NewTicker(period)
 		defer t.Stop()
@@ -295,9 +302,13 @@ func (s subscriptionResolver) SecurityMetrics(ctx context.Context, intervalSecon
 	if s.deps.Stats == nil {
 		return nil, errors.New("metrics are not available")
 	}
+	release, err := s.admitSub(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var prev int64 = -1
-	return tick(ctx, period, func() *generated.SecurityMetrics {
-		snap := s.deps.Stats.Snapshot(p)
+	return tick(ctx, period, release, func() *generated.SecurityMetrics {
+		snap := s.withOpenDetections(ctx, p, s.deps.Stats.Snapshot(p))
 		m := Metrics(snap, n, prev)
 		prev = snap.TotalObserved
 		return m
@@ -350,8 +361,12 @@ func (s subscriptionResolver) SecurityPosture(ctx context.Context, intervalSecon
 	if s.deps.Stats == nil {
 		return nil, errors.New("posture is not available")
 	}
-	return tick(ctx, period, func() *generated.SecurityPosture {
-		snap := s.deps.Stats.Snapshot(p)
+	release, err := s.admitSub(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tick(ctx, period, release, func() *generated.SecurityPosture {
+		snap := s.withOpenDetections(ctx, p, s.deps.Stats.Snapshot(p))
 		post := stats.ComputePosture(snap)
 		out := &generated.SecurityPosture{Timestamp: snap.Timestamp, Score: post.Score, Level: post.Level}
 		for _, f := range post.Factors {

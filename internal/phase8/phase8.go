@@ -351,26 +351,32 @@ func Flatten(e *event.Event) map[string]any {
 }
 
 // idRing remembers the last n event ids: a bounded set with FIFO eviction.
+// It grows with use, so an idle connection costs almost nothing (SPEC 11
+// counts idle connections in KiB).
 type idRing struct {
+	max  int
 	ids  []string
 	next int
 	set  map[string]struct{}
 }
 
-func newIDRing(n int) *idRing {
-	return &idRing{ids: make([]string, n), set: make(map[string]struct{}, n)}
-}
+func newIDRing(n int) *idRing { return &idRing{max: n} }
 
 // add records id and reports whether it was new.
 func (r *idRing) add(id string) bool {
 	if _, seen := r.set[id]; seen {
 		return false
 	}
-	if old := r.ids[r.next]; old != "" {
-		delete(r.set, old)
+	if r.set == nil {
+		r.set = map[string]struct{}{}
 	}
-	r.ids[r.next] = id
-	r.next = (r.next + 1) % len(r.ids)
+	if len(r.ids) < r.max {
+		r.ids = append(r.ids, id)
+	} else {
+		delete(r.set, r.ids[r.next])
+		r.ids[r.next] = id
+		r.next = (r.next + 1) % r.max
+	}
 	r.set[id] = struct{}{}
 	return true
 }

@@ -16,6 +16,12 @@ func setup(t *testing.T) (*env, *wsClient, string) {
 	e := newEnv(t)
 	st := stats.New(nil)
 	go func() { _ = st.Run(e.ctx, e.hub) }()
+	// Wait for the stats client's subscription so no event precedes it.
+	for deadline := time.Now().Add(5 * time.Second); e.hub.Stats().Subscriptions < 1; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("stats did not subscribe")
+		}
+	}
 	rep := &stats.Reporter{Stats: st, Hub: e.hub}
 	m := http.NewServeMux()
 	m.Handle("GET /ws/phase8/security", phase8.Handler(phase8.Deps{WS: e.deps, Status: rep.Status}))

@@ -32,16 +32,13 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth/jwtauth"
 	"github.com/vigil-sec/vigil/internal/dbsec"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/phase8"
-	"github.com/vigil-sec/vigil/internal/rest"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/tokens"
-	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
 const (
@@ -86,9 +83,7 @@ func newEnv(t *testing.T, cfg access.Config) *env {
 	ing := ingest.New(log, event.DefaultLimits(), m)
 	handler := server.NewServer(server.Deps{Log: log, Hub: h, Ingest: ing, Auth: acc.Auth, Policy: acc.HubPolicy(),
 		Guard: acc.Limiter, Access: acc, Metrics: m, MaxSubs: 100, PingInterval: time.Minute})
-	gqlDeps := graphql.Deps{Hub: h, Auth: acc.Auth, Ingest: ing, Events: log, Policy: acc.HubPolicy(),
-		History: &rest.Events{Ingest: ing, Log: log, Policy: acc.HubPolicy()}}
-	srv := httptest.NewServer(withDialects(handler, wsconn.Deps{Hub: h, Auth: acc.Auth, Guard: acc.Limiter, PingInterval: time.Minute}, gqlDeps))
+	srv := httptest.NewServer(handler)
 	e := &env{t: t, srv: srv, acc: acc, hub: h, m: m, toks: map[string]string{"admin": matrixAdminToken}}
 	t.Cleanup(func() {
 		h.Shutdown()
@@ -100,30 +95,6 @@ func newEnv(t *testing.T, cfg access.Config) *env {
 		log.Close()
 	})
 	return e
-}
-
-// withDialects serves the compatibility dialects that internal/server does
-// not route yet, with the same hub, authenticator and guard, so the matrix
-// covers them today; once routes.go registers them, the server's own routes
-// are used.
-func withDialects(h http.Handler, deps wsconn.Deps, gql graphql.Deps) http.Handler {
-	routed := func(path string) bool {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-		return rec.Code != http.StatusNotFound
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/", h)
-	if !routed("/api/v1/ws/security/events") {
-		dbsec.Register(mux, deps)
-	}
-	if !routed("/ws/phase8/security") {
-		mux.Handle("GET /ws/phase8/security", phase8.Handler(phase8.Deps{WS: deps}))
-	}
-	if !routed("/graphql") {
-		mux.Handle("/graphql", graphql.New(gql))
-	}
-	return mux
 }
 
 // token creates an opaque token through the admin REST API.

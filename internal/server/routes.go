@@ -1,15 +1,18 @@
 package server
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/dashboard"
 	"github.com/vigil-sec/vigil/internal/dbsec"
 	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/phase8"
 	"github.com/vigil-sec/vigil/internal/rest"
 	"github.com/vigil-sec/vigil/internal/sse"
 	"github.com/vigil-sec/vigil/internal/stats"
+	"github.com/vigil-sec/vigil/internal/wsdetections"
 	"github.com/vigil-sec/vigil/internal/wsnative"
 )
 
@@ -24,6 +27,9 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /readyz", rest.Ready(d.Log))
 	mux.Handle("GET /metrics", d.Metrics.Handler())
 	mux.HandleFunc("GET /api/v1/openapi.json", rest.OpenAPI)
+	// The dashboard's static files: no token needed to load the page; it
+	// asks for one and uses the APIs below like any client.
+	mux.Handle("GET /", dashboard.Handler())
 
 	// Core event API (SPEC 3, 5).
 	mux.Handle("POST /api/v1/events", authed(http.HandlerFunc(events.Publish)))
@@ -48,6 +54,11 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		st = stats.New(d.Logger) // not fed by the app: zero counts, still well-formed
 	}
 	reporter := &stats.Reporter{Stats: st, Hub: d.Hub}
+	if d.Detections != nil { // the engine's open-detection counts are authoritative
+		reporter.OpenDetections = func(ctx context.Context, p *auth.Principal) (map[string]int64, error) {
+			return graphql.OpenDetections(ctx, d.Detections, p)
+		}
+	}
 	if d.Log != nil {
 		reporter.Checks = []stats.Check{{Name: "event_log", Probe: d.Log.Ready}}
 	}
@@ -55,10 +66,31 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	dbsec.Register(mux, d.wsDeps()) // the six GET /api/v1/ws/security/* endpoints
 	mux.Handle("GET /api/v1/status", authed(reporter))
 	mux.Handle("GET /api/v1/schema", authed(phase8.SchemaHandler()))
-	mux.Handle("/graphql", graphql.New(graphql.Deps{
+	gql := graphql.New(graphql.Deps{
 		Hub: d.Hub, Auth: d.Auth, Ingest: d.Ingest, History: events, Events: d.Log, Policy: d.Policy,
-		Stats: st, Status: reporter.Status, Detections: d.Detections, Logger: d.Logger,
-	})) // authenticates itself: header, ?token= or connectionParams
+		Stats: st, Status: reporter.Status, Detections: d.Detections, Logger: d.Logger, Guard: d.Guard, MaxSubs: d.MaxSubs,
+	})
+	// gql authenticates itself (header, ?token= or connectionParams). GET
+	// carries queries and the WebSocket upgrade; POST queries/mutations.
+	for _, method := range []string{"GET", "POST", "OPTIONS"} {
+		mux.Handle(method+" /graphql", gql)
+	}
 	mux.Handle("GET /graphql/schema.graphql", authed(graphql.SchemaHandler()))
 	// --- end issue 4.
+
+	// --- Issue 3: detections (SPEC 6, 7.1). Owned by internal/detect and
+	// internal/wsdetections. The REST handlers check CanRead /
+	// CanUpdateDetections and tenants themselves; /ws/detections is a
+	// wsconn dialect over the hub (authenticates itself); the connections
+	// API is admin only.
+	if d.Detect != nil {
+		mux.Handle("GET /api/v1/detections", authed(http.HandlerFunc(d.Detect.HandleList)))
+		mux.Handle("GET /api/v1/detections/{id}", authed(http.HandlerFunc(d.Detect.HandleGet)))
+		mux.Handle("PATCH /api/v1/detections/{id}", authed(http.HandlerFunc(d.Detect.HandlePatch)))
+		mux.Handle("GET /api/v1/rules", authed(http.HandlerFunc(d.Detect.HandleRules)))
+	}
+	mux.Handle("GET /ws/detections", wsdetections.Handler(d.wsDeps()))
+	mux.Handle("GET /api/v1/connections", authed(wsdetections.ListConnections(d.Hub)))
+	mux.Handle("POST /api/v1/connections/{id}/messages", authed(wsdetections.SendMessage(d.Hub)))
+	// --- end issue 3.
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
+	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
@@ -39,6 +40,9 @@ type Deps struct {
 	// queries (nil until internal/detect offers a service).
 	Stats      *stats.Stats
 	Detections graphql.Detections
+	// Issue 3: the detection engine (REST detections and rules); nil: the
+	// detection routes are not registered.
+	Detect *detect.Engine
 }
 
 // NewServer returns the HTTP handler for every Vigil endpoint.

@@ -2,7 +2,7 @@
 // events per type and per category over the last minute and hour, failure,
 // block and violation counts, the open detections by severity, the
 // securityMetrics figures and the 0–100 security posture score. One
-// internal hub client feeds it (replaying the last hour on start), so every
+// internal hub client feeds it (replaying recent history on start), so every
 // consumer — phase 8 get_security_status, GET /api/v1/status, GraphQL
 // securityMetrics and securityPosture — reads the same numbers.
 package stats
@@ -66,9 +66,17 @@ type openDetection struct {
 // entries are forgotten (the detection engine, not stats, is authoritative).
 const maxOpenDetections = 100_000
 
+// DefaultMaxReplay bounds how many stored events Run replays at start.
+const DefaultMaxReplay = 200_000
+
 // Stats is safe for concurrent use. Create it with New, feed it with Run
 // (or Observe), read it with Snapshot.
 type Stats struct {
+	// MaxReplay bounds the start-up replay (set before Run; 0: the
+	// default). Replaying a busy hour in full could take minutes, so the
+	// windows after a restart hold at most this many earlier events.
+	MaxReplay int
+
 	log   *slog.Logger
 	start time.Time
 
@@ -96,13 +104,23 @@ const internalTransport = "internal"
 // reader at Snapshot time, not at collection.
 var internalPrincipal = auth.Principal{ID: "internal:stats", Name: "stats", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
 
-// Run subscribes to h as an internal client, replaying the last hour so the
-// hour window is right after a restart, and observes every event until ctx
-// ends. When the client lags it resubscribes from its resume point, so no
-// event is missed. Run is meant to be owned by the server's errgroup.
+// Run subscribes to h as an internal client, replaying up to MaxReplay
+// stored events so the windows are right after a restart (events older
+// than an hour are skipped), and observes every event until ctx ends. When
+// the client lags it resubscribes from its resume point, so no event is
+// missed. The caller owns the goroutine running it; it returns when ctx
+// ends or the hub shuts down.
 func (s *Stats) Run(ctx context.Context, h *hub.Hub) error {
 	p := internalPrincipal
-	cursor := hub.FromTime(time.Now().Add(-time.Hour))
+	maxReplay := uint64(s.MaxReplay)
+	if maxReplay == 0 {
+		maxReplay = DefaultMaxReplay
+	}
+	from := uint64(1)
+	if head := h.Head(); head > maxReplay {
+		from = head - maxReplay + 1
+	}
+	cursor := hub.FromSeq(from)
 	for {
 		c := h.NewClient(hub.ClientInfo{Transport: internalTransport, Remote: "stats", Principal: &p, QueueSize: 1 << 16})
 		next, err := s.consume(ctx, c, cursor)
@@ -202,13 +220,13 @@ func (s *Stats) Observe(e *event.Event) {
 	if e.Seq != 0 {
 		s.lastSeq = e.Seq
 	}
-	s.total[e.Tenant]++
 	if e.Category == event.CategoryDetection {
 		s.trackDetection(e)
 	}
 	if now.Sub(at) >= time.Hour || at.After(now.Add(time.Minute)) {
-		return
+		return // replayed history beyond the windows
 	}
+	s.total[e.Tenant]++
 	sec, min := at.Unix(), at.Unix()/60
 	if now.Unix()-sec < 60 {
 		addTo(&s.seconds[sec%60], sec, k, c)
@@ -298,7 +316,7 @@ type Snapshot struct {
 	// OpenDetections counts detections not resolved, by severity.
 	OpenDetections map[string]int64 `json:"open_detections"`
 	// TotalObserved counts every visible event seen since the process
-	// started observing (including the replayed hour).
+	// started observing (including replayed events of the last hour).
 	TotalObserved int64 `json:"total_observed"`
 	// EventsPerSecond is the last minute's average rate.
 	EventsPerSecond float64 `json:"events_per_second"`

@@ -45,6 +45,10 @@ type Reporter struct {
 	Stats  *Stats
 	Hub    *hub.Hub
 	Checks []Check
+	// OpenDetections, when set, is the detection engine's authoritative
+	// count of open detections by severity for a principal; without it the
+	// count is derived from the detection events stats has seen.
+	OpenDetections func(ctx context.Context, p *auth.Principal) (map[string]int64, error)
 }
 
 // probeTimeout bounds each component probe so a hung dependency makes the
@@ -70,6 +74,19 @@ func (r *Reporter) Status(ctx context.Context, p *auth.Principal) Status {
 		}
 		st.LogHead = r.Hub.Head()
 		st.Components["hub"] = ComponentStatus{Status: "healthy"}
+	}
+	if r.OpenDetections != nil {
+		if open, err := r.OpenDetections(ctx, p); err == nil {
+			for sev := range st.OpenDetections {
+				st.OpenDetections[sev] = 0
+			}
+			for sev, n := range open {
+				st.OpenDetections[sev] = n
+			}
+		} else {
+			st.Components["detections"] = ComponentStatus{Status: "unhealthy", Error: err.Error()}
+			st.Status = "degraded"
+		}
 	}
 	for _, c := range r.Checks {
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)

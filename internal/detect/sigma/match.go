@@ -102,7 +102,7 @@ func (c *EvalCtx) get(field string) *fieldVal {
 		fv.present = true
 		fv.strs = keywordValues(c.e, fv.strs)
 	} else {
-		v, ok := c.e.Field(field)
+		v, ok := lookup(c.e, field)
 		fv.present = ok
 		if ok {
 			if v == nil {
@@ -114,6 +114,30 @@ func (c *EvalCtx) get(field string) *fieldVal {
 	}
 	c.cache[field] = fv
 	return fv
+}
+
+// lookup is event.Field without the path split allocation for data paths
+// (rules read data fields on every event).
+func lookup(e *event.Event, field string) (any, bool) {
+	path, ok := strings.CutPrefix(field, "data.")
+	if !ok {
+		return e.Field(field)
+	}
+	var cur any = e.DataMap()
+	for {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		part, rest, more := strings.Cut(path, ".")
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+		if !more {
+			return cur, true
+		}
+		path = rest
+	}
 }
 
 func (fv *fieldVal) lowerStrs() []string {

@@ -66,21 +66,21 @@ type Extension struct {
 
 // Rule is one parsed Sigma document: a detection rule or a correlation rule.
 type Rule struct {
-	Path        string      `json:"path,omitempty"`
-	Line        int         `json:"line,omitempty"`
-	ID          string      `json:"id,omitempty"`
-	Name        string      `json:"name,omitempty"`
-	Title       string      `json:"title"`
-	Description string      `json:"description,omitempty"`
-	Status      string      `json:"status,omitempty"`
-	Author      string      `json:"author,omitempty"`
-	Level       string      `json:"level,omitempty"`
-	Tags        []string    `json:"tags,omitempty"`
-	References  []string    `json:"references,omitempty"`
-	FalsePos    []string    `json:"falsepositives,omitempty"`
-	Logsource   Logsource   `json:"logsource"`
-	Vigil       Extension   `json:"vigil"`
-	Detection   *Detection  `json:"-"`
+	Path        string       `json:"path,omitempty"`
+	Line        int          `json:"line,omitempty"`
+	ID          string       `json:"id,omitempty"`
+	Name        string       `json:"name,omitempty"`
+	Title       string       `json:"title"`
+	Description string       `json:"description,omitempty"`
+	Status      string       `json:"status,omitempty"`
+	Author      string       `json:"author,omitempty"`
+	Level       string       `json:"level,omitempty"`
+	Tags        []string     `json:"tags,omitempty"`
+	References  []string     `json:"references,omitempty"`
+	FalsePos    []string     `json:"falsepositives,omitempty"`
+	Logsource   Logsource    `json:"logsource"`
+	Vigil       Extension    `json:"vigil"`
+	Detection   *Detection   `json:"-"`
 	Correlation *Correlation `json:"correlation,omitempty"`
 }
 

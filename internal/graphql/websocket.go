@@ -1,0 +1,186 @@
+package graphql
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// gobwasWebsocket runs gqlgen's GraphQL-over-WebSocket protocols on
+// github.com/gobwas/ws, the WebSocket library of every other Vigil stream:
+// one syscall per message written, no goroutine or timer per connection.
+type gobwasWebsocket struct {
+	// originOK decides browser origins; nil accepts only the server's own
+	// host or a pattern of originPatterns.
+	originOK       func(r *http.Request) bool
+	originPatterns []string
+	writeTimeout   time.Duration
+}
+
+var _ transport.WebsocketImplementation = gobwasWebsocket{}
+
+// sameOrigin accepts non-browser clients (no Origin), the server's own
+// host, and hosts matching one of patterns (path.Match syntax).
+func sameOrigin(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (g gobwasWebsocket) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	allowed := g.originOK
+	if allowed == nil {
+		allowed = func(r *http.Request) bool { return sameOrigin(r, g.originPatterns) }
+	}
+	if !allowed(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return nil, fmt.Errorf("websocket: origin %q not allowed", r.Header.Get("Origin"))
+	}
+	u := ws.HTTPUpgrader{
+		Header:   opts.ResponseHeader,
+		Protocol: func(p string) bool { return slices.Contains(opts.Subprotocols, p) },
+	}
+	conn, rw, hs, err := u.Upgrade(r, w)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: upgrade: %w", err)
+	}
+	var src io.Reader = conn
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		// Bytes the client sent right behind its handshake.
+		src = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
+	}
+	timeout := g.writeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout}
+	c.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true}
+	c.ctl = wsutil.ControlHandler{Src: c.rd, Dst: lockedConn{c}, State: ws.StateServerSide}
+	c.rd.OnIntermediate = func(h ws.Header, _ io.Reader) error { return c.ctl.Handle(h) }
+	return c, nil
+}
+
+// gobwasConn is one connection. gqlgen reads from one goroutine and writes
+// from several (one per active operation), so writes are serialised.
+type gobwasConn struct {
+	conn         net.Conn
+	protocol     string
+	writeTimeout time.Duration
+	rd           *wsutil.Reader // used only by gqlgen's reading goroutine
+	ctl          wsutil.ControlHandler
+	wmu          sync.Mutex
+	closed       bool // guarded by wmu: a close frame was sent
+}
+
+var (
+	_ transport.WebsocketConn          = (*gobwasConn)(nil)
+	_ transport.WebsocketReadLimiter   = (*gobwasConn)(nil)
+	_ transport.WebsocketReadDeadliner = (*gobwasConn)(nil)
+)
+
+// lockedConn lets the control handler answer pings and closes without
+// interleaving with message writes.
+type lockedConn struct{ c *gobwasConn }
+
+func (l lockedConn) Write(p []byte) (int, error) {
+	l.c.wmu.Lock()
+	defer l.c.wmu.Unlock()
+	_ = l.c.conn.SetWriteDeadline(time.Now().Add(l.c.writeTimeout))
+	return l.c.conn.Write(p)
+}
+
+func (c *gobwasConn) NextReader() (int, io.Reader, error) {
+	for {
+		h, err := c.rd.NextFrame()
+		if err != nil {
+			return 0, nil, c.readErr(err)
+		}
+		if h.OpCode.IsControl() {
+			if err := c.ctl.Handle(h); err != nil {
+				return 0, nil, c.readErr(err)
+			}
+			continue
+		}
+		b, err := io.ReadAll(c.rd)
+		if err != nil {
+			return 0, nil, c.readErr(err)
+		}
+		return int(h.OpCode), bytes.NewReader(b), nil
+	}
+}
+
+// readErr maps a peer's close to the transport's "closed normally".
+func (c *gobwasConn) readErr(err error) error {
+	var closed wsutil.ClosedError
+	if errors.As(err, &closed) || errors.Is(err, io.EOF) {
+		return transport.ErrWebsocketClosed
+	}
+	return err
+}
+
+// WriteJSON sends v as one text frame, header and payload in one write.
+func (c *gobwasConn) WriteJSON(v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(payload))}
+	var buf bytes.Buffer
+	buf.Grow(ws.HeaderSize(h) + len(payload))
+	if err := ws.WriteHeader(&buf, h); err != nil {
+		return err
+	}
+	buf.Write(payload)
+	_, err = lockedConn{c}.Write(buf.Bytes())
+	return err
+}
+
+func (c *gobwasConn) WriteClose(code int, message string) error {
+	c.wmu.Lock()
+	if c.closed {
+		c.wmu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.wmu.Unlock()
+	frame := ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), message))
+	var buf bytes.Buffer
+	if err := ws.WriteFrame(&buf, frame); err != nil {
+		return err
+	}
+	_, err := lockedConn{c}.Write(buf.Bytes())
+	return err
+}
+
+func (c *gobwasConn) Close() error                      { return c.conn.Close() }
+func (c *gobwasConn) Subprotocol() string               { return c.protocol }
+func (c *gobwasConn) SetReadLimit(limit int64)          { c.rd.MaxFrameSize = limit }
+func (c *gobwasConn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }

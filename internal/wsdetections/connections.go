@@ -1,0 +1,116 @@
+package wsdetections
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/filter"
+	"github.com/vigil-sec/vigil/internal/hub"
+)
+
+// Connection is one entry of GET /api/v1/connections.
+type Connection struct {
+	ID            string                   `json:"id"`
+	Dialect       string                   `json:"dialect"`
+	RemoteAddress string                   `json:"remote_address"`
+	Principal     string                   `json:"principal,omitempty"`
+	Role          string                   `json:"role,omitempty"`
+	Tenant        string                   `json:"tenant,omitempty"`
+	Filters       map[string]filter.Filter `json:"filters"`
+	QueueDepth    int                      `json:"queue_depth"`
+	ConnectedAt   time.Time                `json:"connected_at"`
+}
+
+func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		return false
+	}
+	if !p.IsAdmin() {
+		auth.WriteError(w, http.StatusForbidden, "only admin may manage connections")
+		return false
+	}
+	return true
+}
+
+// ListConnections serves GET /api/v1/connections (admin only): every hub
+// client of every transport, with its filters (one per subscription) and
+// queue depth.
+func ListConnections(h *hub.Hub) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !requireAdmin(w, r) {
+			return
+		}
+		clients := h.Clients()
+		out := make([]Connection, 0, len(clients))
+		for _, c := range clients {
+			info := c.Info()
+			conn := Connection{ID: c.ID(), Dialect: info.Transport, RemoteAddress: info.Remote,
+				Filters: c.Filters(), QueueDepth: c.QueueDepth(), ConnectedAt: c.ConnectedAt().UTC()}
+			if p := info.Principal; p != nil {
+				conn.Principal, conn.Role, conn.Tenant = p.ID, string(p.Role), p.Tenant
+			}
+			out = append(out, conn)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ConnectedAt.Before(out[j].ConnectedAt) })
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"count": len(out), "connections": out})
+	})
+}
+
+// SendMessage serves POST /api/v1/connections/{id}/messages (admin only):
+// the JSON body is queued to that one client behind what it already has
+// queued. A body that is a JSON object with a "type" is sent as is, so it
+// can be in the client's own dialect; anything else is wrapped as
+// {"type": "message", "data": <body>, "timestamp": ...}.
+func SendMessage(h *hub.Hub) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !requireAdmin(w, r) {
+			return
+		}
+		c, ok := h.Client(r.PathValue("id"))
+		if !ok {
+			auth.WriteError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+		if err != nil || len(body) > 64<<10 {
+			auth.WriteError(w, http.StatusRequestEntityTooLarge, "message must be at most 64 KiB")
+			return
+		}
+		body = bytes.TrimSpace(body)
+		if !json.Valid(body) {
+			auth.WriteError(w, http.StatusBadRequest, "body must be JSON")
+			return
+		}
+		var probe struct {
+			Type *string `json:"type"`
+		}
+		msg := body
+		if body[0] != '{' || json.Unmarshal(body, &probe) != nil || probe.Type == nil {
+			msg, err = json.Marshal(Message{Type: "message", Data: json.RawMessage(body), Timestamp: now()})
+			if err != nil {
+				auth.WriteError(w, http.StatusInternalServerError, err.Error())
+				return
+			}
+		} else {
+			var compact bytes.Buffer
+			if json.Compact(&compact, body) == nil {
+				msg = compact.Bytes()
+			}
+		}
+		if err := c.SendRaw(msg); err != nil {
+			auth.WriteError(w, http.StatusGone, "connection closed")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(map[string]any{"sent": true, "id": c.ID()})
+	})
+}
