@@ -1,0 +1,63 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPrecedenceFlagsOverEnvOverFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vigil.yaml")
+	yaml := "listen: 127.0.0.1:7000\ndata_dir: /from/file\nrules: /rules/from/file\nping_interval: 10s\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VIGIL_CONFIG": file, "VIGIL_DATA_DIR": "/from/env", "VIGIL_LISTEN": "127.0.0.1:7001"}
+	cfg, err := Load([]string{"--listen", "127.0.0.1:7002"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7002" {
+		t.Errorf("listen = %s: the flag must win", cfg.Listen)
+	}
+	if cfg.DataDir != "/from/env" {
+		t.Errorf("data dir = %s: the environment must win over the file", cfg.DataDir)
+	}
+	if cfg.Rules != "/rules/from/file" || cfg.PingInterval != 10*time.Second {
+		t.Errorf("file values lost: rules %q ping %s", cfg.Rules, cfg.PingInterval)
+	}
+	if cfg.NATS != "" || cfg.QueueSize != 4096 {
+		t.Errorf("defaults lost: nats %q queue %d", cfg.NATS, cfg.QueueSize)
+	}
+}
+
+func TestDefaultsAndErrors(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := Load(nil, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.DataDir != "./vigil-data" || cfg.NATS != "" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if cfg.Limits.MaxEventBytes != 64<<10 || cfg.Limits.MaxBatchCount != 10_000 || cfg.Limits.MaxBatchBytes != 16<<20 {
+		t.Fatalf("SPEC 2 limits: %+v", cfg.Limits)
+	}
+	for name, args := range map[string][]string{
+		"bad duration": {"--ping-interval", "soon"},
+		"bad sync":     {"--sync", "sometimes"},
+		"stray arg":    {"extra"},
+	} {
+		if _, err := Load(args, none, io.Discard); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(file, []byte("listne: x\n"), 0o600)
+	if _, err := Load([]string{"--config", file}, none, io.Discard); err == nil || !strings.Contains(err.Error(), "listne") {
+		t.Errorf("unknown YAML key: %v", err)
+	}
+}
