@@ -343,12 +343,34 @@ func nonNil(s []string) []string {
 }
 
 // mergeIDs appends new ids not yet present, keeping the newest max.
+// A correlation re-fires with its whole window, in log order, so the ids
+// already kept usually end where the window's new ids begin: find have's
+// newest id in add and take what follows. Only when it is absent (a new
+// window, a sequence rule) are the ids compared one by one, through a set.
 func mergeIDs(have, add []string, max int) []string {
+	if len(have) > 0 {
+		last := have[len(have)-1]
+		for i := len(add) - 1; i >= 0; i-- {
+			if add[i] == last {
+				have = append(have, add[i+1:]...)
+				return capIDs(have, max)
+			}
+		}
+	}
+	seen := make(map[string]struct{}, len(have)+len(add))
+	for _, id := range have {
+		seen[id] = struct{}{}
+	}
 	for _, id := range add {
-		if !slices.Contains(have, id) {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
 			have = append(have, id)
 		}
 	}
+	return capIDs(have, max)
+}
+
+func capIDs(have []string, max int) []string {
 	if len(have) > max {
 		have = append(have[:0], have[len(have)-max:]...)
 	}

@@ -16,8 +16,14 @@ import (
 // validation, hashing and the JetStream append, acknowledged, in batches
 // of 1,000 demo events. Reports events/s.
 func BenchmarkDurableIngest(b *testing.B) {
+	b.Run("sync=default", func(b *testing.B) { benchIngest(b, false) })
+	// --sync always: every write is fsynced (survives power loss).
+	b.Run("sync=always", func(b *testing.B) { benchIngest(b, true) })
+}
+
+func benchIngest(b *testing.B, syncAlways bool) {
 	ctx := context.Background()
-	log, err := store.Open(ctx, store.Config{DataDir: b.TempDir()})
+	log, err := store.Open(ctx, store.Config{DataDir: b.TempDir(), SyncAlways: syncAlways})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
@@ -78,4 +79,34 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 func (d Deps) wsDeps() wsconn.Deps {
 	return wsconn.Deps{Hub: d.Hub, Auth: d.Auth, Guard: d.Guard, Logger: d.Logger,
 		PingInterval: d.PingInterval, MaxMessage: d.MaxMessage, Delivered: d.Metrics.Delivered}
+}
+
+// adminOnly refuses every role but admin.
+func adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := auth.FromContext(r.Context()); !ok || !p.IsAdmin() {
+			auth.WriteError(w, http.StatusForbidden, "admin role required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pprofHandler serves net/http/pprof's profiles without registering them
+// on the default mux.
+func pprofHandler(w http.ResponseWriter, r *http.Request) {
+	switch name := r.PathValue("profile"); name {
+	case "":
+		pprof.Index(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
 }
