@@ -12,7 +12,7 @@ import (
 
 func mux(e *env) http.Handler {
 	m := http.NewServeMux()
-	dbsec.Register(m, e.deps)
+	dbsec.Register(m, e.Deps)
 	return m
 }
 
@@ -26,13 +26,13 @@ func ev(typ, user, action, outcome string, sev event.Severity, data string) *eve
 
 // sync waits until the connection has run Open (and so subscribed): the
 // pong is answered after it.
-func (c *wsClient) sync() {
-	c.t.Helper()
-	c.send(`{"type":"ping"}`)
-	expectType(c.t, c.read(), "pong")
+func syncConn(c *wsClient) {
+	c.T.Helper()
+	c.Send(`{"type":"ping"}`)
+	expectType(c.T, c.Read(), "pong")
 }
 
-func expectType(t *testing.T, m map[string]any, typ string) {
+func expectType(t testing.TB, m map[string]any, typ string) {
 	t.Helper()
 	if m["type"] != typ {
 		t.Fatalf("want type %q, got %v", typ, m)
@@ -41,76 +41,76 @@ func expectType(t *testing.T, m map[string]any, typ string) {
 
 func TestAuthenticationEndpoint(t *testing.T) {
 	e := newEnv(t)
-	srv := e.serve(mux(e))
+	srv := e.Serve(mux(e))
 	c := dial(t, srv, "/api/v1/ws/security/authentication?token="+testToken)
-	c.sync()
+	syncConn(c)
 
 	// Connect, receive: only the endpoint's category, flattened.
-	e.publish(
+	e.Publish(
 		ev("audit.query", "alice@example.com", "select", "success", event.SeverityInfo, ""),
 		ev("authentication.login", "alice@example.com", "login", "failure", event.SeverityMedium, `{"mfa_method":"totp"}`),
 	)
-	m := c.read()
+	m := c.Read()
 	if m["event_type"] != "Authentication" || m["action"] != "login" || m["username"] != "alice@example.com" ||
 		m["success"] != false || m["timestamp"] == nil || m["severity"] != "warning" || m["mfa_method"] != "totp" {
 		t.Fatalf("unexpected message %v", m)
 	}
 
 	// Filter: configuration replaces the previous one.
-	c.send(`{"username_filter":"bob","event_types":["LOGIN"]}`)
-	expectType(t, c.read(), "configured")
-	e.publish(
+	c.Send(`{"username_filter":"bob","event_types":["LOGIN"]}`)
+	expectType(t, c.Read(), "configured")
+	e.Publish(
 		ev("authentication.login", "alice@example.com", "login", "success", event.SeverityInfo, ""),
 		ev("authentication.logout", "bob", "logout", "success", event.SeverityInfo, ""),
 		ev("authentication.login", "bob", "login", "success", event.SeverityInfo, ""),
 	)
-	m = c.read()
+	m = c.Read()
 	if m["username"] != "bob" || m["action"] != "login" || m["success"] != true {
 		t.Fatalf("filter let through %v", m)
 	}
-	c.send(`{"severity_filter":"critical"}`)
-	expectType(t, c.read(), "configured")
-	e.publish(
+	c.Send(`{"severity_filter":"critical"}`)
+	expectType(t, c.Read(), "configured")
+	e.Publish(
 		ev("authentication.login", "bob", "login", "failure", event.SeverityHigh, ""),
 		ev("authentication.login", "carol", "login", "failure", event.SeverityCritical, ""),
 	)
-	if m = c.read(); m["username"] != "carol" || m["severity"] != "critical" {
+	if m = c.Read(); m["username"] != "carol" || m["severity"] != "critical" {
 		t.Fatalf("severity_filter let through %v", m)
 	}
 
 	// Bad messages: an error each, and the connection stays usable.
 	for _, bad := range []string{`not json`, `{"bogus_filter":1}`, `{"severity_filter":"loud"}`, `{"source_ip_filter":"300.1.1.1"}`, `{"type":"subscribe"}`, `{"min_threat_level":"extreme"}`} {
-		c.send(bad)
-		m := c.read()
+		c.Send(bad)
+		m := c.Read()
 		expectType(t, m, "error")
 		if s, _ := m["message"].(string); s == "" {
 			t.Fatalf("error without message for %s: %v", bad, m)
 		}
 	}
-	c.send(`{"type":"ping"}`)
-	expectType(t, c.read(), "pong")
-	e.publish(ev("authentication.login", "dave", "login", "failure", event.SeverityCritical, ""))
-	if m = c.read(); m["username"] != "dave" {
+	c.Send(`{"type":"ping"}`)
+	expectType(t, c.Read(), "pong")
+	e.Publish(ev("authentication.login", "dave", "login", "failure", event.SeverityCritical, ""))
+	if m = c.Read(); m["username"] != "dave" {
 		t.Fatalf("after errors the previous configuration must still apply, got %v", m)
 	}
 }
 
 func TestEventsEndpointFilters(t *testing.T) {
 	e := newEnv(t)
-	srv := e.serve(mux(e))
+	srv := e.Serve(mux(e))
 	c := dial(t, srv, "/api/v1/ws/security/events?token="+testToken)
-	c.sync()
+	syncConn(c)
 
 	// All eight categories, with their PascalCase names; others are not sent.
-	e.publish(
+	e.Publish(
 		&event.Event{Type: "security.fraud.alert", Severity: event.SeverityHigh},
 		&event.Event{Type: "authorization.grant", User: "u", Action: "grant", Resource: "table:payments"},
 		&event.Event{Type: "memory.buffer_overflow", Action: "buffer_overflow"},
 	)
-	if m := c.read(); m["event_type"] != "Authorization" || m["resource"] != "table:payments" {
+	if m := c.Read(); m["event_type"] != "Authorization" || m["resource"] != "table:payments" {
 		t.Fatalf("got %v", m)
 	}
-	if m := c.read(); m["event_type"] != "MemoryHardening" {
+	if m := c.Read(); m["event_type"] != "MemoryHardening" {
 		t.Fatalf("got %v", m)
 	}
 
@@ -144,12 +144,12 @@ func TestEventsEndpointFilters(t *testing.T) {
 			&event.Event{Type: "audit.query", Severity: event.SeverityLow, Message: "low is audit info"}},
 	}
 	for _, tc := range cases {
-		c.send(tc.config)
-		if m := c.read(); m["type"] != "configured" {
+		c.Send(tc.config)
+		if m := c.Read(); m["type"] != "configured" {
 			t.Fatalf("%s: configuration not accepted: %v", tc.name, m)
 		}
-		e.publish(tc.skip, tc.want)
-		m := c.read()
+		e.Publish(tc.skip, tc.want)
+		m := c.Read()
 		if m["id"] != tc.want.ID {
 			t.Fatalf("%s: want event %s, got %v", tc.name, tc.want.ID, m)
 		}
@@ -158,7 +158,7 @@ func TestEventsEndpointFilters(t *testing.T) {
 
 func TestEndpointCategories(t *testing.T) {
 	e := newEnv(t)
-	srv := e.serve(mux(e))
+	srv := e.Serve(mux(e))
 	for _, ep := range dbsec.Endpoints() {
 		if len(ep.Categories) == 0 || !strings.HasPrefix(ep.Path, "/api/v1/ws/security/") {
 			t.Fatalf("bad endpoint %+v", ep)
@@ -176,16 +176,16 @@ func TestEndpointCategories(t *testing.T) {
 	}
 	// Make sure every connection is subscribed before publishing.
 	for _, c := range clients {
-		c.send(`{"type":"ping"}`)
-		expectType(t, c.read(), "pong")
+		c.Send(`{"type":"ping"}`)
+		expectType(t, c.Read(), "pong")
 	}
 	var evs []*event.Event
 	for _, typ := range []string{"audit.query", "insider_threat.alert", "encryption.key_generated", "rate_limit.exceeded"} {
 		evs = append(evs, &event.Event{Type: typ})
 	}
-	e.publish(evs...)
+	e.Publish(evs...)
 	for p, c := range clients {
-		m := c.read()
+		m := c.Read()
 		if m["type"] != paths[p] || m["event_type"] != names[paths[p]] {
 			t.Fatalf("%s got %v", p, m)
 		}
@@ -194,7 +194,7 @@ func TestEndpointCategories(t *testing.T) {
 
 func TestUnauthorized(t *testing.T) {
 	e := newEnv(t)
-	srv := e.serve(mux(e))
+	srv := e.Serve(mux(e))
 	resp, err := http.Get(srv.URL + "/api/v1/ws/security/events")
 	if err != nil {
 		t.Fatal(err)

@@ -109,7 +109,7 @@ func benchLatency(b *testing.B, subscribers int) {
 		}
 		e := &event.Event{Type: "bench.tick", Category: event.CategorySystem}
 		start := time.Now()
-		g.publish(e)
+		g.Publish(e)
 		acks = append(acks, time.Since(start))
 		seq := int(e.Seq)
 		var last time.Duration

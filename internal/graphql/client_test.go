@@ -34,12 +34,12 @@ func newGQL(t testing.TB) *gqlEnv { return newGQLWith(t, nil) }
 func newGQLWith(t testing.TB, adjust func(*env, *graphql.Deps)) *gqlEnv {
 	e := newEnv(t)
 	st := stats.New(nil)
-	go func() { _ = st.Run(e.ctx, e.hub) }()
-	rep := &stats.Reporter{Stats: st, Hub: e.hub, Checks: []stats.Check{{Name: "event_log", Probe: e.log.Ready}}}
-	events := &rest.Events{Ingest: e.ingest, Log: e.log, Policy: hub.DefaultPolicy}
+	go func() { _ = st.Run(e.Ctx, e.Hub) }()
+	rep := &stats.Reporter{Stats: st, Hub: e.Hub, Checks: []stats.Check{{Name: "event_log", Probe: e.Log.Ready}}}
+	events := &rest.Events{Ingest: e.Ingest, Log: e.Log, Policy: hub.DefaultPolicy}
 	waitHubSubs(t, e, 1) // the stats client: events before it subscribed could be missed
-	deps := graphql.Deps{Hub: e.hub, Auth: e.deps.Auth, Ingest: e.ingest, History: events,
-		Events: e.log, Stats: st, Status: rep.Status}
+	deps := graphql.Deps{Hub: e.Hub, Auth: e.Deps.Auth, Ingest: e.Ingest, History: events,
+		Events: e.Log, Stats: st, Status: rep.Status}
 	if adjust != nil {
 		adjust(e, &deps)
 	}
@@ -80,9 +80,9 @@ func (g *gqlEnv) post(t testing.TB, query string, vars map[string]any) (map[stri
 func (g *gqlEnv) waitSubs(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for g.hub.Stats().Subscriptions < n {
+	for g.Hub.Stats().Subscriptions < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d subscriptions registered", g.hub.Stats().Subscriptions, n)
+			t.Fatalf("only %d of %d subscriptions registered", g.Hub.Stats().Subscriptions, n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -91,9 +91,9 @@ func (g *gqlEnv) waitSubs(t testing.TB, n int) {
 func waitHubSubs(t testing.TB, e *env, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for e.hub.Stats().Subscriptions < n {
+	for e.Hub.Stats().Subscriptions < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d subscriptions registered", e.hub.Stats().Subscriptions, n)
+			t.Fatalf("only %d of %d subscriptions registered", e.Hub.Stats().Subscriptions, n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -17,11 +17,11 @@ import (
 // real log: a memory-safety violation fires SEC-MEM-001.
 func TestDetectionsWithEngine(t *testing.T) {
 	g2 := newGQLWith(t, func(e *env, d *graphql.Deps) {
-		eng, err := detect.New(e.ctx, detect.Options{Source: e.log, Appender: e.log, FlushInterval: 50 * time.Millisecond})
+		eng, err := detect.New(e.Ctx, detect.Options{Source: e.Log, Appender: e.Log, FlushInterval: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(e.ctx)
+		ctx, cancel := context.WithCancel(e.Ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = eng.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
@@ -36,7 +36,7 @@ func TestDetectionsWithEngine(t *testing.T) {
 	c.subscribe("d", `subscription { detections(filter: {minSeverity: "critical"}) { type detection { id ruleId status severity } } }`, nil)
 	g2.waitSubs(t, 2) // the stats client + this one
 
-	g.publish(&event.Event{Type: "memory.violation", Action: "use_after_free_prevented", Source: "rustydb-1", Severity: event.SeverityCritical,
+	g.Publish(&event.Event{Type: "memory.violation", Action: "use_after_free_prevented", Source: "rustydb-1", Severity: event.SeverityCritical,
 		Data: json.RawMessage(`{"component":"executor"}`)})
 	ch := c.data("d", "detections")
 	det := ch["detection"].(map[string]any)

@@ -33,7 +33,7 @@ func TestQueriesAndMutation(t *testing.T) {
 	if pub["seq"].(float64) < 1 {
 		t.Fatalf("publish %v", pub)
 	}
-	g.publish(&event.Event{Type: "audit.query", User: "bob"}, &event.Event{Type: "audit.query", User: "carol"})
+	g.Publish(&event.Event{Type: "audit.query", User: "bob"}, &event.Event{Type: "audit.query", User: "carol"})
 
 	// events(filter, limit, after)
 	data, errs = g.post(t, `{ events(filter: {categories: ["audit"]}, limit: 10) { events { seq user category } next } }`, nil)
@@ -240,7 +240,7 @@ func TestNamedSubscriptionsFilterPerArgument(t *testing.T) {
 	}
 	g.waitSubs(t, len(cases)+1) // +1: the stats client
 	for _, tc := range cases {
-		g.publish(tc.skip, tc.want)
+		g.Publish(tc.skip, tc.want)
 	}
 	for _, tc := range cases {
 		got := c.data(tc.id, tc.field)
@@ -258,7 +258,7 @@ func TestNamedSubscriptionsFilterPerArgument(t *testing.T) {
 	// stream proves the skipped event did not arrive in between either.
 	c.subscribe("marker-check", `subscription { events(filter: {types: ["system.marker"]}) { id } }`, nil)
 	g.waitSubs(t, len(cases)+2)
-	g.publish(&event.Event{Type: "system.marker"})
+	g.Publish(&event.Event{Type: "system.marker"})
 	c.data("marker-check", "events")
 
 	// A bad argument is an error on that subscription only.
@@ -290,7 +290,7 @@ func TestNamedSubscriptionsWithIDs(t *testing.T) {
 	c.subscribe("a", `subscription { authenticationEvents { id seq timestamp actionName event { id category } } }`, nil)
 	g.waitSubs(t, 2)
 	e := &event.Event{Type: "authentication.login", User: "z", Action: "session_created"}
-	g.publish(e)
+	g.Publish(e)
 	got := c.data("a", "authenticationEvents")
 	if got["id"] != e.ID || got["event"].(map[string]any)["category"] != "authentication" {
 		t.Fatalf("got %v", got)
@@ -300,7 +300,7 @@ func TestNamedSubscriptionsWithIDs(t *testing.T) {
 func TestEventsFromSeqReplays(t *testing.T) {
 	g := newGQL(t)
 	first := &event.Event{Type: "audit.query", User: "old"}
-	g.publish(first, &event.Event{Type: "authentication.login", User: "old2"})
+	g.Publish(first, &event.Event{Type: "authentication.login", User: "old2"})
 	c, err := dialGQL(t, g.srv.URL+"/graphql", protoTransportWS, tokenParams)
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestEventsFromSeqReplays(t *testing.T) {
 	}
 	g.waitSubs(t, 2)
 	live := &event.Event{Type: "audit.query", User: "new"}
-	g.publish(live)
+	g.Publish(live)
 	if got := c.data("r", "events"); got["id"] != live.ID {
 		t.Fatalf("live after replay: %v", got)
 	}
@@ -329,7 +329,7 @@ func TestDetectionsSubscription(t *testing.T) {
 		return &event.Event{Type: "detection.created", Severity: event.SeverityHigh, MitreTactics: strings.Split(tactics, ","),
 			Data: raw(fmt.Sprintf(`{"id":%q,"rule_id":"SEC-AUTH-002","title":"Brute Force","severity":"high","status":%q,"mitre_tactics":[%q],"count":3}`, id, status, tactics))}
 	}
-	g.publish(det("d-1", "resolved", "TA0006"), det("d-2", "active", "TA0001"), det("d-3", "active", "TA0006"))
+	g.Publish(det("d-1", "resolved", "TA0006"), det("d-2", "active", "TA0001"), det("d-3", "active", "TA0006"))
 	got := c.data("d", "detections")
 	d := got["detection"].(map[string]any)
 	if got["type"] != "detection.created" || d["id"] != "d-3" || d["status"] != "ACTIVE" || d["count"].(float64) != 3 {
@@ -349,7 +349,7 @@ func TestSecurityMetricsAndPosture(t *testing.T) {
 	}
 	evs = append(evs, &event.Event{Type: "memory.violation", Action: "buffer_overflow", Severity: event.SeverityCritical},
 		&event.Event{Type: "rate_limit.exceeded", Data: raw(`{"blocked":true}`)})
-	g.publish(evs...)
+	g.Publish(evs...)
 	// Wait for the stats client to see them all.
 	deadline := time.Now().Add(5 * time.Second)
 	for g.stats.Snapshot(nil).Events.LastMinute < 14 {
@@ -368,7 +368,7 @@ func TestSecurityMetricsAndPosture(t *testing.T) {
 		m["blockedRequests"].(float64) != 1 || m["memoryViolations"].(float64) != 1 || m["intervalSeconds"].(float64) != 1 {
 		t.Fatalf("metrics %v", m)
 	}
-	g.publish(&event.Event{Type: "audit.query"}, &event.Event{Type: "audit.query"})
+	g.Publish(&event.Event{Type: "audit.query"}, &event.Event{Type: "audit.query"})
 	// The next tick counts exactly the events of its interval.
 	for {
 		m = c.data("m", "securityMetrics")
@@ -403,7 +403,7 @@ func TestLegacyGraphQLWS(t *testing.T) {
 	}
 	c.subscribe("1", `subscription { rateLimitEvents(onlyBlocked: true) { sourceIp blocked } }`, nil)
 	g.waitSubs(t, 2)
-	g.publish(&event.Event{Type: "rate_limit.exceeded", SrcIP: "192.0.2.1"},
+	g.Publish(&event.Event{Type: "rate_limit.exceeded", SrcIP: "192.0.2.1"},
 		&event.Event{Type: "rate_limit.exceeded", SrcIP: "192.0.2.2", Action: "blocked"})
 	got := c.data("1", "rateLimitEvents")
 	if got["sourceIp"] != "192.0.2.2" || got["blocked"] != true {
