@@ -128,7 +128,11 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	if err := d.configure(s, c); err != nil {
 		return sendError(s, "invalid configuration: "+err.Error())
 	}
-	return s.Send(map[string]any{"type": "configured", "configuration": c, "timestamp": nowStr()})
+	// No acknowledgement: the source system's clients expect only events,
+	// errors and pongs on this stream. A client that needs to know the new
+	// configuration is in force sends {"type":"ping"}: messages are handled
+	// in order, so the pong follows the change.
+	return nil
 }
 
 func (d *dialect) Encode(dst []byte, del hub.Delivery) []byte {
