@@ -164,7 +164,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	report := func(name string, ds []time.Duration) {
 		slices.Sort(ds)
-		pct := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Microsecond) }
+		pct := func(p float64) time.Duration {
+			return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Microsecond)
+		}
 		fmt.Fprintf(e.stdout, "%s: %d deliveries of %d expected; p50 %s p90 %s p99 %s max %s\n",
 			name, len(ds), want, pct(0.50), pct(0.90), pct(0.99), ds[len(ds)-1].Round(time.Microsecond))
 	}
