@@ -142,8 +142,19 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.SetOutput(stderr)
 	opts := options()
 	given := map[string]string{}
+	def := Defaults()
+	shown := map[string]string{
+		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(),
+		"queue-size": fmt.Sprint(def.QueueSize), "ping-interval": def.PingInterval.String(),
+		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
+		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
+	}
 	for _, o := range opts {
-		fs.Func(o.flag, o.usage+" (env "+o.env+")", func(v string) error { given[o.flag] = v; return nil })
+		usage := o.usage + " (env " + o.env
+		if d, ok := shown[o.flag]; ok {
+			usage += ", default " + d
+		}
+		fs.Func(o.flag, usage+")", func(v string) error { given[o.flag] = v; return nil })
 	}
 	configPath := fs.String("config", "", "YAML config file (env VIGIL_CONFIG)")
 	if err := fs.Parse(args); err != nil {
