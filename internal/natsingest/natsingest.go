@@ -83,5 +83,5 @@ func handle(svc *ingest.Service, m *nats.Msg) Reply {
 	if errors.As(err, &be) {
 		return Reply{Error: be.Error(), Details: be.Problems}
 	}
-	return Reply{Error: "events not stored: " + err.Error()}
+	return Reply{Error: "the log did not acknowledge every event (some may be stored; retrying with the same ids is safe): " + err.Error()}
 }

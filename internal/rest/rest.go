@@ -94,7 +94,7 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ingest.ErrForbidden):
 		auth.WriteError(w, http.StatusForbidden, err.Error())
 	default:
-		WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "events not stored: " + err.Error()})
+		WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the log did not acknowledge every event (some may be stored; retrying with the same ids is safe): " + err.Error()})
 	}
 }
 
