@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
@@ -131,6 +133,7 @@ func logEvents(t *testing.T, l *store.Log) []*event.Event {
 }
 
 func TestEngineLifecycleAndRestart(t *testing.T) {
+	defer goleak.VerifyNone(t) // engine, flusher, log: every goroutine stopped
 	dir := t.TempDir()
 	l := openLog(t, dir)
 	run := startEngine(t, l, Options{})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"go.uber.org/goleak"
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/detect"
@@ -26,6 +27,10 @@ import (
 	"github.com/vigil-sec/vigil/internal/wsconn"
 	"github.com/vigil-sec/vigil/internal/wsdetections"
 )
+
+// TestMain checks that the connections, the hub, the engine and the log
+// leave no goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
 	srv *httptest.Server
@@ -71,6 +76,7 @@ func newEnv(t *testing.T, ping time.Duration) *env {
 		wg.Wait()
 		srv.Close()
 		l.Close()
+		http.DefaultClient.CloseIdleConnections()
 	})
 	return &env{srv: srv, log: l, hub: h, eng: eng}
 }
@@ -85,7 +91,18 @@ func (e *env) dial(t *testing.T, token string) net.Conn {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn
+	// The server registers the connection with the hub just after the
+	// handshake response; wait for it so tests that list connections see it.
+	for ctx.Err() == nil {
+		for _, c := range e.hub.Clients() {
+			if c.Info().Remote == conn.LocalAddr().String() && len(c.Filters()) > 0 {
+				return conn
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("connection from %s never registered with the hub", conn.LocalAddr())
+	return nil
 }
 
 type msg struct {
