@@ -168,6 +168,10 @@ func (c *Client) Subscribe(ctx context.Context, id string, m *filter.Matcher, fr
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if _, dup := c.subs[id]; dup { // a concurrent Subscribe with the same id won
+		c.mu.Unlock()
+		return 0, ErrDuplicateSub(id)
+	}
 	c.subs[id] = s
 	c.mu.Unlock()
 	c.hub.addSub(s)
@@ -194,7 +198,7 @@ func (c *Client) Unsubscribe(id string) bool {
 		return false
 	}
 	s.stopped.Store(true)
-	c.hub.removeSubs(func(x *subscription) bool { return x == s })
+	c.hub.removeSubs(s)
 	return true
 }
 
@@ -366,7 +370,14 @@ func (c *Client) end(reason error) {
 // Close unregisters the client, stops its replays and waits for them.
 func (c *Client) Close() {
 	c.end(ErrClosed)
-	c.hub.removeSubs(func(s *subscription) bool { return s.client == c })
+	c.mu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		s.stopped.Store(true)
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	c.hub.removeSubs(subs...)
 	c.hub.mu.Lock()
 	delete(c.hub.clients, c)
 	c.hub.mu.Unlock()

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,5 +83,47 @@ func BenchmarkFanout(b *testing.B) {
 	wg.Wait()
 	if st := h.Stats(); st.Lagged != 0 {
 		b.Fatalf("%d clients lagged", st.Lagged)
+	}
+}
+
+// BenchmarkDispatchSelective measures what one event costs the dispatching
+// goroutine when 1,000 subscriptions each ask for one of 100 users (the
+// `vigil bench --spread 100` shape): each event is for 10 of them.
+func BenchmarkDispatchSelective(b *testing.B) {
+	const clients, users = 1000, 100
+	h := New(nil, Options{QueueSize: 1 << 20})
+	admin := &auth.Principal{ID: "bench", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cs := make([]*Client, clients)
+	for i := range cs {
+		cs[i] = h.NewClient(ClientInfo{Transport: "bench", Principal: admin, OnReady: func() {}})
+		m, err := filter.Compile(filter.Filter{Users: []string{fmt.Sprintf("user-%d", i%users)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cs[i].Subscribe(ctx, "s", m, Latest()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	events := make([]*event.Event, users)
+	for i := range events {
+		events[i] = &event.Event{Type: "auth.login.failure", Category: event.CategoryAuthentication,
+			Severity: event.SeverityMedium, User: fmt.Sprintf("user-%d", i), Tenant: "default"}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := events[i%len(events)]
+		e.Seq = uint64(i + 1)
+		h.dispatch(e)
+		if i%1000 == 999 { // drain, as the writers would
+			for _, c := range cs {
+				_, _ = c.TryNext()
+			}
+		}
+	}
+	b.StopTimer()
+	for _, c := range cs {
+		c.Close()
 	}
 }

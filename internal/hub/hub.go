@@ -56,7 +56,13 @@ type Hub struct {
 	mu      sync.Mutex
 	clients map[*Client]struct{}
 	nextID  uint64
-	subs    atomic.Pointer[[]*subscription] // copy-on-write snapshot read by dispatch
+
+	// routesMu guards routes. dispatch holds the read lock while it offers
+	// one event; subscribing and unsubscribing take the write lock, so a
+	// subscription added after an event's offer began is not offered it
+	// (and finds the event below its replay bound, see inflight).
+	routesMu sync.RWMutex
+	routes   *router
 
 	dispatched atomic.Uint64 // seq of the last event offered to subscriptions
 	// inflight is the seq being dispatched now (>= dispatched). It is set
@@ -96,10 +102,8 @@ func New(src Source, opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hub{src: src, opts: opts, log: opts.Logger, clients: map[*Client]struct{}{}, started: make(chan struct{})}
-	empty := []*subscription{}
-	h.subs.Store(&empty)
-	return h
+	return &Hub{src: src, opts: opts, log: opts.Logger, clients: map[*Client]struct{}{},
+		started: make(chan struct{}), routes: newRouter()}
 }
 
 // Run tails the log from its current head and dispatches until ctx ends.
@@ -128,33 +132,30 @@ func (h *Hub) Head() uint64 { return h.dispatched.Load() }
 
 func (h *Hub) dispatch(e *event.Event) {
 	h.inflight.Store(e.Seq)
-	for _, s := range *h.subs.Load() {
-		s.offer(e)
-	}
+	h.routesMu.RLock()
+	h.routes.each(e, (*subscription).offer)
+	h.routesMu.RUnlock()
 	h.dispatched.Store(e.Seq)
 }
 
+// addSub indexes s unless it was stopped meanwhile (its client closed
+// between registering it and this call): then it must not be routed.
 func (h *Hub) addSub(s *subscription) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	old := *h.subs.Load()
-	next := make([]*subscription, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, s)
-	h.subs.Store(&next)
+	h.routesMu.Lock()
+	defer h.routesMu.Unlock()
+	if !s.stopped.Load() {
+		h.routes.add(s)
+	}
 }
 
-func (h *Hub) removeSubs(drop func(*subscription) bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	old := *h.subs.Load()
-	next := make([]*subscription, 0, len(old))
-	for _, s := range old {
-		if !drop(s) {
-			next = append(next, s)
-		}
+// removeSubs drops subscriptions from the index; callers mark them stopped
+// first, so a concurrent addSub of the same subscription does not revive it.
+func (h *Hub) removeSubs(subs ...*subscription) {
+	h.routesMu.Lock()
+	defer h.routesMu.Unlock()
+	for _, s := range subs {
+		h.routes.remove(s)
 	}
-	h.subs.Store(&next)
 }
 
 func (h *Hub) closeAll() {
@@ -188,7 +189,10 @@ type Stats struct {
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := Stats{Clients: len(h.clients), Subscriptions: len(*h.subs.Load()),
+	h.routesMu.RLock()
+	subs := h.routes.count
+	h.routesMu.RUnlock()
+	st := Stats{Clients: len(h.clients), Subscriptions: subs,
 		Delivered: h.delivered.Load(), Dropped: h.dropped.Load(), Lagged: h.lagged.Load()}
 	st.ByTransport = map[string]int{}
 	for c := range h.clients {

@@ -25,6 +25,10 @@ type subscription struct {
 	pending  []*event.Event
 	overflow bool
 	lastSeq  atomic.Uint64 // last seq delivered (for resume points)
+
+	// Where the hub's router holds this subscription; guarded by Hub.routesMu.
+	kind  routeKind
+	slots []routeSlot
 }
 
 // offer is called by the hub's dispatch goroutine for every event.
