@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,8 +27,20 @@ func runBench(ctx context.Context, e env, args []string) error {
 	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
 	spread := fs.Int("spread", 0, "spread events over this many users and give each subscriber one of them (0: every subscriber gets every event)")
 	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections and report server memory per connection")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (it shares the machine with the server)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	c, err := rf.client(e)
 	if err != nil {

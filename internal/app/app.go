@@ -126,10 +126,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		}
 	}()
 
-	// Issue 3: the detection engine tails the log with its own consumer
-	// (off the ingest path), keeps detections in a KV bucket and appends
-	// detection.* events. Stopped by stopRun.
-	det, err := detect.New(ctx, detect.Options{Source: log, Appender: log, JetStream: log.JetStream(),
+	// Issue 3: the detection engine reads every event through the hub
+	// (off the ingest path, sharing the hub's decoded events; it resumes
+	// from its KV checkpoint by replaying from the log), keeps detections
+	// in a KV bucket and appends detection.* events. Stopped by stopRun.
+	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(),
 		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger})
 	if err != nil {
 		return err

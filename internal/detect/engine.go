@@ -6,10 +6,12 @@
 // detection.created / detection.updated events appended to the log, and
 // the REST handlers for detections and rules.
 //
-// The engine reads the log with its own ordered consumer (store.Log.Tail),
-// not through the hub: the hub's live queues drop a lagging client, while
-// rule evaluation must see every event and may fall behind during a burst
-// without affecting anyone. A cursor kept in the KV bucket lets it resume
+// The engine reads events through a Source: in a node that is the hub's
+// in-process consumer (hub.Consumer), which hands it the events the hub has
+// already decoded and, when rule evaluation falls behind during a burst,
+// resumes from the missed event by replaying from the log, so every event
+// is evaluated and no client waits for the rules; tests may pass the log
+// itself (store.Log.Tail). A cursor kept in the KV bucket lets it resume
 // after a restart where it stopped.
 package detect
 
@@ -45,7 +47,8 @@ const DefaultBucket = "VIGIL_DETECTIONS"
 // cursorKey holds the seq of the last event evaluated.
 const cursorKey = "cursor"
 
-// Source is the log as the engine reads it (satisfied by *store.Log).
+// Source is the stream of events as the engine reads it, in seq order
+// (satisfied by *hub.Consumer and *store.Log).
 type Source interface {
 	Head(ctx context.Context) (uint64, error)
 	Tail(ctx context.Context, from uint64, fn func(*event.Event)) error

@@ -43,8 +43,10 @@ type Options struct {
 	QueueSize int // per client; default 4096 deliveries
 	// PendingSize bounds live events buffered while a subscription replays.
 	PendingSize int
-	Policy      Policy
-	Logger      *slog.Logger
+	// ConsumerQueue is the queue of each in-process Consumer; default 65536.
+	ConsumerQueue int
+	Policy        Policy
+	Logger        *slog.Logger
 }
 
 // Hub fans events out to clients.
@@ -95,6 +97,9 @@ func New(src Source, opts Options) *Hub {
 	}
 	if opts.PendingSize <= 0 {
 		opts.PendingSize = 16384
+	}
+	if opts.ConsumerQueue <= 0 {
+		opts.ConsumerQueue = 1 << 16
 	}
 	if opts.Policy == nil {
 		opts.Policy = DefaultPolicy

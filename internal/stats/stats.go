@@ -19,7 +19,6 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
 )
 
@@ -97,69 +96,31 @@ func New(logger *slog.Logger) *Stats {
 	return &Stats{log: logger, start: time.Now(), total: map[string]int64{}, open: map[string]openDetection{}}
 }
 
-// internalTransport marks the stats reader in the hub's client list.
-const internalTransport = "internal"
-
-// internalPrincipal sees every tenant and category: stats are filtered per
-// reader at Snapshot time, not at collection.
-var internalPrincipal = auth.Principal{ID: "internal:stats", Name: "stats", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
-
-// Run subscribes to h as an internal client, replaying up to MaxReplay
-// stored events so the windows are right after a restart (events older
-// than an hour are skipped), and observes every event until ctx ends. When
-// the client lags it resubscribes from its resume point, so no event is
-// missed. The caller owns the goroutine running it; it returns when ctx
-// ends or the hub shuts down.
+// Stats see every tenant and category (the consumer is an internal admin):
+// they are filtered per reader at Snapshot time, not at collection.
+// Run observes every event through an in-process hub consumer, replaying
+// up to MaxReplay stored events first so the windows are right after a
+// restart (events older than an hour are skipped), until ctx ends. It
+// misses no event: the consumer resumes after a lag. The caller owns the
+// goroutine running it; it returns when ctx ends or the hub shuts down.
 func (s *Stats) Run(ctx context.Context, h *hub.Hub) error {
-	p := internalPrincipal
 	maxReplay := uint64(s.MaxReplay)
 	if maxReplay == 0 {
 		maxReplay = DefaultMaxReplay
 	}
+	c := h.Consumer("stats")
+	head, err := c.Head(ctx)
+	if err != nil {
+		return nil // ctx ended before the hub started
+	}
 	from := uint64(1)
-	if head := h.Head(); head > maxReplay {
+	if head > maxReplay {
 		from = head - maxReplay + 1
 	}
-	cursor := hub.FromSeq(from)
-	for {
-		c := h.NewClient(hub.ClientInfo{Transport: internalTransport, Remote: "stats", Principal: &p, QueueSize: 1 << 16})
-		next, err := s.consume(ctx, c, cursor)
-		c.Close()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, hub.ErrShutdown) {
-			return nil
-		}
-		if next == 0 {
-			return fmt.Errorf("stats: %w", err)
-		}
-		s.log.Warn("stats fell behind the stream; resuming", "from", next, "err", err)
-		cursor = hub.FromSeq(next)
+	if err := c.Tail(ctx, from, s.Observe); err != nil && !errors.Is(err, hub.ErrShutdown) {
+		return fmt.Errorf("stats: %w", err)
 	}
-}
-
-// consume runs one hub client; it returns the seq to resume from when the
-// client lagged (0 when it cannot resume).
-func (s *Stats) consume(ctx context.Context, c *hub.Client, from hub.Cursor) (uint64, error) {
-	if _, err := c.Subscribe(ctx, "stats", filter.MatchAll(), from); err != nil {
-		return 0, fmt.Errorf("subscribe: %w", err)
-	}
-	for {
-		batch, err := c.Next(ctx)
-		if err != nil {
-			var lag *hub.LagError
-			if errors.As(err, &lag) {
-				return lag.Resume["stats"], err
-			}
-			return 0, err
-		}
-		for _, d := range batch {
-			if d.Event != nil {
-				s.Observe(d.Event)
-			}
-		}
-	}
+	return nil
 }
 
 // Blocked reports whether an event records a blocked request or action:

@@ -68,7 +68,7 @@ func (r *Reporter) Status(ctx context.Context, p *auth.Principal) Status {
 	st.Components["stats"] = ComponentStatus{Status: "healthy"}
 	if r.Hub != nil {
 		for _, c := range r.Hub.Clients() {
-			if c.Info().Transport != internalTransport {
+			if c.Info().Transport != hub.InternalTransport {
 				st.ConnectedClients++ // internal readers (like stats) are not clients
 			}
 		}
