@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"github.com/vigil-sec/vigil/internal/app"
 	"github.com/vigil-sec/vigil/internal/config"
@@ -23,6 +26,36 @@ func runServe(ctx context.Context, e env, args []string) error {
 		// The hub and the log allocate per event; at the default 100% the
 		// collector takes a fifth of the CPU (docs/operations.md).
 		debug.SetGCPercent(400)
+		if e.getenv("GOMEMLIMIT") == "" {
+			// 400% lets the heap grow to five times what is live; a soft
+			// limit at half the memory available makes the collector work
+			// harder instead of letting a burst take the machine.
+			if avail, ok := memoryAvailable(); ok {
+				debug.SetMemoryLimit(int64(avail / 2))
+				logger.Debug("soft memory limit set", "bytes", avail/2)
+			}
+		}
 	}
 	return app.Run(ctx, cfg, logger, nil)
+}
+
+// memoryAvailable is the cgroup v2 memory limit if one is set, else the
+// machine's total memory.
+func memoryAvailable() (uint64, bool) {
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 {
+			return v, true
+		}
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err == nil && kb > 0
+		}
+	}
+	return 0, false
 }
