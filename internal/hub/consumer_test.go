@@ -72,3 +72,39 @@ func TestConsumerSeesEveryEventThroughLag(t *testing.T) {
 		t.Fatalf("Tail after cancel: %v", err)
 	}
 }
+
+// TestShutdownKeepsConsumers: a graceful shutdown closes network clients
+// but in-process consumers keep reading what is still appended (the
+// detection engine must see the events of requests being drained).
+func TestShutdownKeepsConsumers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n := startNode(t, hub.Options{})
+	defer n.stop()
+	network := n.hub.NewClient(hub.ClientInfo{Transport: "ws", Principal: admin})
+	defer network.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	seqs := make(chan uint64, 10)
+	done := make(chan error, 1)
+	go func() { done <- n.hub.Consumer("test").Tail(ctx, 1, func(e *event.Event) { seqs <- e.Seq }) }()
+	n.append(t, ev("auth.before", event.SeverityLow))
+	if got := <-seqs; got != 1 {
+		t.Fatalf("seq %d", got)
+	}
+	n.hub.Shutdown()
+	if _, err := network.Next(context.Background()); err != hub.ErrShutdown {
+		t.Fatalf("network client after Shutdown: %v, want ErrShutdown", err)
+	}
+	n.append(t, ev("auth.after", event.SeverityLow))
+	select {
+	case got := <-seqs:
+		if got != 2 {
+			t.Fatalf("seq %d, want 2", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer stopped at Shutdown")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -122,7 +122,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.inflight.Store(head)
 	h.startOnce.Do(func() { close(h.started) })
 	err = h.src.Tail(ctx, head+1, h.dispatch)
-	h.closeAll()
+	h.closeAll(false)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -163,10 +163,15 @@ func (h *Hub) removeSubs(subs ...*subscription) {
 	}
 }
 
-func (h *Hub) closeAll() {
+// closeAll ends every client's stream; with networkOnly, in-process
+// consumers keep reading (they drain what is still appended).
+func (h *Hub) closeAll(networkOnly bool) {
 	h.mu.Lock()
 	clients := make([]*Client, 0, len(h.clients))
 	for c := range h.clients {
+		if networkOnly && c.info.Transport == InternalTransport {
+			continue
+		}
 		clients = append(clients, c)
 	}
 	h.mu.Unlock()
@@ -175,9 +180,10 @@ func (h *Hub) closeAll() {
 	}
 }
 
-// Shutdown closes every client with ErrShutdown (graceful stop: transports
-// tell their clients to reconnect elsewhere).
-func (h *Hub) Shutdown() { h.closeAll() }
+// Shutdown closes every network client with ErrShutdown (graceful stop:
+// transports tell their clients to reconnect elsewhere). In-process
+// consumers keep going until their own context ends or Run returns.
+func (h *Hub) Shutdown() { h.closeAll(true) }
 
 // Stats are the hub's counters for metrics.
 type Stats struct {
@@ -244,14 +250,19 @@ type LagError struct {
 
 func (e *LagError) Error() string { return "hub: client fell behind" }
 
-// WaitIdle waits until every client has closed or ctx ends (shutdown
-// drains connections before the server stops).
+// WaitIdle waits until every network client has closed or ctx ends
+// (shutdown drains connections before the server stops).
 func (h *Hub) WaitIdle(ctx context.Context) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
 		h.mu.Lock()
-		n := len(h.clients)
+		n := 0
+		for c := range h.clients {
+			if c.info.Transport != InternalTransport {
+				n++
+			}
+		}
 		h.mu.Unlock()
 		if n == 0 {
 			return
