@@ -18,13 +18,14 @@ import (
 //
 // A subscription is indexed under the first of these its filter restricts:
 // users (case-insensitive, ASCII values only: the folding is then exact),
-// sources, categories. One whose filter restricts none of them is offered
+// sources, types (when none is a `prefix.*` wildcard), categories. One whose filter restricts none of them is offered
 // every event. An event is offered to the buckets of its own user, source
-// and category, and to the unindexed subscriptions; a subscription lives in
+// type and category, and to the unindexed subscriptions; a subscription lives in
 // buckets of one kind only, so it is never offered an event twice.
 type router struct {
 	byUser     map[string]*bucket
 	bySource   map[string]*bucket
+	byType     map[string]*bucket
 	byCategory map[event.Category]*bucket
 	rest       bucket
 	count      int
@@ -42,6 +43,7 @@ const (
 	routeRest routeKind = iota
 	routeUser
 	routeSource
+	routeType
 	routeCategory
 )
 
@@ -53,7 +55,8 @@ type routeSlot struct {
 }
 
 func newRouter() *router {
-	return &router{byUser: map[string]*bucket{}, bySource: map[string]*bucket{}, byCategory: map[event.Category]*bucket{}}
+	return &router{byUser: map[string]*bucket{}, bySource: map[string]*bucket{}, byType: map[string]*bucket{},
+		byCategory: map[event.Category]*bucket{}}
 }
 
 // routeFor picks the index a subscription goes under and its keys.
@@ -72,6 +75,13 @@ func routeFor(m *filter.Matcher) (routeKind, []string) {
 			keys = appendUnique(keys, s)
 		}
 		return routeSource, keys
+	}
+	if len(f.Types) > 0 && !hasWildcard(f.Types) {
+		keys := make([]string, 0, len(f.Types))
+		for _, t := range f.Types {
+			keys = appendUnique(keys, t)
+		}
+		return routeType, keys
 	}
 	if cats := m.Categories(); len(cats) > 0 {
 		keys := make([]string, len(cats))
@@ -107,6 +117,12 @@ func (r *router) add(s *subscription) {
 				b = &bucket{}
 				r.bySource[k] = b
 			}
+		case routeType:
+			b = r.byType[k]
+			if b == nil {
+				b = &bucket{}
+				r.byType[k] = b
+			}
 		case routeCategory:
 			b = r.byCategory[event.Category(k)]
 			if b == nil {
@@ -133,6 +149,8 @@ func (r *router) remove(s *subscription) {
 			delete(r.byUser, slot.key)
 		case routeSource:
 			delete(r.bySource, slot.key)
+		case routeType:
+			delete(r.byType, slot.key)
 		case routeCategory:
 			delete(r.byCategory, event.Category(slot.key))
 		}
@@ -175,6 +193,11 @@ func (r *router) each(e *event.Event, fn func(*subscription, *event.Event)) {
 		}
 	}
 	if b := r.bySource[e.Source]; b != nil {
+		for _, s := range b.subs {
+			fn(s, e)
+		}
+	}
+	if b := r.byType[e.Type]; b != nil {
 		for _, s := range b.subs {
 			fn(s, e)
 		}
@@ -224,6 +247,15 @@ func allASCII(list []string) bool {
 		}
 	}
 	return true
+}
+
+func hasWildcard(types []string) bool {
+	for _, t := range types {
+		if strings.HasSuffix(t, "*") {
+			return true
+		}
+	}
+	return false
 }
 
 func appendUnique(list []string, v string) []string {

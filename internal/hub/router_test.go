@@ -46,6 +46,8 @@ func TestRouterOffersEveryMatchingSubscriptionOnce(t *testing.T) {
 	users := []string{"alice", "Alice", "BOB", "carol", "\u212Aim", "kim", "zoë"}
 	sources := []string{"idp", "gateway", "db"}
 	cats := []string{"authentication", "audit", "fraud"}
+	types := []string{"auth.login.failure", "auth.login.success", "audit.read"}
+	typeFilters := append([]string{"auth.*", "*"}, types...)
 	pick := func(list []string) []string {
 		n := rng.IntN(3)
 		out := make([]string, 0, n)
@@ -57,7 +59,7 @@ func TestRouterOffersEveryMatchingSubscriptionOnce(t *testing.T) {
 	r := newRouter()
 	var live []*subscription
 	for i := 0; i < 400; i++ {
-		f := filter.Filter{Users: pick(users), Sources: pick(sources), Categories: pick(cats)}
+		f := filter.Filter{Users: pick(users), Sources: pick(sources), Types: pick(typeFilters), Categories: pick(cats)}
 		m, err := filter.Compile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -76,7 +78,7 @@ func TestRouterOffersEveryMatchingSubscriptionOnce(t *testing.T) {
 	}
 	for i := 0; i < 2000; i++ {
 		e := &event.Event{User: users[rng.IntN(len(users))], Source: sources[rng.IntN(len(sources))],
-			Category: event.Category(cats[rng.IntN(len(cats))]), Type: "x.y", Severity: event.SeverityLow}
+			Category: event.Category(cats[rng.IntN(len(cats))]), Type: types[rng.IntN(len(types))], Severity: event.SeverityLow}
 		offered := map[*subscription]int{}
 		r.each(e, func(s *subscription, _ *event.Event) { offered[s]++ })
 		for s, n := range offered {
@@ -93,7 +95,7 @@ func TestRouterOffersEveryMatchingSubscriptionOnce(t *testing.T) {
 	for _, s := range live {
 		r.remove(s)
 	}
-	if r.count != 0 || len(r.byUser)+len(r.bySource)+len(r.byCategory)+len(r.rest.subs) != 0 {
+	if r.count != 0 || len(r.byUser)+len(r.bySource)+len(r.byType)+len(r.byCategory)+len(r.rest.subs) != 0 {
 		t.Fatalf("router not empty after removing everything: %+v", r)
 	}
 }
