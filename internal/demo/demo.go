@@ -55,8 +55,19 @@ func data(v map[string]any) json.RawMessage {
 
 func ptr(f float64) *float64 { return &f }
 
-// Next returns the next demo event.
+// Next returns the next demo event. Its source is always "vigil-demo"; the
+// service the scenario pretends it came from is the tag "service:<name>",
+// so demo traffic can never pass for a real service's events.
 func (g *Generator) Next() *event.Event {
+	e := g.next()
+	if e.Source != "" && e.Source != Source {
+		e.Tags = append(e.Tags, "service:"+e.Source)
+	}
+	e.Source = Source
+	return e
+}
+
+func (g *Generator) next() *event.Event {
 	if len(g.script) > 0 {
 		e := g.script[0]
 		g.script = g.script[1:]
@@ -65,13 +76,13 @@ func (g *Generator) Next() *event.Event {
 	switch r := g.rng.IntN(100); {
 	case r < 2:
 		g.bruteForce()
-		return g.Next()
+		return g.next()
 	case r < 3:
 		g.rateLimitStorm()
-		return g.Next()
+		return g.next()
 	case r < 4:
 		g.circuitFlap()
-		return g.Next()
+		return g.next()
 	case r < 22:
 		return g.login()
 	case r < 30:
