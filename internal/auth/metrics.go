@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics counts what identity and access refuse. (Fields dropped at ingest
@@ -69,4 +70,17 @@ func (m *Metrics) ConnClosed(reason string) {
 	if m != nil {
 		m.connsClosed.WithLabelValues(reason).Inc()
 	}
+}
+
+// LimitRejections reads the count of refusals by one limit (for tests and
+// status reports).
+func (m *Metrics) LimitRejections(limit string) float64 {
+	if m == nil {
+		return 0
+	}
+	var out dto.Metric
+	if err := m.limitRejections.WithLabelValues(limit).Write(&out); err != nil {
+		return 0
+	}
+	return out.GetCounter().GetValue()
 }

@@ -125,7 +125,7 @@ func New(deps Deps) *Server {
 		originOK = func(*http.Request) bool { return true }
 	}
 	srv.AddTransport(transport.Websocket{
-		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns},
+		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard},
 		KeepAlivePingInterval: deps.KeepAlive, // graphql-ws "ka" messages
 		// graphql-transport-ws: ping every 30 s (as every Vigil stream) and
 		// drop a client that has not answered within two intervals, so a
@@ -188,12 +188,20 @@ type connKey struct{}
 // returned release must be called when the subscription ends.
 func (r *Resolver) admitSub(ctx context.Context) (func(), error) {
 	st, _ := ctx.Value(connKey{}).(*connState)
-	if st == nil || r.deps.MaxSubs <= 0 {
+	if st == nil {
 		return func() {}, nil
 	}
-	if st.subs.Add(1) > int64(r.deps.MaxSubs) {
+	current := st.subs.Add(1) - 1
+	var err error
+	switch {
+	case r.deps.Guard != nil: // the same cap, and metric, as the native stream
+		err = r.deps.Guard.AllowSubscribe(int(current))
+	case r.deps.MaxSubs > 0 && current >= int64(r.deps.MaxSubs):
+		err = fmt.Errorf("at most %d subscriptions per connection", r.deps.MaxSubs)
+	}
+	if err != nil {
 		st.subs.Add(-1)
-		return nil, fmt.Errorf("at most %d subscriptions per connection", r.deps.MaxSubs)
+		return nil, err
 	}
 	return func() { st.subs.Add(-1) }, nil
 }

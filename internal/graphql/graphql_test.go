@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
@@ -416,9 +417,9 @@ func TestLegacyGraphQLWS(t *testing.T) {
 }
 
 func TestConnectionLimits(t *testing.T) {
+	metrics := auth.NewMetrics(nil)
 	g := newGQLWith(t, func(_ *env, d *graphql.Deps) {
-		d.Guard = auth.NewLimiter(auth.LimitConfig{MaxConnsPerToken: 1, AllowedOrigins: []string{"https://soc.example.com"}}, nil)
-		d.MaxSubs = 2
+		d.Guard = auth.NewLimiter(auth.LimitConfig{MaxConnsPerToken: 1, MaxSubscriptions: 2, AllowedOrigins: []string{"https://soc.example.com"}}, metrics)
 	})
 	c, err := dialGQL(t, g.srv.URL+"/graphql?token="+testToken, protoTransportWS, nil)
 	if err != nil {
@@ -439,8 +440,11 @@ func TestConnectionLimits(t *testing.T) {
 	c.subscribe("2", `subscription { securityPosture { score } }`, nil)
 	c.data("2", "securityPosture")
 	c.subscribe("3", `subscription { events { id } }`, nil)
-	if m := c.next("3"); !isError(m) || !strings.Contains(fmt.Sprint(m["payload"]), "at most 2 subscriptions") {
+	if m := c.next("3"); !isError(m) || !strings.Contains(fmt.Sprint(m["payload"]), "too many subscriptions on this connection (limit 2)") {
 		t.Fatalf("third subscription: %v", m)
+	}
+	if n := metrics.LimitRejections("subscriptions"); n != 1 {
+		t.Fatalf("subscription-cap rejections counted: %v, want 1", n)
 	}
 	// Ending one frees its slot.
 	c.stop("2")
@@ -480,5 +484,42 @@ func TestSameOriginWithoutGuard(t *testing.T) {
 			}
 			conn.Close()
 		}
+	}
+}
+
+// TestMessageRateLimit: GraphQL WebSocket clients are held to the same
+// per-connection message rate as every other Vigil stream, and closed with
+// the same code (4003) when they exceed it.
+func TestMessageRateLimit(t *testing.T) {
+	metrics := auth.NewMetrics(nil)
+	g := newGQLWith(t, func(_ *env, d *graphql.Deps) {
+		d.Guard = auth.NewLimiter(auth.LimitConfig{MessagesPerSec: 1, MessageBurst: 3}, metrics)
+	})
+	c, err := dialGQL(t, g.srv.URL+"/graphql?token="+testToken, protoTransportWS, nil) // message 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		b, _ := json.Marshal(map[string]any{"type": "ping"})
+		if err := wsutil.WriteClientText(c.conn, b); err != nil {
+			break // the server may already have closed
+		}
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := ws.ReadFrame(c.r) // raw frames: the server hangs up right after its close frame
+		if err != nil {
+			t.Fatalf("connection ended without a close frame: %v", err)
+		}
+		if f.Header.OpCode == ws.OpClose {
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			if code != 4003 {
+				t.Fatalf("closed with %d %q, want 4003", code, reason)
+			}
+			break
+		}
+	}
+	if n := metrics.LimitRejections("message_rate"); n < 1 {
+		t.Fatalf("message-rate rejections counted: %v", n)
 	}
 }

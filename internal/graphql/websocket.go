@@ -18,6 +18,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
 // gobwasWebsocket runs gqlgen's GraphQL-over-WebSocket protocols on
@@ -29,6 +31,9 @@ type gobwasWebsocket struct {
 	originOK       func(r *http.Request) bool
 	originPatterns []string
 	writeTimeout   time.Duration
+	// guard rate-limits client messages per connection, as on every
+	// other Vigil stream (nil: no limit).
+	guard wsconn.Guard
 }
 
 var _ transport.WebsocketImplementation = gobwasWebsocket{}
@@ -81,7 +86,8 @@ func (g gobwasWebsocket) Accept(w http.ResponseWriter, r *http.Request, opts tra
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout}
+	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout, guard: g.guard}
+	c.id = fmt.Sprintf("graphql-%p", c) // unique while the connection lives
 	c.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true}
 	c.ctl = wsutil.ControlHandler{Src: c.rd, Dst: lockedConn{c}, State: ws.StateServerSide}
 	c.rd.OnIntermediate = func(h ws.Header, _ io.Reader) error { return c.ctl.Handle(h) }
@@ -98,6 +104,8 @@ type gobwasConn struct {
 	ctl          wsutil.ControlHandler
 	wmu          sync.Mutex
 	closed       bool // guarded by wmu: a close frame was sent
+	guard        wsconn.Guard
+	id           string // the message-rate bucket's key
 }
 
 var (
@@ -132,6 +140,11 @@ func (c *gobwasConn) NextReader() (int, io.Reader, error) {
 		b, err := io.ReadAll(c.rd)
 		if err != nil {
 			return 0, nil, c.readErr(err)
+		}
+		if c.guard != nil && !c.guard.AllowMessage(c.id) {
+			// The same answer as every other Vigil stream: close 4003.
+			_ = c.WriteClose(int(wsconn.CloseLimitExceeded), "message rate limit exceeded")
+			return 0, nil, transport.ErrWebsocketClosed
 		}
 		return int(h.OpCode), bytes.NewReader(b), nil
 	}
@@ -180,7 +193,12 @@ func (c *gobwasConn) WriteClose(code int, message string) error {
 	return err
 }
 
-func (c *gobwasConn) Close() error                      { return c.conn.Close() }
+func (c *gobwasConn) Close() error {
+	if f, ok := c.guard.(interface{ Forget(string) }); ok {
+		f.Forget(c.id) // drop the rate bucket now rather than at the next prune
+	}
+	return c.conn.Close()
+}
 func (c *gobwasConn) Subprotocol() string               { return c.protocol }
 func (c *gobwasConn) SetReadLimit(limit int64)          { c.rd.MaxFrameSize = limit }
 func (c *gobwasConn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }

@@ -65,6 +65,9 @@ type Guard interface {
 	Admit(r *http.Request, p *auth.Principal) (release func(), status int, err error)
 	// AllowMessage rate-limits client messages on one connection.
 	AllowMessage(connID string) bool
+	// AllowSubscribe decides whether a connection that has current
+	// subscriptions may add one more (the error is for the client).
+	AllowSubscribe(current int) error
 }
 
 // Deps are what every WebSocket endpoint needs.

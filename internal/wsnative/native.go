@@ -19,10 +19,21 @@ import (
 )
 
 // Handler serves GET /api/v1/stream.
+// The subscription cap is the Guard's (counted in vigil_limit_rejections_total
+// with the other limits); without a Guard, maxSubs applies.
 func Handler(deps wsconn.Deps, maxSubs int) http.Handler {
+	allow := func(current int) error {
+		if maxSubs > 0 && current >= maxSubs {
+			return fmt.Errorf("at most %d subscriptions per connection", maxSubs)
+		}
+		return nil
+	}
+	if deps.Guard != nil {
+		allow = deps.Guard.AllowSubscribe
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wsconn.Serve(w, r, deps, "websocket", func(*wsconn.Session) wsconn.Dialect {
-			return &dialect{maxSubs: maxSubs, prefixes: map[string][]byte{}}
+			return &dialect{allowSub: allow, prefixes: map[string][]byte{}}
 		})
 	})
 }
@@ -58,7 +69,7 @@ const (
 )
 
 type dialect struct {
-	maxSubs  int
+	allowSub func(current int) error
 	mu       sync.Mutex
 	prefixes map[string][]byte // `{"type":"event","sub":"<id>","event":` per subscription
 }
@@ -153,8 +164,8 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	if err != nil {
 		return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeBadCursor, Message: err.Error()})
 	}
-	if d.maxSubs > 0 && s.Client().Subscriptions() >= d.maxSubs {
-		return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeTooManySubs, Message: fmt.Sprintf("at most %d subscriptions per connection", d.maxSubs)})
+	if err := d.allowSub(s.Client().Subscriptions()); err != nil {
+		return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeTooManySubs, Message: err.Error()})
 	}
 	if s.Client().HasSubscription(m.ID) {
 		return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeDuplicateSub, Message: fmt.Sprintf("subscription %q already exists", m.ID)})
