@@ -235,7 +235,7 @@ func eventOf(b []byte) (string, json.RawMessage) {
 		raw = pl.Data["events"]
 	case typ == "event":
 		raw = m["event"]
-	case typ == "security_event":
+	case typ == "security_event", typ == "detection.created", typ == "detection.updated": // Phase 8, /ws/detections
 		raw = m["data"]
 	case m["event_type"] == nil:
 		return "", nil // a control message
@@ -339,6 +339,9 @@ func matrixEvents() []matrixEvent {
 		{key: "globex-auth", typ: "authentication.login", tenant: "globex", category: event.CategoryAuthentication, by: "publisher-globex"},
 		{key: "globex-audit", typ: "audit.query", tenant: "globex", category: event.CategoryAudit, by: "publisher-globex"},
 		{key: "globex-fraud", typ: "security.fraud.alert", tenant: "globex", category: event.CategoryFraud, by: "publisher-globex"},
+		// Detection events (as the engine appends them) for /ws/detections.
+		{key: "acme-detection", typ: "detection.created", tenant: "acme", category: event.CategoryDetection, by: "publisher-acme"},
+		{key: "globex-detection", typ: "detection.created", tenant: "globex", category: event.CategoryDetection, by: "publisher-globex"},
 	}
 }
 
@@ -368,6 +371,12 @@ func (e *env) publish(phase string) {
 			"user":   "alice@example.com", "src_ip": "203.0.113.77",
 			"message": "login by alice@example.com from 203.0.113.77",
 			"data":    map[string]any{"query": "SELECT * FROM accounts WHERE owner = 'alice@example.com' AND pin = 4242", "password": "hunter2"},
+		}
+		if ev.category == event.CategoryDetection {
+			// /ws/detections sends only the detection record (the event's
+			// data): give it the id, tenant and personal data to check.
+			data := body["data"].(map[string]any)
+			data["id"], data["tenant"], data["src_ip"], data["status"] = body["id"], ev.tenant, body["src_ip"], "active"
 		}
 		var out struct{ Accepted int }
 		if st := e.do("POST", "/api/v1/events", e.toks[ev.by], body, &out); st != 200 || out.Accepted != 1 {
@@ -506,6 +515,9 @@ func streamTransports() []streamTransport {
 		// SPEC 7.2: the Phase 8 stream carries its five event types.
 		{name: "phase8", scope: func(ev matrixEvent) bool { return slices.Contains(phase8.EventTypes(), ev.typ) },
 			open: wsDialectOpen("/ws/phase8/security")},
+		// SPEC 7.1: the detection stream carries detection events only.
+		{name: "detections", scope: func(ev matrixEvent) bool { return ev.category == event.CategoryDetection },
+			open: wsDialectOpen("/ws/detections")},
 		// SPEC 8: GraphQL subscription events(fromSeq) over graphql-transport-ws.
 		{name: "graphql subscription", replay: true, open: graphqlSubscribe},
 	}
@@ -816,6 +828,11 @@ func TestRevocationClosesConnections(t *testing.T) {
 		t.Fatalf("sse: %d", st)
 	}
 	defer closeSSE()
+	det, err := e.wsDialPath("/ws/detections", victim, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
 
 	if st := e.do("DELETE", "/api/v1/tokens/"+id, matrixAdminToken, nil, nil); st != 200 {
 		t.Fatalf("revoke: HTTP %d", st)
@@ -837,6 +854,19 @@ func TestRevocationClosesConnections(t *testing.T) {
 		t.Fatalf("close code %d (%q), want 4001", closed.Code, closed.Reason)
 	}
 	t.Logf("closed after %v: %d %q", time.Since(start), closed.Code, closed.Reason)
+	_ = det.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for { // raw frames: answering the close frame is not this test's business
+		f, err := ws.ReadFrame(det)
+		if err != nil {
+			t.Fatalf("/ws/detections after revocation: %v, want close 4001", err)
+		}
+		if f.Header.OpCode == ws.OpClose {
+			if code, reason := ws.ParseCloseFrameData(f.Payload); code != 4001 {
+				t.Fatalf("/ws/detections closed with %d %q, want 4001", code, reason)
+			}
+			break
+		}
+	}
 	collect(2 * time.Second) // returns once the server ends the stream
 	if time.Since(start) > 5*time.Second {
 		t.Fatal("sse stream not ended within seconds")
