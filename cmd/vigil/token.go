@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"text/tabwriter"
@@ -23,9 +24,15 @@ func runToken(ctx context.Context, e env, args []string) error {
   vigil token create --role ROLE [--categories a,b] [--tenant T] [--expires 720h] [--name N] [--json]
   vigil token list [--json]
   vigil token revoke ID
+  vigil token revoke-jwt (--jti JTI | --sub SUBJECT [--issued-before TIME]) [--expires-at TIME]
+  vigil token jwt-revocations [--json]
+  vigil token unrevoke-jwt KEY
 
 Roles: admin, publisher, analyst, viewer. The new token is printed once on
-stdout; only its hash is stored. Common flags: --server, --token, --data-dir.`)
+stdout; only its hash is stored. JWTs are revoked by jti, or all of a
+subject's issued at or before a time (default now); open connections using
+them close within seconds. TIME is RFC 3339. Common flags: --server,
+--token, --data-dir.`)
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage()
@@ -38,6 +45,12 @@ stdout; only its hash is stored. Common flags: --server, --token, --data-dir.`)
 		return tokenList(ctx, e, args[1:])
 	case "revoke", "rm", "delete":
 		return tokenRevoke(ctx, e, args[1:])
+	case "revoke-jwt":
+		return tokenRevokeJWT(ctx, e, args[1:])
+	case "jwt-revocations":
+		return tokenJWTRevocations(ctx, e, args[1:])
+	case "unrevoke-jwt":
+		return tokenUnrevokeJWT(ctx, e, args[1:])
 	}
 	usage()
 	return fmt.Errorf("token: unknown subcommand %q", args[0])
@@ -81,9 +94,7 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("token create: %w", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(e.stdout, out)
 	}
 	// The token alone on stdout, so TOKEN=$(vigil token create ...) works;
 	// the description on stderr.
@@ -113,9 +124,7 @@ func tokenList(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("token list: %w", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(e.stdout, out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tROLE\tTENANT\tCATEGORIES\tCREATED\tEXPIRES\tSTATUS")
@@ -176,4 +185,96 @@ func expiry(t *time.Time) string {
 		return "never"
 	}
 	return t.Format(time.RFC3339)
+}
+
+func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("vigil token revoke-jwt", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	var req tokens.JWTRevokeRequest
+	fs.StringVar(&req.JTI, "jti", "", "revoke the one JWT with this jti claim")
+	fs.StringVar(&req.Subject, "sub", "", "revoke every JWT of this subject (sub claim) issued at or before --issued-before")
+	fs.StringVar(&req.IssuedBefore, "issued-before", "", "with --sub: RFC 3339 time (default now)")
+	fs.StringVar(&req.ExpiresAt, "expires-at", "", "RFC 3339 time the revoked JWTs expire anyway; the entry is dropped then")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (req.JTI == "") == (req.Subject == "") {
+		return errors.New("token revoke-jwt: give exactly one of --jti and --sub")
+	}
+	c, err := rf.client(e)
+	if err != nil {
+		return err
+	}
+	var out tokens.JWTRevocation
+	if err := c.Do(ctx, "POST", "/api/v1/tokens/jwt-revocations", req, &out); err != nil {
+		return fmt.Errorf("token revoke-jwt: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "revoked (key %s); open connections using it close within seconds\n", out.Key)
+	return nil
+}
+
+func tokenJWTRevocations(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("vigil token jwt-revocations", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := rf.client(e)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Revocations []tokens.JWTRevocation `json:"revocations"`
+	}
+	if err := c.Do(ctx, "GET", "/api/v1/tokens/jwt-revocations", nil, &out); err != nil {
+		return fmt.Errorf("token jwt-revocations: %w", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tJTI\tSUB\tISSUED BEFORE\tREVOKED\tBY\tEXPIRES")
+	for _, r := range out.Revocations {
+		before := "-"
+		if r.IssuedBefore != nil {
+			before = r.IssuedBefore.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Key, orDash(r.JTI), orDash(r.Subject), before,
+			r.RevokedAt.Format(time.RFC3339), orDash(r.RevokedBy), expiry(r.ExpiresAt))
+	}
+	return tw.Flush()
+}
+
+func tokenUnrevokeJWT(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("vigil token unrevoke-jwt", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("token unrevoke-jwt: give exactly one KEY (see vigil token jwt-revocations)")
+	}
+	c, err := rf.client(e)
+	if err != nil {
+		return err
+	}
+	if err := c.Do(ctx, "DELETE", "/api/v1/tokens/jwt-revocations/"+url.PathEscape(fs.Arg(0)), nil, nil); err != nil {
+		return fmt.Errorf("token unrevoke-jwt: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "revocation %s lifted\n", fs.Arg(0))
+	return nil
+}
+
+// printJSON writes v indented, for the --json flags.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -63,3 +63,41 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatalf("list after revoke:\n%s", out)
 	}
 }
+
+// TestTokenRevokeJWTCommand: the CLI revokes, lists and lifts JWT
+// revocations through the admin API (the REST behaviour is tested in
+// internal/server).
+func TestTokenRevokeJWTCommand(t *testing.T) {
+	n := testnode.Start(t)
+	vigil := cliAgainst(n)
+	if _, _, err := vigil("token", "revoke-jwt"); err == nil || !strings.Contains(err.Error(), "exactly one of --jti and --sub") {
+		t.Fatalf("no selector: %v", err)
+	}
+	out, stderr, err := vigil("token", "revoke-jwt", "--jti", "f3b1-77")
+	if err != nil || !strings.Contains(out, "revoked (key jti-") {
+		t.Fatalf("revoke-jwt: %v %s %s", err, out, stderr)
+	}
+	if _, _, err := vigil("token", "revoke-jwt", "--sub", "mallory", "--issued-before", "yesterday"); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
+		t.Fatalf("bad time: %v", err)
+	}
+	if _, _, err := vigil("token", "revoke-jwt", "--sub", "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = vigil("token", "jwt-revocations")
+	if err != nil || !strings.Contains(out, "f3b1-77") || !strings.Contains(out, "mallory") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	key := ""
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "jti-") {
+			key = f
+		}
+	}
+	if out, _, err := vigil("token", "unrevoke-jwt", key); err != nil || !strings.Contains(out, "lifted") {
+		t.Fatalf("unrevoke %q: %v %s", key, err, out)
+	}
+	out, _, _ = vigil("token", "jwt-revocations")
+	if strings.Contains(out, "f3b1-77") || !strings.Contains(out, "mallory") {
+		t.Fatalf("list after lifting:\n%s", out)
+	}
+}

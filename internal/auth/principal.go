@@ -40,6 +40,10 @@ type Principal struct {
 	// ExpiresAt is when the credential behind this principal stops being
 	// valid (zero: never). Open connections are closed once it passes.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// JTI and IssuedAt identify a JWT credential, for revocation before
+	// its expiry (empty for other credentials).
+	JTI      string    `json:"jti,omitempty"`
+	IssuedAt time.Time `json:"issued_at,omitzero"`
 }
 
 // Roles lists every role, most privileged first.

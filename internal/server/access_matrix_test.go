@@ -854,18 +854,8 @@ func TestRevocationClosesConnections(t *testing.T) {
 		t.Fatalf("close code %d (%q), want 4001", closed.Code, closed.Reason)
 	}
 	t.Logf("closed after %v: %d %q", time.Since(start), closed.Code, closed.Reason)
-	_ = det.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for { // raw frames: answering the close frame is not this test's business
-		f, err := ws.ReadFrame(det)
-		if err != nil {
-			t.Fatalf("/ws/detections after revocation: %v, want close 4001", err)
-		}
-		if f.Header.OpCode == ws.OpClose {
-			if code, reason := ws.ParseCloseFrameData(f.Payload); code != 4001 {
-				t.Fatalf("/ws/detections closed with %d %q, want 4001", code, reason)
-			}
-			break
-		}
+	if code, reason := readCloseFrame(t, det); code != 4001 {
+		t.Fatalf("/ws/detections closed with %d %q, want 4001", code, reason)
 	}
 	collect(2 * time.Second) // returns once the server ends the stream
 	if time.Since(start) > 5*time.Second {
@@ -1031,4 +1021,101 @@ func grep(s, sub string) string {
 		}
 	}
 	return fmt.Sprint(strings.Join(out, "\n"))
+}
+
+// TestJWTRevocation: an admin revokes one JWT by jti, then every JWT of a
+// subject; REST refuses them at once and their open connections close with
+// 4001 within seconds; other JWTs keep working; lifting works.
+func TestJWTRevocation(t *testing.T) {
+	e := newEnv(t, access.Config{})
+	e.setupPrincipals()
+	now := time.Now().Add(-time.Minute).Unix()
+	// Two JWTs of subject eve (jwtToken would name the subject after the token).
+	for _, name := range []string{"eve-1", "eve-2"} {
+		claims := jwt.MapClaims{"role": "analyst", "tenant": "acme", "jti": name, "iat": now, "sub": "eve", "exp": time.Now().Add(time.Hour).Unix()}
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(matrixJWTSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.toks[name] = s
+	}
+	conn, err := e.wsDial(e.toks["eve-1"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	wsSubscribe(t, conn, "s", map[string]any{}, "latest")
+
+	revoke := func(tok string, body any) (int, tokens.JWTRevocation) {
+		var out tokens.JWTRevocation
+		return e.do("POST", "/api/v1/tokens/jwt-revocations", tok, body, &out), out
+	}
+	if st, _ := revoke(e.toks["analyst-acme"], map[string]any{"jti": "eve-1"}); st != http.StatusForbidden {
+		t.Fatalf("analyst revoking: HTTP %d", st)
+	}
+	if st, _ := revoke(matrixAdminToken, map[string]any{"jti": "eve-1", "sub": "eve"}); st != http.StatusBadRequest {
+		t.Fatalf("jti and sub together: HTTP %d", st)
+	}
+	if st, _ := revoke(matrixAdminToken, map[string]any{"jit": "eve-1"}); st != http.StatusBadRequest {
+		t.Fatalf("unknown field: HTTP %d", st)
+	}
+	st, byJTI := revoke(matrixAdminToken, map[string]any{"jti": "eve-1"})
+	if st != http.StatusCreated || byJTI.Key == "" {
+		t.Fatalf("revoke jti: HTTP %d %+v", st, byJTI)
+	}
+	if st := e.do("GET", "/api/v1/events", e.toks["eve-1"], nil, nil); st != http.StatusUnauthorized {
+		t.Fatalf("revoked JWT on REST: HTTP %d", st)
+	}
+	if st := e.do("GET", "/api/v1/events", e.toks["eve-2"], nil, nil); st != http.StatusOK {
+		t.Fatalf("eve's other JWT: HTTP %d", st)
+	}
+	if code, reason := readCloseFrame(t, conn); code != 4001 {
+		t.Fatalf("connection of the revoked JWT closed with %d %q, want 4001", code, reason)
+	}
+
+	// Every JWT of eve issued until now.
+	if st, _ := revoke(matrixAdminToken, map[string]any{"sub": "eve"}); st != http.StatusCreated {
+		t.Fatalf("revoke sub: HTTP %d", st)
+	}
+	if st := e.do("GET", "/api/v1/events", e.toks["eve-2"], nil, nil); st != http.StatusUnauthorized {
+		t.Fatalf("JWT of a revoked subject: HTTP %d", st)
+	}
+	var list struct {
+		Count       int                    `json:"count"`
+		Revocations []tokens.JWTRevocation `json:"revocations"`
+	}
+	if st := e.do("GET", "/api/v1/tokens/jwt-revocations", matrixAdminToken, nil, &list); st != 200 || list.Count != 2 {
+		t.Fatalf("list: HTTP %d %+v", st, list)
+	}
+	// Lifting the sub revocation gives eve-2 back; eve-1 stays revoked.
+	for _, r := range list.Revocations {
+		if r.Subject == "eve" {
+			if st := e.do("DELETE", "/api/v1/tokens/jwt-revocations/"+r.Key, matrixAdminToken, nil, nil); st != http.StatusNoContent {
+				t.Fatalf("lift: HTTP %d", st)
+			}
+		}
+	}
+	if st := e.do("GET", "/api/v1/events", e.toks["eve-2"], nil, nil); st != http.StatusOK {
+		t.Fatalf("after lifting: HTTP %d", st)
+	}
+	if st := e.do("GET", "/api/v1/events", e.toks["eve-1"], nil, nil); st != http.StatusUnauthorized {
+		t.Fatalf("eve-1 after lifting the sub revocation: HTTP %d", st)
+	}
+}
+
+// readCloseFrame reads raw frames until the server's close frame and
+// returns its code (answering it is not the tests' business, and the
+// server may hang up right after sending it).
+func readCloseFrame(t *testing.T, c net.Conn) (ws.StatusCode, string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := ws.ReadFrame(c)
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if f.Header.OpCode == ws.OpClose {
+			return ws.ParseCloseFrameData(f.Payload)
+		}
+	}
 }

@@ -11,13 +11,15 @@ import (
 )
 
 // Enforcer closes open connections whose credential stopped being valid:
-// opaque tokens revoked (on any node) or expired, and JWTs past their exp.
+// opaque tokens revoked (on any node) or expired, JWTs past their exp, and
+// JWTs revoked by jti or subject.
 // Every streaming transport registers its connections as hub clients, so
 // one sweep over the hub covers WebSocket (all dialects), SSE and GraphQL.
 // A kicked client ends with an error wrapping auth.ErrBadToken, which
 // wsconn sends as close code 4001 and SSE as an end of stream.
 type Enforcer struct {
-	Store    *Store // nil: only expiry is enforced
+	Store    *Store          // nil: only expiry is enforced
+	JWT      *JWTRevocations // nil: JWTs are not revocable
 	Hub      *hub.Hub
 	Interval time.Duration // default 1s
 	Metrics  *auth.Metrics
@@ -98,6 +100,8 @@ func (e *Enforcer) Sweep(now time.Time) int {
 		switch {
 		case p.Expired(now):
 			reason, label = auth.ErrTokenExpired, "expired"
+		case e.JWT != nil && e.JWT.Revoked(p):
+			reason, label = auth.ErrTokenRevoked, "revoked"
 		case e.Store != nil:
 			if ok, why := e.Store.Valid(p.ID, now); !ok {
 				label = why

@@ -20,9 +20,14 @@ import (
 //	GET    /api/v1/tokens       list (never tokens or hashes)
 //	GET    /api/v1/tokens/{id}  one record
 //	DELETE /api/v1/tokens/{id}  revoke; open connections close within seconds
+//
+//	POST   /api/v1/tokens/jwt-revocations        revoke a JWT (jti) or a subject's JWTs (sub)
+//	GET    /api/v1/tokens/jwt-revocations        list
+//	DELETE /api/v1/tokens/jwt-revocations/{key}  lift a revocation
 type Handler struct {
 	Store    *Store
-	Enforcer *Enforcer // poked after a revocation; may be nil
+	JWT      *JWTRevocations // nil: no JWT revocation routes
+	Enforcer *Enforcer       // poked after a revocation; may be nil
 	Logger   *slog.Logger
 }
 
@@ -87,6 +92,18 @@ func admin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 		return nil, false
 	}
 	return p, true
+}
+
+// globalAdmin returns the calling admin of all tenants or answers 403: a
+// JWT's tenant is unknown until it is presented, so only such an admin may
+// manage JWT revocations.
+func globalAdmin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
+	p, ok := admin(w, r)
+	if ok && p.Tenant != auth.AllTenants {
+		auth.WriteError(w, http.StatusForbidden, "JWT revocations need an admin of all tenants")
+		return nil, false
+	}
+	return p, ok
 }
 
 // manages reports whether admin p may see and change record r: a
@@ -225,4 +242,103 @@ func (h *Handler) Register(mux *http.ServeMux, wrap func(http.Handler) http.Hand
 	mux.Handle("GET /api/v1/tokens", wrap(http.HandlerFunc(h.List)))
 	mux.Handle("GET /api/v1/tokens/{id}", wrap(http.HandlerFunc(h.Get)))
 	mux.Handle("DELETE /api/v1/tokens/{id}", wrap(http.HandlerFunc(h.Revoke)))
+	if h.JWT != nil {
+		mux.Handle("POST /api/v1/tokens/jwt-revocations", wrap(http.HandlerFunc(h.RevokeJWT)))
+		mux.Handle("GET /api/v1/tokens/jwt-revocations", wrap(http.HandlerFunc(h.ListJWTRevocations)))
+		mux.Handle("DELETE /api/v1/tokens/jwt-revocations/{key}", wrap(http.HandlerFunc(h.DeleteJWTRevocation)))
+	}
+}
+
+// JWTRevokeRequest is the body of POST /api/v1/tokens/jwt-revocations:
+// exactly one of JTI and Subject.
+type JWTRevokeRequest struct {
+	JTI     string `json:"jti,omitempty"`
+	Subject string `json:"sub,omitempty"`
+	// IssuedBefore (RFC 3339) limits a subject revocation to JWTs issued
+	// at or before it; default now.
+	IssuedBefore string `json:"issued_before,omitempty"`
+	// ExpiresAt (RFC 3339) is when the revoked JWTs expire anyway; the
+	// entry is dropped then. Default: kept until deleted.
+	ExpiresAt string `json:"expires_at,omitempty"`
+}
+
+// RevokeJWT handles POST /api/v1/tokens/jwt-revocations. Only an admin of
+// all tenants may revoke JWTs: a JWT's tenant is not known until it is
+// presented.
+func (h *Handler) RevokeJWT(w http.ResponseWriter, r *http.Request) {
+	p, ok := globalAdmin(w, r)
+	if !ok {
+		return
+	}
+	var req JWTRevokeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	var before time.Time
+	var expires *time.Time
+	for _, f := range []struct {
+		name, v string
+		dst     func(time.Time)
+	}{
+		{"issued_before", req.IssuedBefore, func(t time.Time) { before = t }},
+		{"expires_at", req.ExpiresAt, func(t time.Time) { expires = &t }},
+	} {
+		if f.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, f.v)
+		if err != nil {
+			auth.WriteError(w, http.StatusBadRequest, f.name+": not an RFC 3339 time: "+f.v)
+			return
+		}
+		f.dst(t)
+	}
+	if req.JTI != "" && !before.IsZero() {
+		auth.WriteError(w, http.StatusBadRequest, "issued_before applies to sub revocations only")
+		return
+	}
+	rev, err := h.JWT.Add(r.Context(), req.JTI, req.Subject, before, expires, p.ID)
+	if err != nil {
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, ErrBadRevocation) {
+			status = http.StatusBadRequest
+		}
+		auth.WriteError(w, status, err.Error())
+		return
+	}
+	if h.Enforcer != nil {
+		h.Enforcer.Poke()
+	}
+	if h.Logger != nil {
+		h.Logger.Info("jwt revoked", "key", rev.Key, "by", p.ID)
+	}
+	writeJSON(w, http.StatusCreated, rev)
+}
+
+// ListJWTRevocations handles GET /api/v1/tokens/jwt-revocations.
+func (h *Handler) ListJWTRevocations(w http.ResponseWriter, r *http.Request) {
+	if _, ok := admin(w, r); !ok {
+		return
+	}
+	revs := h.JWT.List()
+	writeJSON(w, http.StatusOK, map[string]any{"revocations": revs, "count": len(revs)})
+}
+
+// DeleteJWTRevocation handles DELETE /api/v1/tokens/jwt-revocations/{key}.
+func (h *Handler) DeleteJWTRevocation(w http.ResponseWriter, r *http.Request) {
+	if _, ok := globalAdmin(w, r); !ok {
+		return
+	}
+	if err := h.JWT.Delete(r.Context(), r.PathValue("key")); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			auth.WriteError(w, http.StatusNotFound, "no jwt revocation with key "+r.PathValue("key"))
+			return
+		}
+		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

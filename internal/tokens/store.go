@@ -196,12 +196,32 @@ func (s *Store) fetch(ctx context.Context, id string) (*Record, error) {
 // Run keeps the cache in step with the bucket (revocations made on other
 // nodes) until ctx ends. It is the store's one goroutine; the caller owns it.
 func (s *Store) Run(ctx context.Context) error {
+	return keepWatching(ctx, s.log, "token", s.kv, func(key string, val []byte) {
+		var r Record
+		if err := json.Unmarshal(val, &r); err != nil {
+			s.log.Warn("undecodable token record", "id", key, "err", err)
+			return
+		}
+		r.ID = key
+		s.mu.Lock()
+		s.noteLocked(&r)
+		s.mu.Unlock()
+	}, func(key string) {
+		s.mu.Lock()
+		delete(s.cache, key)
+		s.mu.Unlock()
+	})
+}
+
+// keepWatching applies every change of kv through put and del until ctx
+// ends, restarting the watch a second after it breaks.
+func keepWatching(ctx context.Context, log *slog.Logger, what string, kv jetstream.KeyValue, put func(key string, val []byte), del func(key string)) error {
 	for {
-		err := s.watch(ctx)
+		err := watchKV(ctx, kv, put, del)
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn("token watch ended; restarting", "err", err)
+		log.Warn(what+" watch ended; restarting", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -210,8 +230,8 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Store) watch(ctx context.Context) error {
-	w, err := s.kv.WatchAll(ctx)
+func watchKV(ctx context.Context, kv jetstream.KeyValue, put func(key string, val []byte), del func(key string)) error {
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("tokens: watch: %w", err)
 	}
@@ -228,20 +248,10 @@ func (s *Store) watch(ctx context.Context) error {
 				continue // end of the initial values
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				s.mu.Lock()
-				delete(s.cache, e.Key())
-				s.mu.Unlock()
+				del(e.Key())
 				continue
 			}
-			var r Record
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				s.log.Warn("undecodable token record", "id", e.Key(), "err", err)
-				continue
-			}
-			r.ID = e.Key()
-			s.mu.Lock()
-			s.noteLocked(&r)
-			s.mu.Unlock()
+			put(e.Key(), e.Value())
 		}
 	}
 }

@@ -48,6 +48,7 @@ type Access struct {
 	Policy   *auth.Policy
 	Limiter  *auth.Limiter
 	Tokens   *tokens.Store
+	JWTRevs  *tokens.JWTRevocations // nil without JetStream
 	Enforcer *tokens.Enforcer
 	Handler  *tokens.Handler
 	Metrics  *auth.Metrics
@@ -84,6 +85,9 @@ func New(ctx context.Context, o Options) (*Access, error) {
 		a.Tokens = st
 		chain = append(chain, st)
 		a.Policy.SetRevocationCheck(st.IsRevoked)
+		if a.JWTRevs, err = tokens.OpenJWTRevocations(ctx, o.JetStream, o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	if o.Config.JWT.Enabled() {
 		j, err := jwtauth.New(ctx, o.Config.JWT)
@@ -91,12 +95,17 @@ func New(ctx context.Context, o Options) (*Access, error) {
 			return nil, fmt.Errorf("access: %w", err)
 		}
 		a.JWT = j
-		chain = append(chain, j)
+		if a.JWTRevs != nil {
+			chain = append(chain, a.JWTRevs.Checked(j))
+		} else {
+			chain = append(chain, j)
+		}
 	}
 	a.Auth = countingAuth{chain: chain, m: a.Metrics}
 	a.Enforcer = tokens.NewEnforcer(a.Tokens, nil, a.Metrics, o.Logger)
+	a.Enforcer.JWT = a.JWTRevs
 	if a.Tokens != nil {
-		a.Handler = &tokens.Handler{Store: a.Tokens, Enforcer: a.Enforcer, Logger: o.Logger}
+		a.Handler = &tokens.Handler{Store: a.Tokens, JWT: a.JWTRevs, Enforcer: a.Enforcer, Logger: o.Logger}
 	}
 	return a, nil
 }
@@ -114,6 +123,13 @@ func (a *Access) Run(ctx context.Context, h *hub.Hub) {
 		go func() { // owned by Run: ends with ctx
 			defer wg.Done()
 			_ = a.Tokens.Run(ctx)
+		}()
+	}
+	if a.JWTRevs != nil {
+		wg.Add(1)
+		go func() { // owned by Run: ends with ctx
+			defer wg.Done()
+			_ = a.JWTRevs.Run(ctx)
 		}()
 	}
 	a.Enforcer.Run(ctx)

@@ -402,6 +402,12 @@ func (a *Authenticator) principal(claims jwt.MapClaims) (*auth.Principal, error)
 		}
 		p.Categories = append(p.Categories, cat)
 	}
+	if jti, ok := claims["jti"].(string); ok {
+		p.JTI = jti // for revocation of this one JWT
+	}
+	if iat, err := claims.GetIssuedAt(); err == nil && iat != nil {
+		p.IssuedAt = iat.Time // for revocation of a subject's older JWTs
+	}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		p.ExpiresAt = exp.Time.Add(a.cfg.Leeway)
 	}
