@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
 // Run starts a node and blocks until ctx ends, then shuts it down
@@ -146,9 +147,25 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		}
 	}()
 
+	// Idle WebSocket connections wait in one epoll instance instead of a
+	// reader goroutine each (SPEC 11 memory per connection); Linux only.
+	poller, err := wsconn.NewPoller()
+	if err != nil {
+		logger.Info("websocket reader: one goroutine per connection", "reason", err)
+		poller = nil
+	} else {
+		wg.Add(1)
+		go func() { // the poller: stopped by stopRun, after the connections closed
+			defer wg.Done()
+			if err := poller.Run(runCtx); err != nil {
+				logger.Error("websocket poller stopped", "err", err)
+			}
+		}()
+	}
+
 	handler := server.NewServer(server.Deps{
 		Log: log, Hub: h, Ingest: ing, Auth: acc.Auth, Policy: policy, Guard: acc.Limiter, Access: acc, Metrics: m, Logger: logger,
-		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes),
+		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes), Poller: poller,
 		Stats:  st,                                             // issue 4
 		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
 	})

@@ -89,7 +89,7 @@ func (d *dialect) configure(s *wsconn.Session, c Config) error {
 	// Subscribe the new configuration before dropping the old: no gap. An
 	// event matching both in the overlap is sent once, because Encode
 	// drops deliveries of any subscription but the current one.
-	if _, err := s.Client().Subscribe(s.Request().Context(), id, m, hub.Latest()); err != nil {
+	if _, err := s.Client().Subscribe(s.Context(), id, m, hub.Latest()); err != nil {
 		return err
 	}
 	old := d.subID

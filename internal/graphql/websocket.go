@@ -89,7 +89,8 @@ func (g gobwasWebsocket) Accept(w http.ResponseWriter, r *http.Request, opts tra
 	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout, guard: g.guard}
 	c.id = fmt.Sprintf("graphql-%p", c) // unique while the connection lives
 	c.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true}
-	c.ctl = wsutil.ControlHandler{Src: c.rd, Dst: lockedConn{c}, State: ws.StateServerSide}
+	// Src is the frame reader, which has already unmasked the payload.
+	c.ctl = wsutil.ControlHandler{Src: c.rd, Dst: lockedConn{c}, State: ws.StateServerSide, DisableSrcCiphering: true}
 	c.rd.OnIntermediate = func(h ws.Header, _ io.Reader) error { return c.ctl.Handle(h) }
 	return c, nil
 }

@@ -141,7 +141,7 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	case "get_security_status":
 		var st any = map[string]any{}
 		if d.deps.Status != nil {
-			st = d.deps.Status(s.Request().Context(), s.Principal())
+			st = d.deps.Status(s.Context(), s.Principal())
 		}
 		return s.Send(map[string]any{"type": "security_status", "data": st, "timestamp": now()})
 	case "get_event_schema":

@@ -39,6 +39,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/tokens"
+	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
 const (
@@ -72,7 +73,7 @@ func newEnv(t *testing.T, cfg access.Config) *env {
 	}
 	acc.Enforcer.Interval = 200 * time.Millisecond
 	h := hub.New(log, hub.Options{Policy: acc.HubPolicy()})
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { _ = h.Run(ctx); done <- struct{}{} }()
 	<-h.Started()
 	go func() { acc.Run(ctx, h); done <- struct{}{} }()
@@ -81,8 +82,15 @@ func newEnv(t *testing.T, cfg access.Config) *env {
 		t.Fatal(err)
 	}
 	ing := ingest.New(log, event.DefaultLimits(), m)
+	// The node's WebSocket reader: the epoll poller where there is one.
+	poller, err := wsconn.NewPoller()
+	if err != nil {
+		poller = nil
+	} else {
+		go func() { _ = poller.Run(ctx); done <- struct{}{} }()
+	}
 	handler := server.NewServer(server.Deps{Log: log, Hub: h, Ingest: ing, Auth: acc.Auth, Policy: acc.HubPolicy(),
-		Guard: acc.Limiter, Access: acc, Metrics: m, MaxSubs: 100, PingInterval: time.Minute})
+		Guard: acc.Limiter, Access: acc, Metrics: m, MaxSubs: 100, PingInterval: time.Minute, Poller: poller})
 	srv := httptest.NewServer(handler)
 	e := &env{t: t, srv: srv, acc: acc, hub: h, m: m, toks: map[string]string{"admin": matrixAdminToken}}
 	t.Cleanup(func() {
@@ -92,6 +100,9 @@ func newEnv(t *testing.T, cfg access.Config) *env {
 		cancel()
 		<-done
 		<-done
+		if poller != nil {
+			<-done
+		}
 		log.Close()
 	})
 	return e

@@ -36,6 +36,9 @@ type Deps struct {
 	PingInterval time.Duration
 	MaxSubs      int
 	MaxMessage   int64
+	// Poller waits on idle WebSocket connections (epoll, run by the app);
+	// nil: one reader goroutine per connection.
+	Poller *wsconn.Poller
 	// Issue 4: Stats feeds status, phase 8 and GraphQL metrics (run by the
 	// app; nil gives zero counts); Detections backs the GraphQL detection
 	// queries (nil until internal/detect offers a service).
@@ -78,7 +81,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 
 func (d Deps) wsDeps() wsconn.Deps {
 	return wsconn.Deps{Hub: d.Hub, Auth: d.Auth, Guard: d.Guard, Logger: d.Logger,
-		PingInterval: d.PingInterval, MaxMessage: d.MaxMessage, Delivered: d.Metrics.Delivered}
+		PingInterval: d.PingInterval, MaxMessage: d.MaxMessage, Delivered: d.Metrics.Delivered, Poller: d.Poller}
 }
 
 // adminOnly refuses every role but admin.

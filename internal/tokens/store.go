@@ -57,6 +57,10 @@ type Record struct {
 	// Hash is hex SHA-256 of the whole token. Tokens carry 256 random bits,
 	// so a fast hash is enough: there is nothing to brute-force.
 	Hash string `json:"hash"`
+
+	// principal is made once when the record enters the cache and shared
+	// by every connection of the token (principals are read-only).
+	principal *auth.Principal
 }
 
 // Revoked reports whether the record was revoked.
@@ -67,6 +71,13 @@ func (r *Record) Expired(now time.Time) bool { return r.ExpiresAt != nil && !now
 
 // Principal is the principal a valid token of this record authenticates as.
 func (r *Record) Principal() *auth.Principal {
+	if r.principal != nil {
+		return r.principal
+	}
+	return r.makePrincipal()
+}
+
+func (r *Record) makePrincipal() *auth.Principal {
 	p := &auth.Principal{ID: r.ID, Name: r.Name, Role: r.Role, Tenant: r.Tenant}
 	for _, c := range r.Categories {
 		p.Categories = append(p.Categories, event.Category(c))
@@ -118,6 +129,7 @@ func (s *Store) IsRevoked(id string) bool {
 // noteLocked records r in the cache and, if revoked, in the revoked set.
 // s.mu must be held.
 func (s *Store) noteLocked(r *Record) {
+	r.principal = r.makePrincipal()
 	s.cache[r.ID] = r
 	if !r.Revoked() || s.IsRevoked(r.ID) {
 		return

@@ -81,6 +81,10 @@ type Deps struct {
 	WriteTimeout time.Duration // default 10 s
 	// Delivered observes each written batch (delivery latency metrics).
 	Delivered func(batch []hub.Delivery, at time.Time)
+	// Poller, when set, waits on idle connections with epoll instead of a
+	// reader goroutine each (Linux; see Poller). Nil: one reader goroutine
+	// per connection.
+	Poller *Poller
 }
 
 // Session is one WebSocket connection.
@@ -89,7 +93,6 @@ type Session struct {
 	client    *hub.Client
 	principal *auth.Principal
 	deps      Deps
-	r         *http.Request
 	dialect   Dialect
 
 	ctx     context.Context // ends with the connection
@@ -110,6 +113,14 @@ type Session struct {
 	writers   sync.WaitGroup
 	writeBuf  []byte
 	encodeBuf []byte
+
+	// The reader: a goroutine's loop, or, when polled, a goroutine per
+	// readable moment (readReady) with the frame reader kept here.
+	rd      *wsutil.Reader
+	control wsutil.ControlHandler
+	polled  atomic.Bool
+	fd      int32 // the socket, while registered with the poller
+	endOnce sync.Once
 }
 
 // ID is the hub client id of this connection.
@@ -120,11 +131,6 @@ func (s *Session) Client() *hub.Client { return s.client }
 
 // Principal is the authenticated caller.
 func (s *Session) Principal() *auth.Principal { return s.principal }
-
-// Request is the upgrade request's method, URL (query parameters) and
-// remote address; headers are not kept. Its context is the session's, which
-// ends with the connection.
-func (s *Session) Request() *http.Request { return s.r }
 
 // Context ends when the connection does.
 func (s *Session) Context() context.Context { return s.ctx }
@@ -160,7 +166,7 @@ func (s *Session) closeFromReader(code ws.StatusCode, reason string) {
 			_ = s.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 			_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 4<<20))
 		}
-		_ = s.conn.Close()
+		s.closeConn()
 		s.client.Kick(hub.ErrClosed)
 	})
 }
@@ -173,9 +179,22 @@ func (s *Session) Close(code ws.StatusCode, reason string) {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = ws.WriteFrame(s.conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)))
 		s.wmu.Unlock()
-		_ = s.conn.Close()
+		s.closeConn()
 		s.client.Kick(hub.ErrClosed)
 	})
+}
+
+// closeConn closes the socket. A polled session has no reader goroutine to
+// notice, so it leaves the poller first (the descriptor may be reused at
+// once) and then releases itself.
+func (s *Session) closeConn() {
+	if !s.polled.Load() {
+		_ = s.conn.Close()
+		return
+	}
+	s.deps.Poller.remove(s)
+	_ = s.conn.Close()
+	go s.endOnce.Do(s.end) // owned by the session: releases it once
 }
 
 // Serve authenticates r, upgrades it and runs the connection until it ends.
@@ -229,11 +248,9 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 		src = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	// Keep only what dialects read of the request (the URL and its query),
-	// with the session's context: the original, with its headers, is
-	// released with the HTTP handler.
-	req := (&http.Request{Method: r.Method, URL: r.URL, Host: r.Host, RemoteAddr: r.RemoteAddr}).WithContext(ctx)
-	s := &Session{conn: conn, principal: p, deps: deps, r: req, ctx: ctx, cancel: cancel, release: release}
+	// Nothing of the request is kept past the upgrade (its headers, URL
+	// and net/http's buffers are released with the handler).
+	s := &Session{conn: conn, principal: p, deps: deps, ctx: ctx, cancel: cancel, release: release}
 	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake})
 	s.dialect = newDialect(s)
 	s.ready.Store(true) // publishes s.client and s.dialect to writers started by wake
@@ -244,18 +261,30 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	s.pinger = time.AfterFunc(deps.PingInterval, s.ping)
 	if err := s.dialect.Open(s); err != nil {
 		s.Close(ClosePolicy, err.Error())
-		s.end()
+		s.endOnce.Do(s.end)
 		return
 	}
-	// The reader gets a fresh goroutine with a small stack, and the HTTP
-	// handler returns: its goroutine, its deep stack and net/http's
-	// buffers are released for the life of the connection.
+	// The HTTP handler returns: its goroutine, its deep stack and
+	// net/http's buffers are released for the life of the connection.
+	// The socket then waits in the poller (no goroutine at all while the
+	// client is quiet) or, without one, in a fresh small reader goroutine.
+	if deps.Poller != nil && src == io.Reader(conn) {
+		s.initReader(conn)
+		s.polled.Store(true) // before add: readReady may run at once
+		if deps.Poller.add(s) {
+			return
+		}
+		s.polled.Store(false)
+	}
 	go s.readLoop(src) // owned by the session: ends when the socket does
 }
 
 // end releases everything the session holds, once the reader has stopped.
 func (s *Session) end() {
 	s.pinger.Stop()
+	if s.polled.Load() {
+		s.deps.Poller.remove(s)
+	}
 	_ = s.conn.Close()
 	s.client.Kick(hub.ErrClosed)
 	s.writers.Wait()
@@ -290,7 +319,7 @@ func (s *Session) ping() {
 	err := ws.WriteFrame(s.conn, ws.NewPingFrame(nil))
 	s.wmu.Unlock()
 	if err != nil {
-		_ = s.conn.Close()
+		s.closeConn()
 		return
 	}
 	s.pinger.Reset(s.deps.PingInterval)
@@ -307,55 +336,76 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.s.conn.Write(p)
 }
 
-func (s *Session) readLoop(src io.Reader) {
-	defer s.end()
-	rd := &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true,
+func (s *Session) initReader(src io.Reader) {
+	s.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true,
 		MaxFrameSize: s.deps.MaxMessage, MaxMessageSize: s.deps.MaxMessage}
-	control := wsutil.ControlHandler{Src: rd, Dst: lockedWriter{s}, State: ws.StateServerSide}
-	rd.OnIntermediate = func(h ws.Header, r io.Reader) error {
+	// Src is the frame reader, which has already unmasked the payload:
+	// unmasking again would garble the echoed ping and the close code.
+	s.control = wsutil.ControlHandler{Src: s.rd, Dst: lockedWriter{s}, State: ws.StateServerSide, DisableSrcCiphering: true}
+	s.rd.OnIntermediate = func(h ws.Header, r io.Reader) error {
 		if h.OpCode == ws.OpPong {
 			s.pongSeen.Store(true)
 		}
-		return control.Handle(h)
+		return s.control.Handle(h)
 	}
-	for {
-		h, err := rd.NextFrame()
-		if err != nil {
-			if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
-				s.closeFromReader(CloseTooBig, "message larger than the limit")
-			}
-			var closed wsutil.ClosedError
-			if errors.As(err, &closed) {
-				s.closeOnce.Do(func() {}) // the handler already answered the close
-			}
-			return
-		}
-		if h.OpCode.IsControl() {
-			if h.OpCode == ws.OpPong {
-				s.pongSeen.Store(true)
-			}
-			if err := control.Handle(h); err != nil {
-				return
-			}
-			continue
-		}
-		s.pongSeen.Store(true) // any traffic proves the peer is alive
-		payload, err := io.ReadAll(rd)
-		if err != nil {
-			if errors.Is(err, wsutil.ErrMessageTooLarge) || errors.Is(err, wsutil.ErrFrameTooLarge) {
-				s.closeFromReader(CloseTooBig, "message larger than the limit")
-			}
-			return
-		}
-		if s.deps.Guard != nil && !s.deps.Guard.AllowMessage(s.ID()) {
-			s.closeFromReader(CloseLimitExceeded, "message rate limit exceeded")
-			return
-		}
-		if err := s.dialect.Message(s, payload); err != nil {
-			s.closeFromReader(ClosePolicy, err.Error())
-			return
-		}
+}
+
+// readLoop is the reader goroutine of an unpolled connection.
+func (s *Session) readLoop(src io.Reader) {
+	defer s.endOnce.Do(s.end)
+	s.initReader(src)
+	for s.readMessage() {
 	}
+}
+
+// readReady runs when the poller saw the socket readable: it reads one
+// client message (or control frame) and hands the socket back, or ends
+// the session.
+func (s *Session) readReady() {
+	if s.readMessage() {
+		s.deps.Poller.rearm(s)
+		return
+	}
+	s.closeConn()
+}
+
+// readMessage reads and handles one frame or message; false once the
+// connection is done.
+func (s *Session) readMessage() bool {
+	h, err := s.rd.NextFrame()
+	if err != nil {
+		if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
+			s.closeFromReader(CloseTooBig, "message larger than the limit")
+		}
+		var closed wsutil.ClosedError
+		if errors.As(err, &closed) {
+			s.closeOnce.Do(func() {}) // the handler already answered the close
+		}
+		return false
+	}
+	if h.OpCode.IsControl() {
+		if h.OpCode == ws.OpPong {
+			s.pongSeen.Store(true)
+		}
+		return s.control.Handle(h) == nil
+	}
+	s.pongSeen.Store(true) // any traffic proves the peer is alive
+	payload, err := io.ReadAll(s.rd)
+	if err != nil {
+		if errors.Is(err, wsutil.ErrMessageTooLarge) || errors.Is(err, wsutil.ErrFrameTooLarge) {
+			s.closeFromReader(CloseTooBig, "message larger than the limit")
+		}
+		return false
+	}
+	if s.deps.Guard != nil && !s.deps.Guard.AllowMessage(s.ID()) {
+		s.closeFromReader(CloseLimitExceeded, "message rate limit exceeded")
+		return false
+	}
+	if err := s.dialect.Message(s, payload); err != nil {
+		s.closeFromReader(ClosePolicy, err.Error())
+		return false
+	}
+	return true
 }
 
 // writeLoop drains the hub queue: everything queued since the last write
@@ -370,6 +420,9 @@ func (s *Session) writeLoop() {
 			return // the stream ended: s.writing stays set, no new writer
 		}
 		if batch == nil {
+			// Idle again: let the buffers go, so a quiet connection holds
+			// none (the next burst allocates afresh).
+			s.writeBuf, s.encodeBuf = nil, nil
 			s.writing.Store(false)
 			// A delivery queued between TryNext and the Store above found
 			// the writer still running and did not start another: look again.
@@ -405,7 +458,7 @@ func (s *Session) write(batch []hub.Delivery) bool {
 		_, err := s.conn.Write(buf)
 		s.wmu.Unlock()
 		if err != nil {
-			_ = s.conn.Close()
+			s.closeConn()
 			return false
 		}
 		if s.deps.Delivered != nil {

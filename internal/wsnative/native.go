@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,7 +34,7 @@ func Handler(deps wsconn.Deps, maxSubs int) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wsconn.Serve(w, r, deps, "websocket", func(*wsconn.Session) wsconn.Dialect {
-			return &dialect{allowSub: allow, prefixes: map[string][]byte{}}
+			return &dialect{allowSub: allow}
 		})
 	})
 }
@@ -71,7 +72,10 @@ const (
 type dialect struct {
 	allowSub func(current int) error
 	mu       sync.Mutex
-	prefixes map[string][]byte // `{"type":"event","sub":"<id>","event":` per subscription
+	// prefixes holds `{"type":"event","sub":"<id>","event":` per
+	// subscription: a slice, not a map, since a connection has a few
+	// subscriptions and an idle one should cost little (SPEC 11).
+	prefixes []subPrefix
 }
 
 func (d *dialect) Open(*wsconn.Session) error { return nil }
@@ -148,7 +152,7 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 			return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeUnknownSub, Message: fmt.Sprintf("no subscription %q", m.ID)})
 		}
 		d.mu.Lock()
-		delete(d.prefixes, m.ID)
+		d.prefixes = slices.DeleteFunc(d.prefixes, func(p subPrefix) bool { return p.id == m.ID })
 		d.mu.Unlock()
 		return s.Send(ServerMessage{Type: "unsubscribed", ID: m.ID})
 	}
@@ -173,7 +177,7 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	idJSON, _ := json.Marshal(m.ID)
 	prefix := append(append([]byte(`{"type":"event","sub":`), idJSON...), `,"event":`...)
 	d.mu.Lock()
-	d.prefixes[m.ID] = prefix
+	d.prefixes = append(slices.DeleteFunc(d.prefixes, func(p subPrefix) bool { return p.id == m.ID }), subPrefix{m.ID, prefix})
 	d.mu.Unlock()
 	if err := d.subscribe(s, m.ID, matcher, cursor); err != nil {
 		var dup hub.ErrDuplicateSub
@@ -192,15 +196,26 @@ func (d *dialect) subscribe(s *wsconn.Session, id string, m *filter.Matcher, c h
 	if err := s.Send(ServerMessage{Type: "subscribed", ID: id, Head: s.Client().HubHead()}); err != nil {
 		return err
 	}
-	_, err := s.Client().Subscribe(s.Request().Context(), id, m, c)
+	_, err := s.Client().Subscribe(s.Context(), id, m, c)
 	return err
 }
 
+type subPrefix struct {
+	id     string
+	prefix []byte
+}
+
 func (d *dialect) Encode(dst []byte, del hub.Delivery) []byte {
+	var prefix []byte
 	d.mu.Lock()
-	prefix, ok := d.prefixes[del.SubID]
+	for _, p := range d.prefixes {
+		if p.id == del.SubID {
+			prefix = p.prefix
+			break
+		}
+	}
 	d.mu.Unlock()
-	if !ok {
+	if prefix == nil {
 		return dst // unsubscribed while queued
 	}
 	dst = append(dst, prefix...)
