@@ -420,8 +420,10 @@ func (s *Session) writeLoop() {
 			return // the stream ended: s.writing stays set, no new writer
 		}
 		if batch == nil {
-			// Idle again: let the buffers go, so a quiet connection holds
-			// none (the next burst allocates afresh).
+			// Idle again: hand the buffers back, so a quiet connection
+			// holds none and the next burst starts with a grown one.
+			putBuf(s.writeBuf)
+			putBuf(s.encodeBuf)
 			s.writeBuf, s.encodeBuf = nil, nil
 			s.writing.Store(false)
 			// A delivery queued between TryNext and the Store above found
@@ -441,6 +443,9 @@ func (s *Session) writeLoop() {
 }
 
 func (s *Session) write(batch []hub.Delivery) bool {
+	if s.writeBuf == nil {
+		s.writeBuf, s.encodeBuf = getBuf(), getBuf()
+	}
 	buf := s.writeBuf[:0]
 	for _, d := range batch {
 		if d.Raw != nil {
@@ -465,8 +470,7 @@ func (s *Session) write(batch []hub.Delivery) bool {
 			s.deps.Delivered(batch, time.Now())
 		}
 	}
-	// Keep small buffers for the next burst; let a large one go so an
-	// idle connection does not pin it.
+	// Keep the buffer for the rest of this burst unless it grew large.
 	if cap(buf) <= 16<<10 {
 		s.writeBuf = buf
 	} else {
@@ -529,5 +533,19 @@ func putHeader(b []byte, n int) int {
 			b[2+i] = byte(uint64(n) >> (56 - 8*i))
 		}
 		return 10
+	}
+}
+
+// writeBufs recycles write buffers between the bursts of all connections:
+// an idle connection keeps none (SPEC 11 memory per connection) and a busy
+// one does not grow a fresh buffer for every burst. A sync.Pool is a
+// cache, not state: any buffer may be dropped at any time.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func getBuf() []byte { return (*writeBufs.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if b != nil && cap(b) <= 64<<10 {
+		writeBufs.Put(&b)
 	}
 }
