@@ -37,7 +37,7 @@ func benchIngest(b *testing.B, syncAlways bool) {
 		pool[i] = make([]*event.Event, batch)
 	}
 	b.ResetTimer()
-	start := time.Now()
+	var elapsed time.Duration // in Publish only: generating the events is the producer's work
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		evs := pool[i%len(pool)]
@@ -45,9 +45,11 @@ func benchIngest(b *testing.B, syncAlways bool) {
 			evs[j] = gen.Next()
 		}
 		b.StartTimer()
+		t0 := time.Now()
 		if _, err := svc.Publish(ctx, admin, evs); err != nil {
 			b.Fatal(err)
 		}
+		elapsed += time.Since(t0)
 	}
-	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "events/s")
 }
