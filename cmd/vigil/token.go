@@ -105,7 +105,22 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 }
 
 func tokenList(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil token list", flag.ContinueOnError)
+	var out struct {
+		Tokens []tokens.View `json:"tokens"`
+	}
+	return listCommand(ctx, e, "token list", "/api/v1/tokens", args, &out, func(tw io.Writer) {
+		fmt.Fprintln(tw, "ID\tNAME\tROLE\tTENANT\tCATEGORIES\tCREATED\tEXPIRES\tSTATUS")
+		for _, t := range out.Tokens {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), t.Role, t.Tenant, orAll(t.Categories),
+				t.CreatedAt.Format(time.RFC3339), expiry(t.ExpiresAt), t.Status)
+		}
+	})
+}
+
+// listCommand GETs path into out and prints it as JSON (--json) or, through
+// table, as aligned columns.
+func listCommand(ctx context.Context, e env, name, path string, args []string, out any, table func(io.Writer)) error {
+	fs := flag.NewFlagSet("vigil "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var rf remoteFlags
 	rf.register(fs)
@@ -117,21 +132,14 @@ func tokenList(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Tokens []tokens.View `json:"tokens"`
-	}
-	if err := c.Do(ctx, "GET", "/api/v1/tokens", nil, &out); err != nil {
-		return fmt.Errorf("token list: %w", err)
+	if err := c.Do(ctx, "GET", path, nil, out); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	if *asJSON {
 		return printJSON(e.stdout, out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tROLE\tTENANT\tCATEGORIES\tCREATED\tEXPIRES\tSTATUS")
-	for _, t := range out.Tokens {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), t.Role, t.Tenant, orAll(t.Categories),
-			t.CreatedAt.Format(time.RFC3339), expiry(t.ExpiresAt), t.Status)
-	}
+	table(tw)
 	return tw.Flush()
 }
 
@@ -216,38 +224,20 @@ func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
 }
 
 func tokenJWTRevocations(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil token jwt-revocations", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var rf remoteFlags
-	rf.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := rf.client(e)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		Revocations []tokens.JWTRevocation `json:"revocations"`
 	}
-	if err := c.Do(ctx, "GET", "/api/v1/tokens/jwt-revocations", nil, &out); err != nil {
-		return fmt.Errorf("token jwt-revocations: %w", err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, out)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tJTI\tSUB\tISSUED BEFORE\tREVOKED\tBY\tEXPIRES")
-	for _, r := range out.Revocations {
-		before := "-"
-		if r.IssuedBefore != nil {
-			before = r.IssuedBefore.Format(time.RFC3339)
+	return listCommand(ctx, e, "token jwt-revocations", "/api/v1/tokens/jwt-revocations", args, &out, func(tw io.Writer) {
+		fmt.Fprintln(tw, "KEY\tJTI\tSUB\tISSUED BEFORE\tREVOKED\tBY\tEXPIRES")
+		for _, r := range out.Revocations {
+			before := "-"
+			if r.IssuedBefore != nil {
+				before = r.IssuedBefore.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Key, orDash(r.JTI), orDash(r.Subject), before,
+				r.RevokedAt.Format(time.RFC3339), orDash(r.RevokedBy), expiry(r.ExpiresAt))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Key, orDash(r.JTI), orDash(r.Subject), before,
-			r.RevokedAt.Format(time.RFC3339), orDash(r.RevokedBy), expiry(r.ExpiresAt))
-	}
-	return tw.Flush()
+	})
 }
 
 func tokenUnrevokeJWT(ctx context.Context, e env, args []string) error {

@@ -26,7 +26,7 @@ type router struct {
 	byUser     map[string]*bucket
 	bySource   map[string]*bucket
 	byType     map[string]*bucket
-	byCategory map[event.Category]*bucket
+	byCategory map[string]*bucket
 	rest       bucket
 	count      int
 }
@@ -56,7 +56,7 @@ type routeSlot struct {
 
 func newRouter() *router {
 	return &router{byUser: map[string]*bucket{}, bySource: map[string]*bucket{}, byType: map[string]*bucket{},
-		byCategory: map[event.Category]*bucket{}}
+		byCategory: map[string]*bucket{}}
 }
 
 // routeFor picks the index a subscription goes under and its keys.
@@ -102,37 +102,29 @@ func (r *router) add(s *subscription) {
 		return
 	}
 	s.slots = make([]routeSlot, 0, len(keys))
+	index := r.index(kind)
 	for _, k := range keys {
-		var b *bucket
-		switch kind {
-		case routeUser:
-			b = r.byUser[k]
-			if b == nil {
-				b = &bucket{}
-				r.byUser[k] = b
-			}
-		case routeSource:
-			b = r.bySource[k]
-			if b == nil {
-				b = &bucket{}
-				r.bySource[k] = b
-			}
-		case routeType:
-			b = r.byType[k]
-			if b == nil {
-				b = &bucket{}
-				r.byType[k] = b
-			}
-		case routeCategory:
-			b = r.byCategory[event.Category(k)]
-			if b == nil {
-				b = &bucket{}
-				r.byCategory[event.Category(k)] = b
-			}
+		b := index[k]
+		if b == nil {
+			b = &bucket{}
+			index[k] = b
 		}
 		s.slots = append(s.slots, b.push(s, k))
 	}
 	r.count++
+}
+
+// index is the map of buckets for one kind of key.
+func (r *router) index(kind routeKind) map[string]*bucket {
+	switch kind {
+	case routeUser:
+		return r.byUser
+	case routeSource:
+		return r.bySource
+	case routeType:
+		return r.byType
+	}
+	return r.byCategory
 }
 
 func (r *router) remove(s *subscription) {
@@ -141,18 +133,8 @@ func (r *router) remove(s *subscription) {
 	}
 	for _, slot := range s.slots {
 		slot.b.remove(slot.pos)
-		if len(slot.b.subs) > 0 {
-			continue
-		}
-		switch s.kind {
-		case routeUser:
-			delete(r.byUser, slot.key)
-		case routeSource:
-			delete(r.bySource, slot.key)
-		case routeType:
-			delete(r.byType, slot.key)
-		case routeCategory:
-			delete(r.byCategory, event.Category(slot.key))
+		if len(slot.b.subs) == 0 && s.kind != routeRest {
+			delete(r.index(s.kind), slot.key)
 		}
 	}
 	s.slots = nil
@@ -202,7 +184,7 @@ func (r *router) each(e *event.Event, fn func(*subscription, *event.Event)) {
 			fn(s, e)
 		}
 	}
-	if b := r.byCategory[e.Category]; b != nil {
+	if b := r.byCategory[string(e.Category)]; b != nil {
 		for _, s := range b.subs {
 			fn(s, e)
 		}
