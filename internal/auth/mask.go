@@ -51,7 +51,7 @@ func DefaultMasking() MaskConfig {
 // has the signature of hub.Policy.
 type Policy struct {
 	masks   MaskConfig
-	revoked func(principalID string) bool
+	revoked func(p *Principal) bool
 	// last holds, per masked role, the most recent event masked for it.
 	// The hub offers one event to every subscription in turn, so all the
 	// viewers of an event share one masked copy instead of masking it once
@@ -65,10 +65,11 @@ type maskedEntry struct {
 }
 
 // SetRevocationCheck makes Visible refuse every event to a principal whose
-// token revoked(id) reports as revoked, so nothing is delivered in the
-// moment between a revocation and the closing of the connection. Call it
-// before the policy is in use; revoked must be cheap and lock-free.
-func (pol *Policy) SetRevocationCheck(revoked func(principalID string) bool) {
+// credential revoked(p) reports as revoked (an opaque token by its id, a
+// JWT by its jti or subject), so nothing is delivered in the moment
+// between a revocation and the closing of the connection. Call it before
+// the policy is in use; revoked must be cheap and lock-free.
+func (pol *Policy) SetRevocationCheck(revoked func(p *Principal) bool) {
 	pol.revoked = revoked
 }
 
@@ -99,7 +100,7 @@ func NewPolicy(masks MaskConfig) *Policy {
 // itself when no masking applies, otherwise a masked copy (e is never
 // modified, since other clients share it).
 func (pol *Policy) Visible(p *Principal, e *event.Event) (*event.Event, bool) {
-	if p == nil || !p.MayRead(e) || (pol.revoked != nil && pol.revoked(p.ID)) {
+	if p == nil || !p.MayRead(e) || (pol.revoked != nil && pol.revoked(p)) {
 		return nil, false
 	}
 	return pol.Mask(p.Role, e), true

@@ -98,3 +98,62 @@ func TestJWTRevocations(t *testing.T) {
 func openLogAt(dir string) (*store.Log, error) {
 	return store.Open(context.Background(), store.Config{DataDir: dir})
 }
+
+// TestJWTRevocationsOnlyWiden: a second revocation of the same subject
+// with an earlier cutoff or an expiry cannot give JWTs back.
+func TestJWTRevocationsOnlyWiden(t *testing.T) {
+	ctx := context.Background()
+	l, _ := openLog(t)
+	r, err := OpenJWTRevocations(ctx, l.JetStream(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	p := &auth.Principal{ID: "jwt:bob", Role: auth.RoleAnalyst, JTI: "b", IssuedAt: t0.Add(-time.Minute)}
+	if _, err := r.Add(ctx, "", "bob", t0, nil, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(time.Millisecond)
+	rev, err := r.Add(ctx, "", "bob", t0.Add(-2*time.Minute), &soon, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rev.IssuedBefore.Equal(t0) || rev.ExpiresAt != nil {
+		t.Fatalf("second revocation narrowed the first: cutoff %v (want %v), expires %v (want none)", rev.IssuedBefore, t0, rev.ExpiresAt)
+	}
+	if !r.Revoked(p) {
+		t.Fatal("bob's JWT issued before the first cutoff is no longer revoked")
+	}
+}
+
+// TestJWTRevocationsPrune: entries whose JWTs have expired anyway are
+// deleted from the bucket by a running node, not only at the next start.
+func TestJWTRevocationsPrune(t *testing.T) {
+	ctx := context.Background()
+	l, _ := openLog(t)
+	r, err := OpenJWTRevocations(ctx, l.JetStream(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past, future := time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
+	old, err := r.Add(ctx, "old", "", time.Time{}, &past, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := r.Add(ctx, "live", "", time.Time{}, &future, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Prune(ctx); n != 1 {
+		t.Fatalf("pruned %d entries, want 1", n)
+	}
+	if _, err := r.kv.Get(ctx, old.Key); err == nil {
+		t.Fatal("expired entry still in the bucket")
+	}
+	if _, err := r.kv.Get(ctx, live.Key); err != nil {
+		t.Fatalf("entry in force pruned: %v", err)
+	}
+	if !r.Revoked(&auth.Principal{ID: "jwt:x", JTI: "live"}) {
+		t.Fatal("entry in force no longer applies")
+	}
+}

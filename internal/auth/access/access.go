@@ -84,10 +84,11 @@ func New(ctx context.Context, o Options) (*Access, error) {
 		}
 		a.Tokens = st
 		chain = append(chain, st)
-		a.Policy.SetRevocationCheck(st.IsRevoked)
 		if a.JWTRevs, err = tokens.OpenJWTRevocations(ctx, o.JetStream, o.Logger); err != nil {
 			return nil, err
 		}
+		jwtRevs := a.JWTRevs
+		a.Policy.SetRevocationCheck(func(p *auth.Principal) bool { return st.IsRevoked(p.ID) || jwtRevs.Revoked(p) })
 	}
 	if o.Config.JWT.Enabled() {
 		j, err := jwtauth.New(ctx, o.Config.JWT)

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/auth/jwtauth"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/tokens"
@@ -94,4 +97,54 @@ func TestNewWiresChain(t *testing.T) {
 		t.Fatalf("unknown token: %v", err)
 	}
 }
+
+// TestPolicyRefusesRevokedJWT: as for opaque tokens, the delivery policy
+// refuses every event to a JWT as soon as the node knows of its
+// revocation (by jti or by subject), before the sweep closes its
+// connections.
+func TestPolicyRefusesRevokedJWT(t *testing.T) {
+	ctx := context.Background()
+	l, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const secret = "policy-jwt-secret-0123456789abcdef0123456789"
+	a, err := New(ctx, Options{JetStream: l.JetStream(), Config: Config{JWT: jwtauth.Config{HMACSecret: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(sub, jti string) *auth.Principal {
+		t.Helper()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "jti": jti, "role": "analyst", "tenant": "acme",
+			"iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.Auth.Authenticate(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ev := &event.Event{ID: "e", Type: "audit.x", Category: event.CategoryAudit, Tenant: "acme"}
+	byJTI, bySub, other := mint("ann", "ann-1"), mint("bob", "bob-1"), mint("cid", "cid-1")
+	for _, p := range []*auth.Principal{byJTI, bySub, other} {
+		if _, ok := a.Policy.Visible(p, ev); !ok {
+			t.Fatalf("%s cannot see an acme event before any revocation", p.ID)
+		}
+	}
+	if _, err := a.JWTRevs.Add(ctx, "ann-1", "", time.Time{}, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.JWTRevs.Add(ctx, "", "bob", time.Time{}, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[*auth.Principal]bool{byJTI: false, bySub: false, other: true} {
+		if _, ok := a.Policy.Visible(p, ev); ok != want {
+			t.Errorf("%s (jti %s) after the revocations: visible=%v, want %v", p.ID, p.JTI, ok, want)
+		}
+	}
+}
+
 func tokensSpecViewer() tokens.Spec { return tokens.Spec{Role: auth.RoleViewer, Tenant: "acme"} }
