@@ -97,6 +97,17 @@ type Deps struct {
 	MaxSubs int
 	// KeepAlive is the interval of protocol keep-alive messages (default 15 s).
 	KeepAlive time.Duration
+	// Credentials closes WebSocket connections whose token is revoked or
+	// expires (tokens.Enforcer): a GraphQL connection is not a hub client
+	// itself, so it registers once authenticated. nil: only its
+	// subscriptions (hub clients) are ended.
+	Credentials ConnWatcher
+}
+
+// ConnWatcher is tokens.Enforcer's Watch: kick is called once p's
+// credential is no longer valid; stop when the connection ends.
+type ConnWatcher interface {
+	Watch(p *auth.Principal, kick func(reason error)) (stop func())
 }
 
 // Server is the GraphQL endpoint.
@@ -162,6 +173,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx = auth.WithPrincipal(ctx, p)
 	}
+	if upgrade {
+		// The connection registers with the credential watcher once
+		// connection_init has authenticated it (initWebsocket).
+		ctx = context.WithValue(ctx, connWatchKey{}, &connWatch{})
+	}
 	if upgrade && s.deps.Guard != nil {
 		// The principal may still be unknown (connectionParams): the
 		// per-IP cap and the Origin check apply either way. The transport
@@ -213,7 +229,8 @@ func (s *Server) initWebsocket(ctx context.Context, payload transport.InitPayloa
 	// Every operation of this connection runs under the returned context,
 	// so it carries the connection's subscription count.
 	ctx = context.WithValue(ctx, connKey{}, &connState{})
-	if _, ok := auth.FromContext(ctx); ok {
+	if p, ok := auth.FromContext(ctx); ok {
+		s.watchCredential(ctx, p)
 		return ctx, nil, nil
 	}
 	tok := strings.TrimSpace(payload.Authorization())
@@ -234,7 +251,17 @@ func (s *Server) initWebsocket(ctx context.Context, payload transport.InitPayloa
 	if err != nil {
 		return ctx, nil, fmt.Errorf("authenticate: %w", err)
 	}
+	s.watchCredential(ctx, p)
 	return auth.WithPrincipal(ctx, p), nil, nil
+}
+
+// watchCredential registers the connection of ctx with the credential
+// watcher: when p's token is revoked or expires, the connection is closed
+// with 4001, as every other Vigil WebSocket.
+func (s *Server) watchCredential(ctx context.Context, p *auth.Principal) {
+	if w, ok := ctx.Value(connWatchKey{}).(*connWatch); ok && s.deps.Credentials != nil {
+		w.watch(s.deps.Credentials, p)
+	}
 }
 
 // SchemaHandler serves GET /graphql/schema.graphql.

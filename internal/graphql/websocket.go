@@ -19,6 +19,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
@@ -88,6 +89,10 @@ func (g gobwasWebsocket) Accept(w http.ResponseWriter, r *http.Request, opts tra
 	}
 	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout, guard: g.guard}
 	c.id = fmt.Sprintf("graphql-%p", c) // unique while the connection lives
+	if w, ok := r.Context().Value(connWatchKey{}).(*connWatch); ok {
+		w.attach(c)
+		c.watch = w
+	}
 	c.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true}
 	// Src is the frame reader, which has already unmasked the payload.
 	c.ctl = wsutil.ControlHandler{Src: c.rd, Dst: lockedConn{c}, State: ws.StateServerSide, DisableSrcCiphering: true}
@@ -106,7 +111,66 @@ type gobwasConn struct {
 	wmu          sync.Mutex
 	closed       bool // guarded by wmu: a close frame was sent
 	guard        wsconn.Guard
-	id           string // the message-rate bucket's key
+	id           string     // the message-rate bucket's key
+	watch        *connWatch // the credential watch, if any
+}
+
+type connWatchKey struct{}
+
+// connWatch ties one GraphQL WebSocket connection to the credential
+// watcher (tokens.Enforcer): ServeHTTP puts it in the request context,
+// Accept attaches the connection, initWebsocket registers the principal
+// once known, and Close unregisters it.
+type connWatch struct {
+	mu     sync.Mutex
+	conn   *gobwasConn
+	stop   func()
+	closed bool
+}
+
+func (w *connWatch) attach(c *gobwasConn) {
+	w.mu.Lock()
+	w.conn = c
+	w.mu.Unlock()
+}
+
+// watch registers p (once; not after the connection has closed).
+func (w *connWatch) watch(cw ConnWatcher, p *auth.Principal) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.stop != nil || w.conn == nil {
+		return
+	}
+	w.stop = cw.Watch(p, w.kick)
+}
+
+// kick closes the connection with 4001 like every other Vigil WebSocket
+// (wsconn.CloseRevoked). It must not block the watcher: the close frame
+// is written by a goroutine owned by the closing connection, which ends
+// after one write bounded by the write timeout. Closing the socket ends
+// gqlgen's read loop, which ends every operation of the connection.
+func (w *connWatch) kick(error) {
+	w.mu.Lock()
+	c := w.conn
+	w.mu.Unlock()
+	if c == nil {
+		return
+	}
+	go func() {
+		_ = c.WriteClose(int(wsconn.CloseRevoked), "token revoked or expired")
+		_ = c.conn.Close()
+	}()
+}
+
+// release unregisters the connection; called from Close.
+func (w *connWatch) release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.stop != nil {
+		w.stop()
+		w.stop = nil
+	}
 }
 
 var (
@@ -195,6 +259,9 @@ func (c *gobwasConn) WriteClose(code int, message string) error {
 }
 
 func (c *gobwasConn) Close() error {
+	if c.watch != nil {
+		c.watch.release()
+	}
 	if f, ok := c.guard.(interface{ Forget(string) }); ok {
 		f.Forget(c.id) // drop the rate bucket now rather than at the next prune
 	}

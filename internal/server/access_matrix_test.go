@@ -468,7 +468,7 @@ func wsDialectOpen(path string) func(t *testing.T, e *env, tok string, _ uint64)
 			}
 			t.Fatalf("%s dial: %v", path, err)
 		}
-		time.Sleep(50 * time.Millisecond) // let Open subscribe before events are published
+		e.waitSubscribed(t, conn) // the dialect subscribes in Open; events published before would be missed
 		return 200, func(quiet time.Duration) map[string]json.RawMessage {
 			defer conn.Close()
 			got, err := wsCollect(conn, quiet)
@@ -561,11 +561,33 @@ func graphqlSubscribe(t *testing.T, e *env, tok string, fromSeq uint64) (int, fu
 	}
 	wsSend(t, conn, map[string]any{"id": "1", "type": "subscribe",
 		"payload": map[string]any{"query": "subscription { events" + args + " { " + gqlEventFields + " } }"}})
-	// A refused subscription answers with an error at once; an accepted one
-	// stays silent until events flow.
-	_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	// A refused subscription answers with an error; an accepted one
+	// registers with the hub and stays silent until events flow (a replay
+	// may send its first event at once). Wait for one or the other.
 	var first []byte
-	if b, err := wsutil.ReadServerText(conn); err == nil {
+	remote := conn.LocalAddr().String()
+	deadline := time.Now().Add(5 * time.Second)
+	for first == nil {
+		registered := false
+		for _, c := range e.hub.Clients() {
+			registered = registered || c.Info().Remote == remote && c.Subscriptions() > 0
+		}
+		if registered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("graphql subscription neither refused nor registered")
+		}
+		// Small frames arrive whole on loopback: a timeout never splits one.
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		b, err := wsutil.ReadServerText(conn)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			t.Fatalf("graphql subscribe: %v", err)
+		}
 		// gqlgen reports a resolver's refusal as a "next" with errors and
 		// null data (then "complete"); protocol errors as "error".
 		if m := string(b); strings.Contains(m, `"type":"error"`) || strings.Contains(m, `"errors"`) && strings.Contains(m, `"data":null`) {
@@ -1064,6 +1086,15 @@ func TestJWTRevocation(t *testing.T) {
 	if st, _ := revoke(e.toks["analyst-acme"], map[string]any{"jti": "eve-1"}); st != http.StatusForbidden {
 		t.Fatalf("analyst revoking: HTTP %d", st)
 	}
+	// An admin of one tenant neither revokes nor lists JWT revocations
+	// (the entries name subjects of every tenant).
+	e.token("admin-acme", tokens.CreateRequest{Role: "admin", Tenant: "acme"})
+	if st, _ := revoke(e.toks["admin-acme"], map[string]any{"jti": "eve-1"}); st != http.StatusForbidden {
+		t.Fatalf("tenant admin revoking: HTTP %d", st)
+	}
+	if st := e.do("GET", "/api/v1/tokens/jwt-revocations", e.toks["admin-acme"], nil, nil); st != http.StatusForbidden {
+		t.Fatalf("tenant admin listing: HTTP %d", st)
+	}
 	if st, _ := revoke(matrixAdminToken, map[string]any{"jti": "eve-1", "sub": "eve"}); st != http.StatusBadRequest {
 		t.Fatalf("jti and sub together: HTTP %d", st)
 	}
@@ -1128,5 +1159,130 @@ func readCloseFrame(t *testing.T, c net.Conn) (ws.StatusCode, string) {
 		if f.Header.OpCode == ws.OpClose {
 			return ws.ParseCloseFrameData(f.Payload)
 		}
+	}
+}
+
+// gqlConnect opens a graphql-transport-ws connection with the token in
+// connection_init (as browsers send it) and waits for connection_ack.
+func (e *env) gqlConnect(tok string) net.Conn {
+	e.t.Helper()
+	d := ws.Dialer{Protocols: []string{"graphql-transport-ws"}, Timeout: 5 * time.Second}
+	conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(e.srv.URL, "http")+"/graphql")
+	if err != nil {
+		e.t.Fatalf("graphql dial: %v", err)
+	}
+	wsSend(e.t, conn, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + tok}})
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := wsutil.ReadServerText(conn)
+	if err != nil || !strings.Contains(string(b), "connection_ack") {
+		e.t.Fatalf("graphql connection_init: %s %v", b, err)
+	}
+	return conn
+}
+
+// waitSubscribed polls the hub until the connection whose client end is
+// conn has a subscription.
+func (e *env) waitSubscribed(t *testing.T, conn net.Conn) {
+	t.Helper()
+	remote := conn.LocalAddr().String()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, c := range e.hub.Clients() {
+			if c.Info().Remote == remote && c.Subscriptions() > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no hub subscription for the connection from %s", remote)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitClients polls the hub until n clients of principal id are
+// registered (a subscription has reached the hub).
+func (e *env) waitClients(id string, n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := 0
+		for _, c := range e.hub.Clients() {
+			if p := c.Info().Principal; p != nil && p.ID == id {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d hub clients of %s, want %d", got, id, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRevocationClosesGraphQL: a GraphQL WebSocket connection is closed
+// with 4001 when its credential is revoked — with an active subscription
+// and idle alike — for a JWT revoked by jti and for an opaque token.
+func TestRevocationClosesGraphQL(t *testing.T) {
+	e := newEnv(t, access.Config{})
+	e.setupPrincipals()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "gina", "jti": "gina-1", "role": "analyst", "tenant": "acme",
+		"iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(matrixJWTSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Tokens []tokens.View }
+	e.do("GET", "/api/v1/tokens", matrixAdminToken, nil, &list)
+	opaqueID := ""
+	for _, v := range list.Tokens {
+		if v.Role == auth.RoleAnalyst && v.Tenant == "acme" && len(v.Categories) == 0 {
+			opaqueID = v.ID
+		}
+	}
+	bystander := e.gqlConnect(e.toks["viewer-acme"])
+	defer bystander.Close()
+	for _, c := range []struct {
+		name, tok, id string
+		revoke        func() int
+	}{
+		{"jwt by jti", tok, "jwt:gina", func() int {
+			return e.do("POST", "/api/v1/tokens/jwt-revocations", matrixAdminToken, map[string]any{"jti": "gina-1"}, nil)
+		}},
+		{"opaque token", e.toks["analyst-acme"], opaqueID, func() int {
+			return e.do("DELETE", "/api/v1/tokens/"+opaqueID, matrixAdminToken, nil, nil)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			subscribed, idle := e.gqlConnect(c.tok), e.gqlConnect(c.tok)
+			defer subscribed.Close()
+			defer idle.Close()
+			wsSend(t, subscribed, map[string]any{"id": "1", "type": "subscribe",
+				"payload": map[string]any{"query": "subscription { events { id } }"}})
+			e.waitClients(c.id, 1)
+			if st := c.revoke(); st/100 != 2 {
+				t.Fatalf("revoke: HTTP %d", st)
+			}
+			for name, conn := range map[string]net.Conn{"subscribed": subscribed, "idle": idle} {
+				if code, reason := readCloseFrame(t, conn); code != 4001 {
+					t.Errorf("%s graphql connection closed with %d %q, want 4001", name, code, reason)
+				}
+			}
+		})
+	}
+	// Other tokens' connections stay open.
+	wsSend(t, bystander, map[string]any{"type": "ping"})
+	_ = bystander.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := wsutil.ReadServerText(bystander); err != nil || !strings.Contains(string(b), "pong") {
+		t.Fatalf("bystander after the revocations: %s %v", b, err)
+	}
+	// Closed connections leave the watch list.
+	bystander.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.acc.Enforcer.Watching() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still watched after all closed", e.acc.Enforcer.Watching())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -68,10 +68,16 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	dbsec.Register(mux, d.wsDeps()) // the six GET /api/v1/ws/security/* endpoints
 	mux.Handle("GET /api/v1/status", authed(reporter))
 	mux.Handle("GET /api/v1/schema", authed(phase8.SchemaHandler()))
-	gql := graphql.New(graphql.Deps{
+	gqlDeps := graphql.Deps{
 		Hub: d.Hub, Auth: d.Auth, Ingest: d.Ingest, History: events, Events: d.Log, Policy: d.Policy,
 		Stats: st, Status: reporter.Status, Detections: d.Detections, Logger: d.Logger, Guard: d.Guard, MaxSubs: d.MaxSubs,
-	})
+	}
+	if d.Access != nil && d.Access.Enforcer != nil {
+		// A GraphQL WebSocket is closed with 4001 once its token is
+		// revoked or expires, like every other stream.
+		gqlDeps.Credentials = d.Access.Enforcer
+	}
+	gql := graphql.New(gqlDeps)
 	// gql authenticates itself (header, ?token= or connectionParams). GET
 	// carries queries and the WebSocket upgrade; POST queries/mutations.
 	for _, method := range []string{"GET", "POST", "OPTIONS"} {

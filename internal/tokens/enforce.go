@@ -14,9 +14,12 @@ import (
 // opaque tokens revoked (on any node) or expired, JWTs past their exp, and
 // JWTs revoked by jti or subject.
 // Every streaming transport registers its connections as hub clients, so
-// one sweep over the hub covers WebSocket (all dialects), SSE and GraphQL.
-// A kicked client ends with an error wrapping auth.ErrBadToken, which
-// wsconn sends as close code 4001 and SSE as an end of stream.
+// one sweep over the hub covers WebSocket (all dialects), SSE and GraphQL
+// subscriptions. A kicked client ends with an error wrapping
+// auth.ErrBadToken, which wsconn sends as close code 4001 and SSE as an
+// end of stream. Connections that are not hub clients themselves (a
+// GraphQL WebSocket carries any number of subscriptions, or none) register
+// with Watch and are closed by the same sweep.
 type Enforcer struct {
 	Store    *Store          // nil: only expiry is enforced
 	JWT      *JWTRevocations // nil: JWTs are not revocable
@@ -29,6 +32,15 @@ type Enforcer struct {
 
 	mu     sync.Mutex
 	kicked map[*hub.Client]bool // kicked but not yet gone: do not count twice
+
+	wmu     sync.Mutex
+	watched map[*watch]struct{}
+}
+
+// watch is one connection registered with Watch.
+type watch struct {
+	p    *auth.Principal
+	kick func(reason error)
 }
 
 // NewEnforcer returns an enforcer; call Run.
@@ -68,9 +80,80 @@ func (e *Enforcer) Run(ctx context.Context) {
 	}
 }
 
+// Watch registers an open connection of p that is not a hub client: once
+// p's credential is revoked or expires, a sweep calls kick (once, from the
+// sweep's goroutine: it must not block) with an error wrapping
+// auth.ErrBadToken. The caller must call the returned stop when the
+// connection ends.
+func (e *Enforcer) Watch(p *auth.Principal, kick func(reason error)) (stop func()) {
+	w := &watch{p: p, kick: kick}
+	e.wmu.Lock()
+	if e.watched == nil {
+		e.watched = map[*watch]struct{}{}
+	}
+	e.watched[w] = struct{}{}
+	e.wmu.Unlock()
+	return func() {
+		e.wmu.Lock()
+		delete(e.watched, w)
+		e.wmu.Unlock()
+	}
+}
+
+// Watching is the number of connections registered with Watch.
+func (e *Enforcer) Watching() int {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	return len(e.watched)
+}
+
+// invalid says why p's credential is no longer valid at now (nil: valid),
+// with the metric label.
+func (e *Enforcer) invalid(p *auth.Principal, now time.Time) (error, string) {
+	switch {
+	case p.Expired(now):
+		return auth.ErrTokenExpired, "expired"
+	case e.JWT != nil && e.JWT.Revoked(p):
+		return auth.ErrTokenRevoked, "revoked"
+	case e.Store != nil:
+		if ok, why := e.Store.Valid(p.ID, now); !ok {
+			if why == "expired" {
+				return auth.ErrTokenExpired, why
+			}
+			return auth.ErrTokenRevoked, why
+		}
+	}
+	return nil, ""
+}
+
+// sweepWatched kicks and forgets the watched connections whose credential
+// is no longer valid, and returns how many.
+func (e *Enforcer) sweepWatched(now time.Time) int {
+	type kicked struct {
+		w      *watch
+		reason error
+	}
+	var gone []kicked
+	e.wmu.Lock()
+	for w := range e.watched {
+		if reason, label := e.invalid(w.p, now); reason != nil {
+			delete(e.watched, w) // kicked once
+			gone = append(gone, kicked{w, reason})
+			e.Logger.Info("closing connection: credential no longer valid", "token_id", w.p.ID, "reason", label)
+			e.Metrics.ConnClosed(label)
+		}
+	}
+	e.wmu.Unlock()
+	for _, k := range gone {
+		k.w.kick(k.reason)
+	}
+	return len(gone)
+}
+
 // Sweep closes every client whose principal is no longer valid at now and
 // returns how many it closed.
 func (e *Enforcer) Sweep(now time.Time) int {
+	n := e.sweepWatched(now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	clients := e.Hub.Clients()
@@ -78,7 +161,6 @@ func (e *Enforcer) Sweep(now time.Time) int {
 		e.kicked = map[*hub.Client]bool{}
 	}
 	present := make(map[*hub.Client]bool, len(e.kicked))
-	n := 0
 	defer func() {
 		for c := range e.kicked {
 			if !present[c] {
@@ -95,22 +177,7 @@ func (e *Enforcer) Sweep(now time.Time) int {
 		if p == nil {
 			continue
 		}
-		var reason error
-		label := ""
-		switch {
-		case p.Expired(now):
-			reason, label = auth.ErrTokenExpired, "expired"
-		case e.JWT != nil && e.JWT.Revoked(p):
-			reason, label = auth.ErrTokenRevoked, "revoked"
-		case e.Store != nil:
-			if ok, why := e.Store.Valid(p.ID, now); !ok {
-				label = why
-				reason = auth.ErrTokenRevoked
-				if why == "expired" {
-					reason = auth.ErrTokenExpired
-				}
-			}
-		}
+		reason, label := e.invalid(p, now)
 		if reason == nil {
 			continue
 		}

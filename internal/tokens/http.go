@@ -318,9 +318,10 @@ func (h *Handler) RevokeJWT(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, rev)
 }
 
-// ListJWTRevocations handles GET /api/v1/tokens/jwt-revocations.
+// ListJWTRevocations handles GET /api/v1/tokens/jwt-revocations. Only an
+// admin of all tenants may list: the entries name subjects of every tenant.
 func (h *Handler) ListJWTRevocations(w http.ResponseWriter, r *http.Request) {
-	if _, ok := admin(w, r); !ok {
+	if _, ok := globalAdmin(w, r); !ok {
 		return
 	}
 	revs := h.JWT.List()
