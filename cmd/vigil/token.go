@@ -24,7 +24,7 @@ func runToken(ctx context.Context, e env, args []string) error {
   vigil token create --role ROLE [--categories a,b] [--tenant T] [--expires 720h] [--name N] [--json]
   vigil token list [--json]
   vigil token revoke ID
-  vigil token revoke-jwt (--jti JTI | --sub SUBJECT [--issued-before TIME]) [--expires-at TIME]
+  vigil token revoke-jwt (--jti JTI | --sub SUBJECT [--issued-before TIME]) [--expires 24h | --expires-at TIME]
   vigil token jwt-revocations [--json]
   vigil token unrevoke-jwt KEY
 
@@ -205,11 +205,20 @@ func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&req.Subject, "sub", "", "revoke every JWT of this subject (sub claim) issued at or before --issued-before")
 	fs.StringVar(&req.IssuedBefore, "issued-before", "", "with --sub: RFC 3339 time (default now)")
 	fs.StringVar(&req.ExpiresAt, "expires-at", "", "RFC 3339 time the revoked JWTs expire anyway; the entry is dropped then")
+	expiresIn := fs.Duration("expires", 0, "the revoked JWTs expire anyway within this time, e.g. 24h (the entry is dropped then; same as --expires-at now+DURATION)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if (req.JTI == "") == (req.Subject == "") {
 		return errors.New("token revoke-jwt: give exactly one of --jti and --sub")
+	}
+	switch {
+	case *expiresIn < 0:
+		return errors.New("token revoke-jwt: --expires must be positive")
+	case *expiresIn > 0 && req.ExpiresAt != "":
+		return errors.New("token revoke-jwt: give --expires or --expires-at, not both")
+	case *expiresIn > 0:
+		req.ExpiresAt = time.Now().Add(*expiresIn).UTC().Format(time.RFC3339)
 	}
 	c, err := rf.client(e)
 	if err != nil {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-sec/vigil/internal/testnode"
+	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
 // TestTokenCommand runs a real node (app.Run, embedded JetStream) and drives
@@ -82,6 +85,30 @@ func TestTokenRevokeJWTCommand(t *testing.T) {
 	}
 	if _, _, err := vigil("token", "revoke-jwt", "--sub", "mallory"); err != nil {
 		t.Fatal(err)
+	}
+	// --expires DURATION: the entry lives as long as the JWT would have.
+	if _, _, err := vigil("token", "revoke-jwt", "--jti", "short-lived", "--expires", "48h", "--expires-at", "2030-01-01T00:00:00Z"); err == nil {
+		t.Fatal("--expires and --expires-at together accepted")
+	}
+	if _, _, err := vigil("token", "revoke-jwt", "--jti", "short-lived", "--expires", "48h"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = vigil("token", "jwt-revocations", "--json")
+	var listed struct{ Revocations []tokens.JWTRevocation }
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	found := false
+	for _, r := range listed.Revocations {
+		if r.JTI == "short-lived" {
+			found = true
+			if r.ExpiresAt == nil || time.Until(*r.ExpiresAt) < 47*time.Hour || time.Until(*r.ExpiresAt) > 48*time.Hour {
+				t.Fatalf("--expires 48h stored expires_at %v", r.ExpiresAt)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("revocation with --expires not listed:\n%s", out)
 	}
 	out, _, err = vigil("token", "jwt-revocations")
 	if err != nil || !strings.Contains(out, "f3b1-77") || !strings.Contains(out, "mallory") {
