@@ -1163,15 +1163,21 @@ func readCloseFrame(t *testing.T, c net.Conn) (ws.StatusCode, string) {
 }
 
 // gqlConnect opens a graphql-transport-ws connection with the token in
-// connection_init (as browsers send it) and waits for connection_ack.
-func (e *env) gqlConnect(tok string) net.Conn {
+// connection_init (as browsers send it), or with inHeader on the upgrade
+// request, and waits for connection_ack.
+func (e *env) gqlConnect(tok string, inHeader bool) net.Conn {
 	e.t.Helper()
 	d := ws.Dialer{Protocols: []string{"graphql-transport-ws"}, Timeout: 5 * time.Second}
+	payload := map[string]any{"Authorization": "Bearer " + tok}
+	if inHeader {
+		d.Header = ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}})
+		payload = map[string]any{}
+	}
 	conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(e.srv.URL, "http")+"/graphql")
 	if err != nil {
 		e.t.Fatalf("graphql dial: %v", err)
 	}
-	wsSend(e.t, conn, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + tok}})
+	wsSend(e.t, conn, map[string]any{"type": "connection_init", "payload": payload})
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := wsutil.ReadServerText(conn)
 	if err != nil || !strings.Contains(string(b), "connection_ack") {
@@ -1240,7 +1246,7 @@ func TestRevocationClosesGraphQL(t *testing.T) {
 			opaqueID = v.ID
 		}
 	}
-	bystander := e.gqlConnect(e.toks["viewer-acme"])
+	bystander := e.gqlConnect(e.toks["viewer-acme"], false)
 	defer bystander.Close()
 	for _, c := range []struct {
 		name, tok, id string
@@ -1254,7 +1260,8 @@ func TestRevocationClosesGraphQL(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			subscribed, idle := e.gqlConnect(c.tok), e.gqlConnect(c.tok)
+			// The idle one authenticated on the upgrade request instead.
+			subscribed, idle := e.gqlConnect(c.tok, false), e.gqlConnect(c.tok, true)
 			defer subscribed.Close()
 			defer idle.Close()
 			wsSend(t, subscribed, map[string]any{"id": "1", "type": "subscribe",
