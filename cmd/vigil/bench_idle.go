@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +22,19 @@ import (
 // subscription, and reports the server's memory per connection from its
 // own /metrics (Go heap in use + goroutine stacks), so client-side memory
 // does not count.
+//
+// Before each reading the server collects its garbage (the admin-only
+// /debug/pprof/heap?gc=1 runs a GC): otherwise what an earlier run left
+// behind counts in "before" and the figure comes out too low, or garbage
+// made while connecting counts in "after". With a non-admin token the
+// readings are taken without it (run the server with GOGC=10 then). With
+// VIGIL_BENCH_HEAP_PROFILE=FILE the heap profile taken with the
+// connections open is written to FILE (go tool pprof FILE).
 func benchIdle(ctx context.Context, e env, c *client.Client, server, token string, n int) error {
+	gc := collectGarbage(ctx, server, token, "")
+	if !gc {
+		fmt.Fprintln(e.stdout, "  (no forced GC: /debug/pprof needs the admin token; run the server with GOGC=10)")
+	}
 	before, err := serverMemory(ctx, server)
 	if err != nil {
 		return err
@@ -51,15 +65,57 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 			fmt.Fprintf(e.stdout, "  %d connections open (%.1fs)\n", i+1, time.Since(start).Seconds())
 		}
 	}
-	time.Sleep(2 * time.Second) // let the server settle; then force a GC via a scrape-less wait
+	time.Sleep(2 * time.Second) // let the server settle (sessions finish their first message)
 	after, err := serverMemory(ctx, server)
 	if err != nil {
 		return err
 	}
-	per := float64(after-before) / float64(n)
+	if gc {
+		// The first reading includes the garbage the server's GOGC lets
+		// live; this one only what the connections hold.
+		collectGarbage(ctx, server, token, os.Getenv("VIGIL_BENCH_HEAP_PROFILE"))
+		live, err := serverMemory(ctx, server)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "idle connections: %d open; server memory (heap in use + stacks) grew %.1f MiB = %.0f bytes per connection; %.0f before the forced GC\n",
+			n, float64(live-before)/(1<<20), float64(live-before)/float64(n), float64(after-before)/float64(n))
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "idle connections: %d open; server memory (heap in use + stacks) grew %.1f MiB = %.0f bytes per connection\n",
-		n, float64(after-before)/(1<<20), per)
+		n, float64(after-before)/(1<<20), float64(after-before)/float64(n))
 	return nil
+}
+
+// collectGarbage asks the server for a heap profile with gc=1, which runs
+// a GC first; the profile is saved to file unless file is empty. False if
+// the server refused (not an admin token).
+func collectGarbage(ctx context.Context, server, token, file string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return false
+	}
+	if file == "" {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err == nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return true // the GC ran; the profile is optional
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+	return true
 }
 
 // serverMemory reads go_memstats_heap_inuse_bytes + go_memstats_stack_inuse_bytes.

@@ -58,6 +58,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		for i := 0; i < n; i++ {
 			p.mu.Lock()
 			s := p.sessions[events[i].Fd]
+			if s != nil {
+				s.rstate.Or(readActive) // while registered: see Session.rstate
+			}
 			p.mu.Unlock()
 			if s != nil {
 				go s.readReady() // owned by the session: one message, then back to the poller
@@ -89,23 +92,23 @@ func (p *Poller) add(s *Session) bool {
 	if err != nil {
 		return false
 	}
-	fd := -1
-	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	s.fd = int32(fd)
-	p.sessions[s.fd] = s
-	ev := syscall.EpollEvent{Events: pollEvents, Fd: s.fd}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		delete(p.sessions, s.fd)
-		return false
-	}
-	return true
+	// Registered inside Control: the descriptor cannot be closed (and
+	// reused by another connection) while the callback runs.
+	added := false
+	err = raw.Control(func(f uintptr) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return
+		}
+		s.fd = int32(f)
+		ev := syscall.EpollEvent{Events: pollEvents, Fd: s.fd}
+		if syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(f), &ev) == nil {
+			p.sessions[s.fd] = s
+			added = true
+		}
+	})
+	return err == nil && added
 }
 
 // rearm hands s's socket back to the poller after a message was read; it

@@ -115,13 +115,24 @@ type Session struct {
 	encodeBuf []byte
 
 	// The reader: a goroutine's loop, or, when polled, a goroutine per
-	// readable moment (readReady) with the frame reader kept here.
+	// readable moment (readReady). The frame reader exists only while a
+	// message is being read: between messages it holds no state.
 	rd      *wsutil.Reader
-	control wsutil.ControlHandler
 	polled  atomic.Bool
-	fd      int32 // the socket, while registered with the poller
+	rstate  atomic.Int32 // polled: readActive | readGone
+	fd      int32        // the socket, while registered with the poller
 	endOnce sync.Once
 }
+
+// rstate bits of a polled session. The poller sets readActive (under its
+// lock, while the session is registered) before it starts readReady, which
+// clears it before re-arming; closeConn sets readGone after leaving the
+// poller. Whichever of the two sees the other's bit releases the session,
+// so end never runs while a reader goroutine still uses it.
+const (
+	readActive int32 = 1 << iota
+	readGone
+)
 
 // ID is the hub client id of this connection.
 func (s *Session) ID() string { return s.client.ID() }
@@ -184,9 +195,10 @@ func (s *Session) Close(code ws.StatusCode, reason string) {
 	})
 }
 
-// closeConn closes the socket. A polled session has no reader goroutine to
-// notice, so it leaves the poller first (the descriptor may be reused at
-// once) and then releases itself.
+// closeConn closes the socket. A polled session may have no reader
+// goroutine to notice, so it leaves the poller first (the descriptor may be
+// reused at once) and then releases itself, or leaves that to the reader
+// goroutine that is running (see rstate).
 func (s *Session) closeConn() {
 	if !s.polled.Load() {
 		_ = s.conn.Close()
@@ -194,7 +206,9 @@ func (s *Session) closeConn() {
 	}
 	s.deps.Poller.remove(s)
 	_ = s.conn.Close()
-	go s.endOnce.Do(s.end) // owned by the session: releases it once
+	if s.rstate.Or(readGone)&(readActive|readGone) == 0 {
+		go s.endOnce.Do(s.end) // owned by the session: releases it once
+	}
 }
 
 // Serve authenticates r, upgrades it and runs the connection until it ends.
@@ -269,7 +283,6 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	// The socket then waits in the poller (no goroutine at all while the
 	// client is quiet) or, without one, in a fresh small reader goroutine.
 	if deps.Poller != nil && src == io.Reader(conn) {
-		s.initReader(conn)
 		s.polled.Store(true) // before add: readReady may run at once
 		if deps.Poller.add(s) {
 			return
@@ -336,37 +349,58 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.s.conn.Write(p)
 }
 
-func (s *Session) initReader(src io.Reader) {
-	s.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true,
+func (s *Session) newReader(src io.Reader) *wsutil.Reader {
+	rd := &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true,
 		MaxFrameSize: s.deps.MaxMessage, MaxMessageSize: s.deps.MaxMessage}
-	// Src is the frame reader, which has already unmasked the payload:
-	// unmasking again would garble the echoed ping and the close code.
-	s.control = wsutil.ControlHandler{Src: s.rd, Dst: lockedWriter{s}, State: ws.StateServerSide, DisableSrcCiphering: true}
-	s.rd.OnIntermediate = func(h ws.Header, r io.Reader) error {
-		if h.OpCode == ws.OpPong {
-			s.pongSeen.Store(true)
-		}
-		return s.control.Handle(h)
+	// A control frame between the fragments of a message: its body is r,
+	// not the frame reader (which would read on into the next fragment).
+	rd.OnIntermediate = func(h ws.Header, r io.Reader) error { return s.handleControl(h, r) }
+	return rd
+}
+
+// handleControl answers a ping, notes a pong, or echoes a close (then the
+// error is a wsutil.ClosedError). body is the frame's payload, already
+// unmasked by the frame reader: unmasking again would garble the echoed
+// ping and the close code.
+func (s *Session) handleControl(h ws.Header, body io.Reader) error {
+	if h.OpCode == ws.OpPong {
+		s.pongSeen.Store(true)
 	}
+	err := wsutil.ControlHandler{Src: body, Dst: lockedWriter{s}, State: ws.StateServerSide, DisableSrcCiphering: true}.Handle(h)
+	var closed wsutil.ClosedError
+	if errors.As(err, &closed) {
+		s.closeOnce.Do(func() {}) // the handler already answered the close
+	}
+	return err
 }
 
 // readLoop is the reader goroutine of an unpolled connection.
 func (s *Session) readLoop(src io.Reader) {
 	defer s.endOnce.Do(s.end)
-	s.initReader(src)
+	s.rd = s.newReader(src)
 	for s.readMessage() {
 	}
 }
 
-// readReady runs when the poller saw the socket readable: it reads one
-// client message (or control frame) and hands the socket back, or ends
-// the session.
+// readReady runs when the poller saw the socket readable (and set
+// readActive): it reads one client message or control frame, waiting for
+// the rest of it if only a part has arrived, and hands the socket back,
+// or ends the session. The frame reader is dropped after each message:
+// an idle connection keeps none.
 func (s *Session) readReady() {
-	if s.readMessage() {
-		s.deps.Poller.rearm(s)
+	s.rd = s.newReader(s.conn)
+	ok := s.readMessage()
+	s.rd = nil
+	if !ok {
+		s.closeConn() // sees readActive: the release is left to us
+	}
+	// Clear readActive before re-arming: the next readable moment may
+	// start the next readReady at once.
+	if s.rstate.And(^readActive)&readGone != 0 {
+		s.endOnce.Do(s.end)
 		return
 	}
-	s.closeConn()
+	s.deps.Poller.rearm(s) // nothing if the session left the poller meanwhile
 }
 
 // readMessage reads and handles one frame or message; false once the
@@ -377,17 +411,10 @@ func (s *Session) readMessage() bool {
 		if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
 			s.closeFromReader(CloseTooBig, "message larger than the limit")
 		}
-		var closed wsutil.ClosedError
-		if errors.As(err, &closed) {
-			s.closeOnce.Do(func() {}) // the handler already answered the close
-		}
 		return false
 	}
 	if h.OpCode.IsControl() {
-		if h.OpCode == ws.OpPong {
-			s.pongSeen.Store(true)
-		}
-		return s.control.Handle(h) == nil
+		return s.handleControl(h, s.rd) == nil
 	}
 	s.pongSeen.Store(true) // any traffic proves the peer is alive
 	payload, err := io.ReadAll(s.rd)
