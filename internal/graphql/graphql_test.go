@@ -523,3 +523,41 @@ func TestMessageRateLimit(t *testing.T) {
 		t.Fatalf("message-rate rejections counted: %v", n)
 	}
 }
+
+// TestPingBetweenFragments: a client ping between the two fragments of a
+// message is answered, and the message still arrives whole.
+func TestPingBetweenFragments(t *testing.T) {
+	g := newGQL(t)
+	c, err := dialGQL(t, g.srv.URL+"/graphql?token="+testToken, protoTransportWS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte(`{"type":"ping"}`)
+	frames := []ws.Frame{
+		ws.NewFrame(ws.OpText, false, msg[:7]),
+		ws.NewPingFrame([]byte("mid")),
+		ws.NewFrame(ws.OpContinuation, true, msg[7:]),
+	}
+	for _, f := range frames {
+		if err := ws.WriteFrame(c.conn, ws.MaskFrame(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var gotPong, gotMessage bool
+	for !gotPong || !gotMessage {
+		f, err := ws.ReadFrame(c.r)
+		if err != nil {
+			t.Fatalf("pong %v, message %v: %v", gotPong, gotMessage, err)
+		}
+		switch {
+		case f.Header.OpCode == ws.OpPong:
+			if string(f.Payload) != "mid" {
+				t.Fatalf("pong payload %q", f.Payload)
+			}
+			gotPong = true
+		case f.Header.OpCode == ws.OpText && strings.Contains(string(f.Payload), `"pong"`):
+			gotMessage = true
+		}
+	}
+}

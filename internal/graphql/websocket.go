@@ -96,7 +96,11 @@ func (g gobwasWebsocket) Accept(w http.ResponseWriter, r *http.Request, opts tra
 	c.rd = &wsutil.Reader{Source: src, State: ws.StateServerSide, CheckUTF8: true}
 	// Src is the frame reader, which has already unmasked the payload.
 	c.ctl = wsutil.ControlHandler{Src: c.rd, Dst: lockedConn{c}, State: ws.StateServerSide, DisableSrcCiphering: true}
-	c.rd.OnIntermediate = func(h ws.Header, _ io.Reader) error { return c.ctl.Handle(h) }
+	// A control frame between the fragments of a message: its body is r,
+	// not the frame reader (which would read on into the next fragment).
+	c.rd.OnIntermediate = func(h ws.Header, r io.Reader) error {
+		return wsutil.ControlHandler{Src: r, Dst: lockedConn{c}, State: ws.StateServerSide, DisableSrcCiphering: true}.Handle(h)
+	}
 	return c, nil
 }
 
