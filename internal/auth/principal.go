@@ -91,6 +91,17 @@ func (p *Principal) SeesCategory(c event.Category) bool {
 	return len(p.Categories) == 0 || slices.Contains(p.Categories, c)
 }
 
+// MayPublish reports whether the principal may publish events of category
+// c. Detections are findings SOC analysts act on, so a publisher needs the
+// detection category granted explicitly (a token "limited" to nothing does
+// not qualify); the detection engine appends its own without a token.
+func (p *Principal) MayPublish(c event.Category) bool {
+	if !p.CanPublish() || !p.SeesCategory(c) {
+		return false
+	}
+	return c != event.CategoryDetection || p.IsAdmin() || slices.Contains(p.Categories, event.CategoryDetection)
+}
+
 // MayRead is the one authorization check for showing an event: every
 // transport, replay and history query goes through it.
 func (p *Principal) MayRead(e *event.Event) bool {

@@ -68,8 +68,12 @@ func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*even
 			problems = append(problems, event.ProblemFrom(i, err))
 			continue
 		}
-		if !p.SeesCategory(e.Category) {
-			problems = append(problems, event.Problem{Index: i, Field: "category", Reason: fmt.Sprintf("token may not publish category %q", e.Category)})
+		if !p.MayPublish(e.Category) {
+			reason := fmt.Sprintf("token may not publish category %q", e.Category)
+			if e.Category == event.CategoryDetection && p.SeesCategory(e.Category) {
+				reason += ": publishing detections needs a token granted the detection category explicitly"
+			}
+			problems = append(problems, event.Problem{Index: i, Field: "category", Reason: reason})
 			continue
 		}
 		dropped += n

@@ -351,8 +351,8 @@ func matrixEvents() []matrixEvent {
 		{key: "globex-audit", typ: "audit.query", tenant: "globex", category: event.CategoryAudit, by: "publisher-globex"},
 		{key: "globex-fraud", typ: "security.fraud.alert", tenant: "globex", category: event.CategoryFraud, by: "publisher-globex"},
 		// Detection events (as the engine appends them) for /ws/detections.
-		{key: "acme-detection", typ: "detection.created", tenant: "acme", category: event.CategoryDetection, by: "publisher-acme"},
-		{key: "globex-detection", typ: "detection.created", tenant: "globex", category: event.CategoryDetection, by: "publisher-globex"},
+		{key: "acme-detection", typ: "detection.created", tenant: "acme", category: event.CategoryDetection, by: "detector-acme"},
+		{key: "globex-detection", typ: "detection.created", tenant: "globex", category: event.CategoryDetection, by: "detector-globex"},
 	}
 }
 
@@ -360,6 +360,9 @@ func matrixEvents() []matrixEvent {
 func (e *env) setupPrincipals() {
 	e.token("publisher-acme", tokens.CreateRequest{Role: "publisher", Tenant: "acme"})
 	e.token("publisher-globex", tokens.CreateRequest{Role: "publisher", Tenant: "globex"})
+	// Publishing detections needs the detection category granted explicitly.
+	e.token("detector-acme", tokens.CreateRequest{Role: "publisher", Tenant: "acme", Categories: []string{"detection"}})
+	e.token("detector-globex", tokens.CreateRequest{Role: "publisher", Tenant: "globex", Categories: []string{"detection"}})
 	e.token("analyst-acme", tokens.CreateRequest{Role: "analyst", Tenant: "acme"})
 	e.token("analyst-acme-auth", tokens.CreateRequest{Role: "analyst", Tenant: "acme", Categories: []string{"authentication"}})
 	e.token("analyst-globex", tokens.CreateRequest{Role: "analyst", Tenant: "globex"})
@@ -694,6 +697,10 @@ func TestAccessMatrix(t *testing.T) {
 		}
 	}
 
+	// A publisher without an explicit grant cannot forge detections.
+	if st := e.do("POST", "/api/v1/events", e.toks["publisher-acme"], map[string]any{"type": "detection.created", "category": "detection"}, nil); st != 400 {
+		t.Errorf("ingest / publisher-acme / detection: HTTP %d, want 400", st)
+	}
 	// A publisher limited to categories publishes only those; the batch is
 	// refused with the index of the event outside the grant.
 	e.token("publisher-acme-auth", tokens.CreateRequest{Role: "publisher", Tenant: "acme", Categories: []string{"authentication"}})
