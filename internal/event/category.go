@@ -85,11 +85,10 @@ func categoryList() string {
 // (so "security.fraud.alert" is fraud and "authentication.login" is
 // authentication).
 func DeriveCategory(typ string) (Category, bool) {
-	tokens := strings.Split(typ, ".")
-	for i, tok := range tokens {
-		if i > 1 {
-			break
-		}
+	rest := typ
+	for i := 0; i < 2; i++ {
+		tok, tail, _ := strings.Cut(rest, ".")
+		rest = tail
 		if c := Category(tok); c.Valid() {
 			return c, true
 		}

@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,7 @@ type Event struct {
 	dataMap  map[string]any
 	encOnce  sync.Once
 	enc      []byte
+	stored   []byte // the log's bytes (no seq), spliced into enc on demand
 }
 
 // JSON returns the event's wire encoding (with seq), computed once and
@@ -52,7 +54,12 @@ type Event struct {
 // be modified.
 func (e *Event) JSON() []byte {
 	e.encOnce.Do(func() {
-		if e.enc == nil {
+		switch {
+		case e.enc != nil:
+		case e.stored != nil:
+			e.enc = spliceSeq(e.stored, e.Seq)
+			e.stored = nil
+		default:
 			e.enc, _ = json.Marshal(e)
 		}
 	})
@@ -62,6 +69,22 @@ func (e *Event) JSON() []byte {
 // SetJSON records an already-encoded form of e (the store splices seq into
 // the stored bytes instead of encoding again).
 func (e *Event) SetJSON(b []byte) { e.enc = b }
+
+// SetStored records the bytes the log holds for e (its encoding without
+// seq): JSON splices e.Seq into them the first time it is asked, so an
+// event read from the log and never sent is never re-encoded. b must not
+// be modified afterwards.
+func (e *Event) SetStored(b []byte) { e.stored = b }
+
+func spliceSeq(stored []byte, seq uint64) []byte {
+	enc := make([]byte, 0, len(stored)+24)
+	enc = append(enc, `{"seq":`...)
+	enc = strconv.AppendUint(enc, seq, 10)
+	if len(stored) > 2 {
+		enc = append(enc, ',')
+	}
+	return append(enc, stored[1:]...)
+}
 
 // DataMap returns Data decoded as a JSON object, decoding it at most once.
 // Matchers on many subscriptions may ask for it concurrently; the result must

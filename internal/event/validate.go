@@ -44,12 +44,12 @@ func Normalize(e *Event, tenant string, now time.Time, lim Limits) (dropped int,
 		}
 		e.Category = c
 	}
-	for name, v := range map[string]string{
-		"source": e.Source, "message": e.Message, "user": e.User, "user_id": e.UserID,
-		"resource": e.Resource, "action": e.Action,
+	for _, f := range [...]struct{ name, v string }{
+		{"source", e.Source}, {"message", e.Message}, {"user", e.User}, {"user_id", e.UserID},
+		{"resource", e.Resource}, {"action", e.Action},
 	} {
-		if len(v) > lim.MaxStringLen {
-			return 0, &fieldError{name, fmt.Sprintf("longer than %d bytes", lim.MaxStringLen)}
+		if len(f.v) > lim.MaxStringLen {
+			return 0, &fieldError{f.name, fmt.Sprintf("longer than %d bytes", lim.MaxStringLen)}
 		}
 	}
 	if e.SrcIP != "" {
@@ -68,10 +68,13 @@ func Normalize(e *Event, tenant string, now time.Time, lim Limits) (dropped int,
 	if e.RiskScore != nil && (*e.RiskScore < 0 || *e.RiskScore > 100) {
 		return 0, &fieldError{"risk_score", "must be between 0 and 100"}
 	}
-	for name, list := range map[string][]string{"mitre_tactics": e.MitreTactics, "mitre_techniques": e.MitreTechniques, "tags": e.Tags} {
-		for _, s := range list {
+	for _, f := range [...]struct {
+		name string
+		list []string
+	}{{"mitre_tactics", e.MitreTactics}, {"mitre_techniques", e.MitreTechniques}, {"tags", e.Tags}} {
+		for _, s := range f.list {
 			if s == "" || len(s) > lim.MaxStringLen {
-				return 0, &fieldError{name, "entries must be non-empty and at most the string limit"}
+				return 0, &fieldError{f.name, "entries must be non-empty and at most the string limit"}
 			}
 		}
 	}
@@ -109,7 +112,8 @@ func validateType(t string) error {
 	if len(t) > 128 {
 		return &fieldError{"type", "longer than 128 characters"}
 	}
-	for _, part := range strings.Split(t, ".") {
+	for rest := t; ; {
+		part, tail, more := strings.Cut(rest, ".")
 		if part == "" {
 			return &fieldError{"type", fmt.Sprintf("%q has an empty segment", t)}
 		}
@@ -118,8 +122,11 @@ func validateType(t string) error {
 				return &fieldError{"type", fmt.Sprintf("%q: segments are lower-case letters, digits, '_' or '-'", t)}
 			}
 		}
+		if !more {
+			return nil
+		}
+		rest = tail
 	}
-	return nil
 }
 
 // sensitiveSuffixes name secrets: a data key is dropped at ingest when,

@@ -12,49 +12,84 @@ import (
 // event is answered with its original seq and never reaches the stream a
 // second time, which would break the integrity chain. JetStream's own
 // Nats-Msg-Id window stays as the backstop across nodes.
+//
+// An id being appended points at its batch in flight; a duplicate that
+// arrives meanwhile waits for that batch to settle and takes its seq. A
+// batch settles when its last acknowledgement arrives (or it is abandoned
+// after ackTimeout), whether or not its producer is still waiting, so no
+// entry stays reserved forever.
 type dedupIndex struct {
 	mu      sync.Mutex
 	window  time.Duration
-	entries map[string]*pending
-	order   []string // insertion order, for expiry; order[head:] is live
+	entries map[string]dedupEntry
+	order   []orderEntry // insertion order, for expiry; order[head:] is live
 	head    int
 	checked time.Time // last expiry pass
 }
 
-type pending struct {
-	done chan struct{} // closed once seq or err is known
-	seq  uint64
-	err  error
-	at   time.Time
+type dedupEntry struct {
+	seq uint64
+	at  time.Time
+	fl  *inflight // non-nil while the append of this id is in flight
+}
+
+type orderEntry struct {
+	key string
+	at  time.Time
 }
 
 var errAppendFailed = errors.New("the first append of this id failed; retry")
 
 func newDedupIndex(window time.Duration) *dedupIndex {
-	return &dedupIndex{window: window, entries: map[string]*pending{}}
+	return &dedupIndex{window: window, entries: map[string]dedupEntry{}}
 }
 
-// lookupOrReserve returns the existing entry (dup=true), or reserves key for
-// an append in flight.
-func (d *dedupIndex) lookupOrReserve(key string) (*pending, bool) {
+// dupRef is an id of a batch that is already stored or in flight.
+type dupRef struct {
+	index int
+	key   string
+	seq   uint64    // known seq, or 0 while fl is in flight
+	fl    *inflight // the batch to wait for
+}
+
+// reserve looks every key up under one lock: a known or in-flight key is
+// returned as a duplicate (keys[i] is then cleared), any other is reserved
+// for fl.
+func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRef {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.expireLocked(time.Now())
-	if p, ok := d.entries[key]; ok {
-		return p, true
+	d.expireLocked(now)
+	var dups []dupRef
+	for i, key := range keys {
+		if p, ok := d.entries[key]; ok {
+			dups = append(dups, dupRef{index: i, key: key, seq: p.seq, fl: p.fl})
+			keys[i] = ""
+			continue
+		}
+		d.entries[key] = dedupEntry{at: now, fl: fl}
+		d.order = append(d.order, orderEntry{key, now})
 	}
-	p := &pending{done: make(chan struct{}), at: time.Now()}
-	d.entries[key] = p
-	d.order = append(d.order, key)
-	return nil, false
+	return dups
 }
 
-func (d *dedupIndex) commit(key string, seq uint64) {
+// settle records the outcome of fl's appends: stored ids keep their seq,
+// failed ones are forgotten so that a retry appends them.
+func (d *dedupIndex) settle(fl *inflight) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p, ok := d.entries[key]; ok && p.seq == 0 {
-		p.seq = seq
-		close(p.done)
+	for i, key := range fl.keys {
+		if key == "" {
+			continue
+		}
+		p, ok := d.entries[key]
+		if !ok || p.fl != fl {
+			continue
+		}
+		if a := fl.acks[i]; a.err == nil && a.seq != 0 {
+			d.entries[key] = dedupEntry{seq: a.seq, at: p.at}
+		} else {
+			delete(d.entries, key)
+		}
 	}
 }
 
@@ -65,20 +100,8 @@ func (d *dedupIndex) remember(key string, seq uint64, at time.Time) {
 	if _, ok := d.entries[key]; ok {
 		return
 	}
-	p := &pending{done: make(chan struct{}), seq: seq, at: at}
-	close(p.done)
-	d.entries[key] = p
-	d.order = append(d.order, key)
-}
-
-func (d *dedupIndex) release(key string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if p, ok := d.entries[key]; ok && p.seq == 0 {
-		p.err = errAppendFailed
-		close(p.done)
-		delete(d.entries, key)
-	}
+	d.entries[key] = dedupEntry{seq: seq, at: at}
+	d.order = append(d.order, orderEntry{key, at})
 }
 
 // expireLocked drops entries older than the window, at most every 100 ms,
@@ -90,14 +113,19 @@ func (d *dedupIndex) expireLocked(now time.Time) {
 	}
 	d.checked = now
 	for d.head < len(d.order) {
-		key := d.order[d.head]
-		if p, ok := d.entries[key]; ok {
-			if now.Sub(p.at) < d.window || p.seq == 0 {
-				break
-			}
-			delete(d.entries, key)
+		o := d.order[d.head]
+		if now.Sub(o.at) < d.window {
+			break
 		}
-		d.order[d.head] = ""
+		if p, ok := d.entries[o.key]; ok && now.Sub(p.at) >= d.window {
+			if p.fl != nil {
+				break // in flight: settles within ackTimeout
+			}
+			delete(d.entries, o.key)
+		}
+		// (An entry younger than its order entry was forgotten and
+		// appended again since: its newer order entry expires it.)
+		d.order[d.head] = orderEntry{}
 		d.head++
 	}
 	if d.head > 1024 && d.head > len(d.order)/2 {
@@ -106,14 +134,20 @@ func (d *dedupIndex) expireLocked(now time.Time) {
 	}
 }
 
-// wait returns the seq of the first append of an id, once it is known.
-func (d *dedupIndex) wait(ctx context.Context, p *pending) (uint64, error) {
+// wait returns the seq of the first append of a duplicate id, once known.
+func (d *dedupIndex) wait(ctx context.Context, r dupRef) (uint64, error) {
+	if r.fl == nil {
+		return r.seq, nil
+	}
 	select {
-	case <-p.done:
+	case <-r.fl.done:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return p.seq, p.err
+	if p, ok := d.entries[r.key]; ok && p.fl == nil {
+		return p.seq, nil
+	}
+	return 0, errAppendFailed
 }

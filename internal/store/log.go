@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	// 2-3x faster than encoding/json on the append and replay paths
@@ -40,9 +41,14 @@ type Log struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 
-	mu       sync.Mutex // serialises appends: the chain needs one order
-	lastHash string
-	recent   *dedupIndex
+	mu         sync.Mutex // serialises appends: the chain needs one order
+	lastHash   string
+	recent     *dedupIndex
+	pub        *batchPublisher
+	chainDirty atomic.Bool // a batch lost an event: recover the chain first
+	// msgIDHeader sends Nats-Msg-Id with every event (JetStream's
+	// dedup window as a backstop across nodes).
+	msgIDHeader bool
 }
 
 // Open starts or connects to NATS and makes sure the stream exists.
@@ -67,6 +73,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	l.msgIDHeader = true
+	if l.pub, err = newBatchPublisher(l.nc, l.settled); err != nil {
+		l.Close()
+		return nil, err
 	}
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
@@ -212,83 +223,112 @@ func Subject(e *event.Event) string {
 // one is in the log. An id already stored within the dedup window is
 // acknowledged with its original seq and not stored again. Events must be
 // normalized (event.Normalize) first.
+//
+// The whole batch is published without waiting between messages, each
+// message acknowledged by JetStream on its own reply subject, and Append
+// returns once every acknowledgement is in: the producer is answered only
+// when all its events are stored. If some fail, the others stay stored and
+// keep their ids in the dedup index, so a retry of the whole batch with
+// the same ids stores only what is missing.
 func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) {
 	acks := make([]Ack, len(events))
-	futures := make([]jetstream.PubAckFuture, len(events))
-	type dupWait struct {
-		index int
-		p     *pending
-	}
-	var waits []dupWait
-	l.mu.Lock()
+	fl := l.pub.begin(len(events))
 	for i, e := range events {
-		key := e.Tenant + "/" + e.ID
-		if p, dup := l.recent.lookupOrReserve(key); dup {
-			acks[i] = Ack{ID: e.ID, Duplicate: true}
-			waits = append(waits, dupWait{i, p})
+		fl.keys[i] = e.Tenant + "/" + e.ID
+	}
+	now := time.Now()
+	l.mu.Lock()
+	if l.chainDirty.Load() {
+		// An earlier batch lost events after this node's chain moved past
+		// them: take the chain position again from what the log holds.
+		l.chainDirty.Store(false)
+		_ = l.recoverChain(context.WithoutCancel(ctx))
+	}
+	dups := l.recent.reserve(fl.keys, now, fl)
+	published := 0
+	var firstErr error
+	for i, e := range events {
+		key := fl.keys[i]
+		if key == "" {
+			continue // a duplicate
+		}
+		if firstErr != nil {
+			fl.acks[i].err = firstErr
 			continue
 		}
 		e.Chain = l.cfg.NodeID
 		e.PrevHash = l.lastHash
 		body, hash, err := canonical(e)
-		if err != nil {
-			l.recent.release(key)
-			l.mu.Unlock()
-			return nil, fmt.Errorf("store: append: encode %s: %w", e.ID, err)
+		if err == nil {
+			msg := &nats.Msg{Subject: Subject(e), Data: body}
+			if l.msgIDHeader {
+				msg.Header = nats.Header{jetstream.MsgIDHeader: []string{key}}
+			}
+			if err = l.pub.publish(fl, i, msg); err != nil {
+				err = fmt.Errorf("store: append: publish: %w", err)
+			}
+		} else {
+			err = fmt.Errorf("store: append: encode %s: %w", e.ID, err)
 		}
-		msg := &nats.Msg{Subject: Subject(e), Data: body, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, key)
-		f, err := l.js.PublishMsgAsync(msg)
 		if err != nil {
-			l.recent.release(key)
-			l.mu.Unlock()
-			return nil, fmt.Errorf("store: append: publish: %w", err)
-		}
-		e.Hash = hash
-		l.lastHash = hash
-		futures[i] = f
-	}
-	l.mu.Unlock()
-
-	var firstErr error
-	for i, f := range futures {
-		if f == nil {
+			fl.acks[i].err = err
+			firstErr = err
 			continue
 		}
-		key := events[i].Tenant + "/" + events[i].ID
-		select {
-		case pa := <-f.Ok():
-			events[i].Seq = pa.Sequence
-			acks[i] = Ack{ID: events[i].ID, Seq: pa.Sequence, Duplicate: pa.Duplicate}
-			l.recent.commit(key, pa.Sequence)
-		case err := <-f.Err():
-			l.recent.release(key)
-			if firstErr == nil {
-				firstErr = fmt.Errorf("store: append %s: %w", events[i].ID, err)
-			}
-		case <-ctx.Done():
-			if firstErr == nil {
-				firstErr = fmt.Errorf("store: append: %w", ctx.Err())
-			}
-		}
+		published++
+		e.Hash = hash
+		l.lastHash = hash
 	}
-	for _, w := range waits {
-		seq, err := l.recent.wait(ctx, w.p)
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("store: append %s: %w", events[w.index].ID, err)
+	l.pub.seal(fl, published)
+	l.mu.Unlock()
+
+	select {
+	case <-fl.done:
+	case <-ctx.Done():
+		// The batch settles in the background (the dedup index learns
+		// its outcome); this producer is told it may not be stored.
+		return acks, fmt.Errorf("store: append: %w", ctx.Err())
+	}
+	for i, e := range events {
+		if fl.keys[i] == "" {
+			continue
 		}
-		acks[w.index].Seq = seq
-		events[w.index].Seq = seq
+		a := fl.acks[i]
+		if a.err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("store: append %s: %w", e.ID, a.err)
+			}
+			continue
+		}
+		e.Seq = a.seq
+		acks[i] = Ack{ID: e.ID, Seq: a.seq, Duplicate: a.duplicate}
+	}
+	for _, d := range dups {
+		seq, err := l.recent.wait(ctx, d)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("store: append %s: %w", events[d.index].ID, err)
+		}
+		acks[d.index] = Ack{ID: events[d.index].ID, Seq: seq, Duplicate: true}
+		events[d.index].Seq = seq
 	}
 	if firstErr != nil {
-		// A failed append breaks this node's in-memory chain position: take
-		// it again from the log so the next append links to what was stored.
-		l.mu.Lock()
-		_ = l.recoverChain(context.WithoutCancel(ctx))
-		l.mu.Unlock()
 		return acks, firstErr
 	}
 	return acks, nil
+}
+
+// settled is called once every acknowledgement of a batch is in (or it was
+// abandoned): the dedup index learns the outcome, and a message that was
+// not stored although later ones of this node's chain link to it makes
+// the next append take the chain position again from the log.
+func (l *Log) settled(fl *inflight) {
+	l.recent.settle(fl)
+	for i, a := range fl.acks {
+		if fl.keys[i] != "" && (a.err != nil || a.duplicate) {
+			l.chainDirty.Store(true)
+			return
+		}
+	}
 }
 
 // canonical encodes e (without seq and hash) for storage and hashing, and
@@ -296,19 +336,34 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 func canonical(e *event.Event) (body []byte, hash string, err error) {
 	seq, h := e.Seq, e.Hash
 	e.Seq, e.Hash = 0, ""
-	b, err := json.Marshal(e)
+	b, err := e.AppendJSON(make([]byte, 0, 448+len(e.Data)+len(e.Message)+len(e.PrevHash)))
 	e.Seq, e.Hash = seq, h
 	if err != nil {
 		return nil, "", err
 	}
 	sum := sha256.Sum256(b)
-	hash = hex.EncodeToString(sum[:])
-	body = make([]byte, 0, len(b)+80)
-	body = append(body, b[:len(b)-1]...)
-	body = append(body, `,"hash":"`...)
-	body = append(body, hash...)
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	body = append(b[:len(b)-1], `,"hash":"`...)
+	body = append(body, hx[:]...)
 	body = append(body, `"}`...)
-	return body, hash, nil
+	return body, string(hx[:]), nil
+}
+
+// legacyHash is the hash as computed before the hand-written encoder
+// (goccy's Marshal). The two encodings are the same by construction and
+// by test; verify accepts either so that no stored event could ever be
+// reported broken because of an encoder difference.
+func legacyHash(e *event.Event) (string, error) {
+	seq, h := e.Seq, e.Hash
+	e.Seq, e.Hash = 0, ""
+	b, err := json.Marshal(e)
+	e.Seq, e.Hash = seq, h
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // Hash recomputes the integrity hash of a stored event (for verify).
@@ -317,23 +372,19 @@ func Hash(e *event.Event) (string, error) {
 	return h, err
 }
 
-// decode turns a stored body into an Event with its seq, and caches the
-// client encoding (seq spliced in) so fan-out never re-encodes it.
+// decode turns a stored body into an Event with its seq. The client
+// encoding (seq spliced into the stored bytes) is made on first use, so
+// fan-out never re-encodes it and an event never sent is never encoded.
+// data must not be modified afterwards (the event's strings and Data
+// share it).
 func decode(data []byte, seq uint64) (*event.Event, error) {
-	var e event.Event
-	if err := json.Unmarshal(data, &e); err != nil {
+	e, err := event.DecodeStored(data)
+	if err != nil {
 		return nil, fmt.Errorf("store: decode seq %d: %w", seq, err)
 	}
 	e.Seq = seq
-	enc := make([]byte, 0, len(data)+24)
-	enc = append(enc, `{"seq":`...)
-	enc = strconv.AppendUint(enc, seq, 10)
-	if len(data) > 2 {
-		enc = append(enc, ',')
-	}
-	enc = append(enc, data[1:]...)
-	e.SetJSON(enc)
-	return &e, nil
+	e.SetStored(data)
+	return e, nil
 }
 
 // Get returns the event with the given id, searching every tenant.

@@ -1,21 +1,22 @@
-package store_test
+package store
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
-func open(t *testing.T, dir string) *store.Log {
+func open(t *testing.T, dir string) *Log {
 	t.Helper()
-	l, err := store.Open(context.Background(), store.Config{DataDir: dir})
+	l, err := Open(context.Background(), Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestAppendGetScanAndRestart(t *testing.T) {
 	if !strings.HasPrefix(string(e.JSON()), `{"seq":2,`) {
 		t.Fatalf("client encoding lacks the seq: %s", e.JSON())
 	}
-	if _, err := l.Get(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := l.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	// A retried producer id is acknowledged with its seq, not stored again.
@@ -133,5 +134,142 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 	if rep.OK || rep.Broken == nil || rep.Broken.Seq != 3 || !strings.Contains(rep.Broken.Reason, "hash") {
 		t.Fatalf("verify = %+v, want a broken link at seq 3", rep)
+	}
+}
+
+func manyEvents(t *testing.T, n int, prefix string) []*event.Event {
+	t.Helper()
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = &event.Event{ID: fmt.Sprintf("%s-%d", prefix, i), Type: "audit.query", Message: strings.Repeat("m", i%300)}
+	}
+	return normalized(t, evs...)
+}
+
+// TestScanRangeBatchesAndGaps: a replay crossing several direct-read
+// batches delivers every seq once, in order; one with deleted messages
+// inside (the consumer takes over) does too, skipping only those.
+func TestScanRangeBatchesAndGaps(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	const total = 7000
+	for i := 0; i < total; i += 1000 {
+		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("b%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(from, to uint64, deleted map[uint64]bool) {
+		t.Helper()
+		want := from
+		err := l.ScanRange(ctx, from, to, func(e *event.Event) bool {
+			for deleted[want] {
+				want++
+			}
+			if e.Seq != want {
+				t.Fatalf("scan %d..%d: got seq %d, want %d", from, to, e.Seq, want)
+			}
+			if !strings.HasPrefix(string(e.JSON()), fmt.Sprintf(`{"seq":%d,"id":`, want)) {
+				t.Fatalf("seq %d: client encoding %.40s", want, e.JSON())
+			}
+			want++
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deleted[want] {
+			want++
+		}
+		if want != to+1 {
+			t.Fatalf("scan %d..%d ended at %d", from, to, want-1)
+		}
+	}
+	check(1, total, nil)
+	check(2047, 4100, nil)
+	check(total, total, nil)
+	// Stop early.
+	n := 0
+	if err := l.ScanRange(ctx, 10, total, func(e *event.Event) bool { n++; return n < 3000 }); err != nil || n != 3000 {
+		t.Fatalf("early stop: %d events, %v", n, err)
+	}
+	deleted := map[uint64]bool{3000: true, 3001: true, 5500: true}
+	for seq := range deleted {
+		if err := l.stream.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(1, total, deleted)
+	check(2990, 3010, deleted)
+	// Deleting breaks the chain where it happened, and verify says so.
+	rep, err := l.Verify(ctx)
+	if err != nil || rep.OK || rep.Broken.Seq != 3002 {
+		t.Fatalf("verify after deletes: %+v %v", rep, err)
+	}
+}
+
+// TestDuplicateIDsInFlight: an id repeated within a batch and across
+// concurrent batches is stored once; every answer carries its seq.
+func TestDuplicateIDsInFlight(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	var wg sync.WaitGroup
+	results := make([][]Ack, 4)
+	for p := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			evs := manyEvents(t, 500, "shared")
+			evs = append(evs, normalized(t, &event.Event{ID: "shared-7", Type: "audit.query"})...)
+			acks, err := l.Append(ctx, evs)
+			if err != nil {
+				t.Error(err)
+			}
+			results[p] = acks
+		}()
+	}
+	wg.Wait()
+	head, err := l.Head(ctx)
+	if err != nil || head != 500 {
+		t.Fatalf("head %d %v, want 500 (each id once)", head, err)
+	}
+	for p, acks := range results {
+		for i, a := range acks {
+			j := i
+			if i == 500 {
+				j = 7 // shared-7 again
+			}
+			want := acks[j].Seq
+			if a.Seq == 0 || a.Seq != want || a.Seq != results[0][j].Seq {
+				t.Fatalf("publisher %d event %d: ack %+v, want seq %d", p, i, a, want)
+			}
+		}
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil || !rep.OK || rep.Checked != 500 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+// TestCanceledAppendSettles: a producer that gives up does not leave its
+// ids reserved: the batch settles in the background and a retry is
+// answered with the stored seqs.
+func TestCanceledAppendSettles(t *testing.T) {
+	l := open(t, t.TempDir())
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Append(ctx, manyEvents(t, 100, "c")); err == nil {
+		t.Fatal("append with a canceled context succeeded")
+	}
+	acks, err := l.Append(context.Background(), manyEvents(t, 100, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range acks {
+		if !a.Duplicate || a.Seq != uint64(i+1) {
+			t.Fatalf("retry %d: %+v", i, a)
+		}
 	}
 }

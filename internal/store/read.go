@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/event"
@@ -68,22 +71,15 @@ func (l *Log) Scan(ctx context.Context, from uint64, fn func(*event.Event) bool)
 }
 
 // ScanRange calls fn for every event with from <= seq <= to, in order,
-// until fn returns false. It streams through one ordered consumer with a
-// deep pull window, so reading is pipelined rather than one round trip per
-// batch.
+// until fn returns false. It reads with JetStream's batched direct get
+// (several batches requested ahead, decoded as they arrive while fn runs),
+// and falls back to one ordered consumer where the log has gaps.
 func (l *Log) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
 	if from == 0 {
 		from = 1
 	}
 	if from > to {
 		return nil
-	}
-	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   from,
-	})
-	if err != nil {
-		return fmt.Errorf("store: scan: consumer: %w", err)
 	}
 	// A range that retention has emptied would never deliver: check first.
 	info, err := l.stream.Info(ctx)
@@ -92,6 +88,25 @@ func (l *Log) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Eve
 	}
 	if info.State.LastSeq < from || info.State.FirstSeq > to {
 		return nil
+	}
+	from = max(from, info.State.FirstSeq)
+	next, done, err := l.directScan(ctx, from, to, fn)
+	if err != nil || done || next > to {
+		return err
+	}
+	return l.consumerScan(ctx, next, to, fn)
+}
+
+// consumerScan is ScanRange through one ordered consumer with a deep pull
+// window: it skips over deleted messages, which the direct reads leave to
+// it.
+func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   from,
+	})
+	if err != nil {
+		return fmt.Errorf("store: scan: consumer: %w", err)
 	}
 	window := int(min(to-from+1, 8192))
 	it, err := cons.Messages(jetstream.PullMaxMessages(window))
@@ -125,6 +140,147 @@ func (l *Log) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Eve
 			return nil
 		}
 	}
+}
+
+// Direct reads: batches of directBatch messages, directAhead of them
+// requested at a time, each at most directMaxBytes (JetStream ends a batch
+// early past it; the next one then starts where it ended).
+const (
+	directBatch    = 2048
+	directAhead    = 3
+	directMaxBytes = 8 << 20
+	directWait     = 30 * time.Second
+)
+
+// directReq is one batched direct get: messages from seq start on, without
+// their headers, ended by a status message that carries the last seq sent.
+type directReq struct {
+	token string
+	start uint64
+	want  int
+	evs   []*event.Event // one per message; nil for a body that is not an event
+	last  uint64         // from the end-of-batch status
+	err   error          // a status other than end-of-batch
+	done  chan struct{}
+}
+
+// directScan delivers [from, to] as ScanRange does while the log holds
+// every seq of it: a batch of n messages whose last seq is start+n-1 has
+// no gap, so message i is seq start+i. At the first batch that is not so
+// (deleted messages, or an answer other than a batch) it stops and returns
+// the first seq not delivered, for the ordered consumer. stopped reports
+// that fn asked to stop.
+func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Event) bool) (next uint64, stopped bool, err error) {
+	inbox := nats.NewInbox() + "."
+	var (
+		mu   sync.Mutex
+		reqs = map[string]*directReq{}
+	)
+	sub, err := l.nc.Subscribe(inbox+"*", func(m *nats.Msg) {
+		mu.Lock()
+		r := reqs[m.Subject[len(inbox):]]
+		mu.Unlock()
+		if r == nil {
+			return // a request given up
+		}
+		if status := m.Header.Get("Status"); status != "" || len(m.Header) > 0 {
+			if status == "204" {
+				r.last, _ = strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
+			} else {
+				r.err = fmt.Errorf("direct get: status %s %s", status, m.Header.Get("Description"))
+			}
+			close(r.done)
+			return
+		}
+		// Decoded here, on the subscription's goroutine, while the
+		// caller's goroutine runs fn over the previous batch.
+		e, err := event.DecodeStored(m.Data)
+		if err == nil {
+			e.SetStored(m.Data)
+		} else {
+			e = nil
+		}
+		r.evs = append(r.evs, e)
+	})
+	if err != nil {
+		return from, false, fmt.Errorf("store: scan: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// The reads ahead are bounded (directAhead × directMaxBytes): never
+	// drop one as a slow consumer.
+	_ = sub.SetPendingLimits(-1, -1)
+
+	subject := "$JS.API.DIRECT.GET." + StreamName
+	var (
+		queue  []*directReq
+		issued = from
+		tokens uint64
+	)
+	issue := func() error {
+		n := int(min(uint64(directBatch), to-issued+1))
+		tokens++
+		r := &directReq{token: strconv.FormatUint(tokens, 10), start: issued, want: n, evs: make([]*event.Event, 0, n), done: make(chan struct{})}
+		mu.Lock()
+		reqs[r.token] = r
+		mu.Unlock()
+		req := fmt.Appendf(nil, `{"seq":%d,"batch":%d,"max_bytes":%d,"no_hdr":true}`, issued, n, directMaxBytes)
+		if err := l.nc.PublishRequest(subject, inbox+r.token, req); err != nil {
+			return err
+		}
+		queue = append(queue, r)
+		issued += uint64(n)
+		return nil
+	}
+	forget := func(rs ...*directReq) {
+		mu.Lock()
+		for _, r := range rs {
+			delete(reqs, r.token)
+		}
+		mu.Unlock()
+	}
+	defer func() { forget(queue...) }()
+	timer := time.NewTimer(directWait)
+	defer timer.Stop()
+	next = from
+	for next <= to {
+		for len(queue) < directAhead && issued <= to {
+			if err := issue(); err != nil {
+				return next, false, nil // the consumer path reports it
+			}
+		}
+		r := queue[0]
+		timer.Reset(directWait)
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return next, false, ctx.Err()
+		case <-timer.C:
+			return next, false, nil
+		}
+		queue = queue[1:]
+		forget(r)
+		n := uint64(len(r.evs))
+		if r.err != nil || n == 0 || r.last != r.start+n-1 {
+			return next, false, nil // gaps or no batch: the consumer takes over
+		}
+		for i, e := range r.evs {
+			if e == nil {
+				continue // a body that is not an event is skipped
+			}
+			e.Seq = r.start + uint64(i)
+			if !fn(e) {
+				return e.Seq + 1, true, nil
+			}
+		}
+		next = r.last + 1
+		if int(n) < r.want {
+			// Ended early (max_bytes): the batches asked ahead start
+			// past next. Ask again from next.
+			forget(queue...)
+			queue, issued = queue[:0], next
+		}
+	}
+	return next, false, nil
 }
 
 // Tail delivers every event from seq `from` on, in order, until ctx ends:

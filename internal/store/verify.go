@@ -50,6 +50,11 @@ func (l *Log) Verify(ctx context.Context) (VerifyReport, error) {
 		rep.Chains[e.Chain]++
 		want, err := Hash(e)
 		if err != nil || want != e.Hash {
+			if legacy, lerr := legacyHash(e); lerr == nil && legacy == e.Hash {
+				want, err = legacy, nil
+			}
+		}
+		if err != nil || want != e.Hash {
 			rep.Broken = &BrokenLink{Seq: e.Seq, ID: e.ID, Chain: e.Chain, Reason: fmt.Sprintf("hash mismatch: stored %.16s…, computed %.16s…", e.Hash, want)}
 			return false
 		}

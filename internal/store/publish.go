@@ -1,0 +1,222 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ackTimeout bounds how long a batch waits for JetStream's acknowledgements
+// before its missing ones count as failed (they are then forgotten by the
+// dedup index, and JetStream's Nats-Msg-Id window catches a retry of one
+// that was in fact stored).
+const ackTimeout = 30 * time.Second
+
+// batchPublisher publishes a batch of messages to JetStream without waiting
+// between them and collects one acknowledgement per message: the same
+// protocol as jetstream.PublishMsgAsync (a publish with a reply subject is
+// acknowledged by the stream on that subject), with one reply subscription
+// per connection, one entry per batch instead of one future, channel and
+// timer per message, and the acknowledgement parsed without reflection.
+type batchPublisher struct {
+	nc     *nats.Conn
+	prefix string // <inbox>.  replies are <inbox>.<batch>.<index>
+	sub    *nats.Subscription
+
+	mu      sync.Mutex
+	next    uint64
+	batches map[uint64]*inflight
+	onDone  func(*inflight)
+}
+
+// inflight is one batch whose acknowledgements are awaited.
+type inflight struct {
+	id     uint64
+	keys   []string // dedup key per message; "" where nothing was published
+	acks   []pubAck
+	left   int // acknowledgements awaited (negative until sealed)
+	sealed bool
+	done   chan struct{} // closed when every acknowledgement is in
+	timer  *time.Timer
+}
+
+type pubAck struct {
+	seq       uint64
+	duplicate bool // JetStream's own dedup window recognised the id
+	err       error
+}
+
+var errAckTimeout = errors.New("no acknowledgement from JetStream in time")
+
+func newBatchPublisher(nc *nats.Conn, onDone func(*inflight)) (*batchPublisher, error) {
+	p := &batchPublisher{nc: nc, prefix: nats.NewInbox() + ".", batches: map[uint64]*inflight{}, onDone: onDone}
+	sub, err := nc.Subscribe(p.prefix+"*.*", p.handle)
+	if err != nil {
+		return nil, fmt.Errorf("store: ack subscription: %w", err)
+	}
+	// Acknowledgements must never be dropped as a slow consumer: they are
+	// bounded by the messages in flight.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, fmt.Errorf("store: ack subscription: %w", err)
+	}
+	p.sub = sub
+	return p, nil
+}
+
+// begin registers a batch of n messages.
+func (p *batchPublisher) begin(n int) *inflight {
+	fl := &inflight{keys: make([]string, n), acks: make([]pubAck, n), done: make(chan struct{})}
+	p.mu.Lock()
+	p.next++
+	fl.id = p.next
+	p.batches[fl.id] = fl
+	p.mu.Unlock()
+	return fl
+}
+
+// replySubject is where message i of fl is acknowledged.
+func (p *batchPublisher) replySubject(fl *inflight, i int) string {
+	var buf [96]byte
+	b := append(buf[:0], p.prefix...)
+	b = strconv.AppendUint(b, fl.id, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(i), 10)
+	return string(b)
+}
+
+// publish sends message i of fl (not yet sealed). A message that could not
+// be sent is not counted: seal's n counts the ones that were.
+func (p *batchPublisher) publish(fl *inflight, i int, msg *nats.Msg) error {
+	msg.Reply = p.replySubject(fl, i)
+	return p.nc.PublishMsg(msg)
+}
+
+// seal says that n messages were published for fl: it completes once their
+// acknowledgements are in, or fails the missing ones after ackTimeout.
+func (p *batchPublisher) seal(fl *inflight, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fl.sealed = true
+	fl.left += n
+	if fl.left <= 0 {
+		p.finishLocked(fl)
+		return
+	}
+	fl.timer = time.AfterFunc(ackTimeout, func() { p.abandon(fl) })
+}
+
+func (p *batchPublisher) abandon(fl *inflight) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.batches[fl.id] != fl {
+		return // completed meanwhile
+	}
+	for i := range fl.acks {
+		if fl.keys[i] != "" && fl.acks[i].seq == 0 && fl.acks[i].err == nil {
+			fl.acks[i].err = errAckTimeout
+		}
+	}
+	fl.left = 0
+	p.finishLocked(fl)
+}
+
+func (p *batchPublisher) finishLocked(fl *inflight) {
+	delete(p.batches, fl.id)
+	if fl.timer != nil {
+		fl.timer.Stop()
+	}
+	p.onDone(fl)
+	close(fl.done)
+}
+
+func (p *batchPublisher) resolve(batch uint64, i int, a pubAck) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fl := p.batches[batch]
+	if fl == nil || i < 0 || i >= len(fl.acks) || fl.acks[i].seq != 0 || fl.acks[i].err != nil {
+		return // late (abandoned batch) or repeated
+	}
+	fl.acks[i] = a
+	fl.left--
+	if fl.sealed && fl.left == 0 {
+		p.finishLocked(fl)
+	}
+}
+
+// handle receives one acknowledgement.
+func (p *batchPublisher) handle(m *nats.Msg) {
+	tail := strings.TrimPrefix(m.Subject, p.prefix)
+	bs, is, ok := strings.Cut(tail, ".")
+	if !ok {
+		return
+	}
+	batch, err1 := strconv.ParseUint(bs, 10, 64)
+	i, err2 := strconv.Atoi(is)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	p.resolve(batch, i, parseAck(m))
+}
+
+var (
+	ackPrefix = []byte(`{"stream":"`)
+	seqKey    = []byte(`"seq":`)
+	errKey    = []byte(`"error"`)
+	dupKey    = []byte(`"duplicate"`)
+)
+
+// parseAck reads JetStream's answer to a publish: {"stream":..,"seq":N}
+// (with "duplicate":true when its window knew the id), an API error, or a
+// status message (no stream listening).
+func parseAck(m *nats.Msg) pubAck {
+	d := m.Data
+	if len(d) == 0 {
+		if st := m.Header.Get("Status"); st != "" {
+			return pubAck{err: fmt.Errorf("jetstream: status %s %s", st, m.Header.Get("Description"))}
+		}
+		return pubAck{err: errors.New("jetstream: empty acknowledgement")}
+	}
+	if bytes.HasPrefix(d, ackPrefix) && !bytes.Contains(d, errKey) {
+		if k := bytes.Index(d, seqKey); k >= 0 {
+			rest := d[k+len(seqKey):]
+			n := 0
+			for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+				n++
+			}
+			if seq, err := strconv.ParseUint(string(rest[:n]), 10, 64); err == nil && seq > 0 {
+				a := pubAck{seq: seq}
+				if bytes.Contains(rest, dupKey) {
+					a.duplicate = !bytes.Contains(rest, []byte(`"duplicate":false`))
+				}
+				return a
+			}
+		}
+	}
+	var full struct {
+		Stream    string `json:"stream"`
+		Seq       uint64 `json:"seq"`
+		Duplicate bool   `json:"duplicate"`
+		Error     *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(d, &full); err != nil {
+		return pubAck{err: fmt.Errorf("jetstream: invalid acknowledgement %.80q", d)}
+	}
+	if full.Error != nil {
+		return pubAck{err: fmt.Errorf("jetstream: %s (code %d, err_code %d)", full.Error.Description, full.Error.Code, full.Error.ErrCode)}
+	}
+	if full.Stream == "" || full.Seq == 0 {
+		return pubAck{err: fmt.Errorf("jetstream: invalid acknowledgement %.80q", d)}
+	}
+	return pubAck{seq: full.Seq, duplicate: full.Duplicate}
+}
