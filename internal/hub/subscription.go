@@ -120,26 +120,44 @@ func (s *subscription) catchUp(ctx context.Context) error {
 			}
 			s.mu.Unlock()
 		}
-		s.mu.Lock()
-		if s.overflow {
-			// Live events were dropped from pending: read them from the log.
-			s.overflow = false
-			s.pending = s.pending[:0]
-			s.mu.Unlock()
-			continue
-		}
-		for _, e := range s.pending {
-			if e.Seq < s.next {
-				continue
-			}
-			if !s.deliver(e, false) {
+		// Deliver the live events parked meanwhile, waiting for queue space
+		// like the replay (a resumed client must not lag on its own
+		// backlog), but without holding the lock, so the hub's dispatch
+		// never waits for this client: it keeps parking new events, which
+		// the next round takes. Only an empty list under the lock ends the
+		// catch-up; from then on events are delivered live.
+		rescan := false
+		for !rescan {
+			s.mu.Lock()
+			if s.overflow {
+				// Live events were dropped from pending: read them from the log.
+				s.overflow = false
+				s.pending = nil
+				s.mu.Unlock()
+				rescan = true
 				break
 			}
-			s.next = e.Seq + 1
+			batch := s.pending
+			s.pending = nil
+			if len(batch) == 0 {
+				s.catching.Store(false)
+				s.mu.Unlock()
+				return nil
+			}
+			next := s.next
+			s.mu.Unlock()
+			for _, e := range batch {
+				if e.Seq < next {
+					continue
+				}
+				if !s.deliver(e, true) {
+					return ctx.Err()
+				}
+				next = e.Seq + 1
+				s.mu.Lock()
+				s.next = next
+				s.mu.Unlock()
+			}
 		}
-		s.pending = nil
-		s.catching.Store(false)
-		s.mu.Unlock()
-		return nil
 	}
 }
