@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -99,25 +100,32 @@ func (sc *scanner) eat(c byte) bool {
 	return false
 }
 
+// strByte marks the bytes a string may hold on the fast path: anything
+// but '"', '\\' and control characters.
+var strByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // rawString reads a string without escapes and returns it as a slice of
 // the shared copy; ok is false for anything else.
 func (sc *scanner) rawString() (string, bool) {
-	if !sc.eat('"') {
+	b, i := sc.b, sc.pos
+	if i >= len(b) || b[i] != '"' {
 		return "", false
 	}
-	start := sc.pos
-	for sc.pos < len(sc.b) {
-		switch c := sc.b[sc.pos]; {
-		case c == '"':
-			s := sc.s[start:sc.pos]
-			sc.pos++
-			return s, true
-		case c == '\\' || c < 0x20:
-			return "", false
-		}
-		sc.pos++
+	i++
+	start := i
+	for i < len(b) && strByte[b[i]] {
+		i++
 	}
-	return "", false
+	if i >= len(b) || b[i] != '"' {
+		return "", false
+	}
+	sc.pos = i + 1
+	return sc.s[start:i], true
 }
 
 // str reads a JSON string; one with escapes is unquoted by goccy.
@@ -143,18 +151,22 @@ func (sc *scanner) skipString() (int, bool) {
 	if !sc.eat('"') {
 		return 0, false
 	}
-	for sc.pos < len(sc.b) {
-		switch sc.b[sc.pos] {
-		case '\\':
-			sc.pos += 2
-			continue
-		case '"':
-			sc.pos++
+	for {
+		n := bytes.IndexByte(sc.b[sc.pos:], '"')
+		if n < 0 {
+			return 0, false
+		}
+		q := sc.pos + n
+		sc.pos = q + 1
+		// A quote after an odd number of backslashes is escaped.
+		bs := 0
+		for i := q - 1; i >= 0 && sc.b[i] == '\\'; i-- {
+			bs++
+		}
+		if bs%2 == 0 {
 			return sc.pos, true
 		}
-		sc.pos++
 	}
-	return 0, false
 }
 
 // skipComposite moves past an object or array and returns its raw bytes.

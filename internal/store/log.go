@@ -46,8 +46,12 @@ type Log struct {
 	recent     *dedupIndex
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
-	// msgIDHeader sends Nats-Msg-Id with every event (JetStream's
-	// dedup window as a backstop across nodes).
+	// msgIDHeader sends Nats-Msg-Id with every event: JetStream's dedup
+	// window as a backstop across the nodes sharing an external stream.
+	// The embedded log has one appender, this Log, whose dedup index is
+	// exact (rebuilt from the log at start, an unacknowledged event
+	// looked up by its subject): there the header would only cost
+	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
 }
 
@@ -74,10 +78,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
-	l.msgIDHeader = true
+	l.msgIDHeader = l.ns == nil
 	if l.pub, err = newBatchPublisher(l.nc, l.settled); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if !l.msgIDHeader {
+		l.pub.lookup = l.lookupSubject
 	}
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
@@ -315,6 +322,17 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 		return acks, firstErr
 	}
 	return acks, nil
+}
+
+// lookupSubject returns the seq of the message stored on subject, if any.
+func (l *Log) lookupSubject(subject string) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := l.stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return 0, false
+	}
+	return raw.Sequence, true
 }
 
 // settled is called once every acknowledgement of a batch is in (or it was

@@ -273,3 +273,35 @@ func TestCanceledAppendSettles(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonedAcksLookedUp: in the embedded log (no Nats-Msg-Id), a batch
+// whose acknowledgements come too late learns its outcome from the stream
+// itself, so the retry of a stored event is a duplicate, never a second copy.
+func TestAbandonedAcksLookedUp(t *testing.T) {
+	old := ackTimeout
+	ackTimeout = time.Nanosecond
+	defer func() { ackTimeout = old }()
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if l.msgIDHeader {
+		t.Fatal("the embedded log sends Nats-Msg-Id")
+	}
+	first, err := l.Append(ctx, manyEvents(t, 300, "late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ackTimeout = old
+	again, err := l.Append(ctx, manyEvents(t, 300, "late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if !again[i].Duplicate || again[i].Seq != first[i].Seq || first[i].Seq != uint64(i+1) {
+			t.Fatalf("event %d: first %+v, retry %+v", i, first[i], again[i])
+		}
+	}
+	if head, _ := l.Head(ctx); head != 300 {
+		t.Fatalf("head %d, want 300", head)
+	}
+}

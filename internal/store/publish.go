@@ -14,10 +14,11 @@ import (
 )
 
 // ackTimeout bounds how long a batch waits for JetStream's acknowledgements
-// before its missing ones count as failed (they are then forgotten by the
-// dedup index, and JetStream's Nats-Msg-Id window catches a retry of one
-// that was in fact stored).
-const ackTimeout = 30 * time.Second
+// before its missing ones are looked up in the stream (embedded log) or
+// count as failed (external NATS: they are forgotten by the dedup index,
+// and JetStream's Nats-Msg-Id window catches a retry of one that was in
+// fact stored).
+var ackTimeout = 30 * time.Second // a variable for tests
 
 // batchPublisher publishes a batch of messages to JetStream without waiting
 // between them and collects one acknowledgement per message: the same
@@ -34,17 +35,20 @@ type batchPublisher struct {
 	next    uint64
 	batches map[uint64]*inflight
 	onDone  func(*inflight)
+	// lookup finds a stored message by subject (nil: not looked up).
+	lookup func(subject string) (seq uint64, ok bool)
 }
 
 // inflight is one batch whose acknowledgements are awaited.
 type inflight struct {
-	id     uint64
-	keys   []string // dedup key per message; "" where nothing was published
-	acks   []pubAck
-	left   int // acknowledgements awaited (negative until sealed)
-	sealed bool
-	done   chan struct{} // closed when every acknowledgement is in
-	timer  *time.Timer
+	id       uint64
+	keys     []string // dedup key per message; "" where nothing was published
+	subjects []string // subject per message published
+	acks     []pubAck
+	left     int // acknowledgements awaited (negative until sealed)
+	sealed   bool
+	done     chan struct{} // closed when every acknowledgement is in
+	timer    *time.Timer
 }
 
 type pubAck struct {
@@ -72,7 +76,7 @@ func newBatchPublisher(nc *nats.Conn, onDone func(*inflight)) (*batchPublisher, 
 
 // begin registers a batch of n messages.
 func (p *batchPublisher) begin(n int) *inflight {
-	fl := &inflight{keys: make([]string, n), acks: make([]pubAck, n), done: make(chan struct{})}
+	fl := &inflight{keys: make([]string, n), subjects: make([]string, n), acks: make([]pubAck, n), done: make(chan struct{})}
 	p.mu.Lock()
 	p.next++
 	fl.id = p.next
@@ -95,6 +99,7 @@ func (p *batchPublisher) replySubject(fl *inflight, i int) string {
 // be sent is not counted: seal's n counts the ones that were.
 func (p *batchPublisher) publish(fl *inflight, i int, msg *nats.Msg) error {
 	msg.Reply = p.replySubject(fl, i)
+	fl.subjects[i] = msg.Subject
 	return p.nc.PublishMsg(msg)
 }
 
@@ -112,17 +117,31 @@ func (p *batchPublisher) seal(fl *inflight, n int) {
 	fl.timer = time.AfterFunc(ackTimeout, func() { p.abandon(fl) })
 }
 
+// abandon ends a batch whose acknowledgements did not all come within
+// ackTimeout. Each missing one is looked up in the stream by its subject
+// (which holds the event's id) when p.lookup is set: found means stored.
+// The rest count as failed.
 func (p *batchPublisher) abandon(fl *inflight) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.batches[fl.id] != fl {
+		p.mu.Unlock()
 		return // completed meanwhile
 	}
+	delete(p.batches, fl.id) // late acknowledgements are ignored from here on
+	p.mu.Unlock()
 	for i := range fl.acks {
-		if fl.keys[i] != "" && fl.acks[i].seq == 0 && fl.acks[i].err == nil {
-			fl.acks[i].err = errAckTimeout
+		if fl.keys[i] == "" || fl.acks[i].seq != 0 || fl.acks[i].err != nil {
+			continue
+		}
+		fl.acks[i].err = errAckTimeout
+		if p.lookup != nil && fl.subjects[i] != "" {
+			if seq, ok := p.lookup(fl.subjects[i]); ok {
+				fl.acks[i] = pubAck{seq: seq}
+			}
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	fl.left = 0
 	p.finishLocked(fl)
 }
