@@ -564,6 +564,26 @@ func graphqlSubscribe(t *testing.T, e *env, tok string, fromSeq uint64) (int, fu
 	}
 	wsSend(t, conn, map[string]any{"id": "1", "type": "subscribe",
 		"payload": map[string]any{"query": "subscription { events" + args + " { " + gqlEventFields + " } }"}})
+	// One goroutine reads every frame (read deadlines could split a frame
+	// and lose its start); the wait below and collect take them from it.
+	_ = conn.SetReadDeadline(time.Time{})
+	frames := make(chan []byte, 64)
+	done := make(chan struct{})
+	go func() { // owned by this transport: ends when the connection closes
+		defer close(frames)
+		for {
+			b, err := wsutil.ReadServerText(conn)
+			if err != nil {
+				return
+			}
+			select {
+			case frames <- b:
+			case <-done:
+				return
+			}
+		}
+	}()
+	stop := func() { close(done); conn.Close() }
 	// A refused subscription answers with an error; an accepted one
 	// registers with the hub and stays silent until events flow (a replay
 	// may send its first event at once). Wait for one or the other.
@@ -581,34 +601,40 @@ func graphqlSubscribe(t *testing.T, e *env, tok string, fromSeq uint64) (int, fu
 		if time.Now().After(deadline) {
 			t.Fatalf("graphql subscription neither refused nor registered")
 		}
-		// Small frames arrive whole on loopback: a timeout never splits one.
-		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		b, err := wsutil.ReadServerText(conn)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+		select {
+		case b, ok := <-frames:
+			if !ok {
+				t.Fatalf("graphql subscribe: connection closed")
 			}
-			t.Fatalf("graphql subscribe: %v", err)
+			// gqlgen reports a resolver's refusal as a "next" with errors
+			// and null data (then "complete"); protocol errors as "error".
+			if m := string(b); strings.Contains(m, `"type":"error"`) || strings.Contains(m, `"errors"`) && strings.Contains(m, `"data":null`) {
+				stop()
+				return http.StatusForbidden, nil
+			}
+			first = b
+		case <-time.After(20 * time.Millisecond):
 		}
-		// gqlgen reports a resolver's refusal as a "next" with errors and
-		// null data (then "complete"); protocol errors as "error".
-		if m := string(b); strings.Contains(m, `"type":"error"`) || strings.Contains(m, `"errors"`) && strings.Contains(m, `"data":null`) {
-			conn.Close()
-			return http.StatusForbidden, nil
-		}
-		first = b
 	}
 	return 200, func(quiet time.Duration) map[string]json.RawMessage {
-		defer conn.Close()
-		got, err := wsCollect(conn, quiet)
-		if err != nil {
-			t.Errorf("graphql read: %v", err)
-		}
+		defer stop()
+		got := map[string]json.RawMessage{}
 		if id, ev := eventOf(first); id != "" {
 			got[id] = ev
 		}
-		return got
+		for {
+			select {
+			case b, ok := <-frames:
+				if !ok {
+					return got
+				}
+				if id, ev := eventOf(b); id != "" {
+					got[id] = ev
+				}
+			case <-time.After(quiet):
+				return got
+			}
+		}
 	}
 }
 
