@@ -85,3 +85,69 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
 }
+
+// storedSamples are 1,000 demo events as the log stores them.
+func storedSamples(b *testing.B) [][]byte {
+	g := demo.New(3)
+	var out [][]byte
+	for i := 0; i < 1000; i++ {
+		e := g.Next()
+		if _, err := event.Normalize(e, "default", time.Now(), event.DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+		e.Chain, e.PrevHash = "node-1", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+		e.Hash = e.PrevHash
+		raw, err := e.AppendJSON(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, raw)
+	}
+	return out
+}
+
+// BenchmarkDecodeStored: the replay decoder against goccy on stored events.
+func BenchmarkDecodeStored(b *testing.B) {
+	s := storedSamples(b)
+	b.Run("scanner", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := event.DecodeStored(s[i%len(s)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("goccy", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var e event.Event
+			if err := gojson.Unmarshal(s[i%len(s)], &e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAppendJSON: the canonical encoder against goccy's Marshal.
+func BenchmarkAppendJSON(b *testing.B) {
+	s := storedSamples(b)
+	evs := make([]*event.Event, len(s))
+	for i := range s {
+		evs[i], _ = event.DecodeStored(s[i])
+	}
+	b.Run("appender", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 4096)
+		for i := 0; i < b.N; i++ {
+			buf, _ = evs[i%len(evs)].AppendJSON(buf[:0])
+		}
+	})
+	b.Run("goccy", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := gojson.Marshal(evs[i%len(evs)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
