@@ -103,14 +103,9 @@ func OpenJWTRevocations(ctx context.Context, js jetstream.JetStream, logger *slo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      JWTRevocationBucket,
-		Description: "Vigil: JWTs revoked before their expiry (by jti or subject)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := openBucket(ctx, js, JWTRevocationBucket, "Vigil: JWTs revoked before their expiry (by jti or subject)")
 	if err != nil {
-		return nil, fmt.Errorf("tokens: open jwt revocations: %w", err)
+		return nil, err
 	}
 	r := &JWTRevocations{kv: kv, log: logger, now: time.Now, byKey: map[string]*JWTRevocation{}}
 	lister, err := kv.ListKeys(ctx)

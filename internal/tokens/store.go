@@ -144,19 +144,26 @@ func (s *Store) noteLocked(r *Record) {
 	s.revoked.Store(&next)
 }
 
+// openBucket creates or opens one of the package's KV buckets: one value
+// per key, on disk (replicated with the stream on a cluster).
+func openBucket(ctx context.Context, js jetstream.JetStream, name, description string) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, Description: description, History: 1, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokens: open bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
 // Open creates or opens the bucket and loads every record.
 func Open(ctx context.Context, js jetstream.JetStream, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "Vigil API tokens (hashes only)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := openBucket(ctx, js, Bucket, "Vigil API tokens (hashes only)")
 	if err != nil {
-		return nil, fmt.Errorf("tokens: open bucket: %w", err)
+		return nil, err
 	}
 	s := &Store{kv: kv, log: logger, now: time.Now, cache: map[string]*Record{}, missFetch: rate.NewLimiter(50, 100)}
 	if err := s.reload(ctx); err != nil {
