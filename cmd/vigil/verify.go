@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
 
+	"github.com/vigil-sec/vigil/internal/datadir"
 	"github.com/vigil-sec/vigil/internal/store"
 )
 
@@ -24,6 +26,17 @@ func runVerify(ctx context.Context, e env, args []string) error {
 	var rep store.VerifyReport
 	if *offline {
 		dir := firstNonEmpty(rf.dataDir, e.getenv("VIGIL_DATA_DIR"), "./vigil-data")
+		// Opening the store of a running node would start a second
+		// JetStream server on its files: refuse a live directory, as
+		// serve does (and do not create a missing one).
+		if _, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("verify: data dir: %w", err)
+		}
+		lock, err := datadir.Acquire(dir)
+		if err != nil {
+			return fmt.Errorf("verify --offline: %w", err)
+		}
+		defer func() { _ = lock.Release() }() // after log.Close
 		log, err := store.Open(ctx, store.Config{DataDir: dir})
 		if err != nil {
 			return err

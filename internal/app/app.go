@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/datadir"
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
@@ -31,9 +32,27 @@ import (
 // Run starts a node and blocks until ctx ends, then shuts it down
 // gracefully. onListen, if set, is called with the bound address.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+	// Start order (issue 8): bind the port, then lock the data directory,
+	// and only then touch it, so that a busy port or a directory in use
+	// stops this process before it writes anything. The bound listener is
+	// served (and "vigil listening" logged) once the node is ready;
+	// connections meanwhile wait in the kernel's backlog.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("app: listen: %w", err)
+	}
+	defer ln.Close() // on an early return; Serve and Shutdown close it otherwise
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("app: data dir: %w", err)
 	}
+	// Held for the whole run, with an external NATS too: the directory
+	// then holds only the admin token, but two nodes sharing it is still
+	// a misconfiguration (docs/operations.md, "Data directory lock").
+	dirLock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	defer func() { _ = dirLock.Release() }() // after log.Close (deferred later)
 	adminToken, tokenPath, created, err := auth.LoadOrCreateAdminToken(cfg.DataDir)
 	if err != nil {
 		return err
@@ -170,10 +189,6 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
 	})
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("app: listen: %w", err)
-	}
 	addr := ln.Addr().String()
 	logger.Info("vigil listening", "addr", addr, "url", "http://"+addr+"/")
 	if onListen != nil {
