@@ -104,6 +104,18 @@ func (d *dedupIndex) remember(key string, seq uint64, at time.Time) {
 	d.order = append(d.order, orderEntry{key, at})
 }
 
+// grow makes room for n more entries at once, so that rebuilding a full
+// window (a million ids) does not grow the map step by step.
+func (d *dedupIndex) grow(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.entries) == 0 && n > 0 {
+		d.entries = make(map[string]dedupEntry, n)
+	}
+	d.order = append(make([]orderEntry, 0, len(d.order)-d.head+n), d.order[d.head:]...)
+	d.head = 0
+}
+
 // expireLocked drops entries older than the window, at most every 100 ms,
 // advancing a head index and compacting the order slice only once half of
 // it is dead, so each append costs O(1) amortised.

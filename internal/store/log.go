@@ -44,6 +44,7 @@ type Log struct {
 	mu         sync.Mutex // serialises appends: the chain needs one order
 	lastHash   string
 	recent     *dedupIndex
+	rebuild    *dedupRebuild // fills recent after a start; appends wait for it
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
 	// msgIDHeader sends Nats-Msg-Id with every event: JetStream's dedup
@@ -98,6 +99,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		MaxBytes:    orUnlimited(cfg.MaxBytes),
 		Replicas:    cfg.Replicas,
 		AllowDirect: true,
+	}
+	if !l.msgIDHeader {
+		// No Nats-Msg-Id is sent to the embedded stream (see msgIDHeader),
+		// so its window only made the server read every message inside it
+		// at each start (issue 8, item 4): keep it at the minimum.
+		scfg.Duplicates = embeddedDuplicates
 	}
 	l.stream, err = l.js.CreateOrUpdateStream(ctx, scfg)
 	if err != nil {
@@ -180,6 +187,7 @@ func (l *Log) Embedded() bool { return l.ns != nil }
 
 // Close drains the connection and stops the embedded server.
 func (l *Log) Close() {
+	l.rebuild.stop() // before nc closes: it reads through it
 	if l.nc != nil {
 		_ = l.nc.Drain()
 		// Drain is asynchronous; Close makes the connection's goroutines exit.
@@ -239,6 +247,9 @@ func Subject(e *event.Event) string {
 // the same ids stores only what is missing.
 func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) {
 	acks := make([]Ack, len(events))
+	if err := l.rebuild.wait(ctx); err != nil {
+		return acks, err // dedup is exact from the first append on, or nothing is appended
+	}
 	fl := l.pub.begin(len(events))
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID

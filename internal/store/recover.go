@@ -12,21 +12,16 @@ import (
 // chain link; past it, a new chain segment starts (verify reports it).
 const chainSearchDepth = 100_000
 
-// recover rebuilds in-memory state after a start: the dedup index from the
-// events received within the window, and this node's last chain hash.
+// recover rebuilds in-memory state after a start: this node's last chain
+// hash, then, in the background (appends wait for it), the dedup index
+// from the events stored within the window (see rebuildDedup).
 func (l *Log) recover(ctx context.Context) error {
 	if err := l.recoverChain(ctx); err != nil {
 		return err
 	}
-	since := time.Now().Add(-l.cfg.DedupWindow)
-	from, err := l.SeqForTime(ctx, since)
-	if err != nil {
-		return fmt.Errorf("store: recover dedup index: %w", err)
-	}
-	return l.Scan(ctx, from, func(e *event.Event) bool {
-		l.recent.remember(e.Tenant+"/"+e.ID, e.Seq, e.ReceivedAt)
-		return true
-	})
+	var err error
+	l.rebuild, err = startDedupRebuild(ctx, l, time.Now().Add(-l.cfg.DedupWindow))
+	return err
 }
 
 // recoverChain finds the newest event of this node's chain.

@@ -1,0 +1,322 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Rebuild pulls: batches of rebuildBatch headers-only messages, two
+// requested at a time so the server never waits for the next request.
+const (
+	rebuildBatch = 32768
+	rebuildWait  = 30 * time.Second // the longest silence tolerated
+)
+
+// rebuildDedup fills the dedup index with every event stored at or after
+// since (issue 8, item 4). The index needs only tenant/id -> seq and the
+// time stored, and an event's subject, vigil.events.<tenant>.<category>.
+// <severity>.<id>, holds its tenant and id. So the messages are read
+// through a headers-only pull consumer (the server sends subjects and
+// delivery metadata, no bodies; nothing is decoded), handled in the
+// subscription's callback without a hand-off per message. It runs in the
+// background after Open (dedupRebuild); appends wait for it, so dedup is
+// exact from the first append on. It returns the number of ids remembered.
+func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) {
+	l.recent.grow(int(min(head-from+1, 1<<24)))
+	cons, err := l.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		AckPolicy:         jetstream.AckNonePolicy,
+		HeadersOnly:       true,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: time.Minute, // removed by the server if we die
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: rebuild dedup index: consumer: %w", err)
+	}
+	name := cons.CachedInfo().Name
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = l.stream.DeleteConsumer(dctx, name)
+	}()
+	if cons.CachedInfo().NumPending == 0 {
+		return 0, nil // the window's messages were deleted: nothing would come
+	}
+
+	r := &rebuild{log: l, head: head, done: make(chan struct{}), progress: make(chan struct{}, 1)}
+	inbox := nats.NewInbox()
+	sub, err := l.nc.Subscribe(inbox, r.handle)
+	if err != nil {
+		return 0, fmt.Errorf("store: rebuild dedup index: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// At most two batches are requested at a time: never drop one as a
+	// slow consumer.
+	_ = sub.SetPendingLimits(-1, -1)
+
+	subject := "$JS.API.CONSUMER.MSG.NEXT." + StreamName + "." + name
+	req := []byte(`{"batch":` + strconv.Itoa(rebuildBatch) + `,"expires":` + strconv.FormatInt(int64(rebuildWait), 10) + `}`)
+	pull := func() error {
+		if err := l.nc.PublishRequest(subject, inbox, req); err != nil {
+			return fmt.Errorf("store: rebuild dedup index: pull: %w", err)
+		}
+		return nil
+	}
+	requested := uint64(2 * rebuildBatch)
+	if err := pull(); err != nil {
+		return 0, err
+	}
+	if err := pull(); err != nil {
+		return 0, err
+	}
+	timer := time.NewTimer(rebuildWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-r.done:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.n, r.err
+		case <-r.progress:
+			// Once a batch is delivered, ask for the one after next.
+			r.mu.Lock()
+			delivered := r.delivered
+			r.mu.Unlock()
+			for delivered+rebuildBatch >= requested {
+				if err := pull(); err != nil {
+					return 0, err
+				}
+				requested += rebuildBatch
+			}
+			timer.Reset(rebuildWait)
+		case <-timer.C:
+			return 0, fmt.Errorf("store: rebuild dedup index: no message from the server in %v", rebuildWait)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// rebuild is the state of one rebuildDedup, updated by the subscription's
+// callback.
+type rebuild struct {
+	log      *Log
+	head     uint64
+	done     chan struct{} // closed at head, at the end of the stream or on an error
+	progress chan struct{} // a batch was delivered
+
+	mu        sync.Mutex
+	delivered uint64
+	n         int
+	err       error
+	finished  bool
+}
+
+func (r *rebuild) handle(m *nats.Msg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return
+	}
+	if !strings.HasPrefix(m.Reply, "$JS.ACK.") {
+		// A status: 408 (a request expired: every message was delivered
+		// before it) or an error (the consumer is gone, a leader changed).
+		st := m.Header.Get("Status")
+		if st == "408" || st == "404" {
+			r.finish(nil)
+		} else {
+			r.finish(fmt.Errorf("store: rebuild dedup index: status %s %s", st, m.Header.Get("Description")))
+		}
+		return
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		r.finish(fmt.Errorf("store: rebuild dedup index: metadata: %w", err))
+		return
+	}
+	seq := meta.Sequence.Stream
+	if seq > r.head {
+		r.finish(nil)
+		return
+	}
+	// A subject not of this form was not stored by Append (a NATS
+	// producer's mistake): it holds no id to remember.
+	if key, ok := dedupKeyOf(m.Subject); ok {
+		r.log.recent.remember(key, seq, meta.Timestamp)
+		r.n++
+	}
+	r.delivered++
+	if seq >= r.head || meta.NumPending == 0 {
+		r.finish(nil)
+		return
+	}
+	if r.delivered%rebuildBatch == 0 {
+		select {
+		case r.progress <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *rebuild) finish(err error) {
+	r.err, r.finished = err, true
+	close(r.done)
+}
+
+// dedupKeyOf returns the dedup key, <tenant>/<id>, of an event subject
+// vigil.events.<tenant>.<category>.<severity>.<id> (see Subject).
+func dedupKeyOf(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix+".")
+	if !ok {
+		return "", false
+	}
+	tenant, rest, ok := strings.Cut(rest, ".")
+	if !ok || tenant == "" {
+		return "", false
+	}
+	_, rest, ok = strings.Cut(rest, ".") // category
+	if !ok {
+		return "", false
+	}
+	_, id, ok := strings.Cut(rest, ".") // severity
+	if !ok || id == "" || strings.Contains(id, ".") {
+		return "", false
+	}
+	return tenant + "/" + id, true
+}
+
+// embeddedDuplicates is the embedded stream's JetStream dedup window: the
+// server's minimum (see Open).
+const embeddedDuplicates = 100 * time.Millisecond
+
+// dedupRebuild runs rebuildDedup in the background after a start, so that
+// the node serves reads at once, and holds appends until the index is
+// complete: a retried event is recognised from the first append on. A
+// failed rebuild is retried (the index keeps what it learnt; remember is
+// idempotent) until it succeeds or the log closes.
+type dedupRebuild struct {
+	ready  chan struct{} // closed once the index holds every id of the window
+	done   chan struct{} // closed when the goroutine ends
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	lastErr error // of the last failed attempt, for the appends kept waiting
+	ids     int
+	took    time.Duration
+}
+
+// startDedupRebuild finds the window at once, from the first event stored
+// at or after since to the head now (nothing is appended before the index
+// is complete), and rebuilds it in the background. An empty window is
+// ready at once.
+func startDedupRebuild(ctx context.Context, l *Log, since time.Time) (*dedupRebuild, error) {
+	from, err := l.SeqForTime(ctx, since)
+	if err != nil {
+		return nil, fmt.Errorf("store: rebuild dedup index: %w", err)
+	}
+	head, err := l.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: rebuild dedup index: %w", err)
+	}
+	from = max(from, 1)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &dedupRebuild{ready: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
+	if from > head {
+		close(r.ready)
+		close(r.done)
+		return r, nil
+	}
+	start := time.Now()
+	go func() { // owned by the Log: stopped by Close through stop
+		defer close(r.done)
+		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			n, err := l.rebuildDedup(rctx, from, head)
+			if err == nil {
+				r.mu.Lock()
+				r.ids, r.took = n, time.Since(start)
+				r.mu.Unlock()
+				close(r.ready)
+				return
+			}
+			if rctx.Err() != nil {
+				return
+			}
+			r.mu.Lock()
+			r.lastErr = err
+			r.mu.Unlock()
+			select {
+			case <-time.After(delay):
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+	return r, nil
+}
+
+// wait returns once the index is complete, or an error naming why an
+// append cannot be taken yet. A nil r (a Log that was never opened) is
+// ready.
+func (r *dedupRebuild) wait(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	select {
+	case <-r.ready:
+		return nil
+	default:
+	}
+	select {
+	case <-r.ready:
+		return nil
+	case <-r.done:
+		select {
+		case <-r.ready:
+			return nil
+		default:
+			return errors.New("store: append: the log closed before its dedup index was rebuilt")
+		}
+	case <-ctx.Done():
+		r.mu.Lock()
+		last := r.lastErr
+		r.mu.Unlock()
+		if last != nil {
+			return fmt.Errorf("store: append: dedup index not rebuilt yet since the start (last attempt: %v): %w", last, ctx.Err())
+		}
+		return fmt.Errorf("store: append: dedup index not rebuilt yet since the start: %w", ctx.Err())
+	}
+}
+
+// WaitDedupIndex waits until the dedup index rebuilt after Open is
+// complete (appends wait for it too) and returns the number of ids it took
+// in and how long that took.
+func (l *Log) WaitDedupIndex(ctx context.Context) (ids int, took time.Duration, err error) {
+	r := l.rebuild
+	if r == nil {
+		return 0, 0, nil
+	}
+	if err := r.wait(ctx); err != nil {
+		return 0, 0, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ids, r.took, nil
+}
+
+func (r *dedupRebuild) stop() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+}

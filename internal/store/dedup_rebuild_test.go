@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// TestDedupIndexSurvivesRestart (issue 8, item 4): every id stored inside
+// the window before a restart is still a duplicate after it, answered with
+// its original seq, per tenant, from the very first append after Open (the
+// index is rebuilt in the background; appends wait for it).
+func TestDedupIndexSurvivesRestart(t *testing.T) {
+	const n = 10_000
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := open(t, dir)
+	seqs := map[string]uint64{} // tenant/id -> seq
+	for b := 0; b < n; b += 1000 {
+		evs := make([]*event.Event, 1000)
+		for i := range evs {
+			tenant := []string{"acme", "globex"}[i%2]
+			evs[i] = &event.Event{ID: fmt.Sprintf("id-%d", b+i), Type: "audit.query"}
+			if _, err := event.Normalize(evs[i], tenant, time.Now(), event.DefaultLimits()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		acks, err := l.Append(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, a := range acks {
+			seqs[evs[i].Tenant+"/"+a.ID] = a.Seq
+		}
+	}
+	l.Close()
+
+	l = open(t, dir)
+	defer l.Close()
+	// At once, without waiting for anything: the oldest, a middle and the
+	// newest id of the window, each in its own tenant, are duplicates;
+	// the same ids in the other tenant are new events.
+	type probe struct {
+		id, tenant string
+		dup        bool
+	}
+	probes := []probe{
+		{"id-0", "acme", true}, {"id-4999", "globex", true}, {fmt.Sprintf("id-%d", n-1), "globex", true},
+		{"id-0", "globex", false}, {"id-4999", "acme", false}, {"new", "acme", false},
+	}
+	for _, p := range probes {
+		e := &event.Event{ID: p.id, Type: "audit.query"}
+		if _, err := event.Normalize(e, p.tenant, time.Now(), event.DefaultLimits()); err != nil {
+			t.Fatal(err)
+		}
+		acks, err := l.Append(ctx, []*event.Event{e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, stored := seqs[p.tenant+"/"+p.id]
+		if stored != p.dup {
+			t.Fatalf("probe %+v does not match the setup", p)
+		}
+		if p.dup && (!acks[0].Duplicate || acks[0].Seq != want) {
+			t.Fatalf("%s/%s after restart: %+v, want a duplicate of seq %d", p.tenant, p.id, acks[0], want)
+		}
+		if !p.dup && (acks[0].Duplicate || acks[0].Seq <= n) {
+			t.Fatalf("%s/%s after restart: %+v, want a new event after seq %d", p.tenant, p.id, acks[0], n)
+		}
+	}
+	ids, _, err := l.WaitDedupIndex(ctx)
+	if err != nil || ids != n {
+		t.Fatalf("dedup index rebuilt with %d ids (%v), want %d", ids, err, n)
+	}
+	// And a whole retried batch stores nothing again.
+	head, _ := l.Head(ctx)
+	retry := make([]*event.Event, 0, 2000)
+	for i := 0; i < n; i += 10 {
+		e := &event.Event{ID: fmt.Sprintf("id-%d", i), Type: "audit.query"}
+		if _, err := event.Normalize(e, []string{"acme", "globex"}[i%2], time.Now(), event.DefaultLimits()); err != nil {
+			t.Fatal(err)
+		}
+		retry = append(retry, e)
+	}
+	acks, err := l.Append(ctx, retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range acks {
+		if want := seqs[retry[i].Tenant+"/"+a.ID]; !a.Duplicate || a.Seq != want {
+			t.Fatalf("retried %s: %+v, want a duplicate of seq %d", a.ID, a, want)
+		}
+	}
+	if after, _ := l.Head(ctx); after != head {
+		t.Fatalf("a retried batch stored %d events again", after-head)
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil || !rep.OK {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+// TestCloseDuringDedupRebuild: closing the log while the index is being
+// rebuilt stops the rebuild, and an append waiting for it is told.
+func TestCloseDuringDedupRebuild(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := open(t, dir)
+	for b := 0; b < 10; b++ {
+		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("b%d", b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	l = open(t, dir)
+	l.Close() // returns: the rebuild stopped (or had finished)
+	if _, err := l.Append(ctx, manyEvents(t, 1, "late")); err == nil {
+		t.Fatal("append on a closed log succeeded")
+	}
+}
+
+func TestDedupKeyOf(t *testing.T) {
+	for subject, want := range map[string]string{
+		"vigil.events.acme.authentication.high.id-1": "acme/id-1",
+		"vigil.events.a.b.c.d":                       "a/d",
+		"vigil.events.acme.authentication.high":      "",
+		"vigil.events.acme.authentication.high.a.b":  "",
+		"vigil.events..authentication.high.id":       "",
+		"vigil.events.acme.authentication.high.":     "",
+		"other.events.acme.authentication.high.id-1": "",
+	} {
+		got, ok := dedupKeyOf(subject)
+		if got != want || ok != (want != "") {
+			t.Errorf("dedupKeyOf(%q) = %q, %v; want %q", subject, got, ok, want)
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/store"
+)
+
+// BenchmarkOpenWithFullDedupWindow measures a restart with the dedup
+// window full (issue 8, item 4): 1,000,000 small events are appended once
+// (slow: the setup is not timed), then each iteration opens the log on
+// that data directory and reports two times: s/open, until store.Open
+// returns (the node serves reads), and s/index, until the dedup index of
+// every id inside the window is rebuilt (appends wait for it). ns/op is
+// s/index. Run it with a fixed count:
+//
+//	go test -run '^$' -bench OpenWithFullDedupWindow -benchtime 3x ./internal/store/
+func BenchmarkOpenWithFullDedupWindow(b *testing.B) {
+	const total = 1_000_000
+	ctx := context.Background()
+	// The window covers the whole setup, however slow the machine.
+	cfg := store.Config{DataDir: b.TempDir(), DedupWindow: 30 * time.Minute}
+	log, err := store.Open(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	batch := make([]*event.Event, 1000)
+	for n := 0; n < total; n += len(batch) {
+		for i := range batch {
+			batch[i] = &event.Event{ID: fmt.Sprintf("e%07d", n+i), Type: "audit.query"}
+			if _, err := event.Normalize(batch[i], []string{"acme", "globex"}[i%2], now, event.DefaultLimits()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := log.Append(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	log.Close()
+
+	var opened, indexed time.Duration
+	for b.Loop() {
+		start := time.Now()
+		l, err := store.Open(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		opened += time.Since(start)
+		ids, _, err := l.WaitDedupIndex(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		indexed += time.Since(start)
+		b.StopTimer()
+		if ids != total {
+			b.Fatalf("dedup index rebuilt with %d ids, want %d", ids, total)
+		}
+		// The index is complete: the first and the last id are duplicates.
+		for _, want := range []struct {
+			id, tenant string
+			seq        uint64
+		}{{"e0000000", "acme", 1}, {fmt.Sprintf("e%07d", total-1), "globex", total}} {
+			e := &event.Event{ID: want.id, Type: "audit.query"}
+			if _, err := event.Normalize(e, want.tenant, time.Now(), event.DefaultLimits()); err != nil {
+				b.Fatal(err)
+			}
+			acks, err := l.Append(ctx, []*event.Event{e})
+			if err != nil || !acks[0].Duplicate || acks[0].Seq != want.seq {
+				b.Fatalf("%s after restart: %+v %v", want.id, acks, err)
+			}
+		}
+		l.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(opened.Seconds()/float64(b.N), "s/open")
+	b.ReportMetric(indexed.Seconds()/float64(b.N), "s/index")
+}
