@@ -113,6 +113,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	case err := <-hubErr:
 		return err
 	}
+	wg.Add(1)
+	go func() { // reports the end of the dedup index rebuild (appends wait for it): stopped by stopRun
+		defer wg.Done()
+		if ids, took, err := log.WaitDedupIndex(runCtx); err == nil {
+			logger.Info("dedup index rebuilt: appends accepted", "ids", ids, "took", took.Round(time.Millisecond))
+		}
+	}()
 
 	m := metrics.New(h)
 	ing := ingest.New(log, cfg.Limits, m)
