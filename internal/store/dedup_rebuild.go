@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,11 +15,16 @@ import (
 )
 
 // Rebuild pulls: batches of rebuildBatch headers-only messages, two
-// requested at a time so the server never waits for the next request.
-const (
-	rebuildBatch = 32768
-	rebuildWait  = 30 * time.Second // the longest silence tolerated
+// requested at a time so the server never waits for the next request, each
+// expiring after rebuildExpires (then pulled again). Variables for tests.
+var (
+	rebuildBatch   = 32768
+	rebuildExpires = 30 * time.Second
 )
+
+// rebuildSilence is the longest time without a pull ending that a rebuild
+// attempt tolerates before it fails (and is retried).
+const rebuildSilence = time.Minute
 
 // rebuildDedup fills the dedup index with every event stored at or after
 // since (issue 8, item 4). The index needs only tenant/id -> seq and the
@@ -53,9 +59,9 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 		return 0, nil // the window's messages were deleted: nothing would come
 	}
 
-	r := &rebuild{log: l, head: head, done: make(chan struct{}), progress: make(chan struct{}, 1)}
-	inbox := nats.NewInbox()
-	sub, err := l.nc.Subscribe(inbox, r.handle)
+	r := &rebuild{log: l, head: head, done: make(chan struct{}), ended: make(chan pullEnd, 4)}
+	r.inbox = nats.NewInbox() + "."
+	sub, err := l.nc.Subscribe(r.inbox+"*", r.handle)
 	if err != nil {
 		return 0, fmt.Errorf("store: rebuild dedup index: %w", err)
 	}
@@ -65,21 +71,25 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 	_ = sub.SetPendingLimits(-1, -1)
 
 	subject := "$JS.API.CONSUMER.MSG.NEXT." + StreamName + "." + name
-	req := []byte(`{"batch":` + strconv.Itoa(rebuildBatch) + `,"expires":` + strconv.FormatInt(int64(rebuildWait), 10) + `}`)
-	pull := func() error {
-		if err := l.nc.PublishRequest(subject, inbox, req); err != nil {
+	req := []byte(`{"batch":` + strconv.Itoa(rebuildBatch) + `,"expires":` + strconv.FormatInt(int64(rebuildExpires), 10) + `}`)
+	tokens := 0
+	pullNext := func() error {
+		tokens++
+		token := strconv.Itoa(tokens)
+		r.mu.Lock()
+		r.pulls = append(r.pulls, &pull{token: token})
+		r.mu.Unlock()
+		if err := l.nc.PublishRequest(subject, r.inbox+token, req); err != nil {
 			return fmt.Errorf("store: rebuild dedup index: pull: %w", err)
 		}
 		return nil
 	}
-	requested := uint64(2 * rebuildBatch)
-	if err := pull(); err != nil {
-		return 0, err
+	for range 2 {
+		if err := pullNext(); err != nil {
+			return 0, err
+		}
 	}
-	if err := pull(); err != nil {
-		return 0, err
-	}
-	timer := time.NewTimer(rebuildWait)
+	timer := time.NewTimer(rebuildSilence)
 	defer timer.Stop()
 	for {
 		select {
@@ -87,20 +97,28 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return r.n, r.err
-		case <-r.progress:
-			// Once a batch is delivered, ask for the one after next.
-			r.mu.Lock()
-			delivered := r.delivered
-			r.mu.Unlock()
-			for delivered+rebuildBatch >= requested {
-				if err := pull(); err != nil {
-					return 0, err
+		case e := <-r.ended:
+			// A pull ended before the head was reached: full, or expired
+			// (the server was slow, or nothing was left to send).
+			if e.expired && e.got == 0 {
+				info, err := cons.Info(ctx)
+				if err != nil {
+					return 0, fmt.Errorf("store: rebuild dedup index: %w", err)
 				}
-				requested += rebuildBatch
+				if info.NumPending == 0 {
+					// Nothing left: the rest of the window was deleted
+					// meanwhile (retention).
+					r.mu.Lock()
+					defer r.mu.Unlock()
+					return r.n, nil
+				}
 			}
-			timer.Reset(rebuildWait)
+			if err := pullNext(); err != nil {
+				return 0, err
+			}
+			timer.Reset(rebuildSilence)
 		case <-timer.C:
-			return 0, fmt.Errorf("store: rebuild dedup index: no message from the server in %v", rebuildWait)
+			return 0, fmt.Errorf("store: rebuild dedup index: no pull ended in %v", rebuildSilence)
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
@@ -108,18 +126,32 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 }
 
 // rebuild is the state of one rebuildDedup, updated by the subscription's
-// callback.
+// callback. Each pull request has its own reply subject, <inbox>.<token>,
+// on which its end status comes; the messages come with their own subjects,
+// and the server fills the pull requests in order, so a message belongs to
+// the oldest pull still open.
 type rebuild struct {
-	log      *Log
-	head     uint64
-	done     chan struct{} // closed at head, at the end of the stream or on an error
-	progress chan struct{} // a batch was delivered
+	log   *Log
+	head  uint64
+	inbox string
+	done  chan struct{} // closed at head, at the end of the stream or on an error
+	ended chan pullEnd  // a pull ended without reaching the head
 
-	mu        sync.Mutex
-	delivered uint64
-	n         int
-	err       error
-	finished  bool
+	mu       sync.Mutex
+	pulls    []*pull // open, oldest first
+	n        int
+	err      error
+	finished bool
+}
+
+type pull struct {
+	token string
+	got   int
+}
+
+type pullEnd struct {
+	got     int
+	expired bool
 }
 
 func (r *rebuild) handle(m *nats.Msg) {
@@ -129,12 +161,20 @@ func (r *rebuild) handle(m *nats.Msg) {
 		return
 	}
 	if !strings.HasPrefix(m.Reply, "$JS.ACK.") {
-		// A status: 408 (a request expired: every message was delivered
-		// before it) or an error (the consumer is gone, a leader changed).
-		st := m.Header.Get("Status")
-		if st == "408" || st == "404" {
-			r.finish(nil)
-		} else {
+		token := strings.TrimPrefix(m.Subject, r.inbox)
+		i := slices.IndexFunc(r.pulls, func(p *pull) bool { return p.token == token })
+		if i < 0 {
+			return // not one of ours
+		}
+		p := r.pulls[i]
+		r.pulls = slices.Delete(r.pulls, i, i+1)
+		// A status ends a pull: 408 it expired, 404 nothing to send;
+		// anything else is an error (the consumer is gone, a leader
+		// changed), and this attempt is retried from the start.
+		switch st := m.Header.Get("Status"); st {
+		case "408", "404":
+			r.ended <- pullEnd{got: p.got, expired: true} // room: two pulls at a time
+		default:
 			r.finish(fmt.Errorf("store: rebuild dedup index: status %s %s", st, m.Header.Get("Description")))
 		}
 		return
@@ -155,16 +195,18 @@ func (r *rebuild) handle(m *nats.Msg) {
 		r.log.recent.remember(key, seq, meta.Timestamp)
 		r.n++
 	}
-	r.delivered++
 	if seq >= r.head || meta.NumPending == 0 {
 		r.finish(nil)
 		return
 	}
-	if r.delivered%rebuildBatch == 0 {
-		select {
-		case r.progress <- struct{}{}:
-		default:
-		}
+	if len(r.pulls) == 0 {
+		return
+	}
+	p := r.pulls[0]
+	p.got++
+	if p.got == rebuildBatch {
+		r.pulls = r.pulls[1:]
+		r.ended <- pullEnd{got: p.got}
 	}
 }
 

@@ -138,3 +138,27 @@ func TestDedupKeyOf(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupRebuildAcrossExpiredPulls: pull requests that expire before
+// they are filled (a slow or busy server) are pulled again; the rebuild
+// ends at the head, never at an expiry, so the index is complete.
+func TestDedupRebuildAcrossExpiredPulls(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := open(t, dir)
+	for b := 0; b < 3; b++ {
+		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("b%d", b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	oldBatch, oldExpires := rebuildBatch, rebuildExpires
+	rebuildBatch, rebuildExpires = 500, time.Millisecond
+	defer func() { rebuildBatch, rebuildExpires = oldBatch, oldExpires }()
+	l = open(t, dir)
+	defer l.Close()
+	ids, _, err := l.WaitDedupIndex(ctx)
+	if err != nil || ids != 3000 {
+		t.Fatalf("dedup index rebuilt with %d ids (%v), want 3000", ids, err)
+	}
+}
