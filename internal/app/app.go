@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,12 +26,19 @@ import (
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/tlsconfig"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
 // Run starts a node and blocks until ctx ends, then shuts it down
 // gracefully. onListen, if set, is called with the bound address.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+	// TLS first (SPEC 14): a refused address or a bad certificate fails the
+	// start before anything is created.
+	tlsSrv, err := startTLS(cfg, logger)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("app: data dir: %w", err)
 	}
@@ -175,9 +183,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		return fmt.Errorf("app: listen: %w", err)
 	}
 	addr := ln.Addr().String()
-	logger.Info("vigil listening", "addr", addr, "url", "http://"+addr+"/")
+	logger.Info("vigil listening", "addr", addr, "url", urlScheme(tlsSrv)+"://"+addr+"/")
 	if onListen != nil {
 		onListen(addr)
+	}
+	if tlsSrv != nil {
+		ln = tls.NewListener(ln, tlsSrv.Config())
+		wg.Add(1)
+		go func() { // reloads the certificate (SIGHUP, file change): stopped by stopRun
+			defer wg.Done()
+			tlsSrv.Run(runCtx)
+		}()
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
@@ -206,6 +222,36 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	stopRun()
 	logger.Info("stopped")
 	return nil
+}
+
+// startTLS loads the HTTPS certificate, or checks that plain HTTP (and the
+// embedded NATS listener, which has no TLS) stays on loopback unless
+// --allow-plaintext says otherwise.
+func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error) {
+	if err := tlsconfig.CheckListen(cfg.Listen, cfg.TLS.Enabled(), cfg.AllowPlaintext); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if cfg.NATS == "" {
+		if err := tlsconfig.CheckNATSListen(cfg.NATSListen, cfg.AllowPlaintext); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+	}
+	if !cfg.TLS.Enabled() {
+		return nil, nil
+	}
+	srv, err := tlsconfig.New(tlsconfig.Options{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key, ClientCAFile: cfg.TLS.ClientCA,
+		PollInterval: cfg.TLS.ReloadInterval, Requests: cfg.TLS.Reload, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return srv, nil
+}
+
+func urlScheme(tlsSrv *tlsconfig.Server) string {
+	if tlsSrv != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func redactURL(u string) string {
