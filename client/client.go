@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -106,7 +107,9 @@ func New(server, token string, opts ...Option) (*Client, error) {
 		}
 		if !c.customHTTP {
 			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = c.tlsConfig
+			// Its own copy: the transport adds "h2" to NextProtos on first
+			// use, while WebSocket dials clone c.tlsConfig concurrently.
+			tr.TLSClientConfig = c.tlsConfig.Clone()
 			c.http.Transport = tr
 		}
 	}
@@ -149,7 +152,16 @@ func retryable(err error) bool {
 	if errors.As(err, &e) {
 		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
 	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return !tlsRefused(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// tlsRefused reports a TLS failure that retrying cannot fix: the server's
+// certificate is not trusted (wrong or missing CA), or the server refused
+// the handshake (e.g. no client certificate).
+func tlsRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var op *net.OpError // crypto/tls reports the peer's alert as Op "remote error"
+	return errors.As(err, &verify) || (errors.As(err, &op) && op.Op == "remote error")
 }
 
 // Publish sends events and returns their acks. Events without an id get a

@@ -73,6 +73,9 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions, fn func(*
 		if errors.As(err, &he) && (he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden) {
 			return err
 		}
+		if tlsRefused(err) {
+			return err
+		}
 		if delivered {
 			backoff = 100 * time.Millisecond
 		}
