@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	log, err := store.Open(ctx, store.Config{
 		DataDir: cfg.DataDir, NATSURL: cfg.NATS, NodeID: cfg.NodeID,
-		Listen: cfg.NATSListen, ListenToken: natsToken,
+		Listen: cfg.NATSListen, ListenToken: natsToken, ListenTLS: natsTLS(tlsSrv),
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
 	})
@@ -224,15 +224,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	return nil
 }
 
-// startTLS loads the HTTPS certificate, or checks that plain HTTP (and the
-// embedded NATS listener, which has no TLS) stays on loopback unless
+// startTLS loads the HTTPS certificate (the embedded NATS listener uses it
+// too), or checks that plain HTTP and plain NATS stay on loopback unless
 // --allow-plaintext says otherwise.
 func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error) {
 	if err := tlsconfig.CheckListen(cfg.Listen, cfg.TLS.Enabled(), cfg.AllowPlaintext); err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	if cfg.NATS == "" {
-		if err := tlsconfig.CheckNATSListen(cfg.NATSListen, cfg.AllowPlaintext); err != nil {
+		if err := tlsconfig.CheckNATSListen(cfg.NATSListen, cfg.TLS.Enabled(), cfg.AllowPlaintext); err != nil {
 			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
@@ -245,6 +245,15 @@ func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error)
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	return srv, nil
+}
+
+// natsTLS is the embedded NATS listener's TLS: the HTTP listener's
+// configuration (same certificate, reloads and client CA).
+func natsTLS(tlsSrv *tlsconfig.Server) *tls.Config {
+	if tlsSrv == nil {
+		return nil
+	}
+	return tlsSrv.Config()
 }
 
 func urlScheme(tlsSrv *tlsconfig.Server) string {

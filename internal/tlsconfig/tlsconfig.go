@@ -88,13 +88,14 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Config is the listener's configuration: TLS 1.2 at least, HTTP/1.1 only
-// (WebSocket upgrades hijack an HTTP/1.1 connection; HTTP/2 cannot be
-// hijacked), and the current certificate for every handshake.
+// Config is the listener's configuration: TLS 1.2 at least and the current
+// certificate for every handshake. No ALPN protocol is offered, so HTTP
+// clients speak HTTP/1.1 (WebSocket upgrades hijack an HTTP/1.1
+// connection; an HTTP/2 stream cannot be hijacked), and NATS clients,
+// which send no ALPN, can use the same configuration.
 func (s *Server) Config() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return s.current.Load().config, nil
 		},
@@ -222,7 +223,6 @@ func (s *Server) load() (*loaded, error) {
 	}
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"http/1.1"},
 		Certificates: []tls.Certificate{cert},
 	}
 	if s.opts.ClientCAFile != "" {
@@ -259,19 +259,20 @@ func CheckListen(addr string, tlsOn, allowPlaintext bool) error {
 }
 
 // CheckNATSListen is CheckListen for the embedded NATS listener
-// (--nats-listen), which has no TLS: off loopback it needs --allow-plaintext.
-func CheckNATSListen(addr string, allowPlaintext bool) error {
-	if addr == "" || allowPlaintext {
+// (--nats-listen): it serves TLS with the HTTP listener's certificate when
+// there is one; without, it needs --allow-plaintext off loopback.
+func CheckNATSListen(addr string, tlsOn, allowPlaintext bool) error {
+	if addr == "" || tlsOn || allowPlaintext {
 		return nil
 	}
 	where, err := exposed("--nats-listen", addr)
 	if err != nil || where == "" {
 		return err
 	}
-	return fmt.Errorf("refusing to open the embedded NATS listener on %s (%s): it speaks plaintext NATS (no TLS), so its "+
-		"token and the events would cross the network in clear. Either bind it to loopback (--nats-listen 127.0.0.1:4222) "+
-		"and reach it through a tunnel, or, if a private network protects the traffic, say so with --allow-plaintext "+
-		"(VIGIL_ALLOW_PLAINTEXT=true, YAML allow_plaintext: true)", addr, where)
+	return fmt.Errorf("refusing to open the embedded NATS listener on %s (%s) without TLS: its token and the events "+
+		"would cross the network in clear. Either serve TLS with --tls-cert FILE --tls-key FILE (the NATS listener "+
+		"uses the same certificate), or bind it to loopback (--nats-listen 127.0.0.1:4222), or, if a private network "+
+		"protects the traffic, say so with --allow-plaintext (VIGIL_ALLOW_PLAINTEXT=true, YAML allow_plaintext: true)", addr, where)
 }
 
 // exposed describes where addr listens if that is not loopback only, or

@@ -236,11 +236,11 @@ func TestCheckListen(t *testing.T) {
 			t.Errorf("%s: refused with TLS or --allow-plaintext", addr)
 		}
 	}
-	if err := tlsconfig.CheckNATSListen("0.0.0.0:4222", false); err == nil || !strings.Contains(err.Error(), "--allow-plaintext") {
+	if err := tlsconfig.CheckNATSListen("0.0.0.0:4222", false, false); err == nil || !strings.Contains(err.Error(), "--allow-plaintext") {
 		t.Errorf("NATS on every interface: %v", err)
 	}
-	if tlsconfig.CheckNATSListen("127.0.0.1:4222", false) != nil || tlsconfig.CheckNATSListen("", false) != nil ||
-		tlsconfig.CheckNATSListen("0.0.0.0:4222", true) != nil {
-		t.Error("NATS on loopback, off, or allowed was refused")
+	if tlsconfig.CheckNATSListen("127.0.0.1:4222", false, false) != nil || tlsconfig.CheckNATSListen("", false, false) != nil ||
+		tlsconfig.CheckNATSListen("0.0.0.0:4222", false, true) != nil || tlsconfig.CheckNATSListen("0.0.0.0:4222", true, false) != nil {
+		t.Error("NATS on loopback, off, with TLS, or allowed was refused")
 	}
 }

@@ -7,7 +7,8 @@ package hostile
 // reload (SIGHUP's path) and on file change while an open WebSocket keeps
 // streaming; --tls-client-ca adds a client-certificate requirement to the
 // token; plain HTTP off loopback is refused at start unless
-// --allow-plaintext; a bad certificate path fails the start.
+// --allow-plaintext; a bad certificate path fails the start; the embedded
+// NATS listener serves TLS with the same certificate.
 
 import (
 	"bufio"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/nats-io/nats.go"
 
 	"github.com/vigil-sec/vigil/client"
 	"github.com/vigil-sec/vigil/internal/app"
@@ -324,6 +326,18 @@ func TestTLSServesIngestStreamsAndGraphQL(t *testing.T) {
 		t.Fatalf("the plain-HTTP event was stored? %v %v", resp, err)
 	}
 
+	// HTTP/2 is not negotiated: WebSocket upgrades need HTTP/1.1.
+	h2 := f.ClientConfig.Clone()
+	h2.NextProtos = []string{"h2", "http/1.1"}
+	if tc, err := tls.Dial("tcp", n.Addr(), h2); err != nil {
+		t.Fatalf("handshake offering h2: %v", err)
+	} else {
+		if p := tc.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Errorf("ALPN negotiated %q", p)
+		}
+		tc.Close()
+	}
+
 	// TLS 1.1 is refused.
 	old := f.ClientConfig.Clone()
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
@@ -548,4 +562,55 @@ func TestTLSBadCertificateFailsStart(t *testing.T) {
 			t.Errorf("%s: the failed start created the data directory (%v)", name, statErr)
 		}
 	}
+}
+
+func TestTLSEmbeddedNATSListener(t *testing.T) {
+	f := tlstest.New(t, t.TempDir())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr := ln.Addr().String()
+	ln.Close()
+	n := tlsStart(t, f, func(c *config.Config) { c.NATSListen = natsAddr })
+	b, err := os.ReadFile(filepath.Join(n.Config.DataDir, "nats.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(b))
+
+	// Plain NATS is refused by the TLS listener.
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.Token(token), nats.Timeout(5*time.Second), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("a plain NATS connection was accepted")
+	}
+	// TLS with the CA: an ingest request is answered.
+	nc, err := nats.Connect("tls://"+natsAddr, nats.Token(token), nats.Secure(f.ClientConfig), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("NATS over TLS: %v", err)
+	}
+	defer nc.Close()
+	msg, err := nc.Request("vigil.ingest.default", []byte(`{"id":"tls-nats-1","type":"audit.query","source":"tls-nats"}`), 10*time.Second)
+	if err != nil || !strings.Contains(string(msg.Data), `"accepted":1`) {
+		t.Fatalf("ingest over NATS TLS: %v %s", err, tlsMsgData(msg))
+	}
+	// With TLS the listener may face the network (a free port: NATS
+	// reads port 0 as its default, 4222).
+	if ln, err = net.Listen("tcp", "0.0.0.0:0"); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Listen, cfg.NATSListen, cfg.TLS.Cert, cfg.TLS.Key = t.TempDir(), "127.0.0.1:0", "0.0.0.0:"+port, f.CertFile, f.KeyFile
+	if _, err := tlsRun(t, cfg); err != nil {
+		t.Fatalf("--nats-listen 0.0.0.0 with TLS: %v", err)
+	}
+}
+
+func tlsMsgData(m *nats.Msg) string {
+	if m == nil {
+		return ""
+	}
+	return string(m.Data)
 }
