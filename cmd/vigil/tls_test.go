@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-sec/vigil/client"
 
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/testnode"
@@ -112,5 +119,126 @@ func TestServeRefusesPlaintextOffLoopback(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the refusal does not say %q: %v", want, err)
 		}
+	}
+}
+
+// TestServeReloadsCertificateOnSIGHUP runs `vigil serve` as a child
+// process with file polling off, rotates its certificate, sends SIGHUP,
+// and checks that new connections get the new certificate while a
+// subscription opened before keeps streaming.
+func TestServeReloadsCertificateOnSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and signals a child vigil process; skipped with -short")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "vigil")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	f := tlstest.New(t, dir)
+	dataDir := filepath.Join(dir, "data")
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir,
+		"--tls-cert", f.CertFile, "--tls-key", f.KeyFile, "--tls-reload-interval", "0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	addrCh, reloaded := make(chan string, 1), make(chan string, 4)
+	go func() { // drains the child's log until it exits
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := addrLine.FindStringSubmatch(line); m != nil {
+				addrCh <- m[1]
+			}
+			if strings.Contains(line, "tls certificate reloaded") || strings.Contains(line, "tls reload failed") {
+				reloaded <- line
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case <-time.After(60 * time.Second):
+		t.Fatal("vigil serve did not log its address within 60s")
+	}
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New("https://"+addr, strings.TrimSpace(string(token)), client.WithCAFile(f.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := make(chan string, 16)
+	subDone := make(chan error, 1)
+	go func() {
+		subDone <- c.Subscribe(ctx, client.SubscribeOptions{Filter: client.Filter{Sources: []string{"hup"}}, From: client.Cursor{Seq: 1},
+			OnState: func(connected bool, err error) {
+				if !connected {
+					got <- "disconnected: " + err.Error()
+				}
+			}},
+			func(e *client.Event) error { got <- e.ID; return nil })
+	}()
+	publish := func(id string) {
+		t.Helper()
+		if _, err := c.Publish(ctx, []*client.Event{{ID: id, Type: "audit.query", Source: "hup"}}); err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+		select {
+		case g := <-got:
+			if g != id {
+				t.Fatalf("subscription got %q, want %s", g, id)
+			}
+		case err := <-subDone:
+			t.Fatalf("subscription ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("%s not delivered", id)
+		}
+	}
+	publish("hup-1")
+
+	serial := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, f.ClientConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	next := f.CA.Server(t)
+	next.Write(t, f.CertFile, f.KeyFile)
+	if s := serial(); s != f.Server.Leaf.SerialNumber.String() {
+		t.Fatalf("the certificate changed before SIGHUP (polling is off): %s", s)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-reloaded:
+		if !strings.Contains(line, "tls certificate reloaded") || !strings.Contains(line, "trigger=SIGHUP") {
+			t.Fatalf("after SIGHUP: %s", line)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reload logged within 30s of SIGHUP")
+	}
+	if s := serial(); s != next.Leaf.SerialNumber.String() {
+		t.Fatalf("after SIGHUP new connections see serial %s, want %s", s, next.Leaf.SerialNumber)
+	}
+	publish("hup-2") // on the subscription opened before the reload: no disconnect in between
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the server died: %v", err)
+	}
+	cancel()
+	if err := <-subDone; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("subscription: %v", err)
 	}
 }
