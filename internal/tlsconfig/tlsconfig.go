@@ -7,7 +7,10 @@
 // Every handshake asks for the current configuration (GetConfigForClient
 // reads one atomic pointer), so a reload is one pointer swap: connections
 // that finished their handshake keep their session, new ones get the new
-// certificate. A reload that fails (unreadable file, bad PEM, key that does
+// certificate. The pointer holds certificate and client CAs together, so
+// a rotation of both is never half applied (GetCertificate alone could not
+// swap the CAs); crypto/tls re-verifies a resumed session's client chain
+// against the current CAs. A reload that fails (unreadable file, bad PEM, key that does
 // not match the certificate, CA file without certificates) changes nothing
 // and is logged.
 package tlsconfig
@@ -41,8 +44,9 @@ type Options struct {
 	// Requests still reload).
 	PollInterval time.Duration
 	// Requests are reloads asked for in-process, each answered with its
-	// result on the channel sent (tests, programs embedding a node: a
-	// process-wide SIGHUP cannot address one of several nodes).
+	// result on the channel sent, which must have room for the answer
+	// (tests, programs embedding a node: a process-wide SIGHUP cannot
+	// address one of several nodes).
 	Requests <-chan chan error
 	Logger   *slog.Logger
 }

@@ -326,6 +326,16 @@ func TestTLSServesIngestStreamsAndGraphQL(t *testing.T) {
 		t.Fatalf("the plain-HTTP event was stored? %v %v", resp, err)
 	}
 
+	// The dashboard's WebSocket: a browser on https://host:port sends that
+	// Origin, which is same-origin over TLS too.
+	browser := ws.Dialer{TLSConfig: f.ClientConfig, Timeout: 5 * time.Second,
+		Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {n.URL()}})}
+	bc, _, _, err := browser.Dial(context.Background(), "wss://"+n.Addr()+"/api/v1/stream?token="+n.AdminToken())
+	if err != nil {
+		t.Fatalf("dashboard-style wss upgrade with Origin %s: %v", n.URL(), err)
+	}
+	bc.Close()
+
 	// HTTP/2 is not negotiated: WebSocket upgrades need HTTP/1.1.
 	h2 := f.ClientConfig.Clone()
 	h2.NextProtos = []string{"h2", "http/1.1"}
