@@ -66,11 +66,17 @@ func TestCLIOverHTTPSWithCAFile(t *testing.T) {
 	}
 	// VIGIL_CA_FILE, and tail over wss.
 	caEnv := map[string]string{"VIGIL_CA_FILE": f.CAFile}
-	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, stderr, err = tlsCLI(tctx, n, caEnv, "tail", "--json", "--from", "1", "--users", "alice")
-	if err != nil || !strings.Contains(out, `"user":"alice"`) {
-		t.Fatalf("tail over wss: %v\n%s%s", err, out, stderr)
+	tail := &tlsStopOn{want: `"user":"alice"`, stop: cancel}
+	var tailErr bytes.Buffer
+	getenv := func(k string) string {
+		return map[string]string{"VIGIL_SERVER": n.URL(), "VIGIL_DATA_DIR": n.Config.DataDir, "VIGIL_CA_FILE": f.CAFile}[k]
+	}
+	err = run(tctx, []string{"tail", "--json", "--from", "1", "--users", "alice"},
+		env{getenv: getenv, stdin: strings.NewReader(""), stdout: tail, stderr: &tailErr})
+	if err != nil || !tail.seen {
+		t.Fatalf("tail over wss: %v\n%s%s", err, tail.buf.String(), tailErr.String())
 	}
 	if out, stderr, err = tlsCLI(ctx, n, caEnv, "verify"); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("verify over https: %v\n%s%s", err, out, stderr)
@@ -82,6 +88,23 @@ func TestCLIOverHTTPSWithCAFile(t *testing.T) {
 		!strings.Contains(err.Error(), "missing.pem") {
 		t.Fatalf("a missing --ca-file: %v", err)
 	}
+}
+
+// tlsStopOn collects a command's output and calls stop once want appears.
+type tlsStopOn struct {
+	buf  bytes.Buffer
+	want string
+	stop func()
+	seen bool
+}
+
+func (w *tlsStopOn) Write(p []byte) (int, error) {
+	n, err := w.buf.Write(p)
+	if !w.seen && strings.Contains(w.buf.String(), w.want) {
+		w.seen = true
+		w.stop()
+	}
+	return n, err
 }
 
 func TestCLIClientCertificate(t *testing.T) {
