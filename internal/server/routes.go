@@ -44,8 +44,9 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		d.Access.Register(mux, authed)
 	}
 	mux.Handle("GET /api/v1/integrity", authed(rest.Integrity(d.Log)))
-	// Go profiles for operators (admin only): go tool pprof with the token.
-	mux.Handle("GET /debug/pprof/{profile...}", authed(adminOnly(http.HandlerFunc(pprofHandler))))
+	// Go profiles for operators (admin of all tenants only: a profile
+	// spans every tenant): go tool pprof with the token.
+	mux.Handle("GET /debug/pprof/{profile...}", authed(globalAdminOnly(http.HandlerFunc(pprofHandler))))
 
 	// --- Issue 4: source-system dialects, GraphQL and status (SPEC 7.2,
 	// 7.3, 8, 10). Owned by internal/phase8, internal/dbsec,
