@@ -1,0 +1,389 @@
+package event
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Strict JSON for a security log (issue 8, item 11). encoding/json and
+// goccy/go-json accept inputs that different parsers read differently: a
+// duplicate key (the last one wins: `"type":"audit.x","type":"authentication.login"`
+// is stored as a login, while a SIEM reading the same bytes may take the
+// first), a field name in another case ("Type" fills type), invalid UTF-8
+// and lone UTF-16 surrogates (silently replaced by U+FFFD, so two different
+// byte strings become one value). checkStrict rejects all of them before
+// either decoder runs, in one pass over the bytes without allocating for
+// ordinary events.
+
+// maxStrictDepth bounds the scanner's recursion. Far above the data depth
+// limit (checked later with the configured limits): only absurd nesting
+// stops here.
+const maxStrictDepth = 512
+
+// dupMapAbove is the key count of one object above which duplicates are
+// found with a map instead of comparing with every earlier key, so an
+// object of 10,000 keys costs linear, not quadratic, time.
+const dupMapAbove = 16
+
+// errStrictSyntax means the bytes are not JSON: the decoder that runs next
+// reports the syntax error precisely.
+var errStrictSyntax = errors.New("malformed JSON")
+
+// eventFields are the top-level keys of an event, by their exact JSON name.
+// Derived once from Event's tags; never modified.
+var eventFields = func() map[string]bool {
+	m := map[string]bool{}
+	t := reflect.TypeOf(Event{})
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			m[name] = true
+		}
+	}
+	return m
+}()
+
+// strictError is a refusal with the path of the offending value, built
+// from the innermost segment outwards as the scanner unwinds.
+type strictError struct {
+	path   []string // innermost first
+	reason string
+	// topOnly names only the outermost field (for the depth limit, whose
+	// full path would be hundreds of segments).
+	topOnly bool
+}
+
+func (e *strictError) Error() string { return e.fieldError().Error() }
+
+func (e *strictError) fieldError() *fieldError {
+	if e.topOnly && len(e.path) > 0 {
+		return &fieldError{e.path[len(e.path)-1], e.reason}
+	}
+	var b strings.Builder
+	for i := len(e.path) - 1; i >= 0; i-- {
+		seg := e.path[i]
+		if b.Len() > 0 && !strings.HasPrefix(seg, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	return &fieldError{b.String(), e.reason}
+}
+
+// within adds the segment seg (a key, or "[i]") to the path of a
+// strictError coming up from a nested value.
+func within(err error, seg string) error {
+	if se, ok := err.(*strictError); ok {
+		se.path = append(se.path, seg)
+	}
+	return err
+}
+
+// strictScanner walks one JSON value. keys holds the keys of the objects
+// being walked, innermost object's last; each object truncates it back
+// when it ends.
+type strictScanner struct {
+	b    []byte
+	keys [][]byte
+	buf  [32][]byte // keys' first backing array: no allocation for small events
+}
+
+// checkStrict reports a *fieldError for a duplicate key (at any depth), a
+// top-level key that is not exactly an event field's name, invalid UTF-8
+// or a lone surrogate escape in any string, or errStrictSyntax for bytes
+// that are not one JSON object.
+func checkStrict(raw []byte) error {
+	s := strictScanner{b: raw}
+	s.keys = s.buf[:0]
+	i := s.skipSpace(0)
+	if i >= len(raw) || raw[i] != '{' {
+		return errStrictSyntax
+	}
+	end, err := s.object(i, 0)
+	if err != nil {
+		var se *strictError
+		if errors.As(err, &se) {
+			return se.fieldError()
+		}
+		return err
+	}
+	if s.skipSpace(end) != len(raw) {
+		return errStrictSyntax
+	}
+	return nil
+}
+
+func (s *strictScanner) skipSpace(i int) int {
+	for i < len(s.b) {
+		switch s.b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// value walks the value starting at b[i] (no leading space) and returns
+// the index after it.
+func (s *strictScanner) value(i, depth int) (int, error) {
+	if i >= len(s.b) {
+		return 0, errStrictSyntax
+	}
+	switch c := s.b[i]; {
+	case c == '{':
+		return s.object(i, depth+1)
+	case c == '[':
+		return s.array(i, depth+1)
+	case c == '"':
+		end, _, err := s.str(i)
+		return end, err
+	default: // number, true, false, null: the decoder checks their form
+		j := i
+		for j < len(s.b) {
+			c := s.b[j]
+			if c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-' || c == '+' || c == '.' || c == 'E' {
+				j++
+				continue
+			}
+			break
+		}
+		if j == i {
+			return 0, errStrictSyntax
+		}
+		return j, nil
+	}
+}
+
+// object walks the object at b[i] == '{'. depth 0 is the event itself,
+// whose keys must be event fields' exact names.
+func (s *strictScanner) object(i, depth int) (int, error) {
+	if depth > maxStrictDepth {
+		return 0, &strictError{reason: fmt.Sprintf("nested deeper than %d levels", maxStrictDepth), topOnly: true}
+	}
+	first := len(s.keys)
+	defer func() { s.keys = s.keys[:first] }()
+	var seen map[string]struct{} // for objects with many keys
+	i = s.skipSpace(i + 1)
+	if i < len(s.b) && s.b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(s.b) || s.b[i] != '"' {
+			return 0, errStrictSyntax
+		}
+		end, escaped, err := s.str(i)
+		if err != nil {
+			// A bad key: name the object it is in, and the key as far
+			// as it can be shown.
+			if se, ok := err.(*strictError); ok {
+				se.reason = "object key: " + se.reason
+			}
+			return 0, err
+		}
+		key := s.b[i+1 : end-1]
+		if escaped {
+			key = unescapeKey(key)
+		}
+		if depth == 0 && !eventFields[string(key)] { // no allocation: map lookup by string(bytes)
+			if eventFields[strings.ToLower(string(key))] {
+				return 0, &strictError{path: []string{string(key)}, reason: fmt.Sprintf("unknown field (field names are case-sensitive: %q)", strings.ToLower(string(key)))}
+			}
+			return 0, &strictError{path: []string{string(key)}, reason: "unknown field (put producer-specific details under data)"}
+		}
+		if dup := s.addKey(key, first, &seen); dup {
+			return 0, &strictError{path: []string{string(key)}, reason: fmt.Sprintf("duplicate key %q: every key may appear only once in an object", key)}
+		}
+		i = s.skipSpace(end)
+		if i >= len(s.b) || s.b[i] != ':' {
+			return 0, errStrictSyntax
+		}
+		i = s.skipSpace(i + 1)
+		if i, err = s.value(i, depth); err != nil {
+			return 0, within(err, string(key))
+		}
+		i = s.skipSpace(i)
+		if i >= len(s.b) {
+			return 0, errStrictSyntax
+		}
+		switch s.b[i] {
+		case ',':
+			i = s.skipSpace(i + 1)
+		case '}':
+			return i + 1, nil
+		default:
+			return 0, errStrictSyntax
+		}
+	}
+}
+
+// addKey records key in the object whose keys start at first and reports
+// whether it was there already.
+func (s *strictScanner) addKey(key []byte, first int, seen *map[string]struct{}) bool {
+	if *seen != nil {
+		if _, ok := (*seen)[string(key)]; ok {
+			return true
+		}
+		(*seen)[string(key)] = struct{}{}
+		return false
+	}
+	for _, k := range s.keys[first:] {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	s.keys = append(s.keys, key)
+	if len(s.keys)-first > dupMapAbove {
+		m := make(map[string]struct{}, 2*dupMapAbove)
+		for _, k := range s.keys[first:] {
+			m[string(k)] = struct{}{}
+		}
+		*seen = m
+	}
+	return false
+}
+
+func (s *strictScanner) array(i, depth int) (int, error) {
+	if depth > maxStrictDepth {
+		return 0, &strictError{reason: fmt.Sprintf("nested deeper than %d levels", maxStrictDepth), topOnly: true}
+	}
+	i = s.skipSpace(i + 1)
+	if i < len(s.b) && s.b[i] == ']' {
+		return i + 1, nil
+	}
+	for n := 0; ; n++ {
+		var err error
+		if i, err = s.value(i, depth); err != nil {
+			return 0, within(err, "["+strconv.Itoa(n)+"]")
+		}
+		i = s.skipSpace(i)
+		if i >= len(s.b) {
+			return 0, errStrictSyntax
+		}
+		switch s.b[i] {
+		case ',':
+			i = s.skipSpace(i + 1)
+		case ']':
+			return i + 1, nil
+		default:
+			return 0, errStrictSyntax
+		}
+	}
+}
+
+// str walks the string at b[i] == '"' and returns the index after its
+// closing quote and whether it holds escapes. Its bytes must be UTF-8 and
+// its \u escapes must not leave a surrogate unpaired: both would be
+// replaced by U+FFFD when decoded, silently.
+func (s *strictScanner) str(i int) (end int, escaped bool, err error) {
+	b := s.b
+	start := i
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return 0, false, errStrictSyntax
+			}
+			if b[i+1] != 'u' {
+				i += 2
+				continue
+			}
+			r, ok := hex4(b, i+2)
+			if !ok {
+				return 0, false, errStrictSyntax
+			}
+			i += 6
+			switch {
+			case r >= 0xD800 && r < 0xDC00: // high surrogate: a low one must follow
+				if i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+					if r2, ok := hex4(b, i+2); ok && r2 >= 0xDC00 && r2 < 0xE000 {
+						i += 6
+						continue
+					}
+				}
+				return 0, false, &strictError{reason: fmt.Sprintf("\\u%04x at byte %d is an unpaired UTF-16 surrogate (not valid Unicode)", r, i-6)}
+			case r >= 0xDC00 && r < 0xE000:
+				return 0, false, &strictError{reason: fmt.Sprintf("\\u%04x at byte %d is an unpaired UTF-16 surrogate (not valid Unicode)", r, i-6)}
+			}
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size <= 1 {
+				return 0, false, &strictError{reason: fmt.Sprintf("not valid UTF-8 (byte %d of the event, in the string starting at byte %d)", i, start)}
+			}
+			i += size
+		}
+	}
+	return 0, false, errStrictSyntax
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// unescapeKey decodes the escapes of a key that str has validated (so every
+// \u escape is well formed and surrogates are paired): keys that differ
+// only in escaping ("type" and "\u0074ype") are the same key to a decoder.
+func unescapeKey(k []byte) []byte {
+	out := make([]byte, 0, len(k))
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c != '\\' || i+1 >= len(k) {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch k[i] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, _ := hex4(k, i+1)
+			i += 4
+			if utf16.IsSurrogate(r) && i+7 <= len(k) && k[i+1] == '\\' && k[i+2] == 'u' {
+				r2, _ := hex4(k, i+3)
+				r = utf16.DecodeRune(r, r2)
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+		default: // '"', '\\', '/' and anything the decoder will reject
+			out = append(out, k[i])
+		}
+	}
+	return out
+}
