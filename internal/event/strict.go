@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -31,22 +30,79 @@ const maxStrictDepth = 512
 // object of 10,000 keys costs linear, not quadratic, time.
 const dupMapAbove = 16
 
+// plainASCII marks the bytes a string holds as themselves: ASCII but the
+// quote, the backslash and control characters. Never modified.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // errStrictSyntax means the bytes are not JSON: the decoder that runs next
 // reports the syntax error precisely.
 var errStrictSyntax = errors.New("malformed JSON")
 
-// eventFields are the top-level keys of an event, by their exact JSON name.
-// Derived once from Event's tags; never modified.
-var eventFields = func() map[string]bool {
-	m := map[string]bool{}
-	t := reflect.TypeOf(Event{})
-	for i := 0; i < t.NumField(); i++ {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
-			m[name] = true
-		}
+// eventFieldBit returns the bit of a uint64 that stands for the top-level
+// event field named exactly k, or 0 for a name that is not an event field:
+// the event object's duplicates are found with a bit set. A switch, not a
+// map: it is asked for every key of every event. TestEventFieldBits keeps
+// it in step with Event's json tags.
+func eventFieldBit(k []byte) uint64 {
+	switch string(k) {
+	case "id":
+		return 1 << 0
+	case "seq":
+		return 1 << 1
+	case "time":
+		return 1 << 2
+	case "received_at":
+		return 1 << 3
+	case "type":
+		return 1 << 4
+	case "category":
+		return 1 << 5
+	case "severity":
+		return 1 << 6
+	case "source":
+		return 1 << 7
+	case "tenant":
+		return 1 << 8
+	case "message":
+		return 1 << 9
+	case "user":
+		return 1 << 10
+	case "user_id":
+		return 1 << 11
+	case "src_ip":
+		return 1 << 12
+	case "resource":
+		return 1 << 13
+	case "action":
+		return 1 << 14
+	case "outcome":
+		return 1 << 15
+	case "confidence":
+		return 1 << 16
+	case "risk_score":
+		return 1 << 17
+	case "mitre_tactics":
+		return 1 << 18
+	case "mitre_techniques":
+		return 1 << 19
+	case "tags":
+		return 1 << 20
+	case "data":
+		return 1 << 21
+	case "chain":
+		return 1 << 22
+	case "prev_hash":
+		return 1 << 23
+	case "hash":
+		return 1 << 24
 	}
-	return m
-}()
+	return 0
+}
 
 // strictError is a refusal with the path of the offending value, built
 // from the innermost segment outwards as the scanner unwinds.
@@ -84,13 +140,11 @@ func within(err error, seg string) error {
 	return err
 }
 
-// strictScanner walks one JSON value. keys holds the keys of the objects
-// being walked, innermost object's last; each object truncates it back
-// when it ends.
+// strictScanner walks one JSON value. Each object keeps its keys in an
+// array on its own stack frame (a map above dupMapAbove keys), so an
+// ordinary event is checked without allocating.
 type strictScanner struct {
-	b    []byte
-	keys [][]byte
-	buf  [32][]byte // keys' first backing array: no allocation for small events
+	b []byte
 }
 
 // checkStrict reports a *fieldError for a duplicate key (at any depth), a
@@ -99,7 +153,6 @@ type strictScanner struct {
 // that are not one JSON object.
 func checkStrict(raw []byte) error {
 	s := strictScanner{b: raw}
-	s.keys = s.buf[:0]
 	i := s.skipSpace(0)
 	if i >= len(raw) || raw[i] != '{' {
 		return errStrictSyntax
@@ -167,9 +220,10 @@ func (s *strictScanner) object(i, depth int) (int, error) {
 	if depth > maxStrictDepth {
 		return 0, &strictError{reason: fmt.Sprintf("nested deeper than %d levels", maxStrictDepth), topOnly: true}
 	}
-	first := len(s.keys)
-	defer func() { s.keys = s.keys[:first] }()
+	var small [dupMapAbove][]byte
+	keys := small[:0]            // this object's keys while there are few
 	var seen map[string]struct{} // for objects with many keys
+	var fields uint64            // the event object's keys, as eventFields bits
 	i = s.skipSpace(i + 1)
 	if i < len(s.b) && s.b[i] == '}' {
 		return i + 1, nil
@@ -191,14 +245,23 @@ func (s *strictScanner) object(i, depth int) (int, error) {
 		if escaped {
 			key = unescapeKey(key)
 		}
-		if depth == 0 && !eventFields[string(key)] { // no allocation: map lookup by string(bytes)
-			if eventFields[strings.ToLower(string(key))] {
-				return 0, &strictError{path: []string{string(key)}, reason: fmt.Sprintf("unknown field (field names are case-sensitive: %q)", strings.ToLower(string(key)))}
+		if depth == 0 {
+			bit := eventFieldBit(key)
+			if bit == 0 {
+				if eventFieldBit(bytes.ToLower(key)) != 0 {
+					return 0, &strictError{path: []string{string(key)}, reason: fmt.Sprintf("unknown field (field names are case-sensitive: %q)", strings.ToLower(string(key)))}
+				}
+				return 0, &strictError{path: []string{string(key)}, reason: "unknown field (put producer-specific details under data)"}
 			}
-			return 0, &strictError{path: []string{string(key)}, reason: "unknown field (put producer-specific details under data)"}
-		}
-		if dup := s.addKey(key, first, &seen); dup {
-			return 0, &strictError{path: []string{string(key)}, reason: fmt.Sprintf("duplicate key %q: every key may appear only once in an object", key)}
+			if fields&bit != 0 {
+				return 0, dupKey(key)
+			}
+			fields |= bit
+		} else {
+			var dup bool
+			if keys, dup = addKey(key, keys, &seen); dup {
+				return 0, dupKey(key)
+			}
 		}
 		i = s.skipSpace(end)
 		if i >= len(s.b) || s.b[i] != ':' {
@@ -223,30 +286,35 @@ func (s *strictScanner) object(i, depth int) (int, error) {
 	}
 }
 
-// addKey records key in the object whose keys start at first and reports
-// whether it was there already.
-func (s *strictScanner) addKey(key []byte, first int, seen *map[string]struct{}) bool {
+func dupKey(key []byte) error {
+	return &strictError{path: []string{string(key)}, reason: fmt.Sprintf("duplicate key %q: every key may appear only once in an object", key)}
+}
+
+// addKey records key among an object's keys (the slice while it has room,
+// then the map) and reports whether it was there already.
+func addKey(key []byte, keys [][]byte, seen *map[string]struct{}) ([][]byte, bool) {
 	if *seen != nil {
 		if _, ok := (*seen)[string(key)]; ok {
-			return true
+			return keys, true
 		}
 		(*seen)[string(key)] = struct{}{}
-		return false
+		return keys, false
 	}
-	for _, k := range s.keys[first:] {
+	for _, k := range keys {
 		if bytes.Equal(k, key) {
-			return true
+			return keys, true
 		}
 	}
-	s.keys = append(s.keys, key)
-	if len(s.keys)-first > dupMapAbove {
-		m := make(map[string]struct{}, 2*dupMapAbove)
-		for _, k := range s.keys[first:] {
-			m[string(k)] = struct{}{}
-		}
-		*seen = m
+	if len(keys) < cap(keys) {
+		return append(keys, key), false
 	}
-	return false
+	m := make(map[string]struct{}, 4*dupMapAbove)
+	for _, k := range keys {
+		m[string(k)] = struct{}{}
+	}
+	m[string(key)] = struct{}{}
+	*seen = m
+	return keys, false
 }
 
 func (s *strictScanner) array(i, depth int) (int, error) {
@@ -318,6 +386,9 @@ func (s *strictScanner) str(i int) (end int, escaped bool, err error) {
 			}
 		case c < utf8.RuneSelf:
 			i++
+			for i < len(b) && plainASCII[b[i]] { // the common case, in a tight loop
+				i++
+			}
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size <= 1 {

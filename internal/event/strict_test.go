@@ -3,6 +3,7 @@ package event_test
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -111,6 +112,37 @@ func TestIngestContentType(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "charset") && !strings.Contains(err.Error(), "not a media type") && !strings.Contains(err.Error(), "application/x-ndjson") {
 			t.Errorf("Content-Type %q: %v does not list the accepted types", ct, err)
+		}
+	}
+}
+
+// TestEventFieldBits: the strict scanner knows every event field by its
+// exact name, each with its own bit, and nothing else.
+func TestEventFieldBits(t *testing.T) {
+	seen := uint64(0)
+	typ := reflect.TypeOf(event.Event{})
+	n := 0
+	for i := 0; i < typ.NumField(); i++ {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		n++
+		bit := event.EventFieldBit([]byte(name))
+		if bit == 0 || seen&bit != 0 {
+			t.Errorf("field %q: bit %x (seen %x)", name, bit, seen)
+		}
+		seen |= bit
+		if event.EventFieldBit([]byte(strings.ToUpper(name))) != 0 {
+			t.Errorf("field %q known in upper case", name)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d event fields found", n)
+	}
+	for _, k := range []string{"", "x", "data.x", "typ", "types"} {
+		if event.EventFieldBit([]byte(k)) != 0 {
+			t.Errorf("%q is known as an event field", k)
 		}
 	}
 }
