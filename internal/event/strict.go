@@ -144,7 +144,8 @@ func within(err error, seg string) error {
 // array on its own stack frame (a map above dupMapAbove keys), so an
 // ordinary event is checked without allocating.
 type strictScanner struct {
-	b []byte
+	b     []byte
+	event bool // the outermost object is an event: its keys are event fields
 }
 
 // checkStrict reports a *fieldError for a duplicate key (at any depth), a
@@ -152,12 +153,36 @@ type strictScanner struct {
 // or a lone surrogate escape in any string, or errStrictSyntax for bytes
 // that are not one JSON object.
 func checkStrict(raw []byte) error {
-	s := strictScanner{b: raw}
+	s := strictScanner{b: raw, event: true}
 	i := s.skipSpace(0)
 	if i >= len(raw) || raw[i] != '{' {
 		return errStrictSyntax
 	}
 	end, err := s.object(i, 0)
+	return s.finish(end, err)
+}
+
+// CheckJSON applies the same strictness to any one JSON value (a request
+// body that carries events another way, like a GraphQL request): no key
+// twice in an object at any depth, valid UTF-8 and no unpaired surrogate
+// escape in any string. It answers nil for bytes that are not JSON, which
+// the caller's decoder refuses.
+func CheckJSON(raw []byte) error {
+	s := strictScanner{b: raw}
+	i := s.skipSpace(0)
+	if i >= len(raw) {
+		return nil
+	}
+	end, err := s.value(i, 0)
+	if err = s.finish(end, err); err == errStrictSyntax {
+		return nil
+	}
+	return err
+}
+
+// finish turns the outcome of walking the top-level value into the error
+// for the caller: a *fieldError naming the path, errStrictSyntax, or nil.
+func (s *strictScanner) finish(end int, err error) error {
 	if err != nil {
 		var se *strictError
 		if errors.As(err, &se) {
@@ -165,7 +190,7 @@ func checkStrict(raw []byte) error {
 		}
 		return err
 	}
-	if s.skipSpace(end) != len(raw) {
+	if s.skipSpace(end) != len(s.b) {
 		return errStrictSyntax
 	}
 	return nil
@@ -245,7 +270,7 @@ func (s *strictScanner) object(i, depth int) (int, error) {
 		if escaped {
 			key = unescapeKey(key)
 		}
-		if depth == 0 {
+		if depth == 0 && s.event {
 			bit := eventFieldBit(key)
 			if bit == 0 {
 				if eventFieldBit(bytes.ToLower(key)) != 0 {

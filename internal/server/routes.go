@@ -7,6 +7,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/dashboard"
 	"github.com/vigil-sec/vigil/internal/dbsec"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/phase8"
 	"github.com/vigil-sec/vigil/internal/rest"
@@ -81,8 +82,14 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	gql := graphql.New(gqlDeps)
 	// gql authenticates itself (header, ?token= or connectionParams). GET
 	// carries queries and the WebSocket upgrade; POST queries/mutations.
+	// Their JSON is as strict as ingest's (publishEvent is an ingest path).
+	maxGraphQLBody := int64(event.DefaultLimits().MaxBatchBytes)
+	if d.Ingest != nil {
+		maxGraphQLBody = int64(d.Ingest.Limits().MaxBatchBytes)
+	}
+	strictGQL := strictGraphQL(gql, maxGraphQLBody)
 	for _, method := range []string{"GET", "POST", "OPTIONS"} {
-		mux.Handle(method+" /graphql", gql)
+		mux.Handle(method+" /graphql", strictGQL)
 	}
 	mux.Handle("GET /graphql/schema.graphql", authed(graphql.SchemaHandler()))
 	// --- end issue 4.

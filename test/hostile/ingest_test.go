@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,5 +198,60 @@ func TestIngestStrictNATS(t *testing.T) {
 		if got := ingestStored(t, n, tok, id); got != want {
 			t.Errorf("event %s stored: %v, want %v", id, got, want)
 		}
+	}
+}
+
+// TestIngestStrictGraphQL: publishEvent is an ingest path too; its
+// request JSON (POST body, GET variables) is as strict as REST's.
+func TestIngestStrictGraphQL(t *testing.T) {
+	n := testnode.Start(t)
+	tok := n.AdminToken()
+	const mutation = `mutation($e: EventInput!) { publishEvent(input: $e) { id seq } }`
+	post := func(body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", n.URL()+"/graphql", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	q, _ := json.Marshal(mutation)
+	for _, c := range []struct{ id, variables, says string }{
+		{"gql-dup", `{"e":{"id":"gql-dup","type":"audit.x","type":"authentication.login"}}`, `duplicate key \"type\"`},
+		{"gql-dup-data", `{"e":{"id":"gql-dup-data","type":"audit.x","data":{"role":"user","role":"admin"}}}`, `duplicate key \"role\"`},
+		{"gql-utf8", "{\"e\":{\"id\":\"gql-utf8\",\"type\":\"audit.x\",\"user\":\"\xff\"}}", "not valid UTF-8"},
+	} {
+		st, body := post(`{"query":` + string(q) + `,"variables":` + c.variables + `}`)
+		if st != http.StatusBadRequest || !strings.Contains(body, c.says) || strings.Contains(body, `"seq"`) {
+			t.Errorf("%s: HTTP %d %s, want 400 saying %s", c.id, st, body, c.says)
+		}
+		if ingestStored(t, n, tok, c.id) {
+			t.Errorf("%s: the refused event was stored", c.id)
+		}
+	}
+	// The same through GET's variables.
+	req, _ := http.NewRequest("GET", n.URL()+"/graphql?query="+url.QueryEscape(mutation)+
+		"&variables="+url.QueryEscape(`{"e":{"id":"gql-get","type":"a.b","type":"c.d"}}`), nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(raw), "duplicate key") {
+		t.Errorf("GET with duplicate variables: HTTP %d %s, want 400 naming the duplicate key", resp.StatusCode, raw)
+	}
+	// A well-formed mutation is still accepted.
+	if st, body := post(`{"query":` + string(q) + `,"variables":{"e":{"id":"gql-ok","type":"audit.x","data":{"a":{"k":1},"b":{"k":2}}}}}`); st != http.StatusOK || !strings.Contains(body, `"seq"`) {
+		t.Errorf("good mutation: HTTP %d %s", st, body)
+	}
+	if !ingestStored(t, n, tok, "gql-ok") {
+		t.Error("the accepted GraphQL event is not stored")
 	}
 }
