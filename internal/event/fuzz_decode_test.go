@@ -127,3 +127,22 @@ func checkStrictInvariants(t *testing.T, body []byte) {
 		}
 	}
 }
+
+// FuzzCheckJSON: any JSON value that event.CheckJSON passes (the check in
+// front of GraphQL requests) holds the same invariants as accepted ingest
+// bodies; it never panics on anything.
+func FuzzCheckJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"query":"mutation{x}","variables":{"e":{"type":"a","type":"b"}}}`,
+		`[{"a":1},{"a":1,"b":{"a":[1,{"a":2}]}}]`,
+		"{\"a\":\"\xff\"}", `{"a":"\ud800"}`, `"x"`, `1`, `{"\u0061":1,"a":2}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if event.CheckJSON(body) != nil || !json.Valid(body) {
+			return
+		}
+		checkStrictInvariants(t, body)
+	})
+}
