@@ -248,7 +248,7 @@ func (s *strictScanner) object(i, depth int) (int, error) {
 	var small [dupMapAbove][]byte
 	keys := small[:0]            // this object's keys while there are few
 	var seen map[string]struct{} // for objects with many keys
-	var fields uint64            // the event object's keys, as eventFields bits
+	var fields uint64            // the event object's keys, as eventFieldBit bits
 	i = s.skipSpace(i + 1)
 	if i < len(s.b) && s.b[i] == '}' {
 		return i + 1, nil
@@ -259,8 +259,8 @@ func (s *strictScanner) object(i, depth int) (int, error) {
 		}
 		end, escaped, err := s.str(i)
 		if err != nil {
-			// A bad key: name the object it is in, and the key as far
-			// as it can be shown.
+			// A bad key: the path names the object it is in (the key
+			// itself cannot be shown faithfully).
 			if se, ok := err.(*strictError); ok {
 				se.reason = "object key: " + se.reason
 			}
