@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/graphql"
 )
 
 // Config is everything `vigil serve` can be told.
@@ -44,6 +45,9 @@ type Config struct {
 	// Access is identity and access: JWT keys, masking per role, connection
 	// limits and the Origin allow-list (issue 5; internal/auth/access).
 	Access access.Config `yaml:"access"`
+	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
+	// depth, body size and time (internal/graphql.Limits).
+	GraphQL graphql.Limits `yaml:"graphql"`
 }
 
 // Defaults returns the SPEC defaults.
@@ -54,6 +58,7 @@ func Defaults() Config {
 		DedupWindow: 2 * time.Minute, QueueSize: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim,
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
+		GraphQL: graphql.DefaultLimits(),
 	}
 }
 
@@ -131,6 +136,12 @@ func options() []option {
 		{"jwt-public-keys", "VIGIL_JWT_PUBLIC_KEYS", "comma-separated PEM files with RS256/ES256 public keys for JWTs", strList(func(c *Config) *[]string { return &c.Access.JWT.PublicKeyFiles })},
 		{"jwt-jwks-url", "VIGIL_JWT_JWKS_URL", "JWKS URL for RS256/ES256 JWTs (cached, refreshed)", str(func(c *Config) *string { return &c.Access.JWT.JWKSURL })},
 		{"allowed-origins", "VIGIL_ALLOWED_ORIGINS", "comma-separated browser origins allowed to stream (default: same origin)", strList(func(c *Config) *[]string { return &c.Access.Limits.AllowedOrigins })},
+		// GraphQL limits (issue 8); a negative value disables one.
+		{"graphql-max-complexity", "VIGIL_GRAPHQL_MAX_COMPLEXITY", "largest GraphQL query complexity (a list field costs its limit argument times its selection)", integer(func(c *Config) *int { return &c.GraphQL.MaxComplexity })},
+		{"graphql-max-fields", "VIGIL_GRAPHQL_MAX_FIELDS", "most fields one GraphQL request selects, aliases and fragment expansions included", integer(func(c *Config) *int { return &c.GraphQL.MaxFields })},
+		{"graphql-max-depth", "VIGIL_GRAPHQL_MAX_DEPTH", "deepest GraphQL selection nesting", integer(func(c *Config) *int { return &c.GraphQL.MaxDepth })},
+		{"graphql-max-body-kib", "VIGIL_GRAPHQL_MAX_BODY_KIB", "largest GraphQL request body or WebSocket message (KiB)", integer(func(c *Config) *int { return &c.GraphQL.MaxBodyKiB })},
+		{"graphql-timeout", "VIGIL_GRAPHQL_TIMEOUT", "time limit of a GraphQL query or mutation", dur(func(c *Config) *time.Duration { return &c.GraphQL.Timeout })},
 	}
 }
 
@@ -148,6 +159,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"queue-size": fmt.Sprint(def.QueueSize), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
+		"graphql-max-complexity": fmt.Sprint(def.GraphQL.MaxComplexity), "graphql-max-fields": fmt.Sprint(def.GraphQL.MaxFields),
+		"graphql-max-depth": fmt.Sprint(def.GraphQL.MaxDepth), "graphql-max-body-kib": fmt.Sprint(def.GraphQL.MaxBodyKiB),
+		"graphql-timeout": def.GraphQL.Timeout.String(),
 	}
 	for _, o := range opts {
 		usage := o.usage + " (env " + o.env
