@@ -203,6 +203,10 @@ func (c *gobwasConn) NextReader() (int, io.Reader, error) {
 	for {
 		h, err := c.rd.NextFrame()
 		if err != nil {
+			if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
+				_ = c.WriteClose(int(ws.StatusMessageTooBig), fmt.Sprintf("message larger than %d bytes", c.maxMessage))
+				return 0, nil, transport.ErrWebsocketClosed
+			}
 			return 0, nil, c.readErr(err)
 		}
 		if h.OpCode.IsControl() {
