@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	gql "github.com/99designs/gqlgen/graphql"
@@ -257,8 +258,10 @@ func (l timeLimit) InterceptOperation(ctx context.Context, next gql.OperationHan
 func timeLimitErrors(errs gqlerror.List, cause errTimeLimit) gqlerror.List {
 	found := false
 	for _, e := range errs {
-		if errors.Is(e, context.DeadlineExceeded) || errors.Is(e.Err, context.DeadlineExceeded) ||
-			bytes.Contains([]byte(e.Message), []byte(context.DeadlineExceeded.Error())) {
+		// Resolvers wrap the context's error (errors.Is) or format it
+		// into their message ("history: store: scan: context deadline
+		// exceeded").
+		if errors.Is(e, context.DeadlineExceeded) || strings.Contains(e.Message, context.DeadlineExceeded.Error()) {
 			e.Message = cause.Error()
 			e.Err = cause
 			errcode.Set(e, codeTimeLimit)
