@@ -320,9 +320,15 @@ func TestGraphQLTimeLimit(t *testing.T) {
 		fmt.Fprintf(&q, ` a%d: events(limit: 1, filter: {types: ["no.such.type.%d"]}) { events { id } }`, i, i)
 	}
 	q.WriteString(" }")
-	_, out, took := g.query(q.String(), 15*time.Second)
+	_, out, took := g.query(q.String(), 30*time.Second)
 	gqlRefused(t, "50 full scans", out, "query exceeded the time limit of 200ms")
-	if took > limit+3*time.Second {
+	// The store checks the deadline between read batches: one batch per
+	// alias may finish after it.
+	slack := 3 * time.Second
+	if gqlRace {
+		slack = 15 * time.Second
+	}
+	if took > limit+slack {
 		t.Errorf("answered after %s, limit %s", took, limit)
 	}
 	t.Logf("answered in %s: %s (%d errors)", took, out.Errors[0].Message, len(out.Errors))
