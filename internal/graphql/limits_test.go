@@ -28,7 +28,7 @@ func TestShapeLimit(t *testing.T) {
 		{"depth through fragments", "{ events { ...P } } fragment P on EventPage { events { ... on Event { data { x } } } }", "query depth 4 exceeds the limit of 3"},
 		{"fragment bomb", bomb.String(), "the limit is 10"},
 		{"fragment cycle", "{ ...A } fragment A on Query { status { status } ...A }", ""}, // validation refuses it
-		{"syntax error", "{ events {", ""},                                                 // gqlgen reports it
+		{"syntax error", "{ events {", ""},                                                // gqlgen reports it
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := l.MutateOperationParameters(context.Background(), &gql.RawParams{Query: tc.query})
