@@ -176,6 +176,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes), Poller: poller,
 		Stats:  st,                                             // issue 4
 		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
+		GraphQLLimits: cfg.GraphQL, // issue 8
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

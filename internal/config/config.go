@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/graphql"
 )
 
 // Config is everything `vigil serve` can be told.
@@ -48,6 +49,9 @@ type Config struct {
 	// plain HTTP (and the embedded NATS listener) listen off loopback.
 	TLS            TLS  `yaml:"tls"`
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
+	// depth, body size and time (internal/graphql.Limits).
+	GraphQL graphql.Limits `yaml:"graphql"`
 }
 
 // TLS is the HTTPS listener's certificate, key and optional client CA.
@@ -74,6 +78,7 @@ func Defaults() Config {
 		DedupWindow: 2 * time.Minute, QueueSize: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
+		GraphQL: graphql.DefaultLimits(),
 	}
 }
 
@@ -170,6 +175,12 @@ func options() []option {
 		{"tls-reload-interval", "VIGIL_TLS_RELOAD_INTERVAL", "how often the TLS files are checked for changes (0: only on SIGHUP)", dur(func(c *Config) *time.Duration { return &c.TLS.ReloadInterval })},
 		{"allow-plaintext", "VIGIL_ALLOW_PLAINTEXT", "allow plain HTTP (and --nats-listen) on a non-loopback address", boolean(func(c *Config) *bool { return &c.AllowPlaintext })},
 		{"allowed-origins", "VIGIL_ALLOWED_ORIGINS", "comma-separated browser origins allowed to stream (default: same origin)", strList(func(c *Config) *[]string { return &c.Access.Limits.AllowedOrigins })},
+		// GraphQL limits (issue 8); a negative value disables one.
+		{"graphql-max-complexity", "VIGIL_GRAPHQL_MAX_COMPLEXITY", "largest GraphQL query complexity (a list field costs its limit argument times its selection)", integer(func(c *Config) *int { return &c.GraphQL.MaxComplexity })},
+		{"graphql-max-fields", "VIGIL_GRAPHQL_MAX_FIELDS", "most fields one GraphQL request selects, aliases and fragment expansions included", integer(func(c *Config) *int { return &c.GraphQL.MaxFields })},
+		{"graphql-max-depth", "VIGIL_GRAPHQL_MAX_DEPTH", "deepest GraphQL selection nesting", integer(func(c *Config) *int { return &c.GraphQL.MaxDepth })},
+		{"graphql-max-body-kib", "VIGIL_GRAPHQL_MAX_BODY_KIB", "largest GraphQL request body or WebSocket message (KiB)", integer(func(c *Config) *int { return &c.GraphQL.MaxBodyKiB })},
+		{"graphql-timeout", "VIGIL_GRAPHQL_TIMEOUT", "time limit of a GraphQL query or mutation", dur(func(c *Config) *time.Duration { return &c.GraphQL.Timeout })},
 	}
 }
 
@@ -188,6 +199,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
 		"tls-reload-interval": def.TLS.ReloadInterval.String(),
+		"graphql-max-complexity": fmt.Sprint(def.GraphQL.MaxComplexity), "graphql-max-fields": fmt.Sprint(def.GraphQL.MaxFields),
+		"graphql-max-depth": fmt.Sprint(def.GraphQL.MaxDepth), "graphql-max-body-kib": fmt.Sprint(def.GraphQL.MaxBodyKiB),
+		"graphql-timeout": def.GraphQL.Timeout.String(),
 	}
 	boolFlags := map[string]bool{"allow-plaintext": true}
 	for _, o := range opts {

@@ -73,6 +73,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	gqlDeps := graphql.Deps{
 		Hub: d.Hub, Auth: d.Auth, Ingest: d.Ingest, History: events, Events: d.Log, Policy: d.Policy,
 		Stats: st, Status: reporter.Status, Detections: d.Detections, Logger: d.Logger, Guard: d.Guard, MaxSubs: d.MaxSubs,
+		Limits: d.GraphQLLimits,
 	}
 	if d.Access != nil && d.Access.Enforcer != nil {
 		// A GraphQL WebSocket is closed with 4001 once its token is

@@ -47,6 +47,8 @@ type Deps struct {
 	// Issue 3: the detection engine (REST detections and rules); nil: the
 	// detection routes are not registered.
 	Detect *detect.Engine
+	// Issue 8: GraphQL's per-operation limits (zero values: defaults).
+	GraphQLLimits graphql.Limits
 }
 
 // NewServer returns the HTTP handler for every Vigil endpoint.
