@@ -78,6 +78,10 @@ func (l Limits) maxBodyBytes() int64 {
 	return int64(l.MaxBodyKiB) << 10
 }
 
+// MaxBodyBytes is the body limit in bytes once defaults apply, or 0 for none
+// (the server's strict-JSON check reads no more than this).
+func (l Limits) MaxBodyBytes() int64 { return l.withDefaults().maxBodyBytes() }
+
 // Error codes of the limits (extensions.code of the GraphQL error).
 const (
 	codeFieldLimit      = "FIELD_LIMIT_EXCEEDED"

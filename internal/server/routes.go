@@ -84,9 +84,14 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	// gql authenticates itself (header, ?token= or connectionParams). GET
 	// carries queries and the WebSocket upgrade; POST queries/mutations.
 	// Their JSON is as strict as ingest's (publishEvent is an ingest path).
-	maxGraphQLBody := int64(event.DefaultLimits().MaxBatchBytes)
-	if d.Ingest != nil {
-		maxGraphQLBody = int64(d.Ingest.Limits().MaxBatchBytes)
+	// It reads no more than GraphQL's own body limit (413 beyond it), or
+	// the ingest batch limit when that limit is disabled.
+	maxGraphQLBody := d.GraphQLLimits.MaxBodyBytes()
+	if maxGraphQLBody == 0 {
+		maxGraphQLBody = int64(event.DefaultLimits().MaxBatchBytes)
+		if d.Ingest != nil {
+			maxGraphQLBody = int64(d.Ingest.Limits().MaxBatchBytes)
+		}
 	}
 	strictGQL := strictGraphQL(gql, maxGraphQLBody)
 	for _, method := range []string{"GET", "POST", "OPTIONS"} {

@@ -33,7 +33,7 @@ func strictGraphQL(next http.Handler, maxBody int64) http.Handler {
 			if err != nil {
 				var mbe *http.MaxBytesError
 				if errors.As(err, &mbe) {
-					graphQLError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody))
+					graphQLError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes (the GraphQL body limit)", maxBody))
 					return
 				}
 				graphQLError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
