@@ -120,6 +120,11 @@ type Engine struct {
 	// correlation windows (they were evaluated before the cursor); Run's
 	// goroutine only.
 	replayTo uint64
+	// cursorFound: load found a saved cursor (even 0). Without one the
+	// engine starts at the head and saves that at once, so a successor
+	// never mistakes "nothing saved yet" for "start at the head" and skips
+	// what this leader evaluated.
+	cursorFound bool
 
 	mu    sync.Mutex
 	byID  map[string]*Detection
@@ -252,6 +257,7 @@ func (e *Engine) load(ctx context.Context) error {
 				}
 				seq, err := strconv.ParseUint(string(entry.Value()), 10, 64)
 				if err == nil {
+					e.cursorFound = true
 					e.emitMu.Lock()
 					e.savedSeq = seq
 					e.emitMu.Unlock()
@@ -543,6 +549,7 @@ func (e *Engine) lead(stop, ctx context.Context) error {
 	if e.lease != nil {
 		// The shared state as the last leader left it.
 		e.lastSeq.Store(0)
+		e.cursorFound = false
 		if err := e.load(ctx); err != nil {
 			return err
 		}
@@ -609,13 +616,27 @@ func (e *Engine) lead(stop, ctx context.Context) error {
 func (e *Engine) position(ctx context.Context) (uint64, error) {
 	e.replayTo = 0
 	cursor := e.lastSeq.Load()
-	if cursor == 0 {
+	if !e.cursorFound {
 		head, err := e.opts.Source.Head(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("detect: head: %w", err)
 		}
 		e.lastSeq.Store(head)
+		if e.kv != nil {
+			e.emitMu.Lock()
+			_, err := e.kv.Put(ctx, cursorKey, []byte(strconv.FormatUint(head, 10)))
+			if err == nil {
+				e.savedSeq, e.cursorFound = head, true
+			}
+			e.emitMu.Unlock()
+			if err != nil {
+				return 0, fmt.Errorf("detect: save the starting cursor: %w", err)
+			}
+		}
 		return head + 1, nil
+	}
+	if cursor == 0 {
+		return 1, nil
 	}
 	span := e.rules.maxTimespan()
 	if span <= 0 || e.opts.Log == nil {
