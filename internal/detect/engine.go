@@ -566,7 +566,10 @@ func (e *Engine) lead(stop, ctx context.Context) error {
 	}
 	e.startOnce.Do(func() { close(e.started) })
 	var wg sync.WaitGroup
-	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	// Periodic flushes end with the leadership: a node that lost the
+	// lease must not write the cursor or detections the new leader owns.
+	// On a graceful stop the final flush below redoes an interrupted one.
+	flushCtx, stopFlush := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() { // the flusher: stopped by stopFlush below
 		defer wg.Done()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/event"
@@ -19,7 +20,10 @@ import (
 // engine on the same log stands by).
 func startStandby(t *testing.T, l *store.Log, opts Options) running {
 	t.Helper()
-	opts.Source, opts.Appender, opts.JetStream, opts.Log = l, l, l.JetStream(), l
+	opts.Source, opts.Appender, opts.Log = l, l, l
+	if opts.JetStream == nil {
+		opts.JetStream = l.JetStream()
+	}
 	if opts.FlushInterval == 0 {
 		opts.FlushInterval = 20 * time.Millisecond
 	}
@@ -255,5 +259,68 @@ func TestEngineLeaderElection(t *testing.T) {
 	}
 	if _, err := lkv.Get(context.Background(), leaderKey); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("lease after the last stop: %v", err)
+	}
+}
+
+// TestEngineLeaderCutOffStepsDown: a leader that loses its NATS
+// connection (no release is possible) stops leading on its own clock
+// within the lease TTL, the standby takes over once the lease expires on
+// the server, and events published meanwhile are counted once, in the
+// same detection.
+func TestEngineLeaderCutOffStepsDown(t *testing.T) {
+	ctx := context.Background()
+	l, err := store.Open(ctx, store.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", ListenToken: "failover"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// Engine a reaches the bucket through a connection of its own: closing
+	// it cuts a off as a dead node would be (it reads and appends through
+	// the shared log, but every lease and bucket operation fails, and it
+	// persists before it appends).
+	nc, err := nats.Connect(l.ClientURL(), nats.Token("failover"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = time.Second
+	a := startStandby(t, l, Options{NodeID: "a", LeaseTTL: ttl, JetStream: js})
+	waitFor(t, "a to lead", a.e.Leader)
+	<-a.e.Started()
+	b := startStandby(t, l, Options{NodeID: "b", LeaseTTL: ttl})
+
+	now := time.Now().UTC()
+	seqs := failures(t, l, "oscar", now, 5)
+	waitCursor(t, a.e, seqs[4])
+	waitFor(t, "the detection on b", func() bool {
+		ds := detectionsOf(b.e, admin, "SEC-AUTH-002")
+		return len(ds) == 1 && ds[0].Count == 5
+	})
+
+	cut := time.Now()
+	nc.Close()
+	more := failures(t, l, "oscar", now.Add(5*time.Second), 2)
+	waitFor(t, "a to step down", func() bool { return !a.e.Leader() })
+	if took := time.Since(cut); took > ttl {
+		t.Fatalf("a led %s after losing its connection (lease TTL %s)", took, ttl)
+	}
+	waitFor(t, "b to lead", b.e.Leader)
+	t.Logf("a stepped down, b took over %s after the cut (lease TTL %s)", time.Since(cut).Round(time.Millisecond), ttl)
+	if n, _ := leaders(a.e, b.e); n != 1 {
+		t.Fatalf("%d leaders", n)
+	}
+	waitCursor(t, b.e, more[1])
+	waitFor(t, "count 7 on b", func() bool {
+		ds := detectionsOf(b.e, admin, "SEC-AUTH-002")
+		return len(ds) == 1 && ds[0].Count == 7 && len(ds[0].EventIDs) == 7
+	})
+	b.stop()
+	a.stop()
+	if n := countCreated(t, l); n != 1 {
+		t.Fatalf("%d detection.created events, want 1", n)
 	}
 }
