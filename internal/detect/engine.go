@@ -458,7 +458,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // campaign returns once this node holds the lease (with the time its
 // winning request was sent, where the lease's clock starts), or ctx's
 // error. It tries at once, whenever the key is deleted (a graceful
-// release, seen through a watch) and every ttl/5 (an expired lease leaves
+// release, seen through a watch) and every ttl/10 (an expired lease leaves
 // no trace in a watch).
 func (e *Engine) campaign(ctx context.Context) (time.Time, error) {
 	var updates <-chan jetstream.KeyValueEntry
@@ -468,7 +468,7 @@ func (e *Engine) campaign(ctx context.Context) (time.Time, error) {
 	} else if ctx.Err() == nil {
 		e.log.Warn("detection engine: leadership watch failed; polling only", "err", err)
 	}
-	poll := time.NewTicker(e.lease.ttl / 5)
+	poll := time.NewTicker(e.lease.ttl / 10)
 	defer poll.Stop()
 	following, failing := "", false
 	for {
