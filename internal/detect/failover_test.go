@@ -324,3 +324,69 @@ func TestEngineLeaderCutOffStepsDown(t *testing.T) {
 		t.Fatalf("%d detection.created events, want 1", n)
 	}
 }
+
+// TestEngineConcurrentWritesMerge: the leader's rule update and an
+// analyst's change made through another node race for one detection;
+// compare-and-swap makes the loser merge instead of overwriting.
+func TestEngineConcurrentWritesMerge(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	opts := Options{Source: l, Appender: l, JetStream: l.JetStream(), Log: l, NodeID: "lead"}
+	e, err := New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.leader.Store(true) // as Run would once it holds the lease
+	for i := 0; i < 5; i++ {
+		e.handle(ctx, failure(t, time.Duration(i)*time.Second, "peggy", "192.0.2.44"))
+	}
+	ds := detectionsOf(e, admin, "SEC-AUTH-002")
+	if len(ds) != 1 || ds[0].rev == 0 {
+		t.Fatalf("created: %+v", ds)
+	}
+	id := ds[0].ID
+	kv, err := l.JetStream().KeyValue(ctx, DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another node resolves it, unseen yet by this engine (no Run, so no
+	// watch); then this engine flushes a rule update from its stale copy.
+	other, err := New(ctx, Options{Source: l, Appender: l, JetStream: l.JetStream(), NodeID: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Update(ctx, analyst, id, Patch{Status: ptr("resolved"), Notes: ptr("benign")}); err != nil {
+		t.Fatal(err)
+	}
+	e.handle(ctx, failure(t, 5*time.Second, "peggy", "192.0.2.44"))
+	e.flush(ctx)
+	entry, err := kv.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(entry.Value())
+	if !strings.Contains(s, `"status":"resolved"`) || !strings.Contains(s, `"notes":"benign"`) || !strings.Contains(s, `"count":6`) {
+		t.Fatalf("after the leader's flush the bucket holds %s: the analyst's change or the count was lost", s)
+	}
+
+	// And the other way round: the other node's copy is now stale (count
+	// 5); its PATCH is applied again to the stored copy.
+	got, err := other.Update(ctx, analyst, id, Patch{Assignee: ptr("ana")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Count != 6 || got.Status != StatusResolved || got.Assignee != "ana" {
+		t.Fatalf("PATCH from a stale copy: %+v", got)
+	}
+	if d, _ := e.Get(admin, id); d.Count != 6 || d.Status != StatusResolved || d.Notes != "benign" {
+		t.Fatalf("the leader's copy: %+v", d)
+	}
+	entry, _ = kv.Get(ctx, id)
+	if s := string(entry.Value()); !strings.Contains(s, `"count":6`) || !strings.Contains(s, `"assignee":"ana"`) {
+		t.Fatalf("stored after the stale PATCH: %s", s)
+	}
+}
+
+func ptr(s string) *string { return &s }
