@@ -11,7 +11,9 @@ package hostile
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +29,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // failoverNATS runs a JetStream-enabled nats-server on a loopback port
@@ -68,6 +73,7 @@ type failoverNode struct {
 	exited  chan struct{}
 	logMu   sync.Mutex
 	logText strings.Builder
+	lastSeq uint64 // of the last event published through this node
 }
 
 func failoverServe(t *testing.T, bin, natsURL, id, dataDir string) *failoverNode {
@@ -169,19 +175,22 @@ func (n *failoverNode) leader() bool {
 }
 
 // failures publishes n failed logins for user through node and returns
-// the acknowledged ids.
+// the acknowledged ids. Each user has an address of its own, so only the
+// per-user brute-force rule (SEC-AUTH-002) fires.
 func (n *failoverNode) failures(user string, start time.Time, count int) []string {
 	n.t.Helper()
+	ip := fmt.Sprintf("198.51.100.%d", len(user))
 	var evs []map[string]any
 	for i := 0; i < count; i++ {
 		evs = append(evs, map[string]any{"type": "authentication.login_failed", "action": "login_failed", "outcome": "failure",
-			"user": user, "src_ip": "198.51.100.23", "source": "auth-gateway",
+			"user": user, "src_ip": ip, "source": "auth-gateway",
 			"time": start.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano)})
 	}
 	code, body := n.do(http.MethodPost, "/api/v1/events", evs)
 	var out struct {
 		Events []struct {
-			ID string `json:"id"`
+			ID  string `json:"id"`
+			Seq uint64 `json:"seq"`
 		} `json:"events"`
 	}
 	if code != http.StatusOK || json.Unmarshal(body, &out) != nil || len(out.Events) != count {
@@ -190,6 +199,7 @@ func (n *failoverNode) failures(user string, start time.Time, count int) []strin
 	ids := make([]string, count)
 	for i, e := range out.Events {
 		ids[i] = e.ID
+		n.lastSeq = max(n.lastSeq, e.Seq)
 	}
 	return ids
 }
@@ -198,20 +208,28 @@ type failoverDetection struct {
 	ID       string   `json:"id"`
 	Status   string   `json:"status"`
 	Assignee string   `json:"assignee"`
+	GroupKey string   `json:"group_key"`
 	Count    int      `json:"count"`
 	EventIDs []string `json:"event_ids"`
 }
 
-func (n *failoverNode) detections(rule string) []failoverDetection {
+// detections lists the node's brute-force detections for user.
+func (n *failoverNode) detections(user string) []failoverDetection {
 	n.t.Helper()
-	code, body := n.do(http.MethodGet, "/api/v1/detections?rule_id="+rule, nil)
+	code, body := n.do(http.MethodGet, "/api/v1/detections?rule_id=SEC-AUTH-002", nil)
 	var out struct {
 		Detections []failoverDetection `json:"detections"`
 	}
 	if code != http.StatusOK || json.Unmarshal(body, &out) != nil {
 		return nil
 	}
-	return out.Detections
+	var mine []failoverDetection
+	for _, d := range out.Detections {
+		if d.GroupKey == "user="+user {
+			mine = append(mine, d)
+		}
+	}
+	return mine
 }
 
 // created counts detection.created events in the log.
@@ -225,6 +243,33 @@ func (n *failoverNode) created() int {
 		n.t.Fatalf("history on %s: %d %s", n.id, code, body)
 	}
 	return len(out.Events)
+}
+
+// failoverCursor reads the detection engine's saved cursor from the
+// shared bucket.
+func failoverCursor(t *testing.T, natsURL string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "VIGIL_DETECTIONS")
+	if err != nil {
+		return 0
+	}
+	entry, err := kv.Get(ctx, "cursor")
+	if err != nil {
+		return 0
+	}
+	seq, _ := strconv.ParseUint(string(entry.Value()), 10, 64)
+	return seq
 }
 
 func failoverWait(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
@@ -241,13 +286,13 @@ func failoverWait(t *testing.T, what string, within time.Duration, cond func() b
 }
 
 // failoverOne waits until node shows exactly one brute-force detection
-// for the rule with want events, every id in ids among them, and returns
-// it.
-func failoverOne(t *testing.T, node *failoverNode, ids []string, status string) failoverDetection {
+// for user, counting exactly the events ids (every one among its event
+// ids), in status, and returns it.
+func failoverOne(t *testing.T, node *failoverNode, user string, ids []string, status string) failoverDetection {
 	t.Helper()
 	var got []failoverDetection
 	ok := func() bool {
-		got = node.detections("SEC-AUTH-002")
+		got = node.detections(user)
 		if len(got) != 1 || got[0].Count != len(ids) || got[0].Status != status {
 			return false
 		}
@@ -293,23 +338,31 @@ func TestFailoverDetectionEngine(t *testing.T) {
 	// served by both nodes.
 	start := time.Now().UTC().Add(-time.Minute)
 	ids := a.failures("mallory", start, 5)
-	d := failoverOne(t, a, ids, "active")
-	failoverOne(t, b, ids, "active")
+	d := failoverOne(t, a, "mallory", ids, "active")
+	failoverOne(t, b, "mallory", ids, "active")
 
 	// An analyst's change through the standby.
 	if code, body := b.do(http.MethodPatch, "/api/v1/detections/"+d.ID, map[string]string{"status": "investigating", "assignee": "ana"}); code != http.StatusOK {
 		t.Fatalf("PATCH on the standby: %d %s", code, body)
 	}
-	failoverOne(t, a, ids, "investigating")
+	failoverOne(t, a, "mallory", ids, "investigating")
 
-	// One more failure evaluated by the leader, then SIGKILL at once: the
-	// cursor may well not be saved, so node-b evaluates it again.
+	// Three failures for another user, below the threshold of 5: an open
+	// correlation window, evaluated and behind the saved cursor, so
+	// node-b can only complete it by rebuilding the window from the log.
+	trent := a.failures("trent", start, 3)
+	failoverWait(t, "the cursor saved past trent's failures", 10*time.Second, func() bool { return failoverCursor(t, natsURL) >= a.lastSeq })
+	// One more for mallory, evaluated by the leader; then SIGKILL at once:
+	// the cursor is most likely not saved (flushes are 1 s apart), so
+	// node-b evaluates it again and must not count it twice.
 	ids = append(ids, a.failures("mallory", start.Add(5*time.Second), 1)...)
-	failoverOne(t, a, ids, "investigating")
+	failoverOne(t, a, "mallory", ids, "investigating")
 	killed := time.Now()
 	a.kill()
-	// Events arriving while nobody leads are evaluated by the next leader.
+	// Events arriving while nobody leads are evaluated by the next leader;
+	// trent's two complete the window begun before the kill.
 	ids = append(ids, b.failures("mallory", start.Add(6*time.Second), 2)...)
+	trent = append(trent, b.failures("trent", start.Add(3*time.Second), 2)...)
 	failoverWait(t, "node-b to take over", 15*time.Second, b.leader)
 	took := time.Since(killed)
 	t.Logf("takeover after kill -9 of the leader: %s (lease TTL 5s)", took.Round(10*time.Millisecond))
@@ -319,16 +372,17 @@ func TestFailoverDetectionEngine(t *testing.T) {
 	if !strings.Contains(b.logs(), "detection engine leadership gained") {
 		t.Errorf("node-b logged no leadership gain:\n%s", b.logs())
 	}
-	got := failoverOne(t, b, ids, "investigating")
+	got := failoverOne(t, b, "mallory", ids, "investigating")
 	if got.ID != d.ID || got.Assignee != "ana" {
 		t.Fatalf("after fail-over: %+v, want detection %s assigned to ana", got, d.ID)
 	}
+	failoverOne(t, b, "trent", trent, "active")
 
 	// node-a comes back as a standby; SIGTERM to node-b releases the
 	// lease and node-a leads at once.
 	a = failoverServe(t, bin, natsURL, "node-a", dirA)
 	failoverWait(t, "node-a to stand by", 15*time.Second, func() bool { return strings.Contains(a.logs(), "detection engine standing by") })
-	failoverOne(t, a, ids, "investigating")
+	failoverOne(t, a, "mallory", ids, "investigating")
 	stopped := time.Now()
 	b.term()
 	failoverWait(t, "node-a to take over", 10*time.Second, a.leader)
@@ -341,8 +395,8 @@ func TestFailoverDetectionEngine(t *testing.T) {
 		t.Errorf("hand-over after a graceful stop took %s: the lease was not released", handover)
 	}
 	ids = append(ids, a.failures("mallory", start.Add(8*time.Second), 1)...)
-	failoverOne(t, a, ids, "investigating")
-	if n := a.created(); n != 1 {
-		t.Fatalf("%d detection.created events in the log, want 1", n)
+	failoverOne(t, a, "mallory", ids, "investigating")
+	if n := a.created(); n != 2 {
+		t.Fatalf("%d detection.created events in the log, want 2 (mallory, trent)", n)
 	}
 }
