@@ -125,6 +125,12 @@ type Engine struct {
 	// never mistakes "nothing saved yet" for "start at the head" and skips
 	// what this leader evaluated.
 	cursorFound bool
+	// startHead is the head when New found no cursor: the first leader
+	// starts there, not at the head when it wins the election, so the
+	// events a node accepted while its engine was still campaigning are
+	// evaluated too.
+	startHead      uint64
+	startHeadKnown bool
 
 	mu    sync.Mutex
 	byID  map[string]*Detection
@@ -212,6 +218,13 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		if e.lease, err = newLease(ctx, opts.JetStream, opts.LeaderBucket, opts.NodeID, opts.LeaseTTL, opts.Replicas); err != nil {
 			return nil, err
 		}
+	}
+	if !e.cursorFound && opts.Source != nil {
+		head, err := opts.Source.Head(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("detect: head: %w", err)
+		}
+		e.startHead, e.startHeadKnown = head, true
 	}
 	return e, nil
 }
@@ -620,9 +633,12 @@ func (e *Engine) position(ctx context.Context) (uint64, error) {
 	e.replayTo = 0
 	cursor := e.lastSeq.Load()
 	if !e.cursorFound {
-		head, err := e.opts.Source.Head(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("detect: head: %w", err)
+		head := e.startHead
+		if !e.startHeadKnown {
+			var err error
+			if head, err = e.opts.Source.Head(ctx); err != nil {
+				return 0, fmt.Errorf("detect: head: %w", err)
+			}
 		}
 		e.lastSeq.Store(head)
 		if e.kv != nil {

@@ -390,3 +390,27 @@ func TestEngineConcurrentWritesMerge(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestEngineFirstStartCountsEventsBeforeLeading: on the very first start
+// (no cursor) the engine begins at the head as of New — when the node
+// starts accepting events — not at the head when it wins the election, so
+// events accepted while it was campaigning are evaluated.
+func TestEngineFirstStartCountsEventsBeforeLeading(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	failures(t, l, "old", time.Now().UTC(), 5) // history before the first start: not scanned
+	e, err := New(context.Background(), Options{Source: l, Appender: l, JetStream: l.JetStream(), Log: l, FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := failures(t, l, "early", time.Now().UTC(), 5) // accepted before the engine leads
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitCursor(t, e, seqs[4])
+	waitFor(t, "the early burst's detection", func() bool {
+		ds := detectionsOf(e, admin, "SEC-AUTH-002")
+		return len(ds) == 1 && ds[0].GroupKey == "user=early" && ds[0].Count == 5
+	})
+}
