@@ -139,8 +139,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// (off the ingest path, sharing the hub's decoded events; it resumes
 	// from its KV checkpoint by replaying from the log), keeps detections
 	// in a KV bucket and appends detection.* events. Stopped by stopRun.
+	// Every node runs an engine; one per stream, elected through a KV
+	// lease, evaluates (docs/detections.md, "Fail-over").
 	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(),
-		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger})
+		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
 	if err != nil {
 		return err
 	}
