@@ -1,14 +1,9 @@
 package wsdetections_test
 
 import (
-	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"testing"
-	"time"
 	"unicode/utf8"
-
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/testenv"
 	"github.com/vigil-sec/vigil/internal/wsdetections"
@@ -39,45 +34,14 @@ func FuzzDetectionsMessage(f *testing.F) {
 		if !utf8.Valid(msg) {
 			return // a text frame must be UTF-8: wsconn closes with 1007 before any dialect sees it
 		}
-		fuzzExchange(t, srv, "/ws/detections?token="+testenv.Token, msg, `{"action":"ping"}`, "pong")
+		testenv.FuzzExchange(t, srv, "/ws/detections?token="+testenv.Token, msg, `{"action":"ping"}`, "pong", hasTimestamp)
 	})
 }
 
-// fuzzExchange opens a connection, sends msg then sync, and reads until a
-// message of type syncType: every message on the way must be a JSON object
-// with a type, and the connection must stay open.
-func fuzzExchange(t *testing.T, srv *httptest.Server, path string, msg []byte, sync, syncType string) {
-	t.Helper()
-	c := testenv.Dial(t, srv, path).Conn // closed when t ends
-	if err := wsutil.WriteClientText(c, msg); err != nil {
-		t.Fatalf("write: %v", err)
+// hasTimestamp: every /ws/detections message is {"type","data","timestamp"}.
+func hasTimestamp(m map[string]any) error {
+	if ts, _ := m["timestamp"].(string); ts == "" {
+		return errors.New("no timestamp")
 	}
-	if err := wsutil.WriteClientText(c, []byte(sync)); err != nil {
-		t.Fatalf("write sync: %v", err)
-	}
-	for {
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		b, err := wsutil.ReadServerText(c)
-		if err != nil {
-			var closed wsutil.ClosedError
-			if errors.As(err, &closed) {
-				t.Fatalf("message %q closed the connection: %d %s", msg, closed.Code, closed.Reason)
-			}
-			t.Fatalf("message %q: no answer: %v", msg, err)
-		}
-		var m struct {
-			Type      string          `json:"type"`
-			Data      json.RawMessage `json:"data"`
-			Timestamp string          `json:"timestamp"`
-		}
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("message %q: server sent %q: %v", msg, b, err)
-		}
-		if m.Type == "" || m.Timestamp == "" {
-			t.Fatalf("message %q: server message without a type or timestamp: %s", msg, b)
-		}
-		if m.Type == syncType {
-			return
-		}
-	}
+	return nil
 }
