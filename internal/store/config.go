@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // Config says where the log lives and how it is kept.
 type Config struct {
@@ -18,6 +21,10 @@ type Config struct {
 	// ListenToken. Empty: no listener, in-process only.
 	Listen      string
 	ListenToken string
+	// ListenTLS, when set, makes the listener require TLS with this
+	// configuration (the HTTP listener's, so the certificate reloads with
+	// it); in-process connections stay plain.
+	ListenTLS *tls.Config
 	// SyncAlways makes the embedded file store fsync every write (survives
 	// power loss; costs throughput). Default: fsync every 2 minutes, which
 	// survives a killed process but not a lost machine.
