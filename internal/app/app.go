@@ -124,8 +124,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	wg.Add(1)
 	go func() { // reports the end of the dedup index rebuild (appends wait for it): stopped by stopRun
 		defer wg.Done()
-		if ids, took, err := log.WaitDedupIndex(runCtx); err == nil {
-			logger.Info("dedup index rebuilt: appends accepted", "ids", ids, "took", took.Round(time.Millisecond))
+		if info, err := log.WaitDedupIndex(runCtx); err == nil {
+			logger.Info("dedup index rebuilt: appends accepted", "ids", info.IDs, "took", info.Took.Round(time.Millisecond), "from_snapshot", info.Snapshot)
 		}
 	}()
 

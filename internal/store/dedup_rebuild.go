@@ -253,8 +253,14 @@ type dedupRebuild struct {
 
 	mu      sync.Mutex
 	lastErr error // of the last failed attempt, for the appends kept waiting
-	ids     int
-	took    time.Duration
+	info    DedupIndexInfo
+}
+
+// DedupIndexInfo says how the dedup index was rebuilt after Open.
+type DedupIndexInfo struct {
+	IDs      int           // ids within the window
+	Took     time.Duration // since Open found the window
+	Snapshot bool          // taken from the snapshot of a clean stop, not read from the log
 }
 
 // startDedupRebuild finds the window at once, from the first event stored
@@ -273,19 +279,20 @@ func startDedupRebuild(ctx context.Context, l *Log, since time.Time) (*dedupRebu
 	from = max(from, 1)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r := &dedupRebuild{ready: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
-	if from > head {
+	start := time.Now()
+	if n, ok := l.loadDedupSnapshot(since, head); ok || from > head {
+		r.info = DedupIndexInfo{IDs: n, Took: time.Since(start), Snapshot: ok}
 		close(r.ready)
 		close(r.done)
 		return r, nil
 	}
-	start := time.Now()
 	go func() { // owned by the Log: stopped by Close through stop
 		defer close(r.done)
 		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 			n, err := l.rebuildDedup(rctx, from, head)
 			if err == nil {
 				r.mu.Lock()
-				r.ids, r.took = n, time.Since(start)
+				r.info = DedupIndexInfo{IDs: n, Took: time.Since(start)}
 				r.mu.Unlock()
 				close(r.ready)
 				return
@@ -340,19 +347,18 @@ func (r *dedupRebuild) wait(ctx context.Context) error {
 }
 
 // WaitDedupIndex waits until the dedup index rebuilt after Open is
-// complete (appends wait for it too) and returns the number of ids it took
-// in and how long that took.
-func (l *Log) WaitDedupIndex(ctx context.Context) (ids int, took time.Duration, err error) {
+// complete (appends wait for it too) and says how it was rebuilt.
+func (l *Log) WaitDedupIndex(ctx context.Context) (DedupIndexInfo, error) {
 	r := l.rebuild
 	if r == nil {
-		return 0, 0, nil
+		return DedupIndexInfo{}, nil
 	}
 	if err := r.wait(ctx); err != nil {
-		return 0, 0, err
+		return DedupIndexInfo{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.ids, r.took, nil
+	return r.info, nil
 }
 
 func (r *dedupRebuild) stop() {

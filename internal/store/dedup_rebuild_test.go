@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,9 +14,16 @@ import (
 
 // TestDedupIndexSurvivesRestart (issue 8, item 4): every id stored inside
 // the window before a restart is still a duplicate after it, answered with
-// its original seq, per tenant, from the very first append after Open (the
-// index is rebuilt in the background; appends wait for it).
+// its original seq, per tenant, from the very first append after Open:
+// after a clean stop (the index is taken from the snapshot Close wrote) and
+// without a snapshot, as after a kill -9 (rebuilt from the log in the
+// background; appends wait for it).
 func TestDedupIndexSurvivesRestart(t *testing.T) {
+	t.Run("snapshot", func(t *testing.T) { testDedupIndexSurvivesRestart(t, true) })
+	t.Run("log", func(t *testing.T) { testDedupIndexSurvivesRestart(t, false) })
+}
+
+func testDedupIndexSurvivesRestart(t *testing.T, snapshot bool) {
 	const n = 10_000
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -37,9 +47,21 @@ func TestDedupIndexSurvivesRestart(t *testing.T) {
 		}
 	}
 	l.Close()
+	snap := filepath.Join(dir, dedupSnapshotFile)
+	if _, err := os.Stat(snap); err != nil {
+		t.Fatalf("no dedup snapshot after a clean close: %v", err)
+	}
+	if !snapshot {
+		if err := os.Remove(snap); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	l = open(t, dir)
 	defer l.Close()
+	if _, err := os.Stat(snap); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the dedup snapshot is still there after Open (%v): it could be taken twice", err)
+	}
 	// At once, without waiting for anything: the oldest, a middle and the
 	// newest id of the window, each in its own tenant, are duplicates;
 	// the same ids in the other tenant are new events.
@@ -71,9 +93,9 @@ func TestDedupIndexSurvivesRestart(t *testing.T) {
 			t.Fatalf("%s/%s after restart: %+v, want a new event after seq %d", p.tenant, p.id, acks[0], n)
 		}
 	}
-	ids, _, err := l.WaitDedupIndex(ctx)
-	if err != nil || ids != n {
-		t.Fatalf("dedup index rebuilt with %d ids (%v), want %d", ids, err, n)
+	info, err := l.WaitDedupIndex(ctx)
+	if err != nil || info.IDs != n || info.Snapshot != snapshot {
+		t.Fatalf("dedup index rebuilt: %+v (%v), want %d ids, from the snapshot: %v", info, err, n, snapshot)
 	}
 	// And a whole retried batch stores nothing again.
 	head, _ := l.Head(ctx)
@@ -152,13 +174,77 @@ func TestDedupRebuildAcrossExpiredPulls(t *testing.T) {
 		}
 	}
 	l.Close()
+	if err := os.Remove(filepath.Join(dir, dedupSnapshotFile)); err != nil {
+		t.Fatal(err)
+	}
 	oldBatch, oldExpires := rebuildBatch, rebuildExpires
 	rebuildBatch, rebuildExpires = 500, time.Millisecond
 	defer func() { rebuildBatch, rebuildExpires = oldBatch, oldExpires }()
 	l = open(t, dir)
 	defer l.Close()
-	ids, _, err := l.WaitDedupIndex(ctx)
-	if err != nil || ids != 3000 {
-		t.Fatalf("dedup index rebuilt with %d ids (%v), want 3000", ids, err)
+	info, err := l.WaitDedupIndex(ctx)
+	if err != nil || info.IDs != 3000 || info.Snapshot {
+		t.Fatalf("dedup index rebuilt: %+v (%v), want 3000 ids from the log", info, err)
+	}
+}
+
+// TestDedupSnapshotRefused: a snapshot that is not of this stream at this
+// head (events appended after it was written, as by a node that crashed
+// later) or that was damaged is ignored, and the index is rebuilt from the
+// log: the ids appended after the stale snapshot are duplicates too.
+func TestDedupSnapshotRefused(t *testing.T) {
+	ctx := context.Background()
+	for name, spoil := range map[string]func(t *testing.T, dir string, stale []byte){
+		"stale": func(t *testing.T, dir string, stale []byte) {
+			if err := os.WriteFile(filepath.Join(dir, dedupSnapshotFile), stale, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"damaged": func(t *testing.T, dir string, _ []byte) {
+			path := filepath.Join(dir, dedupSnapshotFile)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/2] ^= 1
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := open(t, dir)
+			if _, err := l.Append(ctx, manyEvents(t, 500, "old")); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			stale, err := os.ReadFile(filepath.Join(dir, dedupSnapshotFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l = open(t, dir)
+			if _, err := l.Append(ctx, manyEvents(t, 500, "new")); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			spoil(t, dir, stale)
+
+			l = open(t, dir)
+			defer l.Close()
+			info, err := l.WaitDedupIndex(ctx)
+			if err != nil || info.Snapshot || info.IDs != 1000 {
+				t.Fatalf("dedup index: %+v (%v), want 1000 ids from the log", info, err)
+			}
+			acks, err := l.Append(ctx, manyEvents(t, 500, "new"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, a := range acks {
+				if !a.Duplicate || a.Seq != uint64(501+i) {
+					t.Fatalf("new-%d after a %s snapshot: %+v, want a duplicate of seq %d", i, name, a, 501+i)
+				}
+			}
+		})
 	}
 }

@@ -191,6 +191,8 @@ func (l *Log) Embedded() bool { return l.ns != nil }
 // Close drains the connection and stops the embedded server.
 func (l *Log) Close() {
 	l.rebuild.stop() // before nc closes: it reads through it
+	// A planned restart then skips the rebuild; on failure it rebuilds.
+	_ = l.saveDedupSnapshot()
 	if l.nc != nil {
 		_ = l.nc.Drain()
 		// Drain is asynchronous; Close makes the connection's goroutines exit.

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"testing"
@@ -15,7 +17,9 @@ import (
 // BenchmarkOpenWithFullDedupWindow measures a restart with the dedup
 // window full (issue 8, item 4): 1,000,000 small events are appended once
 // (slow: the setup is not timed), then each iteration opens the log on
-// that data directory and reports two times: s/open, until store.Open
+// that data directory, without the dedup snapshot (from=log, as after a
+// kill -9) or with the one a clean Close wrote (from=snapshot), and
+// reports two times: s/open, until store.Open
 // returns (the node serves reads), and s/index, until the dedup index of
 // every id inside the window is rebuilt (appends wait for it); ns/op is
 // s/index. cpu-s/index is the CPU time the process (server included)
@@ -48,8 +52,23 @@ func BenchmarkOpenWithFullDedupWindow(b *testing.B) {
 	}
 	log.Close()
 
+	// from=log: no snapshot, as after a kill -9: the index is read from
+	// the log. from=snapshot: after a clean stop (Close wrote one).
+	b.Run("from=log", func(b *testing.B) { benchOpen(b, cfg, total, false) })
+	b.Run("from=snapshot", func(b *testing.B) { benchOpen(b, cfg, total, true) })
+}
+
+func benchOpen(b *testing.B, cfg store.Config, total int, snapshot bool) {
+	ctx := context.Background()
 	var opened, indexed, cpu time.Duration
 	for b.Loop() {
+		if !snapshot {
+			b.StopTimer()
+			if err := os.Remove(filepath.Join(cfg.DataDir, "dedup-index.snapshot")); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
 		cpu0 := restartCPUTime(b)
 		start := time.Now()
 		l, err := store.Open(ctx, cfg)
@@ -57,21 +76,21 @@ func BenchmarkOpenWithFullDedupWindow(b *testing.B) {
 			b.Fatal(err)
 		}
 		opened += time.Since(start)
-		ids, _, err := l.WaitDedupIndex(ctx)
+		info, err := l.WaitDedupIndex(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		indexed += time.Since(start)
 		cpu += restartCPUTime(b) - cpu0
 		b.StopTimer()
-		if ids != total {
-			b.Fatalf("dedup index rebuilt with %d ids, want %d", ids, total)
+		if info.IDs != total || info.Snapshot != snapshot {
+			b.Fatalf("dedup index rebuilt: %+v, want %d ids, from the snapshot: %v", info, total, snapshot)
 		}
 		// The index is complete: the first and the last id are duplicates.
 		for _, want := range []struct {
 			id, tenant string
 			seq        uint64
-		}{{"e0000000", "acme", 1}, {fmt.Sprintf("e%07d", total-1), "globex", total}} {
+		}{{"e0000000", "acme", 1}, {fmt.Sprintf("e%07d", total-1), "globex", uint64(total)}} {
 			e := &event.Event{ID: want.id, Type: "audit.query"}
 			if _, err := event.Normalize(e, want.tenant, time.Now(), event.DefaultLimits()); err != nil {
 				b.Fatal(err)
