@@ -1,11 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -197,6 +201,30 @@ func TestDedupSnapshotRefused(t *testing.T) {
 	for name, spoil := range map[string]func(t *testing.T, dir string, stale []byte){
 		"stale": func(t *testing.T, dir string, stale []byte) {
 			if err := os.WriteFile(filepath.Join(dir, dedupSnapshotFile), stale, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"window grew": func(t *testing.T, dir string, _ []byte) {
+			// Written with a 2-minute window: it cannot stand for a
+			// longer one (ids stored earlier may have expired from it).
+			path := filepath.Join(dir, dedupSnapshotFile)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			head, rest, _ := bytes.Cut(b, []byte("covered_since "))
+			num, tail, _ := bytes.Cut(rest, []byte("\n"))
+			v, err := strconv.ParseInt(string(num), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As if the window had been an hour shorter: the rest is intact,
+			// and the checksum is recomputed, so only the coverage refuses it.
+			body := fmt.Appendf(append([]byte(nil), head...), "covered_since %d\n%s", v+int64(time.Hour), tail)
+			end := bytes.LastIndex(body, []byte("sha256 "))
+			sum := sha256.Sum256(body[:end])
+			body = append(body[:end], "sha256 "+hex.EncodeToString(sum[:])+"\n"...)
+			if err := os.WriteFile(path, body, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		},

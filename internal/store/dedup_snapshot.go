@@ -60,9 +60,12 @@ func (l *Log) saveDedupSnapshot() error {
 		return fmt.Errorf("store: dedup snapshot: %w", err)
 	}
 	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "%s\nstream_created %d head %d\n", dedupSnapshotMagic, info.Created.UnixNano(), info.State.LastSeq)
 	d := l.recent
 	d.mu.Lock()
+	// Every id stored since covered is in the index (older ones may have
+	// expired): a start with a longer window must read the log instead.
+	covered := time.Now().Add(-d.window)
+	fmt.Fprintf(&buf, "%s\nstream_created %d head %d covered_since %d\n", dedupSnapshotMagic, info.Created.UnixNano(), info.State.LastSeq, covered.UnixNano())
 	for _, o := range d.order[d.head:] {
 		p, ok := d.entries[o.key]
 		if !ok || !p.at.Equal(o.at) {
@@ -126,7 +129,7 @@ func (l *Log) loadDedupSnapshot(since time.Time, head uint64) (int, bool) {
 	if err := os.Remove(path); err != nil {
 		return 0, false // a file that stays could be taken again later: never
 	}
-	entries, ok := parseDedupSnapshot(b, l.stream.CachedInfo().Created, head)
+	entries, ok := parseDedupSnapshot(b, l.stream.CachedInfo().Created, head, since)
 	if !ok {
 		return 0, false
 	}
@@ -149,8 +152,9 @@ type snapshotEntry struct {
 }
 
 // parseDedupSnapshot checks a snapshot against the stream's creation time
-// and head and returns its entries; ok is false for anything else.
-func parseDedupSnapshot(b []byte, created time.Time, head uint64) (entries []snapshotEntry, ok bool) {
+// and head, and that it covers the window from since on, and returns its
+// entries; ok is false for anything else.
+func parseDedupSnapshot(b []byte, created time.Time, head uint64, since time.Time) (entries []snapshotEntry, ok bool) {
 	end := bytes.LastIndex(b, []byte("sha256 "))
 	if end < 0 {
 		return nil, false
@@ -164,9 +168,10 @@ func parseDedupSnapshot(b []byte, created time.Time, head uint64) (entries []sna
 	if !sc.Scan() || sc.Text() != dedupSnapshotMagic || !sc.Scan() {
 		return nil, false
 	}
-	var c int64
+	var c, covered int64
 	var h uint64
-	if _, err := fmt.Sscanf(sc.Text(), "stream_created %d head %d", &c, &h); err != nil || c != created.UnixNano() || h != head {
+	if _, err := fmt.Sscanf(sc.Text(), "stream_created %d head %d covered_since %d", &c, &h, &covered); err != nil ||
+		c != created.UnixNano() || h != head || covered > since.UnixNano() {
 		return nil, false
 	}
 	for sc.Scan() {
