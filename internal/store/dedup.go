@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -102,6 +103,30 @@ func (d *dedupIndex) remember(key string, seq uint64, at time.Time) {
 	}
 	d.entries[key] = dedupEntry{seq: seq, at: at}
 	d.order = append(d.order, orderEntry{key, at})
+}
+
+// rememberAll records the entries of a snapshot stored at or after since,
+// in order, under one lock; it returns how many it took.
+func (d *dedupIndex) rememberAll(entries []snapshotEntry, since time.Time) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.entries) == 0 {
+		d.entries = make(map[string]dedupEntry, len(entries))
+	}
+	d.order = slices.Grow(d.order, len(entries))
+	n := 0
+	for _, e := range entries {
+		if e.at.Before(since) {
+			continue
+		}
+		if _, ok := d.entries[e.key]; ok {
+			continue
+		}
+		d.entries[e.key] = dedupEntry{seq: e.seq, at: e.at}
+		d.order = append(d.order, orderEntry{e.key, e.at})
+		n++
+	}
+	return n
 }
 
 // grow makes room for n more entries at once, so that rebuilding a full

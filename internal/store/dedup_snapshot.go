@@ -1,12 +1,12 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -133,16 +133,7 @@ func (l *Log) loadDedupSnapshot(since time.Time, head uint64) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	n := 0
-	l.recent.grow(len(entries))
-	for _, e := range entries {
-		if e.at.Before(since) {
-			continue
-		}
-		l.recent.remember(e.key, e.seq, e.at)
-		n++
-	}
-	return n, true
+	return l.recent.rememberAll(entries, since), true
 }
 
 type snapshotEntry struct {
@@ -163,28 +154,50 @@ func parseDedupSnapshot(b []byte, created time.Time, head uint64, since time.Tim
 	if string(bytes.TrimSpace(b[end+len("sha256 "):])) != hex.EncodeToString(sum[:]) {
 		return nil, false
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b[:end]))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	if !sc.Scan() || sc.Text() != dedupSnapshotMagic || !sc.Scan() {
+	magic, rest, _ := bytes.Cut(b[:end], []byte("\n"))
+	header, rest, _ := bytes.Cut(rest, []byte("\n"))
+	if string(magic) != dedupSnapshotMagic {
 		return nil, false
 	}
 	var c, covered int64
 	var h uint64
-	if _, err := fmt.Sscanf(sc.Text(), "stream_created %d head %d covered_since %d", &c, &h, &covered); err != nil ||
+	if _, err := fmt.Sscanf(string(header), "stream_created %d head %d covered_since %d", &c, &h, &covered); err != nil ||
 		c != created.UnixNano() || h != head || covered > since.UnixNano() {
 		return nil, false
 	}
-	for sc.Scan() {
-		f := bytes.Fields(sc.Bytes())
-		if len(f) != 3 {
+	// One line per id: "<tenant>/<id> <seq> <unix nanoseconds>".
+	entries = make([]snapshotEntry, 0, bytes.Count(rest, []byte("\n")))
+	for len(rest) > 0 {
+		line, tail, found := bytes.Cut(rest, []byte("\n"))
+		if !found {
 			return nil, false
 		}
-		seq, err1 := strconv.ParseUint(string(f[1]), 10, 64)
-		at, err2 := strconv.ParseInt(string(f[2]), 10, 64)
-		if err1 != nil || err2 != nil || seq == 0 || seq > head {
+		rest = tail
+		sp1, sp2 := bytes.IndexByte(line, ' '), bytes.LastIndexByte(line, ' ')
+		if sp1 <= 0 || sp2 <= sp1 {
 			return nil, false
 		}
-		entries = append(entries, snapshotEntry{key: string(f[0]), seq: seq, at: time.Unix(0, at)})
+		seq, ok1 := parseDecimal(line[sp1+1 : sp2])
+		at, ok2 := parseDecimal(line[sp2+1:])
+		if !ok1 || !ok2 || seq == 0 || seq > head {
+			return nil, false
+		}
+		entries = append(entries, snapshotEntry{key: string(line[:sp1]), seq: seq, at: time.Unix(0, int64(at))})
 	}
-	return entries, sc.Err() == nil
+	return entries, true
+}
+
+// parseDecimal parses a non-negative decimal below 2^63.
+func parseDecimal(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 { // 19 digits cannot overflow a uint64
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, n <= math.MaxInt64
 }
