@@ -105,9 +105,14 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 				if err != nil {
 					return 0, fmt.Errorf("store: rebuild dedup index: %w", err)
 				}
-				if info.NumPending == 0 {
-					// Nothing left: the rest of the window was deleted
-					// meanwhile (retention).
+				r.mu.Lock()
+				last := r.last
+				r.mu.Unlock()
+				if info.NumPending == 0 && info.Delivered.Stream <= last {
+					// Nothing left, and everything sent was handled: the
+					// rest of the window was deleted meanwhile (retention).
+					// (Messages sent to a later pull may still be on their
+					// way: the last of them ends the rebuild.)
 					r.mu.Lock()
 					defer r.mu.Unlock()
 					return r.n, nil
@@ -139,6 +144,7 @@ type rebuild struct {
 
 	mu       sync.Mutex
 	pulls    []*pull // open, oldest first
+	last     uint64  // stream seq of the last message handled
 	n        int
 	err      error
 	finished bool
@@ -185,6 +191,7 @@ func (r *rebuild) handle(m *nats.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
+	r.last = seq
 	if seq > r.head {
 		r.finish(nil)
 		return
