@@ -141,8 +141,17 @@ func TestCloseDuringDedupRebuild(t *testing.T) {
 		}
 	}
 	l.Close()
+	// No snapshot: the index is rebuilt from the log, in the background.
+	if err := os.Remove(filepath.Join(dir, dedupSnapshotFile)); err != nil {
+		t.Fatal(err)
+	}
 	l = open(t, dir)
 	l.Close() // returns: the rebuild stopped (or had finished)
+	if _, err := os.Stat(filepath.Join(dir, dedupSnapshotFile)); err == nil {
+		if info, _ := l.WaitDedupIndex(context.Background()); info.IDs != 10_000 {
+			t.Fatalf("a snapshot was written with an incomplete index (%+v)", info)
+		}
+	}
 	if _, err := l.Append(ctx, manyEvents(t, 1, "late")); err == nil {
 		t.Fatal("append on a closed log succeeded")
 	}
