@@ -97,6 +97,10 @@ type Deps struct {
 	MaxSubs int
 	// KeepAlive is the interval of protocol keep-alive messages (default 15 s).
 	KeepAlive time.Duration
+	// PingInterval is the graphql-transport-ws ping interval, and how long
+	// a write may wait for a client that stopped reading (default 30 s,
+	// the --ping-interval of every Vigil stream).
+	PingInterval time.Duration
 	// Credentials closes WebSocket connections whose token is revoked or
 	// expires (tokens.Enforcer): a GraphQL connection is not a hub client
 	// itself, so it registers once authenticated. nil: only its
@@ -127,6 +131,9 @@ func New(deps Deps) *Server {
 	if deps.KeepAlive <= 0 {
 		deps.KeepAlive = 15 * time.Second
 	}
+	if deps.PingInterval <= 0 {
+		deps.PingInterval = 30 * time.Second
+	}
 	s := &Server{deps: deps}
 	r := &Resolver{deps: deps}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r}))
@@ -136,12 +143,12 @@ func New(deps Deps) *Server {
 		originOK = func(*http.Request) bool { return true }
 	}
 	srv.AddTransport(transport.Websocket{
-		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard},
+		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard, writeTimeout: deps.PingInterval},
 		KeepAlivePingInterval: deps.KeepAlive, // graphql-ws "ka" messages
 		// graphql-transport-ws: ping every 30 s (as every Vigil stream) and
 		// drop a client that has not answered within two intervals, so a
 		// vanished peer does not pin its subscriptions.
-		PingPongInterval: 30 * time.Second,
+		PingPongInterval: deps.PingInterval,
 		InitFunc:         s.initWebsocket,
 		InitTimeout:      10 * time.Second,
 	})

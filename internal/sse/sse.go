@@ -23,9 +23,17 @@ type Admitter interface {
 
 // Handler serves GET /api/v1/stream/sse. The route must be wrapped by
 // auth.Require. ?from_seq=N starts at N; Last-Event-ID: N resumes at N+1.
-func Handler(h *hub.Hub, guard Admitter, heartbeat time.Duration) http.HandlerFunc {
+// heartbeat is the keep-alive comment interval (default 15 s); stall is how
+// long a write may wait for a client that stopped reading before the
+// stream ends (default 30 s, the ping interval of the WebSocket streams):
+// a client that resumes in time reads its backlog and, if its queue
+// overflowed meanwhile, "event: lagged" with resume_from.
+func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.HandlerFunc {
 	if heartbeat <= 0 {
 		heartbeat = 15 * time.Second
+	}
+	if stall <= 0 {
+		stall = 30 * time.Second
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
@@ -60,11 +68,7 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat time.Duration) http.HandlerFu
 			}
 			cursor = hub.FromSeq(n + 1)
 		}
-		flusher, ok := w.(http.Flusher)
-		if !ok {
-			auth.WriteError(w, http.StatusInternalServerError, "streaming unsupported")
-			return
-		}
+		c := conn{w: w, rc: http.NewResponseController(w), stall: stall}
 		if guard != nil {
 			release, status, err := guard.Admit(r, p)
 			if err != nil {
@@ -83,13 +87,41 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat time.Duration) http.HandlerFu
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
-		_, _ = fmt.Fprintf(w, "retry: 2000\n: head %d\n\n", client.HubHead())
-		flusher.Flush()
-		stream(r.Context(), w, flusher, client, heartbeat)
+		if c.write(fmt.Appendf(nil, "retry: 2000\n: head %d\n\n", client.HubHead())) != nil {
+			return
+		}
+		stream(r.Context(), c, client, heartbeat)
 	}
 }
 
-func stream(ctx context.Context, w http.ResponseWriter, flusher http.Flusher, client *hub.Client, heartbeat time.Duration) {
+// chunk is how much of a burst is written between flushes: each flush
+// must get through within the stall limit, so a slow client that keeps
+// reading is not cut in the middle of a large backlog.
+const chunk = 16 << 10
+
+// conn writes to the response with a deadline per flush (net/http's
+// server has no WriteTimeout: it would end every long-lived stream).
+type conn struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+// write sends b and flushes, giving the client stall to take it.
+func (c conn) write(b []byte) error {
+	if err := c.rc.SetWriteDeadline(time.Now().Add(c.stall)); err != nil {
+		return fmt.Errorf("sse: write deadline: %w", err)
+	}
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+func stream(ctx context.Context, c conn, client *hub.Client, heartbeat time.Duration) {
+	// A kept-alive connection must not carry this stream's deadline into
+	// its next request.
+	defer func() { _ = c.rc.SetWriteDeadline(time.Time{}) }()
 	var buf []byte
 	for {
 		wait, cancel := context.WithTimeout(ctx, heartbeat)
@@ -97,20 +129,19 @@ func stream(ctx context.Context, w http.ResponseWriter, flusher http.Flusher, cl
 		cancel()
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+				if c.write([]byte(": keep-alive\n\n")) != nil {
 					return
 				}
-				flusher.Flush()
 				continue
 			}
 			var lag *hub.LagError
 			if errors.As(err, &lag) {
-				_, _ = fmt.Fprintf(w, "event: lagged\ndata: {\"resume_from\":%d}\n\n", lag.Resume["sse"])
-				flusher.Flush()
+				// Everything queued before the lag point has been written;
+				// the notice is the stream's last message.
+				_ = c.write(fmt.Appendf(nil, "event: lagged\ndata: {\"resume_from\":%d}\n\n", lag.Resume["sse"]))
 			}
 			if errors.Is(err, hub.ErrShutdown) {
-				_, _ = w.Write([]byte("event: shutdown\ndata: {\"reason\":\"server shutting down; reconnect\"}\n\n"))
-				flusher.Flush()
+				_ = c.write([]byte("event: shutdown\ndata: {\"reason\":\"server shutting down; reconnect\"}\n\n"))
 			}
 			return
 		}
@@ -124,10 +155,18 @@ func stream(ctx context.Context, w http.ResponseWriter, flusher http.Flusher, cl
 			buf = append(buf, "\ndata: "...)
 			buf = append(buf, d.Event.JSON()...)
 			buf = append(buf, "\n\n"...)
+			if len(buf) >= chunk {
+				if c.write(buf) != nil {
+					return
+				}
+				buf = buf[:0]
+			}
 		}
-		if _, err := w.Write(buf); err != nil {
+		if len(buf) > 0 && c.write(buf) != nil {
 			return
 		}
-		flusher.Flush()
+		if cap(buf) > 4*chunk {
+			buf = nil // do not keep a burst's buffer for an idle stream
+		}
 	}
 }
