@@ -194,27 +194,19 @@ func (l lockedConn) Write(p []byte) (int, error) {
 	if l.c.broken {
 		return 0, net.ErrClosed
 	}
-	// Give up only when the socket has taken no byte for writeTimeout (the
-	// tolerated silence, the ping interval): a client that stops reading
-	// and resumes in time still gets its backlog and the lag error.
-	written := 0
-	for {
-		_ = l.c.conn.SetWriteDeadline(time.Now().Add(l.c.writeTimeout))
-		n, err := l.c.conn.Write(p[written:])
-		written += n
-		if err == nil {
-			return written, nil
-		}
-		var ne net.Error
-		if n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
-			// A frame cut short would garble every later one, and gqlgen
-			// ignores write errors: end the connection (its reader then
-			// ends every operation).
-			l.c.broken = true
-			_ = l.c.conn.Close()
-			return written, err
-		}
+	// writeTimeout is the tolerated silence (the ping interval): a client
+	// that stops reading and resumes in time still gets its backlog and
+	// the lag error.
+	_ = l.c.conn.SetWriteDeadline(time.Now().Add(l.c.writeTimeout))
+	n, err := l.c.conn.Write(p)
+	if err != nil {
+		// A frame cut short would garble every later one, and gqlgen
+		// ignores write errors: end the connection (its reader then ends
+		// every operation).
+		l.c.broken = true
+		_ = l.c.conn.Close()
 	}
+	return n, err
 }
 
 func (c *gobwasConn) NextReader() (int, io.Reader, error) {

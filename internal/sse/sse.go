@@ -94,12 +94,10 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 	}
 }
 
-// chunk is how much of a burst is written between flushes: each flush
-// must get through within the stall limit, so a slow client that keeps
-// reading is not cut in the middle of a large backlog.
+// chunk is how much of a burst is buffered between flushes.
 const chunk = 16 << 10
 
-// conn writes to the response with a deadline per flush (net/http's
+// conn writes to the response with a deadline per batch (net/http's
 // server has no WriteTimeout: it would end every long-lived stream).
 type conn struct {
 	w     http.ResponseWriter
@@ -107,15 +105,29 @@ type conn struct {
 	stall time.Duration
 }
 
-// write sends b and flushes, giving the client stall to take it.
-func (c conn) write(b []byte) error {
+// arm gives the client stall to take what is written until the next arm:
+// one batch (at most the queue's deliveries), or one message.
+func (c conn) arm() error {
 	if err := c.rc.SetWriteDeadline(time.Now().Add(c.stall)); err != nil {
 		return fmt.Errorf("sse: write deadline: %w", err)
 	}
+	return nil
+}
+
+// put sends b and flushes, under the deadline of the last arm.
+func (c conn) put(b []byte) error {
 	if _, err := c.w.Write(b); err != nil {
 		return err
 	}
 	return c.rc.Flush()
+}
+
+// write arms the deadline and sends one message.
+func (c conn) write(b []byte) error {
+	if err := c.arm(); err != nil {
+		return err
+	}
+	return c.put(b)
 }
 
 func stream(ctx context.Context, c conn, client *hub.Client, heartbeat time.Duration) {
@@ -145,6 +157,9 @@ func stream(ctx context.Context, c conn, client *hub.Client, heartbeat time.Dura
 			}
 			return
 		}
+		if c.arm() != nil {
+			return
+		}
 		buf = buf[:0]
 		for _, d := range batch {
 			if d.Event == nil {
@@ -156,13 +171,13 @@ func stream(ctx context.Context, c conn, client *hub.Client, heartbeat time.Dura
 			buf = append(buf, d.Event.JSON()...)
 			buf = append(buf, "\n\n"...)
 			if len(buf) >= chunk {
-				if c.write(buf) != nil {
+				if c.put(buf) != nil {
 					return
 				}
 				buf = buf[:0]
 			}
 		}
-		if len(buf) > 0 && c.write(buf) != nil {
+		if len(buf) > 0 && c.put(buf) != nil {
 			return
 		}
 		if cap(buf) > 4*chunk {

@@ -81,11 +81,11 @@ type Deps struct {
 	Logger       *slog.Logger
 	PingInterval time.Duration // default 30 s
 	MaxMessage   int64         // largest client message; default 64 KiB
-	// WriteTimeout is how long a write may make no progress (the client's
-	// socket accepts no byte) before the connection is dropped. Default:
-	// PingInterval, the time a silent client is tolerated anyway — so a
-	// client that stops reading and resumes within it still reads its
-	// backlog and, if it lagged meanwhile, the lag notice and close 4000.
+	// WriteTimeout is how long one write (a batch of queued messages) may
+	// take before the connection is dropped. Default: PingInterval, the
+	// time a silent client is tolerated anyway — so a client that stops
+	// reading and resumes within it still reads its backlog and, if it
+	// lagged meanwhile, the lag notice and close 4000.
 	WriteTimeout time.Duration
 	// Delivered observes each written batch (delivery latency metrics).
 	Delivered func(batch []hub.Delivery, at time.Time)
@@ -224,22 +224,15 @@ func (s *Session) closeWithTail(code ws.StatusCode, reason string, tail []byte) 
 	})
 }
 
-// writeAll writes b under wmu, giving up only when the socket has taken no
-// byte for WriteTimeout: a slow client that keeps reading is never cut in
-// the middle of a frame, a stalled one is cut after the tolerated silence.
+// writeAll writes b (one batch: at most the queue's deliveries) under wmu
+// within WriteTimeout. The limit is on the whole write, not on progress:
+// a socket whose reader has stopped still trickles bytes into kernel
+// buffers for a long time, which must not keep a stalled client alive. A
+// client that reads takes a batch well within the tolerated time.
 func (s *Session) writeAll(b []byte) error {
-	for {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
-		n, err := s.conn.Write(b)
-		if err == nil {
-			return nil
-		}
-		b = b[n:]
-		var ne net.Error
-		if n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
-			return err
-		}
-	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
+	_, err := s.conn.Write(b)
+	return err
 }
 
 // Close ends the connection with a close frame.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-sec/vigil/client"
 	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
@@ -30,6 +31,9 @@ import (
 // slowclientRcvBuf is the receive buffer of a client that stops reading:
 // small, so the server's writes stall after a few kilobytes.
 const slowclientRcvBuf = 4096
+
+// slowclientBatch is the events per publish request.
+const slowclientBatch = 16
 
 // slowclientNode starts a node with a small per-client queue (a client
 // lags after 64 deliveries) and the given ping interval, which is also the
@@ -61,8 +65,8 @@ func newSlowclientPublisher(t *testing.T, n *testnode.Node, src string) *slowcli
 		t.Fatal(err)
 	}
 	t.Cleanup(hc.CloseIdleConnections)
-	// 1 KiB of data per event fills socket buffers quickly.
-	return &slowclientPublisher{t: t, n: n, http: hc, c: c, src: src, pad: strings.Repeat("x", 1024)}
+	// 8 KiB of data per event fills socket buffers quickly.
+	return &slowclientPublisher{t: t, n: n, http: hc, c: c, src: src, pad: strings.Repeat("x", 8<<10)}
 }
 
 // publish appends count audit events from p.src and returns their seqs in
@@ -71,7 +75,7 @@ func (p *slowclientPublisher) publish(count int) []uint64 {
 	p.t.Helper()
 	evs := make([]*client.Event, count)
 	for i := range evs {
-		evs[i] = &client.Event{Type: "audit.slowclient", Severity: "low", Source: p.src, User: "slow@example.com",
+		evs[i] = &client.Event{Type: "audit.slowclient", Severity: event.SeverityLow, Source: p.src, User: "slow@example.com",
 			Action: "select", Data: json.RawMessage(`{"pad":"` + p.pad + `"}`)}
 	}
 	acks, err := p.c.Publish(context.Background(), evs)
@@ -87,7 +91,9 @@ func (p *slowclientPublisher) publish(count int) []uint64 {
 
 // untilLagged publishes batches until the node has lagged one more client
 // than before, then one more batch (events after the lag point), and
-// returns every published seq in order.
+// returns every published seq in order. A batch is smaller than the
+// nodes' queue (64): a client that reads keeps up with it, so the lag is
+// the stalled socket's doing, not a burst's.
 func (p *slowclientPublisher) untilLagged() []uint64 {
 	p.t.Helper()
 	before := slowclientMetric(p.t, p.n, "vigil_clients_lagged_total")
@@ -97,9 +103,9 @@ func (p *slowclientPublisher) untilLagged() []uint64 {
 		if time.Now().After(deadline) {
 			p.t.Fatalf("no client lagged after %d events", len(seqs))
 		}
-		seqs = append(seqs, p.publish(100)...)
+		seqs = append(seqs, p.publish(slowclientBatch)...)
 	}
-	return append(seqs, p.publish(100)...)
+	return append(seqs, p.publish(slowclientBatch)...)
 }
 
 // slowclientMetric sums a metric's samples (every label set) from /metrics.
@@ -282,7 +288,14 @@ func slowclientWaitGoroutines(t *testing.T, p *slowclientPublisher, baseline int
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines, baseline %d, %v after the client was cut:\n%s", n, baseline, within, buf)
+			var tops []string
+			for _, g := range strings.Split(string(buf), "\n\n") {
+				lines := strings.Split(g, "\n")
+				if len(lines) > 1 {
+					tops = append(tops, lines[0]+" "+lines[1])
+				}
+			}
+			t.Fatalf("%d goroutines, baseline %d, %v after the client was cut:\n%s", n, baseline, within, strings.Join(tops, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -294,7 +307,15 @@ func slowclientWaitFor(t *testing.T, within time.Duration, what string, cond fun
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			var gs []string
+			for _, g := range strings.Split(string(buf), "\n\n") {
+				if strings.Contains(g, "wsconn") || strings.Contains(g, "sse.") {
+					gs = append(gs, g)
+				}
+			}
+			t.Fatalf("%s: not within %v; transport goroutines:\n%s", what, within, strings.Join(gs, "\n\n"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -3,7 +3,9 @@ package hostile
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -299,6 +301,11 @@ func TestSlowClientNeverReadingWebSocketIsCutAfterToleratedTime(t *testing.T) {
 	slowclientWaitGoroutines(t, p, baseline, 5*time.Second)
 }
 
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // slowclientSSE opens an SSE stream of src over a raw TCP connection with
 // the given receive buffer and returns the response body's reader, after
 // the ": head" comment (the subscription is registered by then).
@@ -399,7 +406,7 @@ func TestSlowClientNeverReadingSSEIsCutAfterToleratedTime(t *testing.T) {
 	p := newSlowclientPublisher(t, n, src)
 	p.publish(1)
 	baseline := slowclientBaseline(p)
-	slowclientSSE(t, n, src, slowclientRcvBuf)
+	body, arm := slowclientSSE(t, n, src, slowclientRcvBuf)
 	if got := slowclientConnections(t, n, "sse"); got != 1 {
 		t.Fatalf("%v SSE connections, want 1", got)
 	}
@@ -408,5 +415,11 @@ func TestSlowClientNeverReadingSSEIsCutAfterToleratedTime(t *testing.T) {
 		return slowclientConnections(t, n, "sse") == 0
 	})
 	t.Logf("cut %v after it lagged (tolerance %v)", took.Round(10*time.Millisecond), slowclientShortPing)
+	// The server closed the connection: what the socket still holds ends
+	// in EOF (or an error), not in a read timeout.
+	arm()
+	if _, err := io.Copy(io.Discard, body); isTimeout(err) {
+		t.Fatalf("the server kept the stalled SSE connection open: %v", err)
+	}
 	slowclientWaitGoroutines(t, p, baseline, 5*time.Second)
 }
