@@ -222,7 +222,8 @@ func (c *slowclientWS) send(v any) {
 // returns its code (and echoes it); any other end of the stream is an
 // error.
 func (c *slowclientWS) next(timeout time.Duration) (msg []byte, closeCode ws.StatusCode, err error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	// The deadline covers the answers to pings and the close echo too.
+	_ = c.conn.SetDeadline(time.Now().Add(timeout))
 	b, err := wsutil.ReadServerText(c.rw)
 	var closed wsutil.ClosedError
 	if errors.As(err, &closed) {

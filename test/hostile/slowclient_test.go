@@ -192,9 +192,10 @@ func TestSlowClientGraphQLReadsBacklogThenLaggedError(t *testing.T) {
 	subs := slowclientMetric(t, n, "vigil_subscriptions")
 	subscribe := func(id string, from *uint64) {
 		vars := map[string]any{"s": []string{src}}
-		q := `subscription($s: [String!]) { events(filter: {sources: $s}) { seq } }`
+		// data (8 KiB each) fills the socket as fast as the other tests.
+		q := `subscription($s: [String!]) { events(filter: {sources: $s}) { seq data } }`
 		if from != nil {
-			q = `subscription($s: [String!], $f: Int) { events(filter: {sources: $s}, fromSeq: $f) { seq } }`
+			q = `subscription($s: [String!], $f: Int) { events(filter: {sources: $s}, fromSeq: $f) { seq data } }`
 			vars["f"] = *from
 		}
 		c.send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": q, "variables": vars}})
