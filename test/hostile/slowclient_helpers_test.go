@@ -323,14 +323,9 @@ func slowclientWaitFor(t *testing.T, within time.Duration, what string, cond fun
 	return time.Since(start)
 }
 
-// slowclientStall waits until d has passed since start: the client is not
-// reading meanwhile (there is nothing to poll for — the point is that the
-// client stays silent that long).
-func slowclientStall(start time.Time, d time.Duration) {
-	if rest := time.Until(start.Add(d)); rest > 0 {
-		time.Sleep(rest)
-	}
-}
+// slowclientStall keeps the client silent for d. There is nothing to poll
+// for: the point is that the client does not read for that long.
+func slowclientStall(d time.Duration) { time.Sleep(d) }
 
 func slowclientSeqString(seqs []uint64) string {
 	if len(seqs) == 0 {

@@ -23,12 +23,12 @@ import (
 // from resume_from continues with no gap. One that never resumes is cut
 // after the tolerated time and every server resource of it is released.
 //
-// The resuming tests stall longer than the old fixed 10 s write timeout
-// (which cut such a client with a plain EOF and no notice) and less than
-// the ping interval they configure.
+// The resuming tests stay silent for 11 s after the lag, longer than the
+// old fixed 10 s write timeout (which cut such a client with a plain EOF
+// and no notice), and less than the ping interval they configure.
 const (
-	slowclientTolerance = 14 * time.Second // the nodes' ping interval
-	slowclientStallFor  = 11 * time.Second // how long the client does not read
+	slowclientTolerance = 15 * time.Second // the nodes' ping interval
+	slowclientStallFor  = 11 * time.Second // how long the client does not read after it lagged
 	slowclientShortPing = 2 * time.Second  // never-resuming clients: cut fast
 )
 
@@ -90,10 +90,10 @@ func TestSlowClientNativeReadsBacklogThenLaggedThenClose4000(t *testing.T) {
 		t.Fatalf("subscribe: %s %v", b, err)
 	}
 
-	// The client stops reading; events pile up until its queue overflows.
-	stalled := time.Now()
+	// The client stops reading; events pile up until its queue overflows,
+	// and the client stays silent for a while longer.
 	published := p.untilLagged()
-	slowclientStall(stalled, slowclientStallFor)
+	slowclientStall(slowclientStallFor)
 
 	var got []uint64
 	var resume uint64
@@ -142,9 +142,8 @@ func TestSlowClientDialectReadsBacklogThenLaggedThenClose4000(t *testing.T) {
 		t.Fatalf("ping: %s %v", b, err)
 	}
 
-	stalled := time.Now()
 	published := p.untilLagged()
-	slowclientStall(stalled, slowclientStallFor)
+	slowclientStall(slowclientStallFor)
 
 	var got []uint64
 	var resume uint64
@@ -205,9 +204,8 @@ func TestSlowClientGraphQLReadsBacklogThenLaggedError(t *testing.T) {
 		return slowclientMetric(t, n, "vigil_subscriptions") > subs
 	})
 
-	stalled := time.Now()
 	published := p.untilLagged()
-	slowclientStall(stalled, slowclientStallFor)
+	slowclientStall(slowclientStallFor)
 
 	// read returns the seq of a "next", or the LAGGED error's resume_from.
 	read := func(id string) (seq, resume uint64) {
@@ -354,9 +352,8 @@ func TestSlowClientSSEReadsBacklogThenLagged(t *testing.T) {
 	p := newSlowclientPublisher(t, n, src)
 	body, arm := slowclientSSE(t, n, src, slowclientRcvBuf)
 
-	stalled := time.Now()
 	published := p.untilLagged()
-	slowclientStall(stalled, slowclientStallFor)
+	slowclientStall(slowclientStallFor)
 
 	arm()
 	var got []uint64
