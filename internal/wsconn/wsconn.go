@@ -200,9 +200,9 @@ const closeGrace = 2 * time.Second
 
 // closeWithTail ends the stream the way a lagging client must see it: the
 // already-framed messages of tail (the lag notice), then the close frame,
-// written like every delivery — waiting up to WriteTimeout for a stalled
-// socket to take bytes — so a client that resumes reading in time reads
-// the whole tail. Then it half-closes (the client reads to the close frame
+// written like every delivery — within WriteTimeout, however full the
+// socket is now — so a client that resumes reading in time reads the
+// whole tail. Then it half-closes (the client reads to the close frame
 // instead of losing it to a reset) and leaves the rest of the closing
 // handshake to the reader, bounded by closeGrace.
 func (s *Session) closeWithTail(code ws.StatusCode, reason string, tail []byte) {
@@ -381,8 +381,9 @@ func (s *Session) wake() {
 func (s *Session) ping() {
 	if !s.wmu.TryLock() {
 		// A write is under way: a burst to a reading client, or a client
-		// that stopped reading, which the write's own stall limit
-		// (WriteTimeout) cuts. Check again an interval later.
+		// that stopped reading, which the write's own deadline
+		// (WriteTimeout) cuts. Do not queue behind it: check again an
+		// interval later.
 		s.pinger.Reset(s.deps.PingInterval)
 		return
 	}
