@@ -21,8 +21,12 @@ import (
 // a TCP reset. The server must _Fail the WebSocket Connection_ with close
 // 1002 (protocol error), received before the TCP close.
 
-// protocolviolationFrames are raw client frames, each one violation.
-func protocolviolationFrames() map[string][]byte {
+// protocolviolationFrames are raw client frames, each one violation, with
+// the close code it must get.
+func protocolviolationFrames() map[string]struct {
+	frame []byte
+	code  ws.StatusCode
+} {
 	masked := func(first byte, payload string) []byte {
 		key := [4]byte{1, 2, 3, 4}
 		b := []byte{first, 0x80 | byte(len(payload)), key[0], key[1], key[2], key[3]}
@@ -31,10 +35,17 @@ func protocolviolationFrames() map[string][]byte {
 		}
 		return b
 	}
-	return map[string][]byte{
-		"unmasked":        append([]byte{0x81, 5}, "hello"...),
-		"rsv1":            masked(0x80|0x40|byte(ws.OpText), "hello"),
-		"reserved opcode": masked(0x80|0x3, "hello"),
+	type violation = struct {
+		frame []byte
+		code  ws.StatusCode
+	}
+	return map[string]violation{
+		"unmasked":        {append([]byte{0x81, 5}, "hello"...), ws.StatusProtocolError},
+		"rsv1":            {masked(0x80|0x40|byte(ws.OpText), "hello"), ws.StatusProtocolError},
+		"reserved opcode": {masked(0x80|0x3, "hello"), ws.StatusProtocolError},
+		"continuation":    {masked(0x80|byte(ws.OpContinuation), "hello"), ws.StatusProtocolError},
+		// Not a protocol error but invalid data: 1007 (RFC 6455 8.1).
+		"invalid utf-8": {masked(0x80|byte(ws.OpText), "\xff\xfe"), ws.StatusInvalidFramePayloadData},
 	}
 }
 
@@ -49,7 +60,8 @@ func protocolviolationHandshake(t *testing.T, n *testnode.Node) []byte {
 
 func TestProtocolViolationGetsClose1002(t *testing.T) {
 	n := testnode.Start(t)
-	for name, frame := range protocolviolationFrames() {
+	for name, v := range protocolviolationFrames() {
+		frame := v.frame
 		// After the handshake the idle connection waits in the poller; a
 		// frame sent with the handshake is already buffered, and the
 		// connection is read by a reader goroutine instead: both paths.
@@ -90,8 +102,8 @@ func TestProtocolViolationGetsClose1002(t *testing.T) {
 					t.Fatalf("got opcode %v, want a close frame", f.Header.OpCode)
 				}
 				code, reason := ws.ParseCloseFrameData(f.Payload)
-				if code != ws.StatusProtocolError {
-					t.Fatalf("close %d %q, want 1002", code, reason)
+				if code != v.code {
+					t.Fatalf("close %d %q, want %d", code, reason, v.code)
 				}
 				// Then an orderly TCP close, not a reset.
 				_, err = io.Copy(io.Discard, br)
