@@ -55,6 +55,8 @@ type slowclientPublisher struct {
 	c    *client.Client
 	src  string
 	pad  string
+	typ  string // event type; default audit.slowclient
+	data string // extra members of data, each followed by a comma
 }
 
 func newSlowclientPublisher(t *testing.T, n *testnode.Node, src string) *slowclientPublisher {
@@ -75,8 +77,12 @@ func (p *slowclientPublisher) publish(count int) []uint64 {
 	p.t.Helper()
 	evs := make([]*client.Event, count)
 	for i := range evs {
-		evs[i] = &client.Event{Type: "audit.slowclient", Severity: event.SeverityLow, Source: p.src, User: "slow@example.com",
-			Action: "select", Data: json.RawMessage(`{"pad":"` + p.pad + `"}`)}
+		typ := p.typ
+		if typ == "" {
+			typ = "audit.slowclient"
+		}
+		evs[i] = &client.Event{Type: typ, Severity: event.SeverityLow, Source: p.src, User: "slow@example.com",
+			Action: "select", Data: json.RawMessage(`{` + p.data + `"pad":"` + p.pad + `"}`)}
 	}
 	acks, err := p.c.Publish(context.Background(), evs)
 	if err != nil {
@@ -241,6 +247,7 @@ type slowclientMsg struct {
 	Seq        uint64          `json:"seq"`
 	Event      json.RawMessage `json:"event"`
 	Payload    json.RawMessage `json:"payload"`
+	Data       json.RawMessage `json:"data"`
 }
 
 func slowclientDecode(t *testing.T, b []byte) slowclientMsg {

@@ -125,50 +125,90 @@ func TestSlowClientNativeReadsBacklogThenLaggedThenClose4000(t *testing.T) {
 	slowclientCheckResume(t, n, src, got, published, resume)
 }
 
-// The same for a compatibility dialect (database security streams): its
-// own lagged message, then close 4000.
+// The same for the compatibility dialects (database security streams,
+// Phase 8): each its own lagged message, then close 4000.
 func TestSlowClientDialectReadsBacklogThenLaggedThenClose4000(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stalls a client for 11 s")
 	}
 	t.Parallel()
-	n := slowclientNode(t, slowclientTolerance)
-	const src = "slow-dbsec"
-	p := newSlowclientPublisher(t, n, src)
-	c := slowclientDial(t, n, "/api/v1/ws/security/audit", slowclientRcvBuf)
-	// The pong follows the subscription made when the connection opened.
-	c.send(map[string]any{"type": "ping"})
-	if b, _, err := c.next(5 * time.Second); err != nil || slowclientDecode(t, b).Type != "pong" {
-		t.Fatalf("ping: %s %v", b, err)
-	}
-
-	published := p.untilLagged()
-	slowclientStall(slowclientStallFor)
-
-	var got []uint64
-	var resume uint64
-	for {
-		b, code, err := c.next(10 * time.Second)
-		if err != nil {
-			t.Fatalf("after %d events (lagged: %v) the stream ended without close 4000: %v", len(got), resume != 0, err)
-		}
-		if code != 0 {
-			if code != 4000 || resume == 0 {
-				t.Fatalf("close %d after %d events, lagged notice seen: %v; want lagged then 4000", code, len(got), resume != 0)
+	for _, tc := range []struct {
+		name, path, typ, data string
+		// sync returns once the connection's subscription is in force.
+		sync func(t *testing.T, c *slowclientWS)
+		// seq is the seq of an event message, 0 for anything else.
+		seq func(m slowclientMsg) uint64
+	}{{
+		name: "dbsec", path: "/api/v1/ws/security/audit", typ: "audit.slowclient",
+		sync: func(t *testing.T, c *slowclientWS) {
+			// The pong follows the subscription made when the connection opened.
+			c.send(map[string]any{"type": "ping"})
+			if b, _, err := c.next(5 * time.Second); err != nil || slowclientDecode(t, b).Type != "pong" {
+				t.Fatalf("ping: %s %v", b, err)
 			}
-			break
-		}
-		m := slowclientDecode(t, b)
-		switch {
-		case m.Type == "audit.slowclient" && resume == 0:
-			got = append(got, m.Seq)
-		case m.Type == "lagged" && resume == 0:
-			resume = m.ResumeFrom
-		default:
-			t.Fatalf("unexpected message %.200s (after %d events, lagged: %v)", b, len(got), resume != 0)
-		}
+		},
+		seq: func(m slowclientMsg) uint64 {
+			if m.Type == "audit.slowclient" {
+				return m.Seq
+			}
+			return 0
+		},
+	}, {
+		name: "phase8", path: "/ws/phase8/security", typ: "security.fraud.alert",
+		data: `"fraud_details":{"transaction_id":"tx-slow"},`,
+		sync: func(t *testing.T, c *slowclientWS) {
+			// The greeting follows the subscription.
+			if b, _, err := c.next(5 * time.Second); err != nil || slowclientDecode(t, b).Type != "connection_established" {
+				t.Fatalf("greeting: %s %v", b, err)
+			}
+		},
+		seq: func(m slowclientMsg) uint64 {
+			var d struct{ Seq uint64 }
+			if m.Type == "security_event" && json.Unmarshal(m.Data, &d) == nil {
+				return d.Seq
+			}
+			return 0
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := slowclientNode(t, slowclientTolerance)
+			src := "slow-" + tc.name
+			p := newSlowclientPublisher(t, n, src)
+			p.typ, p.data = tc.typ, tc.data
+			c := slowclientDial(t, n, tc.path, slowclientRcvBuf)
+			tc.sync(t, c)
+
+			published := p.untilLagged()
+			slowclientStall(slowclientStallFor)
+
+			var got []uint64
+			var resume uint64
+			for {
+				b, code, err := c.next(10 * time.Second)
+				if err != nil {
+					t.Fatalf("after %d events (lagged: %v) the stream ended without close 4000: %v", len(got), resume != 0, err)
+				}
+				if code != 0 {
+					if code != 4000 || resume == 0 {
+						t.Fatalf("close %d after %d events, lagged notice seen: %v; want lagged then 4000", code, len(got), resume != 0)
+					}
+					break
+				}
+				m := slowclientDecode(t, b)
+				seq := tc.seq(m)
+				switch {
+				case seq != 0 && resume == 0:
+					got = append(got, seq)
+				case m.Type == "lagged" && resume == 0:
+					resume = m.ResumeFrom
+				default:
+					t.Fatalf("unexpected message %.200s (after %d events, lagged: %v)", b, len(got), resume != 0)
+				}
+			}
+			slowclientCheckResume(t, n, src, got, published, resume)
+		})
 	}
-	slowclientCheckResume(t, n, src, got, published, resume)
 }
 
 // GraphQL (graphql-transport-ws): the lagging operation ends with an
