@@ -143,7 +143,7 @@ func New(deps Deps) *Server {
 		originOK = func(*http.Request) bool { return true }
 	}
 	srv.AddTransport(transport.Websocket{
-		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard, writeTimeout: deps.PingInterval},
+		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard, writeTimeout: max(deps.PingInterval, time.Second)},
 		KeepAlivePingInterval: deps.KeepAlive, // graphql-ws "ka" messages
 		// graphql-transport-ws: ping every 30 s (as every Vigil stream) and
 		// drop a client that has not answered within two intervals, so a

@@ -35,6 +35,7 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 	if stall <= 0 {
 		stall = 30 * time.Second
 	}
+	stall = max(stall, time.Second) // as the WebSocket streams' write limit
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
 		if !p.CanRead() {

@@ -82,7 +82,8 @@ type Deps struct {
 	PingInterval time.Duration // default 30 s
 	MaxMessage   int64         // largest client message; default 64 KiB
 	// WriteTimeout is how long one write (a batch of queued messages) may
-	// take before the connection is dropped. Default: PingInterval, the
+	// take before the connection is dropped. Default: PingInterval (at
+	// least 1 s), the
 	// time a silent client is tolerated anyway — so a client that stops
 	// reading and resumes within it still reads its backlog and, if it
 	// lagged meanwhile, the lag notice and close 4000.
@@ -273,7 +274,9 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 		deps.MaxMessage = 64 << 10
 	}
 	if deps.WriteTimeout <= 0 {
-		deps.WriteTimeout = deps.PingInterval
+		// At least a second: a sub-second ping interval (tests) must not
+		// make a healthy client's large batch miss its deadline.
+		deps.WriteTimeout = max(deps.PingInterval, time.Second)
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
