@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
@@ -69,7 +70,7 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 			}
 			cursor = hub.FromSeq(n + 1)
 		}
-		c := conn{w: w, rc: http.NewResponseController(w), stall: stall}
+		c := &conn{w: w, rc: http.NewResponseController(w), stall: stall}
 		if guard != nil {
 			release, status, err := guard.Admit(r, p)
 			if err != nil {
@@ -87,6 +88,18 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")
+		if r.ProtoMajor == 1 {
+			// The stream's write deadlines stay on the connection (net/http
+			// resets them only with a server WriteTimeout, which would end
+			// every stream): never reuse it for another request. EventSource
+			// reconnects with a new connection anyway.
+			w.Header().Set("Connection", "close")
+		}
+		stopKick := context.AfterFunc(client.Context(), c.kicked)
+		defer func() { // before client.Close: kicked must not run after this
+			stopKick()
+			c.done()
+		}()
 		w.WriteHeader(http.StatusOK)
 		if c.write(fmt.Appendf(nil, "retry: 2000\n: head %d\n\n", client.HubHead())) != nil {
 			return
@@ -104,12 +117,50 @@ type conn struct {
 	w     http.ResponseWriter
 	rc    *http.ResponseController
 	stall time.Duration
+
+	// Once the hub ends the stream (shutdown, revoked token, kick), a
+	// write blocked on a stalled client gets endingWriteTimeout instead of
+	// stall (kicked). mu orders kicked against the handler's return: the
+	// response must not be touched after it.
+	mu       sync.Mutex
+	ending   bool
+	returned bool
+}
+
+// endingWriteTimeout bounds each write once the hub has ended the stream.
+const endingWriteTimeout = time.Second
+
+// kicked runs when the hub ends the client's stream.
+func (c *conn) kicked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.returned {
+		c.ending = true
+		_ = c.rc.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
+	}
+}
+
+// done is the handler's last use of the response: net/http still writes
+// the end of the chunked body, which a stalled client must not block for
+// longer than endingWriteTimeout (the HTTP/1 connection is not reused:
+// "Connection: close"); and kicked does nothing more.
+func (c *conn) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.returned = true
+	_ = c.rc.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
 }
 
 // arm gives the client stall to take what is written until the next arm:
 // one batch (at most the queue's deliveries), or one message.
-func (c conn) arm() error {
-	err := c.rc.SetWriteDeadline(time.Now().Add(c.stall))
+func (c *conn) arm() error {
+	c.mu.Lock()
+	d := c.stall
+	if c.ending {
+		d = endingWriteTimeout
+	}
+	err := c.rc.SetWriteDeadline(time.Now().Add(d))
+	c.mu.Unlock()
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {
 		// ErrNotSupported: a writer without deadlines (a test recorder, a
 		// middleware that hides the connection) streams without one.
@@ -119,7 +170,7 @@ func (c conn) arm() error {
 }
 
 // put sends b and flushes, under the deadline of the last arm.
-func (c conn) put(b []byte) error {
+func (c *conn) put(b []byte) error {
 	if _, err := c.w.Write(b); err != nil {
 		return err
 	}
@@ -127,17 +178,14 @@ func (c conn) put(b []byte) error {
 }
 
 // write arms the deadline and sends one message.
-func (c conn) write(b []byte) error {
+func (c *conn) write(b []byte) error {
 	if err := c.arm(); err != nil {
 		return err
 	}
 	return c.put(b)
 }
 
-func stream(ctx context.Context, c conn, client *hub.Client, heartbeat time.Duration) {
-	// A kept-alive connection must not carry this stream's deadline into
-	// its next request.
-	defer func() { _ = c.rc.SetWriteDeadline(time.Time{}) }()
+func stream(ctx context.Context, c *conn, client *hub.Client, heartbeat time.Duration) {
 	var buf []byte
 	for {
 		wait, cancel := context.WithTimeout(ctx, heartbeat)

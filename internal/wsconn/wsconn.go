@@ -117,6 +117,10 @@ type Session struct {
 	// the client does not answer it (see closeWithTail). Set by the writer
 	// before it returns; read by end after the writers are done.
 	grace *time.Timer
+	// ending is set once the hub ended the stream (kick, shutdown): writes
+	// then get endingWriteTimeout instead of the tolerated silence.
+	ending   atomic.Bool
+	stopKick func() bool
 
 	// The writer runs only while there is something to write: an idle
 	// connection holds no writer goroutine (SPEC 11 memory per connection).
@@ -232,8 +236,28 @@ func (s *Session) closeWithTail(code ws.StatusCode, reason string, tail []byte) 
 // client that reads takes a batch well within the tolerated time.
 func (s *Session) writeAll(b []byte) error {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
+	if s.ending.Load() {
+		// After the Store above's counterpart in kicked: whichever of the
+		// two deadlines is set last, the short one wins.
+		_ = s.conn.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
+	}
 	_, err := s.conn.Write(b)
 	return err
+}
+
+// endingWriteTimeout bounds each write once the hub has ended the stream
+// (shutdown, revoked token, administrator's kick): what is still queued
+// and the close frame get this long, like Close's close frame.
+const endingWriteTimeout = time.Second
+
+// kicked runs (once, without a goroutine while it waits) when the hub ends
+// the client's stream: a write blocked on a stalled socket, and every
+// later one, gets endingWriteTimeout, so a client that stopped reading
+// does not hold the connection — and the node's shutdown — for the whole
+// tolerated silence.
+func (s *Session) kicked() {
+	s.ending.Store(true)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
 }
 
 // Close ends the connection with a close frame.
@@ -323,6 +347,7 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	s := &Session{conn: conn, principal: p, deps: deps, ctx: ctx, cancel: cancel, release: release}
 	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake})
 	s.dialect = newDialect(s)
+	s.stopKick = context.AfterFunc(s.client.Context(), s.kicked)
 	s.ready.Store(true) // publishes s.client and s.dialect to writers started by wake
 	if s.missed.Load() {
 		s.wake() // a kick arrived while the session was being built
@@ -360,6 +385,7 @@ func (s *Session) end() {
 	if s.grace != nil {
 		s.grace.Stop()
 	}
+	s.stopKick()
 	s.client.Close()
 	s.cancel()
 	s.release()

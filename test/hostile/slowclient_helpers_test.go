@@ -100,12 +100,15 @@ func (p *slowclientPublisher) publish(count int) []uint64 {
 // returns every published seq in order. A batch is smaller than the
 // nodes' queue (64): a client that reads keeps up with it, so the lag is
 // the stalled socket's doing, not a burst's.
-func (p *slowclientPublisher) untilLagged() []uint64 {
+func (p *slowclientPublisher) untilLagged() []uint64 { return p.untilLaggedN(1) }
+
+// untilLaggedN is untilLagged for k clients.
+func (p *slowclientPublisher) untilLaggedN(k int) []uint64 {
 	p.t.Helper()
 	before := slowclientMetric(p.t, p.n, "vigil_clients_lagged_total")
 	var seqs []uint64
 	deadline := time.Now().Add(15 * time.Second)
-	for slowclientMetric(p.t, p.n, "vigil_clients_lagged_total") <= before {
+	for slowclientMetric(p.t, p.n, "vigil_clients_lagged_total") < before+float64(k) {
 		if time.Now().After(deadline) {
 			p.t.Fatalf("no client lagged after %d events", len(seqs))
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -460,4 +461,37 @@ func TestSlowClientNeverReadingSSEIsCutAfterToleratedTime(t *testing.T) {
 		t.Fatalf("the server kept the stalled SSE connection open: %v", err)
 	}
 	slowclientWaitGoroutines(t, p, baseline, 5*time.Second)
+}
+
+// Clients that stopped reading must not hold the node's graceful shutdown
+// (or its goroutines) for the tolerated silence: once the hub ends their
+// streams, what is still queued gets a short deadline. Before, the stalled
+// WebSocket and SSE writers kept shutdown waiting for its 10 s drain limit
+// and outlived it.
+func TestSlowClientStalledClientsDoNotHoldShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and stops a node with stalled clients")
+	}
+	baseline := runtime.NumGoroutine()
+	n := slowclientNode(t, slowclientTolerance)
+	const src = "slow-shutdown"
+	p := newSlowclientPublisher(t, n, src)
+	ws := slowclientDial(t, n, "/api/v1/stream", slowclientRcvBuf)
+	ws.send(map[string]any{"op": "subscribe", "id": "s1", "filter": map[string]any{"sources": []string{src}}})
+	if b, _, err := ws.next(5 * time.Second); err != nil || slowclientDecode(t, b).Type != "subscribed" {
+		t.Fatalf("subscribe: %s %v", b, err)
+	}
+	slowclientSSE(t, n, src, slowclientRcvBuf)
+	p.untilLaggedN(2)
+
+	start := time.Now()
+	n.Stop()
+	took := time.Since(start)
+	if took > 5*time.Second {
+		t.Fatalf("graceful shutdown took %v with two stalled clients (ping interval %v)", took, slowclientTolerance)
+	}
+	t.Logf("graceful shutdown with two stalled clients took %v", took.Round(10*time.Millisecond))
+	p.http.CloseIdleConnections()
+	http.DefaultClient.CloseIdleConnections()
+	slowclientWaitFor(t, 5*time.Second, "the node's goroutines end", func() bool { return runtime.NumGoroutine() <= baseline })
 }
