@@ -57,6 +57,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		Listen: cfg.NATSListen, ListenToken: natsToken,
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
+		Replicas: cfg.Replicas, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if cfg.Access.Limits.MaxSubscriptions == 0 {
 		cfg.Access.Limits.MaxSubscriptions = cfg.MaxSubs
 	}
-	acc, err := access.New(ctx, access.Options{Config: cfg.Access, JetStream: log.JetStream(), AdminToken: adminToken, Logger: logger})
+	acc, err := access.New(ctx, access.Options{Config: cfg.Access, JetStream: log.JetStream(), Replicas: log.Replicas(), AdminToken: adminToken, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// (off the ingest path, sharing the hub's decoded events; it resumes
 	// from its KV checkpoint by replaying from the log), keeps detections
 	// in a KV bucket and appends detection.* events. Stopped by stopRun.
-	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(),
+	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
 		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger})
 	if err != nil {
 		return err

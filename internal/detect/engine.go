@@ -65,6 +65,8 @@ type Options struct {
 	Appender  Appender
 	JetStream jetstream.JetStream // nil: detections live in memory only
 	Bucket    string              // default DefaultBucket
+	// Replicas of the bucket (store.Log.Replicas: the stream's); 0 means 1.
+	Replicas int
 	// Rules is the rule set; nil loads the built-ins and RulesDir.
 	Rules    *RuleSet
 	RulesDir string
@@ -146,11 +148,12 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	e.log.Info("detection rules loaded", "loaded", rs.Len(), "failed", len(rs.Errors()))
 	e.eval = NewEvaluator(rs, opts.MaxKeys, opts.MaxEventIDs)
 	if opts.JetStream != nil {
-		kv, err := opts.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := store.OpenKeyValue(ctx, opts.JetStream, jetstream.KeyValueConfig{
 			Bucket:      opts.Bucket,
 			Description: "Vigil detections (one key per detection id) and the rule engine's cursor",
 			History:     1,
 			Storage:     jetstream.FileStorage,
+			Replicas:    opts.Replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("detect: kv bucket %s: %w", opts.Bucket, err)

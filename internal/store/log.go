@@ -53,6 +53,7 @@ type Log struct {
 	// looked up by its subject): there the header would only cost
 	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
+	replicas    int // of the stream and every KV bucket
 }
 
 // Open starts or connects to NATS and makes sure the stream exists.
@@ -96,14 +97,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		Duplicates:  cfg.DedupWindow,
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    orUnlimited(cfg.MaxBytes),
-		Replicas:    cfg.Replicas,
 		AllowDirect: true,
 	}
-	l.stream, err = l.js.CreateOrUpdateStream(ctx, scfg)
+	var reason string
+	l.stream, l.replicas, reason, err = l.chooseReplicas(ctx, scfg)
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("store: create stream: %w", err)
 	}
+	cfg.Logger.Info("log: replicas of the stream and KV buckets", "replicas", l.replicas, "reason", reason)
 	if err := l.recover(ctx); err != nil {
 		l.Close()
 		return nil, err
@@ -195,10 +197,22 @@ func (l *Log) shutdownServer() {
 	}
 }
 
-// Ready reports whether the log answers (readiness probe).
+// readyTimeout bounds the readiness probe's stream info request: while a
+// replicated stream elects a leader nobody answers it, and the probe must
+// say "not ready" quickly rather than hang.
+const readyTimeout = time.Second
+
+// Ready reports whether the log can take appends (readiness probe): the
+// stream answers, and on a cluster it has a leader.
 func (l *Log) Ready(ctx context.Context) error {
-	if _, err := l.stream.Info(ctx); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil {
 		return fmt.Errorf("store: stream info: %w", err)
+	}
+	if info.Cluster != nil && info.Cluster.Leader == "" && l.ns == nil {
+		return fmt.Errorf("store: stream %s has no leader", StreamName)
 	}
 	return nil
 }
