@@ -46,6 +46,15 @@ type Log struct {
 	recent     *dedupIndex
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
+	// last is the batch published last. On an external NATS the next
+	// batch is published only once it has settled (under mu): a stream
+	// that changes leader drops what it is sent meanwhile, and an event
+	// published after a lost one would link the chain to an event that is
+	// not in the log. Waiting makes every link point at a stored event:
+	// a failed batch marks the chain dirty, and the next one takes the
+	// chain position from the log. The embedded server has no leader to
+	// lose; there batches stay pipelined.
+	last *inflight
 	// msgIDHeader sends Nats-Msg-Id with every event: JetStream's dedup
 	// window as a backstop across the nodes sharing an external stream.
 	// The embedded log has one appender, this Log, whose dedup index is
@@ -68,7 +77,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.ns), nats.Name("vigil"), nats.Token(cfg.ListenToken))
 	} else {
-		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1))
+		// No reconnect buffer: a publish while disconnected fails at once
+		// instead of reaching the stream seconds later, after messages
+		// published before it were lost with the old connection (the chain
+		// would then link to an event that is not in the log).
+		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
 	}
 	if err != nil {
 		l.shutdownServer()
@@ -84,8 +97,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	if !l.msgIDHeader {
-		l.pub.lookup = l.lookupSubject
+	l.pub.lookup = l.lookupSubject
+	if l.ns == nil {
+		l.pub.timeout = clusterAckTimeout
 	}
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
@@ -257,14 +271,34 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
-	now := time.Now()
 	l.mu.Lock()
+	if l.ns == nil && l.last != nil {
+		select {
+		case <-l.last.done:
+		case <-ctx.Done():
+			l.mu.Unlock()
+			l.failBatch(fl)
+			return acks, fmt.Errorf("store: append: waiting for the previous batch: %w", ctx.Err())
+		}
+	}
 	if l.chainDirty.Load() {
 		// An earlier batch lost events after this node's chain moved past
 		// them: take the chain position again from what the log holds.
+		// Until that succeeds nothing is appended (the chain would link to
+		// a lost event); the deadline keeps producers from waiting on a
+		// log that does not answer.
 		l.chainDirty.Store(false)
-		_ = l.recoverChain(context.WithoutCancel(ctx))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chainRecoverTimeout)
+		err := l.recoverChain(rctx)
+		cancel()
+		if err != nil {
+			l.chainDirty.Store(true)
+			l.mu.Unlock()
+			l.failBatch(fl)
+			return acks, fmt.Errorf("store: append: recover the chain position after a failed append: %w", err)
+		}
 	}
+	now := time.Now()
 	dups := l.recent.reserve(fl.keys, now, fl)
 	published := 0
 	var firstErr error
@@ -301,6 +335,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 		l.lastHash = hash
 	}
 	l.pub.seal(fl, published)
+	l.last = fl
 	l.mu.Unlock()
 
 	select {
@@ -338,10 +373,20 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	return acks, nil
 }
 
+// chainRecoverTimeout bounds the chain recovery an append waits for.
+const chainRecoverTimeout = 5 * time.Second
+
+// failBatch ends fl, registered with begin, before any of it was reserved
+// in the dedup index or published.
+func (l *Log) failBatch(fl *inflight) {
+	for i := range fl.keys {
+		fl.keys[i] = ""
+	}
+	l.pub.seal(fl, 0)
+}
+
 // lookupSubject returns the seq of the message stored on subject, if any.
-func (l *Log) lookupSubject(subject string) (uint64, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (l *Log) lookupSubject(ctx context.Context, subject string) (uint64, bool) {
 	raw, err := l.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return 0, false
