@@ -305,3 +305,85 @@ func TestAbandonedAcksLookedUp(t *testing.T) {
 		t.Fatalf("head %d, want 300", head)
 	}
 }
+
+// TestSeqForTimeLeavesNoConsumer (issue 8 item 5b): every from.time
+// subscription and every dedup rebuild asks SeqForTime; it used to create
+// an ordered consumer per call that JetStream kept for five minutes.
+func TestSeqForTimeLeavesNoConsumer(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{Type: "audit.query"}, &event.Event{Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	before, err := l.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if seq, err := l.SeqForTime(ctx, time.Now().Add(-time.Hour)); err != nil || seq != 1 {
+			t.Fatalf("seq for an old time = %d %v, want 1", seq, err)
+		}
+	}
+	after, err := l.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.Consumers != before.State.Consumers {
+		t.Fatalf("20 calls left %d consumers on the stream (had %d)", after.State.Consumers, before.State.Consumers)
+	}
+}
+
+// TestFailedChainRecoveryKeepsChainDirty (issue 8 item 5a): an append
+// after a lost event must take the chain position from the log; when that
+// recovery fails, the batch fails and the chain stays dirty, so the next
+// append recovers again instead of linking to a lost event.
+func TestFailedChainRecoveryKeepsChainDirty(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "one", Type: "audit.query"}, &event.Event{ID: "two", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	// As after a batch whose last event was lost: the chain position
+	// points at an event that is not in the log.
+	l.mu.Lock()
+	l.lastHash = strings.Repeat("f", 64)
+	l.mu.Unlock()
+	l.chainDirty.Store(true)
+
+	// JetStream stops answering: the recovery fails.
+	acc := l.ns.GlobalAccount()
+	if err := acc.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	failCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := l.Append(failCtx, normalized(t, &event.Event{ID: "three", Type: "audit.query"}))
+	cancel()
+	if err == nil {
+		t.Fatal("append succeeded while JetStream was disabled")
+	}
+	if !l.chainDirty.Load() {
+		t.Fatalf("chain no longer dirty after a failed recovery (append error: %v)", err)
+	}
+	if err := acc.EnableJetStream(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The stream comes back from disk; the next append recovers and links
+	// to "two".
+	var acks []Ack
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if acks, err = l.Append(ctx, normalized(t, &event.Event{ID: "three", Type: "audit.query"})); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || acks[0].Seq != 3 {
+		t.Fatalf("append after JetStream is back: %+v %v", acks, err)
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil || !rep.OK || rep.Checked != 3 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}

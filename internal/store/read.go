@@ -29,29 +29,43 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]*event.Event, e
 	return out, err
 }
 
+// seqForTimeTimeout bounds SeqForTime when ctx has no deadline.
+const seqForTimeTimeout = 10 * time.Second
+
 // SeqForTime returns the seq of the first event stored at or after t, or
-// head+1 when there is none.
+// head+1 when there is none. It is one direct get by start time (batch of
+// one, which steps over deleted messages): no consumer is created on the
+// server, so a client asking for from.time many times costs JetStream
+// nothing that outlives the request.
 func (l *Log) SeqForTime(ctx context.Context, t time.Time) (uint64, error) {
-	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-		OptStartTime:  &t,
-	})
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, seqForTimeTimeout)
+		defer cancel()
+	}
+	req := fmt.Appendf(nil, `{"start_time":%q,"batch":1}`, t.UTC().Format(time.RFC3339Nano))
+	// The batch answer is the message, then an end-of-batch status; the
+	// request takes the first and drops the second.
+	msg, err := l.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+StreamName, req)
 	if err != nil {
 		return 0, fmt.Errorf("store: seq for time: %w", err)
 	}
-	batch, err := cons.FetchNoWait(1)
-	if err != nil {
-		return 0, fmt.Errorf("store: seq for time: %w", err)
-	}
-	for msg := range batch.Messages() {
-		meta, err := msg.Metadata()
+	switch status := msg.Header.Get("Status"); status {
+	case "":
+	case "404":
+		head, err := l.Head(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("store: seq for time: %w", err)
 		}
-		return meta.Sequence.Stream, nil
+		return head + 1, nil
+	default:
+		return 0, fmt.Errorf("store: seq for time: direct get: status %s %s", status, msg.Header.Get("Description"))
 	}
-	head, err := l.Head(ctx)
-	return head + 1, err
+	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("store: seq for time: direct get answered without a sequence (%q)", msg.Header.Get(jetstream.SequenceHeader))
+	}
+	return seq, nil
 }
 
 // Scan calls fn for every event from seq `from` up to the head at the time
