@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/config"
@@ -109,6 +111,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		logger.Info("embedded NATS listening for producers", "url", u, "subject", natsingest.SubjectPrefix+".<tenant>")
 	}
 	if err := acc.Metrics.Register(m.Registry); err != nil {
+		return err
+	}
+	if err := m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_log_undecodable_total",
+		Help: "Stored messages skipped by reads because they are not events (written to vigil.events.> outside the protocol).",
+	}, func() float64 { return float64(log.UndecodableSkipped()) })); err != nil {
 		return err
 	}
 	wg.Add(1)

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -63,12 +64,18 @@ type Log struct {
 	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
 	replicas    int // of the stream and every KV bucket
+
+	// undecodable counts stored messages skipped because they are not
+	// events (a producer writing to vigil.events.> directly, outside the
+	// protocol); decodeLog rate-limits the log line about them.
+	undecodable atomic.Uint64
+	decodeLog   *rate.Limiter
 }
 
 // Open starts or connects to NATS and makes sure the stream exists.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	cfg.defaults()
-	l := &Log{cfg: cfg, recent: newDedupIndex(cfg.DedupWindow)}
+	l := &Log{cfg: cfg, recent: newDedupIndex(cfg.DedupWindow), decodeLog: rate.NewLimiter(rate.Every(10*time.Second), 5)}
 	var err error
 	if cfg.NATSURL == "" {
 		l.ns, err = startEmbedded(cfg)
@@ -448,6 +455,20 @@ func Hash(e *event.Event) (string, error) {
 	_, h, err := canonical(e)
 	return h, err
 }
+
+// skipUndecodable counts a stored message that is not an event and is
+// skipped by a read, and logs it (at most one line per 10 s after a burst
+// of 5, so a flood of bad messages cannot flood the log).
+func (l *Log) skipUndecodable(seq uint64, err error) {
+	n := l.undecodable.Add(1)
+	if l.decodeLog.Allow() {
+		l.cfg.Logger.Warn("log: stored message is not an event; skipped", "seq", seq, "err", err, "skipped_total", n)
+	}
+}
+
+// UndecodableSkipped counts the stored messages reads have skipped because
+// they are not events (each read of one counts; vigil_log_undecodable_total).
+func (l *Log) UndecodableSkipped() uint64 { return l.undecodable.Load() }
 
 // decode turns a stored body into an Event with its seq. The client
 // encoding (seq spliced into the stored bytes) is made on first use, so

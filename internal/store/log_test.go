@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -386,4 +387,78 @@ func TestFailedChainRecoveryKeepsChainDirty(t *testing.T) {
 	if err != nil || !rep.OK || rep.Checked != 3 {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
+}
+
+// TestUndecodableMessagesAreCountedAndLogged (issue 8 item 5c): a message
+// written to the stream's subjects that is not an event is skipped by
+// every read path, counted, and logged (rate-limited).
+func TestUndecodableMessagesAreCountedAndLogged(t *testing.T) {
+	ctx := context.Background()
+	var logged strings.Builder
+	var mu sync.Mutex
+	l, err := Open(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logged, mu: &mu}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "good-1", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := l.js.Publish(ctx, SubjectPrefix+".default.audit.info.junk"+fmt.Sprint(i), []byte("not an event")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "good-2", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := l.Scan(ctx, 1, func(e *event.Event) bool { got = append(got, e.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "good-1" || got[1] != "good-2" {
+		t.Fatalf("scan = %v, want the two events", got)
+	}
+	if n := l.UndecodableSkipped(); n != 20 {
+		t.Fatalf("skipped %d undecodable messages, want 20", n)
+	}
+	// The tail skips them too.
+	tctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var tailed []string
+	go func() { // ended by cancel once both events arrived
+		defer close(done)
+		_ = l.Tail(tctx, 1, func(e *event.Event) {
+			tailed = append(tailed, e.ID)
+			if len(tailed) == 2 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("tail did not deliver the two events")
+	}
+	if n := l.UndecodableSkipped(); n != 40 {
+		t.Fatalf("skipped %d after the tail, want 40", n)
+	}
+	mu.Lock()
+	out := logged.String()
+	mu.Unlock()
+	if lines := strings.Count(out, "not an event; skipped"); lines == 0 || lines > 5 {
+		t.Fatalf("%d log lines for 40 skipped messages, want 1-5 (rate-limited):\n%s", lines, out)
+	}
+}
+
+type lockedWriter struct {
+	w  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

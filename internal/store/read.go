@@ -147,8 +147,10 @@ func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.
 			return nil
 		}
 		e, err := decode(msg.Data(), seq)
-		if err == nil && !fn(e) {
-			return nil // a body that is not an event is skipped
+		if err != nil {
+			l.skipUndecodable(seq, err) // a body that is not an event
+		} else if !fn(e) {
+			return nil
 		}
 		if seq >= to || meta.NumPending == 0 {
 			return nil
@@ -279,7 +281,8 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 		}
 		for i, e := range r.evs {
 			if e == nil {
-				continue // a body that is not an event is skipped
+				l.skipUndecodable(r.start+uint64(i), errors.New("not an event"))
+				continue
 			}
 			e.Seq = r.start + uint64(i)
 			if !fn(e) {
@@ -332,6 +335,7 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 		if err != nil {
 			// A body that is not an event (a NATS producer's mistake) is
 			// skipped, not fatal: the log stays readable.
+			l.skipUndecodable(meta.Sequence.Stream, err)
 			continue
 		}
 		fn(e)
