@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
@@ -64,6 +64,18 @@ func TestClusterLeaderFailover(t *testing.T) {
 	}
 	if kvs < 3 {
 		t.Errorf("%d KV buckets, want at least 3 (tokens, JWT revocations, detections)", kvs)
+	}
+
+	// Replicas are never lowered silently: asking for one copy of a
+	// stream or bucket that has three is refused, naming both numbers.
+	if l, err := store.Open(ctx, store.Config{NATSURL: cl.url(2), NodeID: "vigil-low", Replicas: 1}); err == nil {
+		l.Close()
+		t.Error("store.Open with --replicas 1 on a stream of 3 replicas succeeded")
+	} else if !strings.Contains(err.Error(), "refusing to lower them to 1") {
+		t.Errorf("lowering the stream's replicas: %v", err)
+	}
+	if _, err := store.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: detect.DefaultBucket, Replicas: 1}); err == nil || !strings.Contains(err.Error(), "refusing to lower them to 1") {
+		t.Errorf("lowering a bucket's replicas: %v", err)
 	}
 
 	// A subscriber on node A, from the first event.
@@ -134,7 +146,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	nodeA.Stop()
 	last := sub.wait(t)
 	sub2 := clusterSubscribe(t, nodeB, last+1)
-	time.Sleep(0) // (publishers on B are still running: the resume joins live traffic)
+	// (B's publishers are still running: the resume joins live traffic.)
 	clusterCheckFor(t, 10*time.Second, func() error {
 		if n := acked.count(); n < mark+1500 {
 			return fmt.Errorf("%d events acknowledged after the fail-over, want 1500", n-mark)
@@ -453,4 +465,3 @@ func clusterReadLog(t testing.TB, js jetstream.JetStream, head uint64) map[strin
 	}
 }
 
-var _ net.Conn // (gobwas dials return net.Conn)
