@@ -464,4 +464,3 @@ func clusterReadLog(t testing.TB, js jetstream.JetStream, head uint64) map[strin
 		}
 	}
 }
-
