@@ -47,15 +47,9 @@ type Log struct {
 	recent     *dedupIndex
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
-	// last is the batch published last. On an external NATS the next
-	// batch is published only once it has settled (under mu): a stream
-	// that changes leader drops what it is sent meanwhile, and an event
-	// published after a lost one would link the chain to an event that is
-	// not in the log. Waiting makes every link point at a stored event:
-	// a failed batch marks the chain dirty, and the next one takes the
-	// chain position from the log. The embedded server has no leader to
-	// lose; there batches stay pipelined.
-	last *inflight
+	// group publishes the batches on an external NATS (nil: embedded,
+	// where batches are published by their callers under mu, pipelined).
+	group *groupCommitter
 	// msgIDHeader sends Nats-Msg-Id with every event: JetStream's dedup
 	// window as a backstop across the nodes sharing an external stream.
 	// The embedded log has one appender, this Log, whose dedup index is
@@ -107,6 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.pub.lookup = l.lookupSubject
 	if l.ns == nil {
 		l.pub.timeout = clusterAckTimeout
+		l.group = newGroupCommitter(l)
 	}
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
@@ -203,6 +198,9 @@ func (l *Log) Embedded() bool { return l.ns != nil }
 
 // Close drains the connection and stops the embedded server.
 func (l *Log) Close() {
+	if l.group != nil {
+		l.group.close()
+	}
 	if l.nc != nil {
 		_ = l.nc.Drain()
 		// Drain is asynchronous; Close makes the connection's goroutines exit.
@@ -278,72 +276,20 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
-	l.mu.Lock()
-	if l.ns == nil && l.last != nil {
-		select {
-		case <-l.last.done:
-		case <-ctx.Done():
-			l.mu.Unlock()
-			l.failBatch(fl)
-			return acks, fmt.Errorf("store: append: waiting for the previous batch: %w", ctx.Err())
-		}
+	var (
+		dups          []dupRef
+		firstErr, err error
+	)
+	if l.group != nil {
+		dups, firstErr, err = l.group.submit(ctx, events, fl)
+	} else {
+		l.mu.Lock()
+		dups, firstErr, err = l.publishLocked(ctx, events, fl)
+		l.mu.Unlock()
 	}
-	if l.chainDirty.Load() {
-		// An earlier batch lost events after this node's chain moved past
-		// them: take the chain position again from what the log holds.
-		// Until that succeeds nothing is appended (the chain would link to
-		// a lost event); the deadline keeps producers from waiting on a
-		// log that does not answer.
-		l.chainDirty.Store(false)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chainRecoverTimeout)
-		err := l.recoverChain(rctx)
-		cancel()
-		if err != nil {
-			l.chainDirty.Store(true)
-			l.mu.Unlock()
-			l.failBatch(fl)
-			return acks, fmt.Errorf("store: append: recover the chain position after a failed append: %w", err)
-		}
+	if err != nil {
+		return acks, err
 	}
-	now := time.Now()
-	dups := l.recent.reserve(fl.keys, now, fl)
-	published := 0
-	var firstErr error
-	for i, e := range events {
-		key := fl.keys[i]
-		if key == "" {
-			continue // a duplicate
-		}
-		if firstErr != nil {
-			fl.acks[i].err = firstErr
-			continue
-		}
-		e.Chain = l.cfg.NodeID
-		e.PrevHash = l.lastHash
-		body, hash, err := canonical(e)
-		if err == nil {
-			msg := &nats.Msg{Subject: Subject(e), Data: body}
-			if l.msgIDHeader {
-				msg.Header = nats.Header{jetstream.MsgIDHeader: []string{key}}
-			}
-			if err = l.pub.publish(fl, i, msg); err != nil {
-				err = fmt.Errorf("store: append: publish: %w", err)
-			}
-		} else {
-			err = fmt.Errorf("store: append: encode %s: %w", e.ID, err)
-		}
-		if err != nil {
-			fl.acks[i].err = err
-			firstErr = err
-			continue
-		}
-		published++
-		e.Hash = hash
-		l.lastHash = hash
-	}
-	l.pub.seal(fl, published)
-	l.last = fl
-	l.mu.Unlock()
 
 	select {
 	case <-fl.done:
@@ -378,6 +324,66 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 		return acks, firstErr
 	}
 	return acks, nil
+}
+
+// publishLocked hashes and publishes one batch (l.mu held): the chain
+// links each event to the one published before it. dups are the ids
+// already stored or in flight; firstErr is the first event that could not
+// be published (the rest of the batch is then not published). err means
+// nothing was published and fl has ended.
+func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *inflight) (dups []dupRef, firstErr, err error) {
+	if l.chainDirty.Load() {
+		// An earlier batch lost events after this node's chain moved past
+		// them: take the chain position again from what the log holds.
+		// Until that succeeds nothing is appended (the chain would link to
+		// a lost event); the deadline keeps producers from waiting on a
+		// log that does not answer.
+		l.chainDirty.Store(false)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chainRecoverTimeout)
+		err := l.recoverChain(rctx)
+		cancel()
+		if err != nil {
+			l.chainDirty.Store(true)
+			l.failBatch(fl)
+			return nil, nil, fmt.Errorf("store: append: recover the chain position after a failed append: %w", err)
+		}
+	}
+	dups = l.recent.reserve(fl.keys, time.Now(), fl)
+	published := 0
+	for i, e := range events {
+		key := fl.keys[i]
+		if key == "" {
+			continue // a duplicate
+		}
+		if firstErr != nil {
+			fl.acks[i].err = firstErr
+			continue
+		}
+		e.Chain = l.cfg.NodeID
+		e.PrevHash = l.lastHash
+		body, hash, err := canonical(e)
+		if err == nil {
+			msg := &nats.Msg{Subject: Subject(e), Data: body}
+			if l.msgIDHeader {
+				msg.Header = nats.Header{jetstream.MsgIDHeader: []string{key}}
+			}
+			if err = l.pub.publish(fl, i, msg); err != nil {
+				err = fmt.Errorf("store: append: publish: %w", err)
+			}
+		} else {
+			err = fmt.Errorf("store: append: encode %s: %w", e.ID, err)
+		}
+		if err != nil {
+			fl.acks[i].err = err
+			firstErr = err
+			continue
+		}
+		published++
+		e.Hash = hash
+		l.lastHash = hash
+	}
+	l.pub.seal(fl, published)
+	return dups, firstErr, nil
 }
 
 // chainRecoverTimeout bounds the chain recovery an append waits for.
