@@ -16,6 +16,7 @@ import (
 // name, every route listed on every server).
 type clusterNATS struct {
 	t       testing.TB
+	opts    []*server.Options
 	servers []*server.Server
 }
 
@@ -48,15 +49,9 @@ func clusterStartNATS(t testing.TB, n int) *clusterNATS {
 			},
 			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatalf("cluster: server %d: %v", i, err)
-		}
-		go s.Start() // owned by c: stopped by the cleanup below
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("cluster: server %d not ready", i)
-		}
-		c.servers = append(c.servers, s)
+		c.opts = append(c.opts, opts)
+		c.servers = append(c.servers, nil)
+		c.start(i)
 	}
 	t.Cleanup(c.shutdownAll)
 	clusterCheckFor(t, 20*time.Second, func() error {
@@ -68,6 +63,23 @@ func clusterStartNATS(t testing.TB, n int) *clusterNATS {
 		return fmt.Errorf("no JetStream meta leader")
 	})
 	return c
+}
+
+// start (re)starts server i with its options: the same name, store
+// directory and route port, so a restarted server rejoins with its data.
+func (c *clusterNATS) start(i int) {
+	c.t.Helper()
+	opts := c.opts[i].Clone()
+	opts.Port = -1
+	s, err := server.NewServer(opts)
+	if err != nil {
+		c.t.Fatalf("cluster: server %d: %v", i, err)
+	}
+	go s.Start() // owned by c: stopped by shutdownAll or the test
+	if !s.ReadyForConnections(10 * time.Second) {
+		c.t.Fatalf("cluster: server %d not ready", i)
+	}
+	c.servers[i] = s
 }
 
 // clusterFreePorts reserves n loopback ports for the cluster routes (the

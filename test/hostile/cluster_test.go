@@ -15,6 +15,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -140,6 +141,16 @@ func TestClusterLeaderFailover(t *testing.T) {
 		return nil
 	})
 
+	// The shut-down server comes back with its store and catches up
+	// while the load goes on.
+	cl.start(leader)
+	clusterCheckFor(t, 15*time.Second, func() error {
+		if !cl.servers[leader].JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, store.StreamName) {
+			return fmt.Errorf("restarted server %s has not caught up with the stream", cl.servers[leader].Name())
+		}
+		return nil
+	})
+
 	// Node A goes away: its subscriber resumes on node B from the seq
 	// after the last one it saw, while B's publishers keep going.
 	stopA()
@@ -202,11 +213,18 @@ func TestClusterLeaderFailover(t *testing.T) {
 		t.Errorf("verify after the fail-over: ok=%v checked %d of %d, broken %+v", rep.OK, rep.Checked, head, rep.Broken)
 	}
 
-	// With the new leader shut down too, one server of three is left: no
-	// stream leader can be elected and /readyz must say so.
-	if l := cl.streamLeader(store.StreamName); l >= 0 {
-		cl.servers[l].Shutdown()
+	// Two servers of three shut down at once, the stream leader among
+	// them: the follower left cannot elect a leader, and /readyz must say
+	// so.
+	survivor := (cl.streamLeader(store.StreamName) + 1) % len(cl.servers)
+	var down sync.WaitGroup
+	for i, s := range cl.servers {
+		if i != survivor {
+			down.Add(1)
+			go func() { defer down.Done(); s.Shutdown() }() // ends with the shutdown
+		}
 	}
+	down.Wait()
 	clusterCheckFor(t, 10*time.Second, func() error {
 		if st := clusterStatus(nodeB, "/readyz"); st != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz answered %d with no stream leader", st)
