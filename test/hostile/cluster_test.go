@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -481,4 +482,47 @@ func clusterReadLog(t testing.TB, js jetstream.JetStream, head uint64) map[strin
 			return out
 		}
 	}
+}
+
+// TestClusterReplicasDefault: the automatic choice is 3 only where three
+// copies can be placed. A two-server JetStream cluster gets 1 (and says
+// why), and an explicit 3 there is refused by JetStream, not lowered.
+func TestClusterReplicasDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS cluster: skipped with -short")
+	}
+	cl := clusterStartNATS(t, 2)
+	ctx := t.Context()
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&clusterLockedWriter{w: &logged, mu: &mu}, nil))
+	l, err := store.Open(ctx, store.Config{NATSURL: cl.url(0), NodeID: "two", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := l.Replicas(); r != 1 {
+		t.Errorf("replicas on a 2-server cluster = %d, want 1", r)
+	}
+	l.Close()
+	mu.Lock()
+	out := logged.String()
+	mu.Unlock()
+	if !strings.Contains(out, "replicas=1") || !strings.Contains(out, "cannot place 3 replicas") {
+		t.Errorf("the replica choice is not logged with its reason:\n%s", out)
+	}
+	if l, err := store.Open(ctx, store.Config{NATSURL: cl.url(1), NodeID: "two", Replicas: 3}); err == nil {
+		l.Close()
+		t.Error("3 replicas on a 2-server cluster accepted")
+	}
+}
+
+type clusterLockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (w *clusterLockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
