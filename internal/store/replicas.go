@@ -25,11 +25,11 @@ const (
 func (l *Log) chooseReplicas(ctx context.Context, scfg jetstream.StreamConfig) (jetstream.Stream, int, string, error) {
 	want := l.cfg.Replicas
 	if want < 0 || want > MaxReplicas {
-		return nil, 0, "", fmt.Errorf("store: replicas %d: must be between 1 and %d", want, MaxReplicas)
+		return nil, 0, "", fmt.Errorf("replicas %d: must be between 1 and %d", want, MaxReplicas)
 	}
 	if l.ns != nil {
 		if want > 1 {
-			return nil, 0, "", fmt.Errorf("store: replicas %d needs an external NATS cluster (--nats); the embedded server keeps one copy", want)
+			return nil, 0, "", fmt.Errorf("replicas %d needs an external NATS cluster (--nats); the embedded server keeps one copy", want)
 		}
 		scfg.Replicas = 1
 		s, err := l.js.CreateOrUpdateStream(ctx, scfg)
@@ -39,11 +39,11 @@ func (l *Log) chooseReplicas(ctx context.Context, scfg jetstream.StreamConfig) (
 	if s, err := l.js.Stream(ctx, StreamName); err == nil {
 		existing = s.CachedInfo().Config.Replicas
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, 0, "", fmt.Errorf("store: stream info: %w", err)
+		return nil, 0, "", fmt.Errorf("stream info: %w", err)
 	}
 	if want > 0 {
 		if existing > want {
-			return nil, 0, "", fmt.Errorf("store: stream %s has %d replicas; refusing to lower them to %d (--replicas/VIGIL_REPLICAS/replicas:): set %d, or lower the stream deliberately with `nats stream edit %s --replicas %d` first", StreamName, existing, want, existing, StreamName, want)
+			return nil, 0, "", fmt.Errorf("stream %s has %d replicas; refusing to lower them to %d (--replicas/VIGIL_REPLICAS/replicas:): set %d, or lower the stream deliberately with `nats stream edit %s --replicas %d` first", StreamName, existing, want, existing, StreamName, want)
 		}
 		scfg.Replicas = want
 		s, err := l.js.CreateOrUpdateStream(ctx, scfg)
