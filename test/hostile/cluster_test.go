@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,4 +526,58 @@ func (w *clusterLockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// TestClusterReadyzWithoutStreamLeader: on five servers the stream's three
+// replicas live on three of them. With two of those down the JetStream
+// cluster itself still works (three of five) but the stream has no leader:
+// its remaining replica still answers stream info, with no leader in it.
+// /readyz must answer 503, and 200 again once a leader is back.
+func TestClusterReadyzWithoutStreamLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS cluster: skipped with -short")
+	}
+	cl := clusterStartNATS(t, 5)
+	node := testnode.Start(t, func(c *config.Config) { c.NATS, c.NodeID = cl.url(0), "vigil-r" })
+	if st := clusterStatus(node, "/readyz"); st != http.StatusOK {
+		t.Fatalf("/readyz = %d before any fault", st)
+	}
+	nc, err := nats.Connect(cl.url(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(t.Context(), store.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := s.CachedInfo()
+	if info.Config.Replicas != 3 || info.Cluster == nil {
+		t.Fatalf("stream: %d replicas, cluster %+v", info.Config.Replicas, info.Cluster)
+	}
+	// Two of the stream's three servers go down, the leader among them.
+	down := []string{info.Cluster.Leader, info.Cluster.Replicas[0].Name}
+	var stopped []int
+	for i, srv := range cl.servers {
+		if slices.Contains(down, srv.Name()) {
+			srv.Shutdown()
+			stopped = append(stopped, i)
+		}
+	}
+	clusterCheckFor(t, 10*time.Second, func() error {
+		if st := clusterStatus(node, "/readyz"); st != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz answered %d while the stream has no leader", st)
+		}
+		return nil
+	})
+	for _, i := range stopped {
+		cl.start(i)
+	}
+	clusterCheckFor(t, 20*time.Second, func() error {
+		if st := clusterStatus(node, "/readyz"); st != http.StatusOK {
+			return fmt.Errorf("/readyz answered %d after the servers came back", st)
+		}
+		return nil
+	})
 }
