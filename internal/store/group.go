@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/vigil-sec/vigil/internal/event"
@@ -35,6 +36,7 @@ type groupCommitter struct {
 	queue chan *appendReq
 	stop  chan struct{}
 	done  chan struct{}
+	once  sync.Once
 }
 
 // maxGroup bounds how many batches one group publishes.
@@ -69,7 +71,7 @@ func newGroupCommitter(l *Log) *groupCommitter {
 
 // close stops the committer; batches still queued fail with errClosed.
 func (g *groupCommitter) close() {
-	close(g.stop)
+	g.once.Do(func() { close(g.stop) })
 	<-g.done
 }
 
