@@ -230,11 +230,29 @@ func (l *Log) Ready(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: stream info: %w", err)
 	}
-	if info.Cluster != nil && info.Cluster.Leader == "" && l.ns == nil {
-		return fmt.Errorf("store: stream %s has no leader", StreamName)
+	if c := info.Cluster; c != nil && l.ns == nil {
+		if c.Leader == "" {
+			return fmt.Errorf("store: stream %s has no leader", StreamName)
+		}
+		// A leader that lost its followers stays leader until JetStream's
+		// lost-quorum check (10 s), unable to store anything: count the
+		// replicas it hears from.
+		live := 1
+		for _, p := range c.Replicas {
+			if p != nil && !p.Offline && p.Active < readyPeerSilence {
+				live++
+			}
+		}
+		if need := (len(c.Replicas)+1)/2 + 1; live < need {
+			return fmt.Errorf("store: stream %s: leader %s hears from %d of %d replicas, %d needed", StreamName, c.Leader, live, len(c.Replicas)+1, need)
+		}
 	}
 	return nil
 }
+
+// readyPeerSilence is how long a replica may go unheard (JetStream's
+// heartbeat is 1 s) before readiness no longer counts it.
+const readyPeerSilence = 3 * time.Second
 
 // Head returns the sequence of the newest event (0 for an empty log).
 func (l *Log) Head(ctx context.Context) (uint64, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -215,10 +216,16 @@ func TestClusterLeaderFailover(t *testing.T) {
 		t.Errorf("verify after the fail-over: ok=%v checked %d of %d, broken %+v", rep.OK, rep.Checked, head, rep.Broken)
 	}
 
-	// Two servers of three shut down at once, the stream leader among
-	// them: the follower left cannot elect a leader, and /readyz must say
-	// so.
-	survivor := (cl.streamLeader(store.StreamName) + 1) % len(cl.servers)
+	// The two followers shut down: the leader left cannot store anything
+	// (no quorum), though JetStream keeps it leader for its lost-quorum
+	// interval (10 s). /readyz must say not-ready well before that.
+	var survivor int
+	clusterCheckFor(t, 10*time.Second, func() error {
+		if survivor = cl.streamLeader(store.StreamName); survivor < 0 {
+			return errors.New("no stream leader")
+		}
+		return nil
+	})
 	var down sync.WaitGroup
 	for i, s := range cl.servers {
 		if i != survivor {
@@ -227,7 +234,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 		}
 	}
 	down.Wait()
-	clusterCheckFor(t, 10*time.Second, func() error {
+	clusterCheckFor(t, 5*time.Second, func() error {
 		if st := clusterStatus(nodeB, "/readyz"); st != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz answered %d with no stream leader", st)
 		}
