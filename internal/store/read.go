@@ -46,9 +46,24 @@ func (l *Log) SeqForTime(ctx context.Context, t time.Time) (uint64, error) {
 	req := fmt.Appendf(nil, `{"start_time":%q,"batch":1}`, t.UTC().Format(time.RFC3339Nano))
 	// The batch answer is the message, then an end-of-batch status; the
 	// request takes the first and drops the second.
-	msg, err := l.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+StreamName, req)
-	if err != nil {
-		return 0, fmt.Errorf("store: seq for time: %w", err)
+	var msg *nats.Msg
+	for {
+		var err error
+		msg, err = l.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+StreamName, req)
+		if err == nil {
+			break
+		}
+		// A replicated stream just created (or whose replicas restart)
+		// answers direct gets only once a replica has set them up: ask
+		// again until ctx ends.
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return 0, fmt.Errorf("store: seq for time: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("store: seq for time: %w (%w)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	switch status := msg.Header.Get("Status"); status {
 	case "":

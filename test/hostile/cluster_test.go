@@ -266,13 +266,23 @@ func (a *clusterAcks) snapshot() map[string]uint64 {
 }
 
 // clusterPublish posts batches of 25 events with ids prefix-N to n until
-// ctx ends, retrying a failed batch with the same ids (as client.Publish
+// ctx ends (at most one batch per 10 ms), retrying a failed batch with the same ids (as client.Publish
 // does) so that nothing is given up. onAck is told when each successful
 // request started and ended.
 func clusterPublish(ctx context.Context, n *testnode.Node, prefix string, acks *clusterAcks, onAck func(started, done time.Time)) {
 	hc := &http.Client{Timeout: 20 * time.Second}
 	tok := n.AdminToken()
+	// Paced at one batch per 10 ms at most (2,500 events/s per publisher):
+	// enough load for the fail-over, and a log small enough to read back
+	// within the test's time on a shared machine.
+	pace := time.NewTicker(10 * time.Millisecond)
+	defer pace.Stop()
 	for b := 0; ctx.Err() == nil; b++ {
+		select {
+		case <-pace.C:
+		case <-ctx.Done():
+			return
+		}
 		var body bytes.Buffer
 		body.WriteByte('[')
 		for i := range 25 {
