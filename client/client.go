@@ -6,13 +6,17 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -42,18 +46,35 @@ type Client struct {
 	http    *http.Client
 	retries int
 	backoff time.Duration
+
+	// TLS for https:// and wss:// (nil: the system's roots).
+	tlsConfig  *tls.Config
+	caFile     string
+	customHTTP bool
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient replaces the default HTTP client.
-func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+// WithHTTPClient replaces the default HTTP client. Its transport then
+// decides how HTTPS requests are verified; WithTLSConfig and WithCAFile
+// still apply to WebSocket subscriptions.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http, c.customHTTP = h, true } }
+
+// WithTLSConfig sets the TLS configuration for https:// and wss://: the
+// CAs to trust (RootCAs), a client certificate for servers that require
+// one (Certificates). The client keeps a copy.
+func WithTLSConfig(cfg *tls.Config) Option { return func(c *Client) { c.tlsConfig = cfg.Clone() } }
+
+// WithCAFile trusts only the PEM CA certificates in path for https:// and
+// wss:// (like curl --cacert); it combines with WithTLSConfig.
+func WithCAFile(path string) Option { return func(c *Client) { c.caFile = path } }
 
 // WithRetries sets how often a failed publish is retried (default 5).
 func WithRetries(n int) Option { return func(c *Client) { c.retries = n } }
 
-// New returns a client for server (http://host:port) with a bearer token.
+// New returns a client for server (http://host:port or https://host:port)
+// with a bearer token.
 func New(server, token string, opts ...Option) (*Client, error) {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
@@ -66,8 +87,42 @@ func New(server, token string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client: CA file %s: no PEM certificate in it", c.caFile)
+		}
+		if c.tlsConfig == nil {
+			c.tlsConfig = &tls.Config{}
+		}
+		c.tlsConfig.RootCAs = pool
+	}
+	if c.tlsConfig != nil {
+		if c.tlsConfig.MinVersion == 0 {
+			c.tlsConfig.MinVersion = tls.VersionTLS12
+		}
+		if !c.customHTTP {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			// Its own copy: the transport adds "h2" to NextProtos on first
+			// use, while WebSocket dials clone c.tlsConfig concurrently.
+			tr.TLSClientConfig = c.tlsConfig.Clone()
+			c.http.Transport = tr
+		}
+	}
 	return c, nil
 }
+
+// HTTPClient is the HTTP client requests go through (with the client's
+// TLS configuration unless WithHTTPClient replaced it).
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// TLSConfig is the TLS configuration for https:// and wss:// (nil: the
+// system's defaults). Callers must not change it.
+func (c *Client) TLSConfig() *tls.Config { return c.tlsConfig }
 
 // BaseURL is the server address the client talks to.
 func (c *Client) BaseURL() string { return c.base.String() }
@@ -97,7 +152,16 @@ func retryable(err error) bool {
 	if errors.As(err, &e) {
 		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
 	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return !tlsRefused(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// tlsRefused reports a TLS failure that retrying cannot fix: the server's
+// certificate is not trusted (wrong or missing CA), or the server refused
+// the handshake (e.g. no client certificate).
+func tlsRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var op *net.OpError // crypto/tls reports the peer's alert as Op "remote error"
+	return errors.As(err, &verify) || (errors.As(err, &op) && op.Op == "remote error")
 }
 
 // Publish sends events and returns their acks. Events without an id get a

@@ -73,6 +73,9 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions, fn func(*
 		if errors.As(err, &he) && (he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden) {
 			return err
 		}
+		if tlsRefused(err) {
+			return err
+		}
 		if delivered {
 			backoff = 100 * time.Millisecond
 		}
@@ -104,7 +107,8 @@ type serverMsg struct {
 }
 
 func (c *Client) streamOnce(ctx context.Context, f Filter, from Cursor, fn func(*Event) error, onState func(bool, error)) (delivered bool, err error) {
-	dialer := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": []string{"Bearer " + c.token}}), Timeout: 10 * time.Second}
+	dialer := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": []string{"Bearer " + c.token}}), Timeout: 10 * time.Second,
+		TLSConfig: c.tlsConfig}
 	conn, br, _, err := dialer.Dial(ctx, c.wsURL("/api/v1/stream"))
 	if err != nil {
 		var se ws.StatusError

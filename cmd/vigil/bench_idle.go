@@ -31,15 +31,16 @@ import (
 // VIGIL_BENCH_HEAP_PROFILE=FILE the heap profile taken with the
 // connections open is written to FILE (go tool pprof FILE).
 func benchIdle(ctx context.Context, e env, c *client.Client, server, token string, n int) error {
-	gc := collectGarbage(ctx, server, token, "")
+	gc := collectGarbage(ctx, c.HTTPClient(), server, token, "")
 	if !gc {
 		fmt.Fprintln(e.stdout, "  (no forced GC: /debug/pprof needs the admin token; run the server with GOGC=10)")
 	}
-	before, err := serverMemory(ctx, server)
+	before, err := serverMemory(ctx, c.HTTPClient(), server)
 	if err != nil {
 		return err
 	}
-	dialer := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": []string{"Bearer " + token}}), Timeout: 10 * time.Second}
+	dialer := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": []string{"Bearer " + token}}), Timeout: 10 * time.Second,
+		TLSConfig: c.TLSConfig()}
 	url := strings.Replace(strings.Replace(server, "https://", "wss://", 1), "http://", "ws://", 1) + "/api/v1/stream"
 	conns := make([]net.Conn, 0, n)
 	defer func() {
@@ -66,15 +67,15 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 		}
 	}
 	time.Sleep(2 * time.Second) // let the server settle (sessions finish their first message)
-	after, err := serverMemory(ctx, server)
+	after, err := serverMemory(ctx, c.HTTPClient(), server)
 	if err != nil {
 		return err
 	}
 	if gc {
 		// The first reading includes the garbage the server's GOGC lets
 		// live; this one only what the connections hold.
-		collectGarbage(ctx, server, token, os.Getenv("VIGIL_BENCH_HEAP_PROFILE"))
-		live, err := serverMemory(ctx, server)
+		collectGarbage(ctx, c.HTTPClient(), server, token, os.Getenv("VIGIL_BENCH_HEAP_PROFILE"))
+		live, err := serverMemory(ctx, c.HTTPClient(), server)
 		if err != nil {
 			return err
 		}
@@ -90,13 +91,13 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 // collectGarbage asks the server for a heap profile with gc=1, which runs
 // a GC first; the profile is saved to file unless file is empty. False if
 // the server refused (not an admin token).
-func collectGarbage(ctx context.Context, server, token, file string) bool {
+func collectGarbage(ctx context.Context, hc *http.Client, server, token, file string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
 		return false
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}
@@ -119,12 +120,12 @@ func collectGarbage(ctx context.Context, server, token, file string) bool {
 }
 
 // serverMemory reads go_memstats_heap_inuse_bytes + go_memstats_stack_inuse_bytes.
-func serverMemory(ctx context.Context, server string) (int64, error) {
+func serverMemory(ctx context.Context, hc *http.Client, server string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("bench: metrics: %w", err)
 	}

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,12 +28,19 @@ import (
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/tlsconfig"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
 // Run starts a node and blocks until ctx ends, then shuts it down
 // gracefully. onListen, if set, is called with the bound address.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+	// TLS first (SPEC 14): a refused address or a bad certificate fails the
+	// start before anything is created.
+	tlsSrv, err := startTLS(cfg, logger)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("app: data dir: %w", err)
 	}
@@ -56,7 +64,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	log, err := store.Open(ctx, store.Config{
 		DataDir: cfg.DataDir, NATSURL: cfg.NATS, NodeID: cfg.NodeID,
-		Listen: cfg.NATSListen, ListenToken: natsToken,
+		Listen: cfg.NATSListen, ListenToken: natsToken, ListenTLS: natsTLS(tlsSrv),
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
 		Replicas: cfg.Replicas, Logger: logger,
@@ -140,8 +148,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// (off the ingest path, sharing the hub's decoded events; it resumes
 	// from its KV checkpoint by replaying from the log), keeps detections
 	// in a KV bucket and appends detection.* events. Stopped by stopRun.
+	// Every node runs an engine; one per stream, elected through a KV
+	// lease, evaluates (docs/detections.md, "Fail-over").
 	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
-		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger})
+		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
 	if err != nil {
 		return err
 	}
@@ -177,6 +187,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		PingInterval: cfg.PingInterval, MaxSubs: cfg.MaxSubs, MaxMessage: int64(cfg.Limits.MaxEventBytes), Poller: poller,
 		Stats:  st,                                             // issue 4
 		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
+		GraphQLLimits: cfg.GraphQL, // issue 8
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -184,9 +195,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		return fmt.Errorf("app: listen: %w", err)
 	}
 	addr := ln.Addr().String()
-	logger.Info("vigil listening", "addr", addr, "url", "http://"+addr+"/")
+	logger.Info("vigil listening", "addr", addr, "url", urlScheme(tlsSrv)+"://"+addr+"/")
 	if onListen != nil {
 		onListen(addr)
+	}
+	if tlsSrv != nil {
+		ln = tls.NewListener(ln, tlsSrv.Config())
+		wg.Add(1)
+		go func() { // reloads the certificate (SIGHUP, file change): stopped by stopRun
+			defer wg.Done()
+			tlsSrv.Run(runCtx)
+		}()
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
@@ -215,6 +234,45 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	stopRun()
 	logger.Info("stopped")
 	return nil
+}
+
+// startTLS loads the HTTPS certificate (the embedded NATS listener uses it
+// too), or checks that plain HTTP and plain NATS stay on loopback unless
+// --allow-plaintext says otherwise.
+func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error) {
+	if err := tlsconfig.CheckListen(cfg.Listen, cfg.TLS.Enabled(), cfg.AllowPlaintext); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if cfg.NATS == "" {
+		if err := tlsconfig.CheckNATSListen(cfg.NATSListen, cfg.TLS.Enabled(), cfg.AllowPlaintext); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+	}
+	if !cfg.TLS.Enabled() {
+		return nil, nil
+	}
+	srv, err := tlsconfig.New(tlsconfig.Options{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key, ClientCAFile: cfg.TLS.ClientCA,
+		PollInterval: cfg.TLS.ReloadInterval, Requests: cfg.TLS.Reload, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return srv, nil
+}
+
+// natsTLS is the embedded NATS listener's TLS: the HTTP listener's
+// configuration (same certificate, reloads and client CA).
+func natsTLS(tlsSrv *tlsconfig.Server) *tls.Config {
+	if tlsSrv == nil {
+		return nil
+	}
+	return tlsSrv.Config()
+}
+
+func urlScheme(tlsSrv *tlsconfig.Server) string {
+	if tlsSrv != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func redactURL(u string) string {

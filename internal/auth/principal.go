@@ -73,7 +73,25 @@ func (p *Principal) CanRead() bool { return p.Role != RolePublisher }
 func (p *Principal) CanUpdateDetections() bool { return p.Role == RoleAdmin || p.Role == RoleAnalyst }
 
 // IsAdmin reports whether the principal may manage tokens and connections.
+// An admin's reach is still bounded by its tenant: see Administers.
 func (p *Principal) IsAdmin() bool { return p.Role == RoleAdmin }
+
+// IsGlobalAdmin reports whether the principal is an admin of all tenants:
+// only such an admin may use what spans every tenant (profiles, the
+// integrity walk over the whole log, JWT revocations).
+func (p *Principal) IsGlobalAdmin() bool { return p.Role == RoleAdmin && p.Tenant == AllTenants }
+
+// Administers reports whether admin p may see and act on something that
+// belongs to tenant t (a connection of a principal of tenant t, a token of
+// tenant t). A tenant-scoped admin administers only its own tenant; a
+// thing of every tenant (t == AllTenants) or of no known tenant (t == "")
+// belongs to the admins of all tenants only.
+func (p *Principal) Administers(t string) bool {
+	if p.Role != RoleAdmin {
+		return false
+	}
+	return p.Tenant == AllTenants || (t != "" && t != AllTenants && p.Tenant == t)
+}
 
 // PublishTenant is the tenant stamped on events this principal publishes.
 func (p *Principal) PublishTenant() string {

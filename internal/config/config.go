@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/graphql"
 )
 
 // Config is everything `vigil serve` can be told.
@@ -47,7 +48,30 @@ type Config struct {
 	// Access is identity and access: JWT keys, masking per role, connection
 	// limits and the Origin allow-list (issue 5; internal/auth/access).
 	Access access.Config `yaml:"access"`
+	// TLS serves HTTPS (SPEC 14; internal/tlsconfig). AllowPlaintext lets
+	// plain HTTP (and the embedded NATS listener) listen off loopback.
+	TLS            TLS  `yaml:"tls"`
+	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
+	// depth, body size and time (internal/graphql.Limits).
+	GraphQL graphql.Limits `yaml:"graphql"`
 }
+
+// TLS is the HTTPS listener's certificate, key and optional client CA.
+type TLS struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+	// ReloadInterval is how often the files are checked for changes (0: only
+	// on SIGHUP).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// Reload asks for a reload in-process, as SIGHUP does; each request is
+	// answered with its result. For tests and programs embedding a node.
+	Reload <-chan chan error `yaml:"-"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.ClientCA != "" }
 
 // Defaults returns the SPEC defaults.
 func Defaults() Config {
@@ -55,8 +79,9 @@ func Defaults() Config {
 	return Config{
 		Listen: "127.0.0.1:8080", DataDir: "./vigil-data", Sync: "default",
 		DedupWindow: 2 * time.Minute, QueueSize: 4096, PingInterval: 30 * time.Second,
-		MaxSubs: 100, LogLevel: "info", Limits: lim,
+		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
+		GraphQL: graphql.DefaultLimits(),
 	}
 }
 
@@ -90,6 +115,19 @@ func strList(dst func(*Config) *[]string) func(*Config, string) error {
 			}
 		}
 		*dst(c) = out
+		return nil
+	}
+}
+
+// boolean options are flags without a value (--allow-plaintext); the
+// environment and --flag=false take strconv.ParseBool's words.
+func boolean(dst func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = b
 		return nil
 	}
 }
@@ -134,7 +172,19 @@ func options() []option {
 		{"jwt-hmac-secret-file", "VIGIL_JWT_HMAC_SECRET_FILE", "file holding the HS256 secret for JWTs", str(func(c *Config) *string { return &c.Access.JWT.HMACSecretFile })},
 		{"jwt-public-keys", "VIGIL_JWT_PUBLIC_KEYS", "comma-separated PEM files with RS256/ES256 public keys for JWTs", strList(func(c *Config) *[]string { return &c.Access.JWT.PublicKeyFiles })},
 		{"jwt-jwks-url", "VIGIL_JWT_JWKS_URL", "JWKS URL for RS256/ES256 JWTs (cached, refreshed)", str(func(c *Config) *string { return &c.Access.JWT.JWKSURL })},
+		// TLS (SPEC 14, issue 8).
+		{"tls-cert", "VIGIL_TLS_CERT", "serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP and on change", str(func(c *Config) *string { return &c.TLS.Cert })},
+		{"tls-key", "VIGIL_TLS_KEY", "PEM private key of --tls-cert", str(func(c *Config) *string { return &c.TLS.Key })},
+		{"tls-client-ca", "VIGIL_TLS_CLIENT_CA", "require client certificates signed by these PEM CAs (in addition to tokens)", str(func(c *Config) *string { return &c.TLS.ClientCA })},
+		{"tls-reload-interval", "VIGIL_TLS_RELOAD_INTERVAL", "how often the TLS files are checked for changes (0: only on SIGHUP)", dur(func(c *Config) *time.Duration { return &c.TLS.ReloadInterval })},
+		{"allow-plaintext", "VIGIL_ALLOW_PLAINTEXT", "allow plain HTTP (and --nats-listen) on a non-loopback address", boolean(func(c *Config) *bool { return &c.AllowPlaintext })},
 		{"allowed-origins", "VIGIL_ALLOWED_ORIGINS", "comma-separated browser origins allowed to stream (default: same origin)", strList(func(c *Config) *[]string { return &c.Access.Limits.AllowedOrigins })},
+		// GraphQL limits (issue 8); a negative value disables one.
+		{"graphql-max-complexity", "VIGIL_GRAPHQL_MAX_COMPLEXITY", "largest GraphQL query complexity (a list field costs its limit argument times its selection)", integer(func(c *Config) *int { return &c.GraphQL.MaxComplexity })},
+		{"graphql-max-fields", "VIGIL_GRAPHQL_MAX_FIELDS", "most fields one GraphQL request selects, aliases and fragment expansions included", integer(func(c *Config) *int { return &c.GraphQL.MaxFields })},
+		{"graphql-max-depth", "VIGIL_GRAPHQL_MAX_DEPTH", "deepest GraphQL selection nesting", integer(func(c *Config) *int { return &c.GraphQL.MaxDepth })},
+		{"graphql-max-body-kib", "VIGIL_GRAPHQL_MAX_BODY_KIB", "largest GraphQL request body or WebSocket message (KiB)", integer(func(c *Config) *int { return &c.GraphQL.MaxBodyKiB })},
+		{"graphql-timeout", "VIGIL_GRAPHQL_TIMEOUT", "time limit of a GraphQL query or mutation", dur(func(c *Config) *time.Duration { return &c.GraphQL.Timeout })},
 	}
 }
 
@@ -152,13 +202,23 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"queue-size": fmt.Sprint(def.QueueSize), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
+		"tls-reload-interval":    def.TLS.ReloadInterval.String(),
+		"graphql-max-complexity": fmt.Sprint(def.GraphQL.MaxComplexity), "graphql-max-fields": fmt.Sprint(def.GraphQL.MaxFields),
+		"graphql-max-depth": fmt.Sprint(def.GraphQL.MaxDepth), "graphql-max-body-kib": fmt.Sprint(def.GraphQL.MaxBodyKiB),
+		"graphql-timeout": def.GraphQL.Timeout.String(),
 	}
+	boolFlags := map[string]bool{"allow-plaintext": true}
 	for _, o := range opts {
 		usage := o.usage + " (env " + o.env
 		if d, ok := shown[o.flag]; ok {
 			usage += ", default " + d
 		}
-		fs.Func(o.flag, usage+")", func(v string) error { given[o.flag] = v; return nil })
+		record := func(v string) error { given[o.flag] = v; return nil }
+		if boolFlags[o.flag] {
+			fs.BoolFunc(o.flag, usage+")", record)
+			continue
+		}
+		fs.Func(o.flag, usage+")", record)
 	}
 	configPath := fs.String("config", "", "YAML config file (env VIGIL_CONFIG)")
 	if err := fs.Parse(args); err != nil {
@@ -227,6 +287,12 @@ func (c *Config) finish() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data-dir must not be empty")
+	}
+	if c.TLS.Enabled() && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		return errors.New("config: --tls-cert and --tls-key must be given together (and --tls-client-ca needs both)")
+	}
+	if c.TLS.ReloadInterval < 0 {
+		return errors.New("config: tls-reload-interval must not be negative")
 	}
 	return nil
 }

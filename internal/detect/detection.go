@@ -68,6 +68,17 @@ type Detection struct {
 	FirstSeen       time.Time         `json:"first_seen"`
 	LastSeen        time.Time         `json:"last_seen"`
 	History         []Change          `json:"history"`
+	// LastSeq is the log seq of the newest event counted into this
+	// detection: an engine that evaluates events again after a fail-over
+	// (at-least-once from the shared cursor) skips firings on events it
+	// already counted, so count and event_ids stay exact.
+	LastSeq uint64 `json:"last_seq,omitempty"`
+
+	// rev is the KV revision this copy was read from or written as (0:
+	// never persisted); writes compare-and-swap on it so the leader's
+	// rule updates and any node's analyst changes never overwrite each
+	// other.
+	rev uint64
 }
 
 // clone returns a deep copy safe to hand out of the store's lock.

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -59,14 +60,20 @@ type Appender interface {
 	Append(ctx context.Context, events []*event.Event) ([]store.Ack, error)
 }
 
+// Rewinder reads the log before the cursor (satisfied by *store.Log): an
+// engine that starts leading replays the span of the longest correlation
+// window before its cursor to rebuild the windows.
+type Rewinder interface {
+	Read(ctx context.Context, from uint64, max int) ([]*event.Event, error)
+	SeqForTime(ctx context.Context, t time.Time) (uint64, error)
+}
+
 // Options configure an Engine.
 type Options struct {
 	Source    Source
 	Appender  Appender
 	JetStream jetstream.JetStream // nil: detections live in memory only
 	Bucket    string              // default DefaultBucket
-	// Replicas of the bucket (store.Log.Replicas: the stream's); 0 means 1.
-	Replicas int
 	// Rules is the rule set; nil loads the built-ins and RulesDir.
 	Rules    *RuleSet
 	RulesDir string
@@ -81,6 +88,23 @@ type Options struct {
 	MaxEventIDs   int // event ids kept per detection; default 100
 	Limits        event.Limits
 	Logger        *slog.Logger
+
+	// Fail-over (docs/detections.md): with JetStream, every node's engine
+	// campaigns for one lease in LeaderBucket and only the holder
+	// evaluates rules. NodeID names the holder in logs and in the lease;
+	// LeaseTTL (default DefaultLeaseTTL) bounds how long a killed leader
+	// keeps the lease; Replicas is the replica count of both buckets
+	// (store.Log.Replicas: the stream's; default 1, raised but never
+	// lowered on an existing bucket).
+	NodeID       string
+	LeaseTTL     time.Duration
+	LeaderBucket string // default LeaderBucket
+	Replicas     int
+	// Log, when set, lets a new leader rebuild correlation windows by
+	// replaying up to MaxReplay events (default 1,000,000) before the
+	// cursor: the span of the longest correlation timespan.
+	Log       Rewinder
+	MaxReplay int
 }
 
 // Engine evaluates rules over the log and owns the detections.
@@ -90,6 +114,24 @@ type Engine struct {
 	rules *RuleSet
 	eval  *Evaluator // owned by the Run goroutine
 	kv    jetstream.KeyValue
+	lease *lease // nil without JetStream: this engine always leads
+
+	leader atomic.Bool // holds the lease and evaluates
+	// replayTo: events up to this seq are evaluated only to rebuild the
+	// correlation windows (they were evaluated before the cursor); Run's
+	// goroutine only.
+	replayTo uint64
+	// cursorFound: load found a saved cursor (even 0). Without one the
+	// engine starts at the head and saves that at once, so a successor
+	// never mistakes "nothing saved yet" for "start at the head" and skips
+	// what this leader evaluated.
+	cursorFound bool
+	// startHead is the head when New found no cursor: the first leader
+	// starts there, not at the head when it wins the election, so the
+	// events a node accepted while its engine was still campaigning are
+	// evaluated too.
+	startHead      uint64
+	startHeadKnown bool
 
 	mu    sync.Mutex
 	byID  map[string]*Detection
@@ -131,6 +173,18 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Bucket == "" {
 		opts.Bucket = DefaultBucket
 	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.LeaderBucket == "" {
+		opts.LeaderBucket = LeaderBucket
+	}
+	if opts.NodeID == "" {
+		opts.NodeID, _ = os.Hostname()
+	}
+	if opts.MaxReplay <= 0 {
+		opts.MaxReplay = 1_000_000
+	}
 	e := &Engine{opts: opts, log: opts.Logger.With("component", "detect"), byID: map[string]*Detection{},
 		open: map[string]string{}, dirty: map[string]bool{}, started: make(chan struct{})}
 	rs := opts.Rules
@@ -162,6 +216,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		if err := e.load(ctx); err != nil {
 			return nil, err
 		}
+		if e.lease, err = newLease(ctx, opts.JetStream, opts.LeaderBucket, opts.NodeID, opts.LeaseTTL, opts.Replicas); err != nil {
+			return nil, err
+		}
+	}
+	if !e.cursorFound && opts.Source != nil {
+		head, err := opts.Source.Head(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("detect: head: %w", err)
+		}
+		e.startHead, e.startHeadKnown = head, true
 	}
 	return e, nil
 }
@@ -177,7 +241,9 @@ func openKey(tenant, ruleID, groupKey string) string {
 	return tenant + "\x1f" + ruleID + "\x1f" + groupKey
 }
 
-// load reads every persisted detection and the cursor.
+// load reads every persisted detection and the cursor: at start, and again
+// when this engine becomes the leader (another one may have led
+// meanwhile). Entries newer than the copy in memory replace it.
 func (e *Engine) load(ctx context.Context) error {
 	w, err := e.kv.WatchAll(ctx)
 	if err != nil {
@@ -193,52 +259,331 @@ func (e *Engine) load(ctx context.Context) error {
 				return errors.New("detect: kv watch closed while loading")
 			}
 			if entry == nil { // all initial values delivered
-				e.log.Info("detections loaded", "count", len(e.byID), "cursor", e.savedSeq)
+				e.mu.Lock()
+				n := len(e.byID)
+				e.mu.Unlock()
+				e.log.Info("detections loaded", "count", n, "cursor", e.lastSeq.Load())
 				return nil
 			}
-			if entry.Operation() != jetstream.KeyValuePut {
-				continue
-			}
 			if entry.Key() == cursorKey {
+				if entry.Operation() != jetstream.KeyValuePut {
+					continue
+				}
 				seq, err := strconv.ParseUint(string(entry.Value()), 10, 64)
 				if err == nil {
+					e.cursorFound = true
+					e.emitMu.Lock()
 					e.savedSeq = seq
+					e.emitMu.Unlock()
 					e.lastSeq.Store(seq)
 				}
 				continue
 			}
-			var d Detection
-			if err := json.Unmarshal(entry.Value(), &d); err != nil {
-				e.log.Warn("skipping unreadable detection in kv", "key", entry.Key(), "err", err)
-				continue
+			e.applyEntry(entry)
+		}
+	}
+}
+
+// applyEntry brings the copy in memory of one detection up to a KV entry,
+// unless memory already holds that revision or a newer one.
+func (e *Engine) applyEntry(entry jetstream.KeyValueEntry) {
+	var d *Detection
+	if entry.Operation() == jetstream.KeyValuePut {
+		d = new(Detection)
+		if err := json.Unmarshal(entry.Value(), d); err != nil {
+			e.log.Warn("skipping unreadable detection in kv", "key", entry.Key(), "err", err)
+			return
+		}
+		d.ID, d.rev = entry.Key(), entry.Revision()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, rev := entry.Key(), entry.Revision()
+	cur := e.byID[id]
+	if cur != nil && cur.rev >= rev {
+		return
+	}
+	if d == nil { // deleted from the bucket
+		if cur != nil {
+			e.unindexOpen(cur)
+			delete(e.byID, id)
+			delete(e.dirty, id)
+		}
+		return
+	}
+	if cur != nil && e.leader.Load() {
+		// Only the leader changes count, event ids and times, and it
+		// loaded them when it became leader: what another node wrote
+		// since is an analyst's change. Take those fields and keep ours.
+		cur.Status, cur.Notes, cur.Assignee, cur.History = d.Status, d.Notes, d.Assignee, d.History
+		if d.UpdatedAt.After(cur.UpdatedAt) {
+			cur.UpdatedAt = d.UpdatedAt
+		}
+		cur.rev = rev
+		e.indexOpen(cur)
+		return
+	}
+	if cur != nil {
+		e.unindexOpen(cur)
+	}
+	e.byID[id] = d
+	e.indexOpen(d)
+}
+
+// indexOpen makes d the open detection of its rule and group key when it
+// is open and no other open detection was seen later (e.mu held).
+func (e *Engine) indexOpen(d *Detection) {
+	k := openKey(d.Tenant, d.RuleID, d.GroupKey)
+	if d.Status.Final() {
+		if e.open[k] == d.ID {
+			delete(e.open, k)
+		}
+		return
+	}
+	if prev, ok := e.open[k]; ok && prev != d.ID {
+		if p := e.byID[prev]; p != nil && !p.Status.Final() && !p.LastSeen.Before(d.LastSeen) {
+			return
+		}
+	}
+	e.open[k] = d.ID
+}
+
+func (e *Engine) unindexOpen(d *Detection) {
+	k := openKey(d.Tenant, d.RuleID, d.GroupKey)
+	if e.open[k] == d.ID {
+		delete(e.open, k)
+	}
+}
+
+// follow applies the changes other nodes make to the bucket — the
+// leader's rule updates on a standby node, analysts' changes made through
+// any node — so every node serves the detections API and the leader never
+// overwrites an analyst's change. It runs until ctx ends.
+func (e *Engine) follow(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		// Every watch starts with the current values (applied only where
+		// newer), so nothing written while it was down is missed.
+		w, err := e.kv.WatchAll(ctx)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			e.drainWatch(ctx, w)
+			_ = w.Stop()
+		} else if ctx.Err() == nil {
+			e.log.Warn("detections watch failed; retrying", "err", err, "in", backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (e *Engine) drainWatch(ctx context.Context, w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case entry, ok := <-w.Updates():
+			if !ok {
+				return
 			}
-			e.byID[d.ID] = &d
-			if !d.Status.Final() {
-				k := openKey(d.Tenant, d.RuleID, d.GroupKey)
-				if prev, ok := e.open[k]; !ok || e.byID[prev].LastSeen.Before(d.LastSeen) {
-					e.open[k] = d.ID
+			if entry != nil && entry.Key() != cursorKey {
+				e.applyEntry(entry)
+			}
+		}
+	}
+}
+
+// Leader reports whether this engine currently evaluates the rules.
+func (e *Engine) Leader() bool { return e.leader.Load() }
+
+// Run takes part in the election of the one engine that evaluates rules
+// (docs/detections.md, "Fail-over") until ctx ends. While this node holds
+// the lease it evaluates every event appended after the shared cursor (the
+// current head on the very first start), having first rebuilt the
+// correlation windows from the log before the cursor; when it loses the
+// lease it stops evaluating and campaigns again. Meanwhile, leader or not,
+// it keeps the detections in memory in step with the bucket. On return it
+// has flushed and released the lease, so another node takes over at once.
+// It owns the evaluator, a flusher, a lease keeper and the bucket watch,
+// and stops them before returning. Without JetStream it always leads.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer func() { stopFollow(); wg.Wait() }()
+	if e.kv != nil {
+		wg.Add(1)
+		go func() { // the bucket watch: stopped by stopFollow
+			defer wg.Done()
+			e.follow(followCtx)
+		}()
+	}
+	if e.lease == nil {
+		defer e.leader.Store(false)
+		return e.lead(ctx, ctx)
+	}
+	for {
+		acquired, err := e.campaign(ctx)
+		if err != nil {
+			return nil // ctx ended
+		}
+		lctx, lost := context.WithCancelCause(ctx)
+		var kw sync.WaitGroup
+		kw.Add(1)
+		go func() { // the lease keeper: stopped by lost below
+			defer kw.Done()
+			e.lease.keep(lctx, acquired, lost, func(err error) {
+				e.log.Warn("detection engine: renewing leadership failed; retrying", "err", err)
+			})
+		}()
+		err = e.lead(ctx, lctx)
+		cause := context.Cause(lctx) // nil while the lease is ours
+		lost(nil)
+		kw.Wait()
+		e.leader.Store(false)
+		if cause == nil || !errors.Is(cause, errLeaseLost) {
+			// Graceful stop (or a failure to start leading): give the
+			// lease up so another node need not wait for the TTL.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			rerr := e.lease.release(rctx)
+			cancel()
+			e.log.Info("detection engine leadership released", "node", e.opts.NodeID, "cursor", e.lastSeq.Load(), "err", rerr)
+		} else {
+			e.log.Warn("detection engine leadership lost", "node", e.opts.NodeID, "reason", cause)
+		}
+		e.stepDown(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			e.log.Error("detection engine could not lead; campaigning again", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(e.lease.ttl):
+			}
+		}
+	}
+}
+
+// campaign returns once this node holds the lease (with the time its
+// winning request was sent, where the lease's clock starts), or ctx's
+// error. It tries at once, whenever the key is deleted (a graceful
+// release, seen through a watch) and every ttl/10 (an expired lease leaves
+// no trace in a watch).
+func (e *Engine) campaign(ctx context.Context) (time.Time, error) {
+	var updates <-chan jetstream.KeyValueEntry
+	if w, err := e.lease.kv.Watch(ctx, leaderKey, jetstream.UpdatesOnly()); err == nil {
+		defer func() { _ = w.Stop() }()
+		updates = w.Updates()
+	} else if ctx.Err() == nil {
+		e.log.Warn("detection engine: leadership watch failed; polling only", "err", err)
+	}
+	poll := time.NewTicker(e.lease.ttl / 10)
+	defer poll.Stop()
+	following, failing := "", false
+	for {
+		sent := time.Now()
+		ok, cur, err := e.lease.tryAcquire(ctx)
+		switch {
+		case ok:
+			return sent, nil
+		case err != nil:
+			if !failing && ctx.Err() == nil {
+				e.log.Warn("detection engine: campaigning for leadership failed; retrying", "err", err)
+			}
+			failing = true
+		default:
+			failing = false
+			if cur.Instance != following {
+				following = cur.Instance
+				e.log.Info("detection engine standing by", "node", e.opts.NodeID, "leader", cur.Node, "leader_since", cur.Since)
+			}
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return time.Time{}, ctx.Err()
+			case <-poll.C:
+				break wait
+			case entry, ok := <-updates:
+				if !ok {
+					updates = nil
+					continue
+				}
+				if entry != nil && entry.Operation() != jetstream.KeyValuePut {
+					break wait // released: race for it now
 				}
 			}
 		}
 	}
 }
 
-// Run evaluates every event appended from the saved cursor (or the
-// current head on first start) until ctx ends. It owns the evaluator and a
-// flusher goroutine that it stops before returning.
-func (e *Engine) Run(ctx context.Context) error {
-	from := e.lastSeq.Load() + 1
-	if e.lastSeq.Load() == 0 {
-		head, err := e.opts.Source.Head(ctx)
-		if err != nil {
-			return fmt.Errorf("detect: head: %w", err)
+// stepDown forgets what only the lost leadership knew: changes not yet
+// persisted (the next leader evaluates those events again from the shared
+// cursor and writes them) and detections never persisted. The ones that
+// were persisted are read back as the bucket holds them.
+func (e *Engine) stepDown(ctx context.Context) {
+	e.mu.Lock()
+	var reread []string
+	for id := range e.dirty {
+		d := e.byID[id]
+		switch {
+		case d == nil:
+		case d.rev == 0:
+			e.unindexOpen(d)
+			delete(e.byID, id)
+		default:
+			d.rev = 0 // the next entry seen for it replaces it
+			reread = append(reread, id)
 		}
-		from = head + 1
-		e.lastSeq.Store(head)
+	}
+	clear(e.dirty)
+	e.mu.Unlock()
+	if e.kv == nil || len(reread) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, id := range reread {
+		if entry, err := e.kv.Get(rctx, id); err == nil {
+			e.applyEntry(entry)
+		}
+	}
+}
+
+// lead evaluates events while ctx (the leadership) lasts; stop is the
+// node's context: when it ends with the lease still held, lead flushes
+// before returning.
+func (e *Engine) lead(stop, ctx context.Context) error {
+	if e.lease != nil {
+		// The shared state as the last leader left it.
+		e.lastSeq.Store(0)
+		e.cursorFound = false
+		if err := e.load(ctx); err != nil {
+			return err
+		}
+	}
+	e.eval.reset()
+	from, err := e.position(ctx)
+	if err != nil {
+		return err
+	}
+	e.leader.Store(true)
+	if e.lease != nil {
+		e.log.Info("detection engine leadership gained", "node", e.opts.NodeID, "cursor", e.lastSeq.Load(),
+			"replay_from", from, "ttl", e.lease.ttl)
 	}
 	e.startOnce.Do(func() { close(e.started) })
 	var wg sync.WaitGroup
-	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	// Periodic flushes end with the leadership: a node that lost the
+	// lease must not write the cursor or detections the new leader owns.
+	// On a graceful stop the final flush below redoes an interrupted one.
+	flushCtx, stopFlush := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() { // the flusher: stopped by stopFlush below
 		defer wg.Done()
@@ -256,6 +601,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer func() {
 		stopFlush()
 		wg.Wait()
+		if stop.Err() == nil || errors.Is(context.Cause(ctx), errLeaseLost) {
+			return // not leading any more: the next leader writes what is pending
+		}
 		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		e.flush(final)
@@ -266,7 +614,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		from = e.lastSeq.Load() + 1
+		from = max(e.lastSeq.Load(), e.replayTo) + 1
 		e.log.Warn("log tail ended; resuming", "from", from, "err", err)
 		select {
 		case <-ctx.Done():
@@ -277,10 +625,82 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// position returns the seq the tail starts at: the one after the cursor
+// (the head on the very first start), or, to rebuild the correlation
+// windows, the first event within the longest correlation timespan before
+// the cursor's event (at most MaxReplay events back). Events up to the
+// cursor then only feed the windows (replayTo).
+func (e *Engine) position(ctx context.Context) (uint64, error) {
+	e.replayTo = 0
+	cursor := e.lastSeq.Load()
+	if !e.cursorFound {
+		head := e.startHead
+		if !e.startHeadKnown {
+			var err error
+			if head, err = e.opts.Source.Head(ctx); err != nil {
+				return 0, fmt.Errorf("detect: head: %w", err)
+			}
+		}
+		e.lastSeq.Store(head)
+		if e.kv != nil {
+			e.emitMu.Lock()
+			_, err := e.kv.Put(ctx, cursorKey, []byte(strconv.FormatUint(head, 10)))
+			if err == nil {
+				e.savedSeq, e.cursorFound = head, true
+			}
+			e.emitMu.Unlock()
+			if err != nil {
+				return 0, fmt.Errorf("detect: save the starting cursor: %w", err)
+			}
+		}
+		return head + 1, nil
+	}
+	if cursor == 0 {
+		return 1, nil
+	}
+	span := e.rules.maxTimespan()
+	if span <= 0 || e.opts.Log == nil {
+		return cursor + 1, nil
+	}
+	evs, err := e.opts.Log.Read(ctx, cursor, 1)
+	if err != nil || len(evs) == 0 || evs[0].Seq != cursor {
+		e.log.Warn("detection engine: cursor event unreadable; correlation windows start empty", "cursor", cursor, "err", err)
+		return cursor + 1, nil
+	}
+	at := evs[0].Time
+	if ra := evs[0].ReceivedAt; !ra.IsZero() && ra.Before(at) {
+		at = ra
+	}
+	from, err := e.opts.Log.SeqForTime(ctx, at.Add(-span))
+	if err != nil {
+		e.log.Warn("detection engine: correlation windows start empty", "cursor", cursor, "err", err)
+		return cursor + 1, nil
+	}
+	if limit := uint64(e.opts.MaxReplay); cursor > limit && from < cursor-limit+1 {
+		from = cursor - limit + 1
+	}
+	if from == 0 {
+		from = 1
+	}
+	if from > cursor {
+		return cursor + 1, nil
+	}
+	e.replayTo = cursor
+	return from, nil
+}
+
 // handle evaluates one event (Run's goroutine only).
 func (e *Engine) handle(ctx context.Context, ev *event.Event) {
+	own := ev.Category == event.CategoryDetection && ev.Source == SourceName
+	if e.replayTo != 0 && ev.Seq <= e.replayTo {
+		// Evaluated before the cursor: it only rebuilds the windows.
+		if !own {
+			e.eval.Evaluate(ev)
+		}
+		return
+	}
 	defer e.lastSeq.Store(ev.Seq)
-	if ev.Category == event.CategoryDetection && ev.Source == SourceName {
+	if own {
 		return
 	}
 	start := time.Now()
@@ -298,15 +718,26 @@ func (e *Engine) fire(ctx context.Context, f *firing) {
 	now := time.Now().UTC()
 	m := f.rule.meta
 	k := openKey(f.tenant, m.RuleID, f.groupKey)
+	var seq uint64
+	if f.trigger != nil {
+		seq = f.trigger.Seq
+	}
 	e.mu.Lock()
 	if id, ok := e.open[k]; ok {
 		d := e.byID[id]
 		if d != nil && !d.Status.Final() && f.at.Sub(d.LastSeen) <= e.opts.Suppression {
+			if seq != 0 && seq <= d.LastSeq {
+				// Counted already: evaluated again after a fail-over or
+				// restart (at-least-once from the shared cursor).
+				e.mu.Unlock()
+				return
+			}
 			d.Count += f.newEvents
 			d.EventIDs = mergeIDs(d.EventIDs, f.eventIDs, e.opts.MaxEventIDs)
 			if f.at.After(d.LastSeen) {
 				d.LastSeen = f.at
 			}
+			d.LastSeq = max(d.LastSeq, seq)
 			d.UpdatedAt = now
 			e.dirty[id] = true
 			e.mu.Unlock()
@@ -325,7 +756,7 @@ func (e *Engine) fire(ctx context.Context, f *firing) {
 		MitreTactics: nonNil(m.Tactics), MitreTechniques: nonNil(m.Techniques), OWASPCategory: m.OWASP,
 		CreatedAt: now, UpdatedAt: now, EventIDs: mergeIDs(nil, f.eventIDs, e.opts.MaxEventIDs),
 		GroupKey: f.groupKey, Count: max(f.newEvents, 1), Tenant: f.tenant, Group: f.group,
-		FirstSeen: f.at, LastSeen: f.at,
+		FirstSeen: f.at, LastSeen: f.at, LastSeq: seq,
 		History: []Change{{At: now, By: "rule:" + m.RuleID, Field: "status", From: "", To: string(StatusActive)}},
 	}
 	e.byID[d.ID] = d
@@ -333,10 +764,7 @@ func (e *Engine) fire(ctx context.Context, f *firing) {
 	e.mu.Unlock()
 	if err := e.emit(ctx, []string{d.ID}, "detection.created"); err != nil {
 		e.log.Error("append detection.created", "detection", d.ID, "rule", m.RuleID, "err", err)
-		e.mu.Lock()
-		e.dirty[d.ID] = true // the flusher retries (as detection.updated)
-		e.mu.Unlock()
-		return
+		return // emit marked it dirty: the flusher retries (as detection.updated)
 	}
 	e.log.Info("detection created", "detection", d.ID, "rule", m.RuleID, "severity", m.Severity, "group", f.groupKey, "tenant", f.tenant)
 }
@@ -384,8 +812,15 @@ func capIDs(have []string, max int) []string {
 }
 
 // flush appends detection.updated for detections that changed since the
-// last flush, persists them and the cursor.
+// last flush, persists them and then the cursor.
 func (e *Engine) flush(ctx context.Context) {
+	// The cursor is read first: handle marks a detection dirty before it
+	// stores the event's seq, so every change up to seq is in the dirty
+	// set taken below, and the cursor is saved only once they are
+	// persisted. A leader killed in between leaves the cursor behind its
+	// changes, never ahead (the next one evaluates them again; LastSeq
+	// keeps that from counting twice).
+	seq := e.lastSeq.Load()
 	e.mu.Lock()
 	ids := make([]string, 0, len(e.dirty))
 	for id := range e.dirty {
@@ -396,19 +831,19 @@ func (e *Engine) flush(ctx context.Context) {
 		sort.Strings(ids)
 		if err := e.emit(ctx, ids, "detection.updated"); err != nil {
 			e.log.Error("append detection.updated", "count", len(ids), "err", err)
+			return
 		}
 	}
-	e.saveCursor(ctx)
+	e.saveCursor(ctx, seq)
 }
 
-func (e *Engine) saveCursor(ctx context.Context) {
+func (e *Engine) saveCursor(ctx context.Context, seq uint64) {
 	if e.kv == nil {
 		return
 	}
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
-	seq := e.lastSeq.Load()
-	if seq == e.savedSeq {
+	if seq <= e.savedSeq {
 		return
 	}
 	if _, err := e.kv.Put(ctx, cursorKey, []byte(strconv.FormatUint(seq, 10))); err != nil {
@@ -418,9 +853,9 @@ func (e *Engine) saveCursor(ctx context.Context) {
 	e.savedSeq = seq
 }
 
-// emit snapshots the detections, appends one event each and persists
-// them. Dirty marks are cleared for what was emitted; on failure they are
-// restored so the flusher retries.
+// emit snapshots the rule engine's changes to the detections, persists
+// them and appends one event each. Dirty marks are cleared for what was
+// emitted; on failure they are restored so the flusher retries.
 func (e *Engine) emit(ctx context.Context, ids []string, typ string) error {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
@@ -434,7 +869,7 @@ func (e *Engine) emit(ctx context.Context, ids []string, typ string) error {
 		}
 	}
 	e.mu.Unlock()
-	err := e.appendAndPersist(ctx, snaps, typ, now)
+	err := e.persistAndAppend(ctx, snaps, typ, now)
 	if err != nil {
 		e.mu.Lock()
 		for _, d := range snaps {
@@ -445,34 +880,101 @@ func (e *Engine) emit(ctx context.Context, ids []string, typ string) error {
 	return err
 }
 
-// appendAndPersist must be called with emitMu held.
-func (e *Engine) appendAndPersist(ctx context.Context, snaps []Detection, typ string, now time.Time) error {
+// persistAndAppend writes the rule engine's snapshots to the bucket, then
+// appends their events (emitMu held). Persisting first lets a write that
+// loses a race with an analyst's change on another node be merged before
+// anything reaches the log, so the log never shows an analyst's change
+// undone.
+func (e *Engine) persistAndAppend(ctx context.Context, snaps []Detection, typ string, now time.Time) error {
 	if len(snaps) == 0 {
 		return nil
 	}
 	events := make([]*event.Event, 0, len(snaps))
-	blobs := make([][]byte, 0, len(snaps))
 	for i := range snaps {
-		ev, blob, err := e.detectionEvent(&snaps[i], typ, now)
+		if e.kv != nil {
+			if err := e.persistRuleChange(ctx, &snaps[i]); err != nil {
+				return err
+			}
+		}
+		ev, _, err := e.detectionEvent(&snaps[i], typ, now)
 		if err != nil {
 			return err
 		}
 		events = append(events, ev)
-		blobs = append(blobs, blob)
 	}
 	if e.opts.Appender != nil {
 		if _, err := e.opts.Appender.Append(ctx, events); err != nil {
 			return fmt.Errorf("detect: append %s: %w", typ, err)
 		}
 	}
-	if e.kv != nil {
-		for i, d := range snaps {
-			if _, err := e.kv.Put(ctx, d.ID, blobs[i]); err != nil {
-				return fmt.Errorf("detect: persist %s: %w", d.ID, err)
-			}
-		}
-	}
 	return nil
+}
+
+// casConflict reports a compare-and-swap write that lost to another one.
+func casConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// casPut writes d as revision d.rev's successor (d.rev 0: a new key) and
+// returns the new revision.
+func (e *Engine) casPut(ctx context.Context, d *Detection) (uint64, error) {
+	blob, err := json.Marshal(d)
+	if err != nil {
+		return 0, fmt.Errorf("detect: encode detection: %w", err)
+	}
+	if d.rev == 0 {
+		return e.kv.Create(ctx, d.ID, blob)
+	}
+	return e.kv.Update(ctx, d.ID, blob, d.rev)
+}
+
+// reread loads the stored copy of a detection after a lost
+// compare-and-swap and applies it to memory.
+func (e *Engine) reread(ctx context.Context, id string) (Detection, error) {
+	entry, err := e.kv.Get(ctx, id)
+	if err != nil {
+		return Detection{}, fmt.Errorf("detect: re-read %s after a concurrent change: %w", id, err)
+	}
+	var stored Detection
+	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
+		return Detection{}, fmt.Errorf("detect: re-read %s: %w", id, err)
+	}
+	stored.rev = entry.Revision()
+	e.applyEntry(entry)
+	return stored, nil
+}
+
+// maxCASAttempts bounds the retries of a write that keeps losing races.
+const maxCASAttempts = 4
+
+// persistRuleChange writes the leader's snapshot d. When an analyst
+// changed the detection through another node since d's revision, it takes
+// the stored analyst fields into d and writes again.
+func (e *Engine) persistRuleChange(ctx context.Context, d *Detection) error {
+	for attempt := 1; ; attempt++ {
+		rev, err := e.casPut(ctx, d)
+		if err == nil {
+			d.rev = rev
+			e.mu.Lock()
+			if live := e.byID[d.ID]; live != nil && live.rev < rev {
+				live.rev = rev
+			}
+			e.mu.Unlock()
+			return nil
+		}
+		if !casConflict(err) || attempt == maxCASAttempts {
+			return fmt.Errorf("detect: persist %s: %w", d.ID, err)
+		}
+		stored, err := e.reread(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		d.Status, d.Notes, d.Assignee, d.History = stored.Status, stored.Notes, stored.Assignee, stored.History
+		if stored.UpdatedAt.After(d.UpdatedAt) {
+			d.UpdatedAt = stored.UpdatedAt
+		}
+		d.rev = stored.rev
+	}
 }
 
 // detectionEvent builds the log event for a detection change.
@@ -586,9 +1088,13 @@ func (e *Engine) Get(p *auth.Principal, id string) (Detection, error) {
 	return d.clone(), nil
 }
 
-// Update applies an analyst's patch: it is validated against the
-// lifecycle, appended to the log as detection.updated and persisted before
-// it takes effect, so a failed append changes nothing.
+// Update applies an analyst's patch, on any node (leader or not): it is
+// validated against the lifecycle, appended to the log as
+// detection.updated and persisted before it takes effect, so a failed
+// append changes nothing. The write is a compare-and-swap on the revision
+// this node last saw: when the leader or another node changed the
+// detection meanwhile, the patch is applied again to the stored copy (and
+// appended again; it may now be refused by the lifecycle, 409).
 func (e *Engine) Update(ctx context.Context, p *auth.Principal, id string, patch Patch) (Detection, error) {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
@@ -597,37 +1103,57 @@ func (e *Engine) Update(ctx context.Context, p *auth.Principal, id string, patch
 	if p.Name != "" && p.Name != p.ID {
 		by = p.ID + " (" + p.Name + ")"
 	}
-	e.mu.Lock()
-	live, ok := e.byID[id]
-	if !ok || !visible(p, live) {
+	var next Detection
+	for attempt := 1; ; attempt++ {
+		e.mu.Lock()
+		live, ok := e.byID[id]
+		if !ok || !visible(p, live) {
+			e.mu.Unlock()
+			return Detection{}, ErrNotFound
+		}
+		next = live.clone()
+		changed, err := next.apply(patch, by, now)
 		e.mu.Unlock()
-		return Detection{}, ErrNotFound
-	}
-	next := live.clone()
-	changed, err := next.apply(patch, by, now)
-	e.mu.Unlock()
-	if err != nil || !changed {
-		return next, err
-	}
-	if err := e.appendAndPersist(ctx, []Detection{next}, "detection.updated", now); err != nil {
-		return Detection{}, err
+		if err != nil || !changed {
+			return next, err
+		}
+		ev, _, err := e.detectionEvent(&next, "detection.updated", now)
+		if err != nil {
+			return Detection{}, err
+		}
+		if e.opts.Appender != nil {
+			if _, err := e.opts.Appender.Append(ctx, []*event.Event{ev}); err != nil {
+				return Detection{}, fmt.Errorf("detect: append detection.updated: %w", err)
+			}
+		}
+		if e.kv == nil {
+			break
+		}
+		rev, err := e.casPut(ctx, &next)
+		if err == nil {
+			next.rev = rev
+			break
+		}
+		if !casConflict(err) || attempt == maxCASAttempts {
+			return Detection{}, fmt.Errorf("detect: persist %s: %w", id, err)
+		}
+		if _, err := e.reread(ctx, id); err != nil {
+			return Detection{}, err
+		}
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	live, ok := e.byID[id]
+	if !ok {
+		return next, nil
+	}
 	// Rule firings may have bumped count and event ids meanwhile; keep
 	// those and take the analyst's fields.
 	live.Status, live.Notes, live.Assignee = next.Status, next.Notes, next.Assignee
 	live.History, live.UpdatedAt = next.History, next.UpdatedAt
-	k := openKey(live.Tenant, live.RuleID, live.GroupKey)
-	if live.Status.Final() {
-		if e.open[k] == live.ID {
-			delete(e.open, k)
-		}
-	} else if cur, ok := e.open[k]; !ok || e.byID[cur].Status.Final() {
-		e.open[k] = live.ID // reopened: further firings update it again
-	}
-	out := live.clone()
-	e.mu.Unlock()
-	return out, nil
+	live.rev = max(live.rev, next.rev)
+	e.indexOpen(live)
+	return live.clone(), nil
 }
 
 // Stats are the engine's counters.
@@ -639,6 +1165,7 @@ type Stats struct {
 	Cursor       uint64        `json:"cursor"`
 	EvalTime     time.Duration `json:"eval_time_ns"`
 	KeysOverflow uint64        `json:"correlation_keys_overflow"`
+	Leader       bool          `json:"leader"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -646,7 +1173,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{Events: e.events.Load(), Firings: e.firings.Load(), Detections: len(e.byID), Open: len(e.open),
-		Cursor: e.lastSeq.Load(), EvalTime: time.Duration(e.evalNs.Load()), KeysOverflow: e.eval.overflowTotal()}
+		Cursor: e.lastSeq.Load(), EvalTime: time.Duration(e.evalNs.Load()), KeysOverflow: e.eval.overflowTotal(), Leader: e.leader.Load()}
 }
 
 // OpenBySeverity counts active and investigating detections per severity

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"strings"
+	"time"
 
 	"github.com/vigil-sec/vigil/internal/detect/sigma"
 	"github.com/vigil-sec/vigil/internal/event"
@@ -159,4 +160,15 @@ func (ev *Evaluator) Matches(e *event.Event) []string {
 		}
 	}
 	return out
+}
+
+// reset forgets every correlation window: an engine that becomes the
+// leader rebuilds them from the log.
+func (ev *Evaluator) reset() {
+	for _, st := range ev.state {
+		if st != nil {
+			clear(st.windows)
+			st.newest, st.inserts = time.Time{}, 0
+		}
+	}
 }

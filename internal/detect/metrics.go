@@ -31,6 +31,14 @@ func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_detect_cursor",
 			Help: "Sequence of the last event the detection engine evaluated."}, func() float64 { return float64(e.lastSeq.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_detect_leader",
+			Help: "1 while this node's detection engine holds the leadership lease and evaluates rules, else 0."},
+			func() float64 {
+				if e.leader.Load() {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_detect_rules_failed",
 			Help: "Rules or rule files that failed to load."}, func() float64 { return float64(len(e.rules.Errors())) }),
 	}

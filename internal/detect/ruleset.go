@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/vigil-sec/vigil/internal/detect/builtin"
 	"github.com/vigil-sec/vigil/internal/detect/sigma"
@@ -82,6 +83,18 @@ func (rs *RuleSet) Errors() []*sigma.Error { return rs.errs }
 
 // Len is the number of rules that loaded.
 func (rs *RuleSet) Len() int { return len(rs.rules) }
+
+// maxTimespan is the longest correlation timespan: how much of the log
+// before the cursor rebuilds every correlation window.
+func (rs *RuleSet) maxTimespan() time.Duration {
+	var span time.Duration
+	for _, r := range rs.rules {
+		if r.corr != nil {
+			span = max(span, r.corr.spec.Timespan)
+		}
+	}
+	return span
+}
 
 // ruleSource is one rule file to load.
 type ruleSource struct {

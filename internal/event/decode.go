@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
+	"slices"
 	"strings"
 
 	gojson "github.com/goccy/go-json"
@@ -17,6 +19,10 @@ import (
 // the error, a *BatchError, lists each bad one by index so a producer can fix
 // them all at once.
 func Decode(body []byte, contentType string, lim Limits) ([]*Event, error) {
+	contentType, err := IngestMediaType(contentType)
+	if err != nil {
+		return nil, &BatchError{Unsupported: true, Problems: []Problem{{Index: 0, Reason: err.Error()}}}
+	}
 	if len(body) > lim.MaxBatchBytes {
 		return nil, &BatchError{TooLarge: true, Problems: []Problem{{Index: 0, Reason: fmt.Sprintf("request body larger than %d bytes", lim.MaxBatchBytes)}}}
 	}
@@ -26,7 +32,7 @@ func Decode(body []byte, contentType string, lim Limits) ([]*Event, error) {
 	}
 	var raws [][]byte
 	switch {
-	case strings.HasPrefix(contentType, "application/x-ndjson") || strings.HasPrefix(contentType, "application/jsonl"):
+	case contentType != "application/json" && contentType != "":
 		raws = splitLines(trimmed)
 	case trimmed[0] == '[':
 		var arr []json.RawMessage
@@ -70,6 +76,41 @@ func Decode(body []byte, contentType string, lim Limits) ([]*Event, error) {
 	return events, nil
 }
 
+// IngestMediaTypes are the Content-Types an ingest body may be sent with:
+// JSON (an object or an array) and NDJSON / JSON Lines. A request without
+// one is accepted too (the body's form decides). Anything else is refused
+// rather than guessed at: a body labelled text/plain or form-urlencoded
+// may be read differently by whatever else sees it on its way.
+func IngestMediaTypes() []string {
+	return []string{"application/json", "application/x-ndjson", "application/ndjson", "application/jsonl"}
+}
+
+// IngestMediaType validates an ingest request's Content-Type and returns
+// its media type, lower-cased without parameters ("" when there is none).
+// The only parameter allowed is charset=utf-8: events are UTF-8.
+func IngestMediaType(contentType string) (string, error) {
+	if strings.TrimSpace(contentType) == "" {
+		return "", nil
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", fmt.Errorf("Content-Type %q is not a media type: %w", contentType, err)
+	}
+	if !slices.Contains(IngestMediaTypes(), mt) {
+		hint := ""
+		if mt == "application/x-www-form-urlencoded" {
+			hint = " (curl -d sends this unless given -H 'Content-Type: application/json')"
+		}
+		return "", fmt.Errorf("Content-Type %q is not accepted%s: send %s", mt, hint, strings.Join(IngestMediaTypes(), ", "))
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return "", fmt.Errorf("Content-Type parameter %s=%s is not accepted: events are UTF-8 JSON (charset=utf-8 or none)", k, v)
+		}
+	}
+	return mt, nil
+}
+
 func countTooLarge(ps []Problem, lim Limits) int {
 	n := 0
 	want := fmt.Sprintf("event larger than %d bytes", lim.MaxEventBytes)
@@ -82,13 +123,27 @@ func countTooLarge(ps []Problem, lim Limits) int {
 }
 
 // DecodeOne strictly decodes one event object: unknown fields are errors,
-// and so is trailing data after the object. Valid events take a fast
-// decoder; anything it rejects is decoded again with encoding/json, whose
-// errors name the field precisely.
+// and so is trailing data after the object; so are duplicate keys at any
+// depth, field names in another case, invalid UTF-8 and unpaired surrogate
+// escapes (checkStrict: each would make two parsers read the same bytes
+// differently). Valid events take a fast decoder; anything it rejects is
+// decoded again with encoding/json, whose errors name the field precisely.
 func DecodeOne(raw []byte) (*Event, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, &fieldError{"", "each event must be a JSON object"}
+	}
+	if err := checkStrict(raw); err != nil {
+		if err != errStrictSyntax {
+			return nil, err
+		}
+		// Not JSON: encoding/json names the syntax error. Should it
+		// accept what the scanner could not walk, refuse anyway: an
+		// event that skipped the strict checks is never stored.
+		if _, derr := decodeStrict(raw); derr != nil {
+			return nil, derr
+		}
+		return nil, &fieldError{"", "malformed JSON"}
 	}
 	fast := gojson.NewDecoder(bytes.NewReader(raw))
 	fast.DisallowUnknownFields()

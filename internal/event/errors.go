@@ -13,10 +13,12 @@ type Problem struct {
 }
 
 // BatchError reports every rejected event of a request. TooLarge marks
-// requests refused for size (HTTP 413) rather than content (HTTP 400).
+// requests refused for size (HTTP 413) and Unsupported those refused for
+// their Content-Type (HTTP 415) rather than content (HTTP 400).
 type BatchError struct {
-	Problems []Problem
-	TooLarge bool
+	Problems    []Problem
+	TooLarge    bool
+	Unsupported bool
 }
 
 func (e *BatchError) Error() string {

@@ -102,6 +102,9 @@ type Deps struct {
 	// itself, so it registers once authenticated. nil: only its
 	// subscriptions (hub clients) are ended.
 	Credentials ConnWatcher
+	// Limits bound each operation (complexity, fields, depth, body size,
+	// time); zero values take DefaultLimits.
+	Limits Limits
 }
 
 // ConnWatcher is tokens.Enforcer's Watch: kick is called once p's
@@ -127,10 +130,15 @@ func New(deps Deps) *Server {
 	if deps.KeepAlive <= 0 {
 		deps.KeepAlive = 15 * time.Second
 	}
+	deps.Limits = deps.Limits.withDefaults()
 	s := &Server{deps: deps}
 	r := &Resolver{deps: deps}
-	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r}))
+	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: complexityRoot()}))
 	var originOK func(*http.Request) bool
+	readLimit := deps.Limits.maxBodyBytes()
+	if readLimit == 0 {
+		readLimit = -1 // gqlgen: no limit
+	}
 	if deps.Guard != nil {
 		// auth's Origin allow-list already decided in ServeHTTP.
 		originOK = func(*http.Request) bool { return true }
@@ -144,12 +152,26 @@ func New(deps Deps) *Server {
 		PingPongInterval: 30 * time.Second,
 		InitFunc:         s.initWebsocket,
 		InitTimeout:      10 * time.Second,
+		// A WebSocket message is bounded like an HTTP body.
+		PayloadReadLimit: &readLimit,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
+	// The limits (issue 8). The shape limit runs on the raw query, before
+	// gqlgen's own validation and the complexity walk (both expand
+	// fragments); the complexity limit then prices list fields by their
+	// limit argument (complexityRoot).
+	lim := deps.Limits
+	srv.Use(shapeLimit{maxFields: lim.MaxFields, maxDepth: lim.MaxDepth})
+	if lim.MaxComplexity > 0 {
+		srv.Use(extension.FixedComplexityLimit(lim.MaxComplexity))
+	}
+	if lim.Timeout > 0 {
+		srv.Use(timeLimit{d: lim.Timeout})
+	}
 	s.gql = srv
 	return s
 }
@@ -189,6 +211,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer release()
+	}
+	if !upgrade && !limitBody(w, r, s.deps.Limits.maxBodyBytes()) {
+		return
 	}
 	s.gql.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -245,14 +270,26 @@ func (s *Server) initWebsocket(ctx context.Context, payload transport.InitPayloa
 		}
 	}
 	if tok == "" {
-		return ctx, nil, errors.New("missing token: pass connectionParams {\"Authorization\": \"Bearer <token>\"}, the header or ?token=")
+		return forbidden(ctx), nil, errors.New("missing token: pass connectionParams {\"Authorization\": \"Bearer <token>\"}, the header or ?token=")
 	}
 	p, err := s.deps.Auth.Authenticate(ctx, tok)
 	if err != nil {
-		return ctx, nil, fmt.Errorf("authenticate: %w", err)
+		return forbidden(ctx), nil, fmt.Errorf("authenticate: %w", err)
 	}
 	s.watchCredential(ctx, p)
 	return auth.WithPrincipal(ctx, p), nil, nil
+}
+
+// CloseForbidden is graphql-transport-ws's "4403: Forbidden": the server
+// refused connection_init. The reference client (graphql-ws, used by
+// Apollo) gives up on it, where a 1000 Normal Closure made it reconnect at
+// once, over and over. The legacy protocol gets the same close code after
+// its connection_error message.
+const CloseForbidden = 4403
+
+// forbidden makes gqlgen close a refused connection with 4403 Forbidden.
+func forbidden(ctx context.Context) context.Context {
+	return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, CloseForbidden), "Forbidden")
 }
 
 // watchCredential registers the connection of ctx with the credential

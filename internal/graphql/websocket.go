@@ -87,7 +87,7 @@ func (g gobwasWebsocket) Accept(w http.ResponseWriter, r *http.Request, opts tra
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout, guard: g.guard}
+	c := &gobwasConn{conn: conn, protocol: hs.Protocol, writeTimeout: timeout, guard: g.guard, proto: protocolState{protocol: hs.Protocol}}
 	c.id = fmt.Sprintf("graphql-%p", c) // unique while the connection lives
 	if w, ok := r.Context().Value(connWatchKey{}).(*connWatch); ok {
 		w.attach(c)
@@ -117,6 +117,11 @@ type gobwasConn struct {
 	guard        wsconn.Guard
 	id           string     // the message-rate bucket's key
 	watch        *connWatch // the credential watch, if any
+	// proto checks client messages against the protocol (issue 8);
+	// maxMessage bounds a whole message, fragments included (0: none).
+	// Both are used only by gqlgen's reading goroutine.
+	proto      protocolState
+	maxMessage int64
 }
 
 type connWatchKey struct{}
@@ -198,6 +203,10 @@ func (c *gobwasConn) NextReader() (int, io.Reader, error) {
 	for {
 		h, err := c.rd.NextFrame()
 		if err != nil {
+			if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
+				_ = c.WriteClose(int(ws.StatusMessageTooBig), fmt.Sprintf("message larger than %d bytes", c.maxMessage))
+				return 0, nil, transport.ErrWebsocketClosed
+			}
 			return 0, nil, c.readErr(err)
 		}
 		if h.OpCode.IsControl() {
@@ -206,14 +215,32 @@ func (c *gobwasConn) NextReader() (int, io.Reader, error) {
 			}
 			continue
 		}
-		b, err := io.ReadAll(c.rd)
+		var src io.Reader = c.rd
+		if c.maxMessage > 0 {
+			src = io.LimitReader(c.rd, c.maxMessage+1)
+		}
+		b, err := io.ReadAll(src)
 		if err != nil {
 			return 0, nil, c.readErr(err)
+		}
+		if c.maxMessage > 0 && int64(len(b)) > c.maxMessage {
+			_ = c.WriteClose(int(ws.StatusMessageTooBig), fmt.Sprintf("message larger than %d bytes", c.maxMessage))
+			return 0, nil, transport.ErrWebsocketClosed
 		}
 		if c.guard != nil && !c.guard.AllowMessage(c.id) {
 			// The same answer as every other Vigil stream: close 4003.
 			_ = c.WriteClose(int(wsconn.CloseLimitExceeded), "message rate limit exceeded")
 			return 0, nil, transport.ErrWebsocketClosed
+		}
+		switch v := c.proto.check(b); {
+		case v.closeCode != 0:
+			_ = c.WriteClose(v.closeCode, v.closeReason)
+			return 0, nil, transport.ErrWebsocketClosed
+		case v.reply != nil: // legacy protocol: answer, drop, read on
+			if err := c.WriteJSON(v.reply); err != nil {
+				return 0, nil, err
+			}
+			continue
 		}
 		return int(h.OpCode), bytes.NewReader(b), nil
 	}
@@ -246,6 +273,9 @@ func (c *gobwasConn) WriteJSON(v any) error {
 }
 
 func (c *gobwasConn) WriteClose(code int, message string) error {
+	if c.protocol == protoTransportWS && code == transport.WebsocketCloseProtocolError && message == "connection initialisation timeout" {
+		code = CloseInitTimeout // gqlgen's 1002; graphql-transport-ws says 4408
+	}
 	c.wmu.Lock()
 	if c.closed {
 		c.wmu.Unlock()
@@ -272,5 +302,5 @@ func (c *gobwasConn) Close() error {
 	return c.conn.Close()
 }
 func (c *gobwasConn) Subprotocol() string               { return c.protocol }
-func (c *gobwasConn) SetReadLimit(limit int64)          { c.rd.MaxFrameSize = limit }
+func (c *gobwasConn) SetReadLimit(limit int64)          { c.rd.MaxFrameSize, c.maxMessage = limit, limit }
 func (c *gobwasConn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
@@ -63,6 +64,12 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not publish events")
 		return
 	}
+	// Refuse a body of the wrong type before reading it.
+	if _, err := event.IngestMediaType(r.Header.Get("Content-Type")); err != nil {
+		w.Header().Set("Accept-Post", strings.Join(event.IngestMediaTypes(), ", "))
+		WriteJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: err.Error()})
+		return
+	}
 	lim := h.Ingest.Limits()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(lim.MaxBatchBytes)))
 	if err != nil {
@@ -87,8 +94,12 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &be):
 		status := http.StatusBadRequest
-		if be.TooLarge {
+		switch {
+		case be.TooLarge:
 			status = http.StatusRequestEntityTooLarge
+		case be.Unsupported:
+			status = http.StatusUnsupportedMediaType
+			w.Header().Set("Accept-Post", strings.Join(event.IngestMediaTypes(), ", "))
 		}
 		WriteJSON(w, status, errorBody{Error: be.Error(), Details: be.Problems})
 	case errors.Is(err, ingest.ErrForbidden):
@@ -364,12 +375,15 @@ type Verifier interface {
 	Verify(ctx context.Context) (store.VerifyReport, error)
 }
 
-// Integrity handles GET /api/v1/integrity (admin): what `vigil verify` shows.
+// Integrity handles GET /api/v1/integrity (admin of all tenants): what
+// `vigil verify` shows. The walk covers the whole log, every tenant's
+// events (its counts, chains and the id of a broken link), and costs a
+// full read of the log, so a tenant-scoped admin may not start it.
 func Integrity(v Verifier) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
-		if !p.IsAdmin() {
-			auth.WriteError(w, http.StatusForbidden, "integrity checks need the admin role")
+		if !p.IsGlobalAdmin() {
+			auth.WriteError(w, http.StatusForbidden, "integrity checks need an admin of all tenants")
 			return
 		}
 		rep, err := v.Verify(r.Context())

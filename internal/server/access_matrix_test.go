@@ -1326,3 +1326,38 @@ func TestRevocationClosesGraphQL(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestAdminEndpointMatrix: the admin endpoints × an admin of all tenants,
+// an admin of tenant acme and an acme analyst (issue 8, item 9). What
+// spans every tenant is for the all-tenant admin only; a tenant admin
+// reaches its own tenant's connections and tokens (scoped contents:
+// test/hostile/tenantadmin_test.go).
+func TestAdminEndpointMatrix(t *testing.T) {
+	e := newEnv(t, access.Config{})
+	e.token("admin-acme", tokens.CreateRequest{Role: "admin", Tenant: "acme"})
+	e.token("analyst-acme", tokens.CreateRequest{Role: "analyst", Tenant: "acme"})
+	who := []string{"admin", "admin-acme", "analyst-acme"}
+	for _, c := range []struct {
+		method, path string
+		body         any
+		want         [3]int // for who, in order
+	}{
+		{"GET", "/api/v1/connections", nil, [3]int{200, 200, 403}},
+		{"POST", "/api/v1/connections/c999/messages", map[string]string{"x": "y"}, [3]int{404, 404, 403}},
+		{"GET", "/api/v1/tokens", nil, [3]int{200, 200, 403}},
+		{"POST", "/api/v1/tokens", tokens.CreateRequest{Role: "viewer", Tenant: "acme"}, [3]int{201, 201, 403}},
+		{"POST", "/api/v1/tokens", tokens.CreateRequest{Role: "viewer", Tenant: "globex"}, [3]int{201, 403, 403}},
+		{"POST", "/api/v1/tokens", tokens.CreateRequest{Role: "admin", Tenant: "*"}, [3]int{201, 403, 403}},
+		{"GET", "/api/v1/tokens/jwt-revocations", nil, [3]int{200, 403, 403}},
+		{"GET", "/api/v1/integrity", nil, [3]int{200, 403, 403}},
+		{"GET", "/debug/pprof/cmdline", nil, [3]int{200, 403, 403}},
+		{"GET", "/debug/pprof/heap", nil, [3]int{200, 403, 403}},
+		{"GET", "/api/v1/status", nil, [3]int{200, 200, 200}},
+	} {
+		for i, name := range who {
+			if st := e.do(c.method, c.path, e.toks[name], c.body, nil); st != c.want[i] {
+				t.Errorf("%s %s as %s: HTTP %d, want %d", c.method, c.path, name, st, c.want[i])
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/dashboard"
 	"github.com/vigil-sec/vigil/internal/dbsec"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/phase8"
 	"github.com/vigil-sec/vigil/internal/rest"
@@ -44,8 +45,9 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		d.Access.Register(mux, authed)
 	}
 	mux.Handle("GET /api/v1/integrity", authed(rest.Integrity(d.Log)))
-	// Go profiles for operators (admin only): go tool pprof with the token.
-	mux.Handle("GET /debug/pprof/{profile...}", authed(adminOnly(http.HandlerFunc(pprofHandler))))
+	// Go profiles for operators (admin of all tenants only: a profile
+	// spans every tenant): go tool pprof with the token.
+	mux.Handle("GET /debug/pprof/{profile...}", authed(globalAdminOnly(http.HandlerFunc(pprofHandler))))
 
 	// --- Issue 4: source-system dialects, GraphQL and status (SPEC 7.2,
 	// 7.3, 8, 10). Owned by internal/phase8, internal/dbsec,
@@ -71,6 +73,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	gqlDeps := graphql.Deps{
 		Hub: d.Hub, Auth: d.Auth, Ingest: d.Ingest, History: events, Events: d.Log, Policy: d.Policy,
 		Stats: st, Status: reporter.Status, Detections: d.Detections, Logger: d.Logger, Guard: d.Guard, MaxSubs: d.MaxSubs,
+		Limits: d.GraphQLLimits,
 	}
 	if d.Access != nil && d.Access.Enforcer != nil {
 		// A GraphQL WebSocket is closed with 4001 once its token is
@@ -80,8 +83,19 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	gql := graphql.New(gqlDeps)
 	// gql authenticates itself (header, ?token= or connectionParams). GET
 	// carries queries and the WebSocket upgrade; POST queries/mutations.
+	// Their JSON is as strict as ingest's (publishEvent is an ingest path).
+	// It reads no more than GraphQL's own body limit (413 beyond it), or
+	// the ingest batch limit when that limit is disabled.
+	maxGraphQLBody := d.GraphQLLimits.MaxBodyBytes()
+	if maxGraphQLBody == 0 {
+		maxGraphQLBody = int64(event.DefaultLimits().MaxBatchBytes)
+		if d.Ingest != nil {
+			maxGraphQLBody = int64(d.Ingest.Limits().MaxBatchBytes)
+		}
+	}
+	strictGQL := strictGraphQL(gql, maxGraphQLBody)
 	for _, method := range []string{"GET", "POST", "OPTIONS"} {
-		mux.Handle(method+" /graphql", gql)
+		mux.Handle(method+" /graphql", strictGQL)
 	}
 	mux.Handle("GET /graphql/schema.graphql", authed(graphql.SchemaHandler()))
 	// --- end issue 4.

@@ -47,6 +47,8 @@ type Deps struct {
 	// Issue 3: the detection engine (REST detections and rules); nil: the
 	// detection routes are not registered.
 	Detect *detect.Engine
+	// Issue 8: GraphQL's per-operation limits (zero values: defaults).
+	GraphQLLimits graphql.Limits
 }
 
 // NewServer returns the HTTP handler for every Vigil endpoint.
@@ -84,11 +86,13 @@ func (d Deps) wsDeps() wsconn.Deps {
 		PingInterval: d.PingInterval, MaxMessage: d.MaxMessage, Delivered: d.Metrics.Delivered, Poller: d.Poller}
 }
 
-// adminOnly refuses every role but admin.
-func adminOnly(next http.Handler) http.Handler {
+// globalAdminOnly refuses every principal but an admin of all tenants:
+// what it guards spans every tenant (a heap profile holds any tenant's
+// events; a goroutine dump names every connection).
+func globalAdminOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := auth.FromContext(r.Context()); !ok || !p.IsAdmin() {
-			auth.WriteError(w, http.StatusForbidden, "admin role required")
+		if p, ok := auth.FromContext(r.Context()); !ok || !p.IsGlobalAdmin() {
+			auth.WriteError(w, http.StatusForbidden, "an admin of all tenants is required")
 			return
 		}
 		next.ServeHTTP(w, r)

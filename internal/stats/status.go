@@ -68,9 +68,16 @@ func (r *Reporter) Status(ctx context.Context, p *auth.Principal) Status {
 	st.Components["stats"] = ComponentStatus{Status: "healthy"}
 	if r.Hub != nil {
 		for _, c := range r.Hub.Clients() {
-			if c.Info().Transport != hub.InternalTransport {
-				st.ConnectedClients++ // internal readers (like stats) are not clients
+			info := c.Info()
+			if info.Transport == hub.InternalTransport {
+				continue // internal readers (like stats) are not clients
 			}
+			// A tenant-scoped caller counts its own tenant's connections
+			// only: another tenant's activity is not its business.
+			if p != nil && (info.Principal == nil || !p.SeesTenant(info.Principal.Tenant)) {
+				continue
+			}
+			st.ConnectedClients++
 		}
 		st.LogHead = r.Hub.Head()
 		st.Components["hub"] = ComponentStatus{Status: "healthy"}

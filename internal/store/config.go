@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 )
@@ -21,6 +22,10 @@ type Config struct {
 	// ListenToken. Empty: no listener, in-process only.
 	Listen      string
 	ListenToken string
+	// ListenTLS, when set, makes the listener require TLS with this
+	// configuration (the HTTP listener's, so the certificate reloads with
+	// it); in-process connections stay plain.
+	ListenTLS *tls.Config
 	// SyncAlways makes the embedded file store fsync every write (survives
 	// power loss; costs throughput). Default: fsync every 2 minutes, which
 	// survives a killed process but not a lost machine.

@@ -162,6 +162,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 			return nil, errors.New("store: a NATS listener needs a token")
 		}
 		opts.DontListen, opts.Host, opts.Port, opts.Authorization = false, host, port, cfg.ListenToken
+		if cfg.ListenTLS != nil {
+			opts.TLSConfig, opts.TLSTimeout = cfg.ListenTLS, 5 // seconds
+		}
 	}
 	if cfg.SyncAlways {
 		opts.SyncAlways = true

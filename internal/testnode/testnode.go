@@ -25,6 +25,7 @@ type Node struct {
 	cancel  context.CancelFunc
 	done    chan error
 	running bool
+	reload  chan chan error // TLS reload requests (Config.TLS.Reload)
 }
 
 // Start runs a node on a free loopback port; change cfg before it starts
@@ -43,6 +44,10 @@ func Start(t testing.TB, configure ...func(*config.Config)) *Node {
 		f(&cfg)
 	}
 	n := &Node{t: t, Config: cfg}
+	if cfg.TLS.Enabled() && cfg.TLS.Reload == nil {
+		n.reload = make(chan chan error)
+		n.Config.TLS.Reload = n.reload
+	}
 	n.Restart()
 	t.Cleanup(n.Stop)
 	return n
@@ -82,8 +87,29 @@ func (n *Node) Stop() {
 // Addr is host:port; URL is http://host:port.
 func (n *Node) Addr() string { return n.Config.Listen }
 
-// URL is the node's base URL.
-func (n *Node) URL() string { return "http://" + n.Config.Listen }
+// URL is the node's base URL: https://host:port when it serves TLS.
+func (n *Node) URL() string {
+	if n.Config.TLS.Enabled() {
+		return "https://" + n.Config.Listen
+	}
+	return "http://" + n.Config.Listen
+}
+
+// ReloadTLS reloads the node's certificate as SIGHUP does (a test cannot
+// signal one node of a process) and returns the reload's result.
+func (n *Node) ReloadTLS() error {
+	n.t.Helper()
+	if n.reload == nil {
+		n.t.Fatal("testnode: ReloadTLS on a node without TLS")
+	}
+	reply := make(chan error, 1)
+	select {
+	case n.reload <- reply:
+	case <-time.After(10 * time.Second):
+		n.t.Fatal("testnode: the TLS reloader did not take the request within 10s")
+	}
+	return <-reply
+}
 
 // AdminToken reads the admin token the node wrote on first start.
 func (n *Node) AdminToken() string {

@@ -99,7 +99,7 @@ func admin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 // manage JWT revocations.
 func globalAdmin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := admin(w, r)
-	if ok && p.Tenant != auth.AllTenants {
+	if ok && !p.IsGlobalAdmin() {
 		auth.WriteError(w, http.StatusForbidden, "JWT revocations need an admin of all tenants")
 		return nil, false
 	}
@@ -107,10 +107,9 @@ func globalAdmin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool)
 }
 
 // manages reports whether admin p may see and change record r: a
-// tenant-scoped admin manages only its own tenant's tokens.
-func manages(p *auth.Principal, r *Record) bool {
-	return p.Tenant == auth.AllTenants || p.Tenant == r.Tenant
-}
+// tenant-scoped admin manages only its own tenant's tokens, never an
+// all-tenant one.
+func manages(p *auth.Principal, r *Record) bool { return p.Administers(r.Tenant) }
 
 // Create handles POST /api/v1/tokens.
 func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +133,9 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 		}
 		spec.TTL = d
 	}
-	// A scoped admin cannot mint a token wider than itself.
+	// A scoped admin cannot mint a token wider than itself: not for
+	// another tenant or all tenants, not for categories it does not have,
+	// and not outliving it.
 	if p.Tenant != auth.AllTenants {
 		if spec.Tenant == "" {
 			spec.Tenant = p.Tenant
@@ -155,6 +156,20 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	}
+	if !p.ExpiresAt.IsZero() {
+		left := time.Until(p.ExpiresAt)
+		switch {
+		case left <= 0:
+			auth.WriteError(w, http.StatusUnauthorized, "this admin token has expired")
+			return
+		case spec.TTL > left:
+			auth.WriteError(w, http.StatusForbidden, fmt.Sprintf("expires_in: a token may not outlive the admin token creating it (at most %s)", left.Truncate(time.Second)))
+			return
+		}
+		// No expiry asked for: the creator's (the response's expires_at
+		// says so); and a TTL just under left never ends past it.
+		spec.NotAfter = p.ExpiresAt
 	}
 	tok, rec, err := h.Store.Create(r.Context(), spec, p.ID)
 	if err != nil {

@@ -97,6 +97,9 @@ type Spec struct {
 	Tenant     string   // "" : default (admin: all tenants)
 	Categories []string // empty: every category
 	TTL        time.Duration
+	// NotAfter, when set, caps the expiry: a token created by an expiring
+	// admin token never outlives it (no TTL: expires at NotAfter).
+	NotAfter time.Time
 }
 
 // Store keeps token records in KV and a cache of them in memory, kept
@@ -361,6 +364,10 @@ func (s *Store) recordFor(spec Spec, createdBy string) (*Record, error) {
 	rec := &Record{Name: spec.Name, Role: role, Tenant: tenant, Categories: cats, CreatedAt: now, CreatedBy: createdBy}
 	if spec.TTL > 0 {
 		exp := now.Add(spec.TTL)
+		rec.ExpiresAt = &exp
+	}
+	if !spec.NotAfter.IsZero() && (rec.ExpiresAt == nil || rec.ExpiresAt.After(spec.NotAfter)) {
+		exp := spec.NotAfter.UTC()
 		rec.ExpiresAt = &exp
 	}
 	return rec, nil

@@ -82,6 +82,10 @@ func (p *Poller) close() {
 // add registers s's socket; false if the connection cannot be polled (the
 // caller then reads it with a goroutine).
 func (p *Poller) add(s *Session) bool {
+	// A *tls.Conn has no SyscallConn, and must not be unwrapped to its
+	// socket: bytes it has already decrypted (the second of two messages
+	// in one TLS record) are invisible to epoll. TLS connections keep a
+	// reader goroutine (test/hostile TestTLSServesIngestStreamsAndGraphQL).
 	sc, ok := s.conn.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	})

@@ -26,30 +26,48 @@ type Connection struct {
 	ConnectedAt   time.Time                `json:"connected_at"`
 }
 
-func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
+// requireAdmin returns the calling admin or answers 401/403.
+func requireAdmin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
 		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
-		return false
+		return nil, false
 	}
 	if !p.IsAdmin() {
 		auth.WriteError(w, http.StatusForbidden, "only admin may manage connections")
-		return false
+		return nil, false
 	}
-	return true
+	return p, true
+}
+
+// administers reports whether admin p may see and message connection c: a
+// tenant-scoped admin reaches only connections whose principal belongs to
+// its tenant. A connection of an all-tenant principal (or of none, like
+// the internal readers) belongs to the admins of all tenants.
+func administers(p *auth.Principal, c *hub.Client) bool {
+	tenant := ""
+	if cp := c.Info().Principal; cp != nil {
+		tenant = cp.Tenant
+	}
+	return p.Administers(tenant)
 }
 
 // ListConnections serves GET /api/v1/connections (admin only): every hub
-// client of every transport, with its filters (one per subscription) and
-// queue depth.
+// client of every transport that the admin administers (a tenant admin:
+// only its tenant's), with its filters (one per subscription) and queue
+// depth.
 func ListConnections(h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !requireAdmin(w, r) {
+		admin, ok := requireAdmin(w, r)
+		if !ok {
 			return
 		}
 		clients := h.Clients()
 		out := make([]Connection, 0, len(clients))
 		for _, c := range clients {
+			if !administers(admin, c) {
+				continue // another tenant's connection: not even its existence
+			}
 			info := c.Info()
 			conn := Connection{ID: c.ID(), Dialect: info.Transport, RemoteAddress: info.Remote,
 				Filters: c.Filters(), QueueDepth: c.QueueDepth(), ConnectedAt: c.ConnectedAt().UTC()}
@@ -64,18 +82,22 @@ func ListConnections(h *hub.Hub) http.Handler {
 	})
 }
 
-// SendMessage serves POST /api/v1/connections/{id}/messages (admin only):
+// SendMessage serves POST /api/v1/connections/{id}/messages (admin only;
+// a connection the admin does not administer is 404, like an unknown id):
 // the JSON body is queued to that one client behind what it already has
 // queued. A body that is a JSON object with a "type" is sent as is, so it
 // can be in the client's own dialect; anything else is wrapped as
 // {"type": "message", "data": <body>, "timestamp": ...}.
 func SendMessage(h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !requireAdmin(w, r) {
+		admin, ok := requireAdmin(w, r)
+		if !ok {
 			return
 		}
 		c, ok := h.Client(r.PathValue("id"))
-		if !ok {
+		if !ok || !administers(admin, c) {
+			// The same answer as for an unknown id: a tenant admin must
+			// not learn that another tenant's connection exists.
 			auth.WriteError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
 			return
 		}
