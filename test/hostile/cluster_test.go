@@ -67,8 +67,8 @@ func TestClusterLeaderFailover(t *testing.T) {
 			kvs++
 		}
 	}
-	if kvs < 3 {
-		t.Errorf("%d KV buckets, want at least 3 (tokens, JWT revocations, detections)", kvs)
+	if kvs < 4 {
+		t.Errorf("%d KV buckets, want at least 4 (tokens, JWT revocations, detections, detection leader lease)", kvs)
 	}
 
 	// Replicas are never lowered silently: asking for one copy of a
