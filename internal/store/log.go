@@ -82,7 +82,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		// instead of reaching the stream seconds later, after messages
 		// published before it were lost with the old connection (the chain
 		// would then link to an event that is not in the log).
-		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
+			nats.ReconnectHandler(func(*nats.Conn) { l.settleEarly(time.Now()) }))
 	}
 	if err != nil {
 		l.shutdownServer()
@@ -102,6 +103,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if l.ns == nil {
 		l.pub.timeout = clusterAckTimeout
 		l.group = newGroupCommitter(l)
+		// A new stream leader stores nothing that was sent during the
+		// election: settle what was in flight soon after it instead of at
+		// the acknowledgement timeout (the fail-over's RTO).
+		if _, err := l.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."+StreamName, func(*nats.Msg) {
+			l.settleEarly(time.Now())
+		}); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("store: leader advisories: %w", err)
+		}
 	}
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
@@ -405,6 +415,22 @@ func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *infl
 	}
 	l.pub.seal(fl, published)
 	return dups, firstErr, nil
+}
+
+// settleGrace is how long after a leader change (or a reconnect) the
+// batches published before it keep waiting for acknowledgements: a new
+// leader commits what its predecessor had replicated within its first
+// heartbeats; what is still missing after that was dropped, and the
+// lookups by subject then tell stored from lost.
+const settleGrace = time.Second
+
+// settleEarly abandons, settleGrace after t, the batches sealed before t.
+func (l *Log) settleEarly(t time.Time) {
+	time.AfterFunc(settleGrace, func() { // one-shot; harmless after Close
+		if l.pub != nil {
+			l.pub.abandonSealedBefore(t)
+		}
+	})
 }
 
 // chainRecoverTimeout bounds the chain recovery an append waits for.

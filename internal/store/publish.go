@@ -61,6 +61,7 @@ type inflight struct {
 	acks     []pubAck
 	left     int // acknowledgements awaited (negative until sealed)
 	sealed   bool
+	sealedAt time.Time
 	done     chan struct{} // closed when every acknowledgement is in
 	timer    *time.Timer
 }
@@ -123,6 +124,7 @@ func (p *batchPublisher) seal(fl *inflight, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fl.sealed = true
+	fl.sealedAt = time.Now()
 	fl.left += n
 	if fl.left <= 0 {
 		p.finishLocked(fl)
@@ -160,6 +162,25 @@ func (p *batchPublisher) abandon(fl *inflight) {
 	defer p.mu.Unlock()
 	fl.left = 0
 	p.finishLocked(fl)
+}
+
+// abandonSealedBefore ends, as their timeout would, the batches sealed
+// before t that still wait for acknowledgements: after the stream changed
+// leader (or the connection was re-established) at t, acknowledgements of
+// what was published before may never come. Batches sealed after t are
+// left alone: their messages may still be on their way to the stream.
+func (p *batchPublisher) abandonSealedBefore(t time.Time) {
+	p.mu.Lock()
+	var old []*inflight
+	for _, fl := range p.batches {
+		if fl.sealed && fl.sealedAt.Before(t) {
+			old = append(old, fl)
+		}
+	}
+	p.mu.Unlock()
+	for _, fl := range old {
+		p.abandon(fl)
+	}
 }
 
 func (p *batchPublisher) finishLocked(fl *inflight) {
