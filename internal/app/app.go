@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/config"
@@ -84,6 +86,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		Listen: cfg.NATSListen, ListenToken: natsToken, ListenTLS: natsTLS(tlsSrv),
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
+		Replicas: cfg.Replicas, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -100,7 +103,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if cfg.Access.Limits.MaxSubscriptions == 0 {
 		cfg.Access.Limits.MaxSubscriptions = cfg.MaxSubs
 	}
-	acc, err := access.New(ctx, access.Options{Config: cfg.Access, JetStream: log.JetStream(), AdminToken: adminToken, Logger: logger})
+	acc, err := access.New(ctx, access.Options{Config: cfg.Access, JetStream: log.JetStream(), Replicas: log.Replicas(), AdminToken: adminToken, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -144,6 +147,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err := acc.Metrics.Register(m.Registry); err != nil {
 		return err
 	}
+	if err := m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_log_undecodable_total",
+		Help: "Stored messages skipped by reads because they are not events (written to vigil.events.> outside the protocol).",
+	}, func() float64 { return float64(log.UndecodableSkipped()) })); err != nil {
+		return err
+	}
 	wg.Add(1)
 	go func() { // token watcher and revocation enforcer: stopped by stopRun
 		defer wg.Done()
@@ -167,7 +176,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// in a KV bucket and appends detection.* events. Stopped by stopRun.
 	// Every node runs an engine; one per stream, elected through a KV
 	// lease, evaluates (docs/detections.md, "Fail-over").
-	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(),
+	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
 		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
 	if err != nil {
 		return err

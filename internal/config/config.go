@@ -23,10 +23,13 @@ import (
 
 // Config is everything `vigil serve` can be told.
 type Config struct {
-	Listen       string        `yaml:"listen"`
-	DataDir      string        `yaml:"data_dir"`
-	NATS         string        `yaml:"nats"`
-	NATSListen   string        `yaml:"nats_listen"`
+	Listen     string `yaml:"listen"`
+	DataDir    string `yaml:"data_dir"`
+	NATS       string `yaml:"nats"`
+	NATSListen string `yaml:"nats_listen"`
+	// Replicas of the stream and KV buckets on an external NATS cluster;
+	// 0 chooses (3 on a cluster of at least 3 JetStream servers, else 1).
+	Replicas     int           `yaml:"replicas"`
 	Rules        string        `yaml:"rules"`
 	NodeID       string        `yaml:"node_id"`
 	Sync         string        `yaml:"sync"` // "default" or "always"
@@ -145,6 +148,7 @@ func options() []option {
 		{"listen", "VIGIL_LISTEN", "address to listen on (host:port; port 0 picks one)", str(func(c *Config) *string { return &c.Listen })},
 		{"data-dir", "VIGIL_DATA_DIR", "data directory (embedded JetStream, admin token)", str(func(c *Config) *string { return &c.DataDir })},
 		{"nats", "VIGIL_NATS", "external NATS URL (empty: embedded server)", str(func(c *Config) *string { return &c.NATS })},
+		{"replicas", "VIGIL_REPLICAS", "copies of the stream and KV buckets on an external NATS cluster, 1-5 (default: 3 on a cluster of 3+ JetStream servers, else 1); never lowered", integer(func(c *Config) *int { return &c.Replicas })},
 		{"nats-listen", "VIGIL_NATS_LISTEN", "open the embedded NATS server to producers on host:port (token in <data-dir>/nats.token)", str(func(c *Config) *string { return &c.NATSListen })},
 		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
@@ -275,6 +279,12 @@ func (c *Config) finish() error {
 	c.Limits.MaxEventBytes = c.MaxEventKiB << 10
 	c.Limits.MaxBatchCount = c.MaxBatch
 	c.Limits.MaxBatchBytes = c.MaxBatchMiB << 20
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("config: replicas: %d is not between 1 and 5 (0 or unset: automatic)", c.Replicas)
+	}
+	if c.Replicas > 1 && c.NATS == "" {
+		return fmt.Errorf("config: replicas: %d needs an external NATS cluster (--nats); the embedded server keeps one copy", c.Replicas)
+	}
 	if c.DataDir == "" {
 		return errors.New("config: data-dir must not be empty")
 	}

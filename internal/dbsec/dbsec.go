@@ -135,6 +135,18 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	return nil
 }
 
+var _ wsconn.LagReporter = (*dialect)(nil)
+
+// Lagged is the last message to a client that fell behind its queue,
+// before the connection closes with 4000: resume_from is the seq of the
+// first event it did not get (read it and what follows with
+// GET /api/v1/events?after=<resume_from - 1>, or the native stream).
+func (d *dialect) Lagged(_ *wsconn.Session, lag *hub.LagError) [][]byte {
+	const msg = "client fell behind; events from resume_from on were not sent"
+	b, _ := json.Marshal(map[string]any{"type": "lagged", "resume_from": lag.First(), "message": msg, "timestamp": nowStr()})
+	return [][]byte{b}
+}
+
 func (d *dialect) Encode(dst []byte, del hub.Delivery) []byte {
 	d.mu.Lock()
 	current := del.SubID == d.subID

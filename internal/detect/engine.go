@@ -94,7 +94,8 @@ type Options struct {
 	// evaluates rules. NodeID names the holder in logs and in the lease;
 	// LeaseTTL (default DefaultLeaseTTL) bounds how long a killed leader
 	// keeps the lease; Replicas is the replica count of both buckets
-	// (default 1).
+	// (store.Log.Replicas: the stream's; default 1, raised but never
+	// lowered on an existing bucket).
 	NodeID       string
 	LeaseTTL     time.Duration
 	LeaderBucket string // default LeaderBucket
@@ -201,7 +202,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	e.log.Info("detection rules loaded", "loaded", rs.Len(), "failed", len(rs.Errors()))
 	e.eval = NewEvaluator(rs, opts.MaxKeys, opts.MaxEventIDs)
 	if opts.JetStream != nil {
-		kv, err := opts.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := store.OpenKeyValue(ctx, opts.JetStream, jetstream.KeyValueConfig{
 			Bucket:      opts.Bucket,
 			Description: "Vigil detections (one key per detection id) and the rule engine's cursor",
 			History:     1,

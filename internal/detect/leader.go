@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Leader election (docs/detections.md, "Fail-over"): of the nodes sharing
@@ -62,7 +64,7 @@ type lease struct {
 }
 
 func newLease(ctx context.Context, js jetstream.JetStream, bucket, node string, ttl time.Duration, replicas int) (*lease, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := store.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "Vigil detection engine leadership lease (one key, renewed by the leader)",
 		History:     1,

@@ -97,6 +97,10 @@ type Deps struct {
 	MaxSubs int
 	// KeepAlive is the interval of protocol keep-alive messages (default 15 s).
 	KeepAlive time.Duration
+	// PingInterval is the graphql-transport-ws ping interval, and how long
+	// a write may wait for a client that stopped reading (default 30 s,
+	// the --ping-interval of every Vigil stream).
+	PingInterval time.Duration
 	// Credentials closes WebSocket connections whose token is revoked or
 	// expires (tokens.Enforcer): a GraphQL connection is not a hub client
 	// itself, so it registers once authenticated. nil: only its
@@ -131,6 +135,9 @@ func New(deps Deps) *Server {
 		deps.KeepAlive = 15 * time.Second
 	}
 	deps.Limits = deps.Limits.withDefaults()
+	if deps.PingInterval <= 0 {
+		deps.PingInterval = 30 * time.Second
+	}
 	s := &Server{deps: deps}
 	r := &Resolver{deps: deps}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: complexityRoot()}))
@@ -144,12 +151,12 @@ func New(deps Deps) *Server {
 		originOK = func(*http.Request) bool { return true }
 	}
 	srv.AddTransport(transport.Websocket{
-		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard},
+		Implementation:        gobwasWebsocket{originOK: originOK, originPatterns: deps.OriginPatterns, guard: deps.Guard, writeTimeout: max(deps.PingInterval, time.Second)},
 		KeepAlivePingInterval: deps.KeepAlive, // graphql-ws "ka" messages
 		// graphql-transport-ws: ping every 30 s (as every Vigil stream) and
 		// drop a client that has not answered within two intervals, so a
 		// vanished peer does not pin its subscriptions.
-		PingPongInterval: 30 * time.Second,
+		PingPongInterval: deps.PingInterval,
 		InitFunc:         s.initWebsocket,
 		InitTimeout:      10 * time.Second,
 		// A WebSocket message is bounded like an HTTP body.

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"github.com/vigil-sec/vigil/internal/dbsec"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
@@ -21,7 +24,11 @@ import (
 // by returning false). The goroutine is owned by the subscription: it ends
 // when the client completes or disconnects (ctx), or when the hub ends the
 // stream (lag or shutdown); then the channel closes and gqlgen sends
-// "complete". A lagged client resubscribes from its last seq + 1.
+// "complete" — or, after a lag, an "error" message for the operation whose
+// error carries extensions {code: "LAGGED", resume_from: N}, sent after
+// every event queued before the lag point (see lagError). The client
+// resubscribes with fromSeq: resume_from; the connection and its other
+// operations stay open.
 func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from hub.Cursor, conv func(*event.Event) (T, bool)) (<-chan T, error) {
 	p, err := reader(ctx)
 	if err != nil {
@@ -48,6 +55,12 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 				var lag *hub.LagError
 				if errors.As(err, &lag) {
 					r.deps.Logger.Warn("graphql subscription fell behind; closing it", "client", c.ID(), "resume_from", lag.Resume["graphql"])
+					// Only a WebSocket operation (initWebsocket put its
+					// connState in ctx) has gqlgen's subscription-error
+					// slot; elsewhere the stream just ends.
+					if _, ws := ctx.Value(connKey{}).(*connState); ws {
+						transport.AddSubscriptionError(ctx, lagError(lag.Resume["graphql"]))
+					}
 				}
 				return
 			}
@@ -68,6 +81,16 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 		}
 	}()
 	return out, nil
+}
+
+// lagError is the error that ends a subscription whose client fell behind:
+// gqlgen sends it as the operation's "error" message after the events
+// queued before the lag point.
+func lagError(resumeFrom uint64) *gqlerror.Error {
+	return &gqlerror.Error{
+		Message:    fmt.Sprintf("subscription fell behind its queue; resubscribe with fromSeq: %d", resumeFrom),
+		Extensions: map[string]any{"code": "LAGGED", "resume_from": resumeFrom},
+	}
 }
 
 // named compiles a database-security subscription through the dialect's

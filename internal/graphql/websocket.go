@@ -114,6 +114,7 @@ type gobwasConn struct {
 	ctl          wsutil.ControlHandler
 	wmu          sync.Mutex
 	closed       bool // guarded by wmu: a close frame was sent
+	broken       bool // guarded by wmu: a write failed, the socket is closed
 	guard        wsconn.Guard
 	id           string     // the message-rate bucket's key
 	watch        *connWatch // the credential watch, if any
@@ -195,8 +196,22 @@ type lockedConn struct{ c *gobwasConn }
 func (l lockedConn) Write(p []byte) (int, error) {
 	l.c.wmu.Lock()
 	defer l.c.wmu.Unlock()
+	if l.c.broken {
+		return 0, net.ErrClosed
+	}
+	// writeTimeout is the tolerated silence (the ping interval): a client
+	// that stops reading and resumes in time still gets its backlog and
+	// the lag error.
 	_ = l.c.conn.SetWriteDeadline(time.Now().Add(l.c.writeTimeout))
-	return l.c.conn.Write(p)
+	n, err := l.c.conn.Write(p)
+	if err != nil {
+		// A frame cut short would garble every later one, and gqlgen
+		// ignores write errors: end the connection (its reader then ends
+		// every operation).
+		l.c.broken = true
+		_ = l.c.conn.Close()
+	}
+	return n, err
 }
 
 func (c *gobwasConn) NextReader() (int, io.Reader, error) {

@@ -79,6 +79,12 @@ func (h *Hub) NewClient(info ClientInfo) *Client {
 	return c
 }
 
+// Context ends when the client's stream is ended by a kick (shutdown,
+// revoked token, administrator) or by Close — not by a lag, whose notice
+// the transport still has to deliver. A transport blocked on a stalled
+// socket uses it to stop waiting.
+func (c *Client) Context() context.Context { return c.ctx }
+
 // ID is the client's id, unique within this node.
 func (c *Client) ID() string { return c.id }
 

@@ -78,7 +78,9 @@ type Hub struct {
 	delivered atomic.Uint64
 	dropped   atomic.Uint64
 	lagged    atomic.Uint64
-	byCat     [16]atomic.Uint64 // deliveries per category index
+	// byCat counts deliveries per category, indexed by Category.Index:
+	// sized from event.Categories() so a new category cannot index past it.
+	byCat []atomic.Uint64
 }
 
 // DeliveredByCategory returns the deliveries queued per category.
@@ -108,7 +110,8 @@ func New(src Source, opts Options) *Hub {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{src: src, opts: opts, log: opts.Logger, clients: map[*Client]struct{}{},
-		started: make(chan struct{}), routes: newRouter()}
+		started: make(chan struct{}), routes: newRouter(),
+		byCat: make([]atomic.Uint64, len(event.Categories()))}
 }
 
 // Run tails the log from its current head and dispatches until ctx ends.
@@ -125,6 +128,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.closeAll(false)
 	if ctx.Err() != nil {
 		return nil
+	}
+	if err == nil {
+		// Tail must follow the log until ctx ends; returning early means
+		// the live stream stopped, which must not look like a clean exit.
+		return errTailEnded
 	}
 	return fmt.Errorf("hub: tail: %w", err)
 }
@@ -236,6 +244,10 @@ func (h *Hub) Client(id string) (*Client, bool) {
 	return nil, false
 }
 
+// errTailEnded is Run's error when the log's tail stopped without an error
+// while the hub was still running.
+var errTailEnded = errors.New("hub: tail: the log's tail ended while the hub was running")
+
 // Errors ending a client's stream.
 var (
 	ErrClosed   = errors.New("hub: client closed")
@@ -249,6 +261,19 @@ type LagError struct {
 }
 
 func (e *LagError) Error() string { return "hub: client fell behind" }
+
+// First is the smallest resume point: where a client that reads the log
+// as one stream (the compatibility dialects, SSE) resumes without a gap.
+// 0 when the client had no subscription.
+func (e *LagError) First() uint64 {
+	var first uint64
+	for _, seq := range e.Resume {
+		if first == 0 || seq < first {
+			first = seq
+		}
+	}
+	return first
+}
 
 // WaitIdle waits until every network client has closed or ctx ends
 // (shutdown drains connections before the server stops).

@@ -66,7 +66,7 @@ func (s *subscription) deliver(e *event.Event, block bool) bool {
 		return false
 	}
 	s.lastSeq.Store(e.Seq)
-	if i := e.Category.Index(); i >= 0 {
+	if i := e.Category.Index(); i >= 0 && i < len(s.client.hub.byCat) {
 		s.client.hub.byCat[i].Add(1)
 	}
 	return true

@@ -286,6 +286,18 @@ func (d *dialect) resubscribeLocked(s *wsconn.Session) error {
 	return nil
 }
 
+var _ wsconn.LagReporter = (*dialect)(nil)
+
+// Lagged is the last message to a client that fell behind its queue,
+// before the connection closes with 4000: resume_from is the seq of the
+// first event it did not get (GET /api/v1/events?after=<resume_from - 1>
+// or the native stream continue from there).
+func (d *dialect) Lagged(_ *wsconn.Session, lag *hub.LagError) [][]byte {
+	const msg = "client fell behind; events from resume_from on were not sent"
+	b, _ := json.Marshal(map[string]any{"type": "lagged", "resume_from": lag.First(), "message": msg, "timestamp": now()})
+	return [][]byte{b}
+}
+
 func (d *dialect) Encode(dst []byte, del hub.Delivery) []byte {
 	e := del.Event
 	if e == nil || !d.dedup.add(e.ID) {

@@ -37,7 +37,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/v1/events", authed(http.HandlerFunc(events.History)))
 	mux.Handle("GET /api/v1/events/{id}", authed(http.HandlerFunc(events.Get)))
 	mux.Handle("GET /api/v1/stream", wsnative.Handler(d.wsDeps(), d.MaxSubs))
-	mux.Handle("GET /api/v1/stream/sse", authed(sse.Handler(d.Hub, d.Guard, 0)))
+	mux.Handle("GET /api/v1/stream/sse", authed(sse.Handler(d.Hub, d.Guard, 0, d.PingInterval)))
 
 	// Identity and access (issue 5, SPEC 9): admin-only token management.
 	// POST/GET /api/v1/tokens, GET/DELETE /api/v1/tokens/{id}.
@@ -73,7 +73,8 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	gqlDeps := graphql.Deps{
 		Hub: d.Hub, Auth: d.Auth, Ingest: d.Ingest, History: events, Events: d.Log, Policy: d.Policy,
 		Stats: st, Status: reporter.Status, Detections: d.Detections, Logger: d.Logger, Guard: d.Guard, MaxSubs: d.MaxSubs,
-		Limits: d.GraphQLLimits,
+		Limits:       d.GraphQLLimits,
+		PingInterval: d.PingInterval, // issue 8: also the stall limit of a subscription's writes
 	}
 	if d.Access != nil && d.Access.Enforcer != nil {
 		// A GraphQL WebSocket is closed with 4001 once its token is

@@ -2,6 +2,7 @@ package store
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"time"
 )
 
@@ -34,8 +35,14 @@ type Config struct {
 	// MaxAge and MaxBytes bound retention; zero means unlimited.
 	MaxAge   time.Duration
 	MaxBytes int64
-	// Replicas for the stream on an external cluster (1 for embedded).
+	// Replicas is the replication factor of the stream and of every KV
+	// bucket. 0 chooses: 3 when the external NATS is a cluster that can
+	// place three copies, else 1. The embedded server takes only 1. An
+	// existing stream's replicas are raised, never lowered (Open refuses).
 	Replicas int
+	// Logger receives the replica choice and rate-limited reports of
+	// stored messages that are not events. Nil discards.
+	Logger *slog.Logger
 	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
 	MaxMemory int64
 	MaxStore  int64
@@ -48,8 +55,8 @@ func (c *Config) defaults() {
 	if c.DedupWindow == 0 {
 		c.DedupWindow = 2 * time.Minute
 	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxMemory == 0 {
 		c.MaxMemory = 256 << 20

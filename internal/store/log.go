@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -47,6 +48,9 @@ type Log struct {
 	rebuild    *dedupRebuild // fills recent after a start; appends wait for it
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
+	// group publishes the batches on an external NATS (nil: embedded,
+	// where batches are published by their callers under mu, pipelined).
+	group *groupCommitter
 	// msgIDHeader sends Nats-Msg-Id with every event: JetStream's dedup
 	// window as a backstop across the nodes sharing an external stream.
 	// The embedded log has one appender, this Log, whose dedup index is
@@ -54,12 +58,19 @@ type Log struct {
 	// looked up by its subject): there the header would only cost
 	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
+	replicas    int // of the stream and every KV bucket
+
+	// undecodable counts stored messages skipped because they are not
+	// events (a producer writing to vigil.events.> directly, outside the
+	// protocol); decodeLog rate-limits the log line about them.
+	undecodable atomic.Uint64
+	decodeLog   *rate.Limiter
 }
 
 // Open starts or connects to NATS and makes sure the stream exists.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	cfg.defaults()
-	l := &Log{cfg: cfg, recent: newDedupIndex(cfg.DedupWindow)}
+	l := &Log{cfg: cfg, recent: newDedupIndex(cfg.DedupWindow), decodeLog: rate.NewLimiter(rate.Every(10*time.Second), 5)}
 	var err error
 	if cfg.NATSURL == "" {
 		l.ns, err = startEmbedded(cfg)
@@ -68,7 +79,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.ns), nats.Name("vigil"), nats.Token(cfg.ListenToken))
 	} else {
-		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1))
+		// No reconnect buffer: a publish while disconnected fails at once
+		// instead of reaching the stream seconds later, after messages
+		// published before it were lost with the old connection (the chain
+		// would then link to an event that is not in the log).
+		l.nc, err = nats.Connect(cfg.NATSURL, nats.Name("vigil-"+cfg.NodeID), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
+			nats.ReconnectHandler(func(*nats.Conn) { l.settleEarly(time.Now()) }))
 	}
 	if err != nil {
 		l.shutdownServer()
@@ -84,8 +100,19 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	if !l.msgIDHeader {
-		l.pub.lookup = l.lookupSubject
+	l.pub.lookup = l.lookupSubject
+	if l.ns == nil {
+		l.pub.timeout = clusterAckTimeout
+		l.group = newGroupCommitter(l)
+		// A new stream leader stores nothing that was sent during the
+		// election: settle what was in flight soon after it instead of at
+		// the acknowledgement timeout (the fail-over's RTO).
+		if _, err := l.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."+StreamName, func(*nats.Msg) {
+			l.settleEarly(time.Now())
+		}); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("store: leader advisories: %w", err)
+		}
 	}
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
@@ -97,7 +124,6 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		Duplicates:  cfg.DedupWindow,
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    orUnlimited(cfg.MaxBytes),
-		Replicas:    cfg.Replicas,
 		AllowDirect: true,
 	}
 	if !l.msgIDHeader {
@@ -106,11 +132,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		// at each start (issue 8, item 4): keep it at the minimum.
 		scfg.Duplicates = embeddedDuplicates
 	}
-	l.stream, err = l.js.CreateOrUpdateStream(ctx, scfg)
+	var reason string
+	l.stream, l.replicas, reason, err = l.chooseReplicas(ctx, scfg)
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("store: create stream: %w", err)
 	}
+	cfg.Logger.Info("log: replicas of the stream and KV buckets", "replicas", l.replicas, "reason", reason)
 	if err := l.recover(ctx); err != nil {
 		l.Close()
 		return nil, err
@@ -193,6 +221,9 @@ func (l *Log) Close() {
 	l.rebuild.stop() // before nc closes: it reads through it
 	// A planned restart then skips the rebuild; on failure it rebuilds.
 	_ = l.saveDedupSnapshot()
+	if l.group != nil {
+		l.group.close()
+	}
 	if l.nc != nil {
 		_ = l.nc.Drain()
 		// Drain is asynchronous; Close makes the connection's goroutines exit.
@@ -208,13 +239,43 @@ func (l *Log) shutdownServer() {
 	}
 }
 
-// Ready reports whether the log answers (readiness probe).
+// readyTimeout bounds the readiness probe's stream info request: while a
+// replicated stream elects a leader nobody answers it, and the probe must
+// say "not ready" quickly rather than hang.
+const readyTimeout = time.Second
+
+// Ready reports whether the log can take appends (readiness probe): the
+// stream answers, and on a cluster it has a leader.
 func (l *Log) Ready(ctx context.Context) error {
-	if _, err := l.stream.Info(ctx); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil {
 		return fmt.Errorf("store: stream info: %w", err)
+	}
+	if c := info.Cluster; c != nil && l.ns == nil {
+		if c.Leader == "" {
+			return fmt.Errorf("store: stream %s has no leader", StreamName)
+		}
+		// A leader that lost its followers stays leader until JetStream's
+		// lost-quorum check (10 s), unable to store anything: count the
+		// replicas it hears from.
+		live := 1
+		for _, p := range c.Replicas {
+			if p != nil && !p.Offline && p.Active < readyPeerSilence {
+				live++
+			}
+		}
+		if need := (len(c.Replicas)+1)/2 + 1; live < need {
+			return fmt.Errorf("store: stream %s: leader %s hears from %d of %d replicas, %d needed", StreamName, c.Leader, live, len(c.Replicas)+1, need)
+		}
 	}
 	return nil
 }
+
+// readyPeerSilence is how long a replica may go unheard (JetStream's
+// heartbeat is 1 s) before readiness no longer counts it.
+const readyPeerSilence = 3 * time.Second
 
 // Head returns the sequence of the newest event (0 for an empty log).
 func (l *Log) Head(ctx context.Context) (uint64, error) {
@@ -259,51 +320,20 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
-	now := time.Now()
-	l.mu.Lock()
-	if l.chainDirty.Load() {
-		// An earlier batch lost events after this node's chain moved past
-		// them: take the chain position again from what the log holds.
-		l.chainDirty.Store(false)
-		_ = l.recoverChain(context.WithoutCancel(ctx))
+	var (
+		dups          []dupRef
+		firstErr, err error
+	)
+	if l.group != nil {
+		dups, firstErr, err = l.group.submit(ctx, events, fl)
+	} else {
+		l.mu.Lock()
+		dups, firstErr, err = l.publishLocked(ctx, events, fl)
+		l.mu.Unlock()
 	}
-	dups := l.recent.reserve(fl.keys, now, fl)
-	published := 0
-	var firstErr error
-	for i, e := range events {
-		key := fl.keys[i]
-		if key == "" {
-			continue // a duplicate
-		}
-		if firstErr != nil {
-			fl.acks[i].err = firstErr
-			continue
-		}
-		e.Chain = l.cfg.NodeID
-		e.PrevHash = l.lastHash
-		body, hash, err := canonical(e)
-		if err == nil {
-			msg := &nats.Msg{Subject: Subject(e), Data: body}
-			if l.msgIDHeader {
-				msg.Header = nats.Header{jetstream.MsgIDHeader: []string{key}}
-			}
-			if err = l.pub.publish(fl, i, msg); err != nil {
-				err = fmt.Errorf("store: append: publish: %w", err)
-			}
-		} else {
-			err = fmt.Errorf("store: append: encode %s: %w", e.ID, err)
-		}
-		if err != nil {
-			fl.acks[i].err = err
-			firstErr = err
-			continue
-		}
-		published++
-		e.Hash = hash
-		l.lastHash = hash
+	if err != nil {
+		return acks, err
 	}
-	l.pub.seal(fl, published)
-	l.mu.Unlock()
 
 	select {
 	case <-fl.done:
@@ -340,10 +370,96 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	return acks, nil
 }
 
+// publishLocked hashes and publishes one batch (l.mu held): the chain
+// links each event to the one published before it. dups are the ids
+// already stored or in flight; firstErr is the first event that could not
+// be published (the rest of the batch is then not published). err means
+// nothing was published and fl has ended.
+func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *inflight) (dups []dupRef, firstErr, err error) {
+	if l.chainDirty.Load() {
+		// An earlier batch lost events after this node's chain moved past
+		// them: take the chain position again from what the log holds.
+		// Until that succeeds nothing is appended (the chain would link to
+		// a lost event); the deadline keeps producers from waiting on a
+		// log that does not answer.
+		l.chainDirty.Store(false)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chainRecoverTimeout)
+		err := l.recoverChain(rctx)
+		cancel()
+		if err != nil {
+			l.chainDirty.Store(true)
+			l.failBatch(fl)
+			return nil, nil, fmt.Errorf("store: append: recover the chain position after a failed append: %w", err)
+		}
+	}
+	dups = l.recent.reserve(fl.keys, time.Now(), fl)
+	published := 0
+	for i, e := range events {
+		key := fl.keys[i]
+		if key == "" {
+			continue // a duplicate
+		}
+		if firstErr != nil {
+			fl.acks[i].err = firstErr
+			continue
+		}
+		e.Chain = l.cfg.NodeID
+		e.PrevHash = l.lastHash
+		body, hash, err := canonical(e)
+		if err == nil {
+			msg := &nats.Msg{Subject: Subject(e), Data: body}
+			if l.msgIDHeader {
+				msg.Header = nats.Header{jetstream.MsgIDHeader: []string{key}}
+			}
+			if err = l.pub.publish(fl, i, msg); err != nil {
+				err = fmt.Errorf("store: append: publish: %w", err)
+			}
+		} else {
+			err = fmt.Errorf("store: append: encode %s: %w", e.ID, err)
+		}
+		if err != nil {
+			fl.acks[i].err = err
+			firstErr = err
+			continue
+		}
+		published++
+		e.Hash = hash
+		l.lastHash = hash
+	}
+	l.pub.seal(fl, published)
+	return dups, firstErr, nil
+}
+
+// settleGrace is how long after a leader change (or a reconnect) the
+// batches published before it keep waiting for acknowledgements: a new
+// leader commits what its predecessor had replicated within its first
+// heartbeats; what is still missing after that was dropped, and the
+// lookups by subject then tell stored from lost.
+const settleGrace = time.Second
+
+// settleEarly abandons, settleGrace after t, the batches sealed before t.
+func (l *Log) settleEarly(t time.Time) {
+	time.AfterFunc(settleGrace, func() { // one-shot; harmless after Close
+		if l.pub != nil {
+			l.pub.abandonSealedBefore(t)
+		}
+	})
+}
+
+// chainRecoverTimeout bounds the chain recovery an append waits for.
+const chainRecoverTimeout = 5 * time.Second
+
+// failBatch ends fl, registered with begin, before any of it was reserved
+// in the dedup index or published.
+func (l *Log) failBatch(fl *inflight) {
+	for i := range fl.keys {
+		fl.keys[i] = ""
+	}
+	l.pub.seal(fl, 0)
+}
+
 // lookupSubject returns the seq of the message stored on subject, if any.
-func (l *Log) lookupSubject(subject string) (uint64, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (l *Log) lookupSubject(ctx context.Context, subject string) (uint64, bool) {
 	raw, err := l.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return 0, false
@@ -405,6 +521,20 @@ func Hash(e *event.Event) (string, error) {
 	_, h, err := canonical(e)
 	return h, err
 }
+
+// skipUndecodable counts a stored message that is not an event and is
+// skipped by a read, and logs it (at most one line per 10 s after a burst
+// of 5, so a flood of bad messages cannot flood the log).
+func (l *Log) skipUndecodable(seq uint64, err error) {
+	n := l.undecodable.Add(1)
+	if l.decodeLog.Allow() {
+		l.cfg.Logger.Warn("log: stored message is not an event; skipped", "seq", seq, "err", err, "skipped_total", n)
+	}
+}
+
+// UndecodableSkipped counts the stored messages reads have skipped because
+// they are not events (each read of one counts; vigil_log_undecodable_total).
+func (l *Log) UndecodableSkipped() uint64 { return l.undecodable.Load() }
 
 // decode turns a stored body into an Event with its seq. The client
 // encoding (seq spliced into the stored bytes) is made on first use, so

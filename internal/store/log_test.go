@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -304,4 +305,163 @@ func TestAbandonedAcksLookedUp(t *testing.T) {
 	if head, _ := l.Head(ctx); head != 300 {
 		t.Fatalf("head %d, want 300", head)
 	}
+}
+
+// TestSeqForTimeLeavesNoConsumer (issue 8 item 5b): every from.time
+// subscription and every dedup rebuild asks SeqForTime; it used to create
+// an ordered consumer per call that JetStream kept for five minutes.
+func TestSeqForTimeLeavesNoConsumer(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{Type: "audit.query"}, &event.Event{Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	before, err := l.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if seq, err := l.SeqForTime(ctx, time.Now().Add(-time.Hour)); err != nil || seq != 1 {
+			t.Fatalf("seq for an old time = %d %v, want 1", seq, err)
+		}
+	}
+	after, err := l.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.Consumers != before.State.Consumers {
+		t.Fatalf("20 calls left %d consumers on the stream (had %d)", after.State.Consumers, before.State.Consumers)
+	}
+}
+
+// TestFailedChainRecoveryKeepsChainDirty (issue 8 item 5a): an append
+// after a lost event must take the chain position from the log; when that
+// recovery fails, the batch fails and the chain stays dirty, so the next
+// append recovers again instead of linking to a lost event.
+func TestFailedChainRecoveryKeepsChainDirty(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "one", Type: "audit.query"}, &event.Event{ID: "two", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	// As after a batch whose last event was lost: the chain position
+	// points at an event that is not in the log.
+	l.mu.Lock()
+	l.lastHash = strings.Repeat("f", 64)
+	l.mu.Unlock()
+	l.chainDirty.Store(true)
+
+	// JetStream stops answering: the recovery fails.
+	acc := l.ns.GlobalAccount()
+	if err := acc.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	// A retry of "two" publishes nothing (the dedup index answers it), so
+	// no failed publish marks the chain dirty again: only the recovery
+	// failure itself can keep it dirty.
+	failCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := l.Append(failCtx, normalized(t, &event.Event{ID: "two", Type: "audit.query"}))
+	cancel()
+	if !l.chainDirty.Load() {
+		t.Fatalf("chain no longer dirty after a failed recovery (append error: %v)", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "recover the chain position") {
+		t.Fatalf("append while the chain position cannot be recovered: %v, want the recovery error", err)
+	}
+	if err := acc.EnableJetStream(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The stream comes back from disk; the next append recovers and links
+	// to "two".
+	var acks []Ack
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if acks, err = l.Append(ctx, normalized(t, &event.Event{ID: "three", Type: "audit.query"})); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || acks[0].Seq != 3 {
+		t.Fatalf("append after JetStream is back: %+v %v", acks, err)
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil || !rep.OK || rep.Checked != 3 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+// TestUndecodableMessagesAreCountedAndLogged (issue 8 item 5c): a message
+// written to the stream's subjects that is not an event is skipped by
+// every read path, counted, and logged (rate-limited).
+func TestUndecodableMessagesAreCountedAndLogged(t *testing.T) {
+	ctx := context.Background()
+	var logged strings.Builder
+	var mu sync.Mutex
+	l, err := Open(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logged, mu: &mu}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "good-1", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := l.js.Publish(ctx, SubjectPrefix+".default.audit.info.junk"+fmt.Sprint(i), []byte("not an event")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "good-2", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := l.Scan(ctx, 1, func(e *event.Event) bool { got = append(got, e.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "good-1" || got[1] != "good-2" {
+		t.Fatalf("scan = %v, want the two events", got)
+	}
+	if n := l.UndecodableSkipped(); n != 20 {
+		t.Fatalf("skipped %d undecodable messages, want 20", n)
+	}
+	// The tail skips them too.
+	tctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var tailed []string
+	go func() { // ended by cancel once both events arrived
+		defer close(done)
+		_ = l.Tail(tctx, 1, func(e *event.Event) {
+			tailed = append(tailed, e.ID)
+			if len(tailed) == 2 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("tail did not deliver the two events")
+	}
+	if n := l.UndecodableSkipped(); n != 40 {
+		t.Fatalf("skipped %d after the tail, want 40", n)
+	}
+	mu.Lock()
+	out := logged.String()
+	mu.Unlock()
+	if lines := strings.Count(out, "not an event; skipped"); lines == 0 || lines > 5 {
+		t.Fatalf("%d log lines for 40 skipped messages, want 1-5 (rate-limited):\n%s", lines, out)
+	}
+}
+
+type lockedWriter struct {
+	w  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

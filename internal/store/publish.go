@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,16 @@ import (
 // fact stored).
 var ackTimeout = 30 * time.Second // a variable for tests
 
+// clusterAckTimeout is ackTimeout for an external NATS. A replicated
+// stream that lost its leader drops what it is sent without an answer
+// until a new leader is elected (seconds): its producers should hear so
+// and retry within seconds, not half a minute later. The missing
+// acknowledgements are looked up in the stream first (found means stored).
+const clusterAckTimeout = 5 * time.Second
+
+// lookupTimeout bounds all the lookups of one abandoned batch.
+const lookupTimeout = 10 * time.Second
+
 // batchPublisher publishes a batch of messages to JetStream without waiting
 // between them and collects one acknowledgement per message: the same
 // protocol as jetstream.PublishMsgAsync (a publish with a reply subject is
@@ -36,7 +47,10 @@ type batchPublisher struct {
 	batches map[uint64]*inflight
 	onDone  func(*inflight)
 	// lookup finds a stored message by subject (nil: not looked up).
-	lookup func(subject string) (seq uint64, ok bool)
+	lookup func(ctx context.Context, subject string) (seq uint64, ok bool)
+	// timeout is how long a batch waits for its acknowledgements
+	// (ackTimeout, or clusterAckTimeout on an external NATS).
+	timeout time.Duration
 }
 
 // inflight is one batch whose acknowledgements are awaited.
@@ -47,6 +61,7 @@ type inflight struct {
 	acks     []pubAck
 	left     int // acknowledgements awaited (negative until sealed)
 	sealed   bool
+	sealedAt time.Time
 	done     chan struct{} // closed when every acknowledgement is in
 	timer    *time.Timer
 }
@@ -60,7 +75,7 @@ type pubAck struct {
 var errAckTimeout = errors.New("no acknowledgement from JetStream in time")
 
 func newBatchPublisher(nc *nats.Conn, onDone func(*inflight)) (*batchPublisher, error) {
-	p := &batchPublisher{nc: nc, prefix: nats.NewInbox() + ".", batches: map[uint64]*inflight{}, onDone: onDone}
+	p := &batchPublisher{nc: nc, prefix: nats.NewInbox() + ".", batches: map[uint64]*inflight{}, onDone: onDone, timeout: ackTimeout}
 	sub, err := nc.Subscribe(p.prefix+"*.*", p.handle)
 	if err != nil {
 		return nil, fmt.Errorf("store: ack subscription: %w", err)
@@ -109,12 +124,13 @@ func (p *batchPublisher) seal(fl *inflight, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fl.sealed = true
+	fl.sealedAt = time.Now()
 	fl.left += n
 	if fl.left <= 0 {
 		p.finishLocked(fl)
 		return
 	}
-	fl.timer = time.AfterFunc(ackTimeout, func() { p.abandon(fl) })
+	fl.timer = time.AfterFunc(p.timeout, func() { p.abandon(fl) })
 }
 
 // abandon ends a batch whose acknowledgements did not all come within
@@ -129,13 +145,15 @@ func (p *batchPublisher) abandon(fl *inflight) {
 	}
 	delete(p.batches, fl.id) // late acknowledgements are ignored from here on
 	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
 	for i := range fl.acks {
 		if fl.keys[i] == "" || fl.acks[i].seq != 0 || fl.acks[i].err != nil {
 			continue
 		}
 		fl.acks[i].err = errAckTimeout
 		if p.lookup != nil && fl.subjects[i] != "" {
-			if seq, ok := p.lookup(fl.subjects[i]); ok {
+			if seq, ok := p.lookup(ctx, fl.subjects[i]); ok {
 				fl.acks[i] = pubAck{seq: seq}
 			}
 		}
@@ -144,6 +162,25 @@ func (p *batchPublisher) abandon(fl *inflight) {
 	defer p.mu.Unlock()
 	fl.left = 0
 	p.finishLocked(fl)
+}
+
+// abandonSealedBefore ends, as their timeout would, the batches sealed
+// before t that still wait for acknowledgements: after the stream changed
+// leader (or the connection was re-established) at t, acknowledgements of
+// what was published before may never come. Batches sealed after t are
+// left alone: their messages may still be on their way to the stream.
+func (p *batchPublisher) abandonSealedBefore(t time.Time) {
+	p.mu.Lock()
+	var old []*inflight
+	for _, fl := range p.batches {
+		if fl.sealed && fl.sealedAt.Before(t) {
+			old = append(old, fl)
+		}
+	}
+	p.mu.Unlock()
+	for _, fl := range old {
+		p.abandon(fl)
+	}
 }
 
 func (p *batchPublisher) finishLocked(fl *inflight) {

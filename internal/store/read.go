@@ -29,29 +29,58 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]*event.Event, e
 	return out, err
 }
 
+// seqForTimeTimeout bounds SeqForTime when ctx has no deadline.
+const seqForTimeTimeout = 10 * time.Second
+
 // SeqForTime returns the seq of the first event stored at or after t, or
-// head+1 when there is none.
+// head+1 when there is none. It is one direct get by start time (batch of
+// one, which steps over deleted messages): no consumer is created on the
+// server, so a client asking for from.time many times costs JetStream
+// nothing that outlives the request.
 func (l *Log) SeqForTime(ctx context.Context, t time.Time) (uint64, error) {
-	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-		OptStartTime:  &t,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("store: seq for time: %w", err)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, seqForTimeTimeout)
+		defer cancel()
 	}
-	batch, err := cons.FetchNoWait(1)
-	if err != nil {
-		return 0, fmt.Errorf("store: seq for time: %w", err)
+	req := fmt.Appendf(nil, `{"start_time":%q,"batch":1}`, t.UTC().Format(time.RFC3339Nano))
+	// The batch answer is the message, then an end-of-batch status; the
+	// request takes the first and drops the second.
+	var msg *nats.Msg
+	for {
+		var err error
+		msg, err = l.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+StreamName, req)
+		if err == nil {
+			break
+		}
+		// A replicated stream just created (or whose replicas restart)
+		// answers direct gets only once a replica has set them up: ask
+		// again until ctx ends.
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return 0, fmt.Errorf("store: seq for time: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("store: seq for time: %w (%w)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	for msg := range batch.Messages() {
-		meta, err := msg.Metadata()
+	switch status := msg.Header.Get("Status"); status {
+	case "":
+	case "404":
+		head, err := l.Head(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("store: seq for time: %w", err)
 		}
-		return meta.Sequence.Stream, nil
+		return head + 1, nil
+	default:
+		return 0, fmt.Errorf("store: seq for time: direct get: status %s %s", status, msg.Header.Get("Description"))
 	}
-	head, err := l.Head(ctx)
-	return head + 1, err
+	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("store: seq for time: direct get answered without a sequence (%q)", msg.Header.Get(jetstream.SequenceHeader))
+	}
+	return seq, nil
 }
 
 // Scan calls fn for every event from seq `from` up to the head at the time
@@ -133,8 +162,10 @@ func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.
 			return nil
 		}
 		e, err := decode(msg.Data(), seq)
-		if err == nil && !fn(e) {
-			return nil // a body that is not an event is skipped
+		if err != nil {
+			l.skipUndecodable(seq, err) // a body that is not an event
+		} else if !fn(e) {
+			return nil
 		}
 		if seq >= to || meta.NumPending == 0 {
 			return nil
@@ -265,7 +296,8 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 		}
 		for i, e := range r.evs {
 			if e == nil {
-				continue // a body that is not an event is skipped
+				l.skipUndecodable(r.start+uint64(i), errors.New("not an event"))
+				continue
 			}
 			e.Seq = r.start + uint64(i)
 			if !fn(e) {
@@ -318,6 +350,7 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 		if err != nil {
 			// A body that is not an event (a NATS producer's mistake) is
 			// skipped, not fatal: the log stays readable.
+			l.skipUndecodable(meta.Sequence.Stream, err)
 			continue
 		}
 		fn(e)

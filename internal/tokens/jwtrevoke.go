@@ -100,10 +100,15 @@ func (r *JWTRevocations) set(key string, rev *JWTRevocation) {
 // OpenJWTRevocations creates or opens the bucket and loads it, dropping
 // entries whose JWT has expired anyway.
 func OpenJWTRevocations(ctx context.Context, js jetstream.JetStream, logger *slog.Logger) (*JWTRevocations, error) {
+	return OpenJWTRevocationsWith(ctx, js, logger, BucketOptions{})
+}
+
+// OpenJWTRevocationsWith is OpenJWTRevocations with the bucket's replicas.
+func OpenJWTRevocationsWith(ctx context.Context, js jetstream.JetStream, logger *slog.Logger, o BucketOptions) (*JWTRevocations, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := openBucket(ctx, js, JWTRevocationBucket, "Vigil: JWTs revoked before their expiry (by jti or subject)")
+	kv, err := openBucket(ctx, js, JWTRevocationBucket, "Vigil: JWTs revoked before their expiry (by jti or subject)", o)
 	if err != nil {
 		return nil, err
 	}

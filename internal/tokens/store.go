@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-sec/vigil/internal/store"
 	"golang.org/x/time/rate"
 
 	"github.com/vigil-sec/vigil/internal/auth"
@@ -147,11 +149,18 @@ func (s *Store) noteLocked(r *Record) {
 	s.revoked.Store(&next)
 }
 
+// BucketOptions says how the package's KV buckets are kept.
+type BucketOptions struct {
+	// Replicas of each bucket (store.Log.Replicas: the stream's). 0 means 1.
+	// An existing bucket's replicas are raised, never lowered.
+	Replicas int
+}
+
 // openBucket creates or opens one of the package's KV buckets: one value
-// per key, on disk (replicated with the stream on a cluster).
-func openBucket(ctx context.Context, js jetstream.JetStream, name, description string) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, Description: description, History: 1, Storage: jetstream.FileStorage,
+// per key, on disk, replicated like the stream on a cluster.
+func openBucket(ctx context.Context, js jetstream.JetStream, name, description string, o BucketOptions) (jetstream.KeyValue, error) {
+	kv, err := store.OpenKeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket: name, Description: description, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tokens: open bucket %s: %w", name, err)
@@ -159,12 +168,17 @@ func openBucket(ctx context.Context, js jetstream.JetStream, name, description s
 	return kv, nil
 }
 
-// Open creates or opens the bucket and loads every record.
+// Open creates or opens the bucket (one replica) and loads every record.
 func Open(ctx context.Context, js jetstream.JetStream, logger *slog.Logger) (*Store, error) {
+	return OpenWith(ctx, js, logger, BucketOptions{})
+}
+
+// OpenWith is Open with the bucket's replicas.
+func OpenWith(ctx context.Context, js jetstream.JetStream, logger *slog.Logger, o BucketOptions) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := openBucket(ctx, js, Bucket, "Vigil API tokens (hashes only)")
+	kv, err := openBucket(ctx, js, Bucket, "Vigil API tokens (hashes only)", o)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@
 package wsconn
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,8 @@ import (
 const (
 	CloseNormal        ws.StatusCode = 1000
 	CloseGoingAway     ws.StatusCode = 1001 // server shutting down: reconnect and resume
+	CloseProtocol      ws.StatusCode = 1002 // RFC 6455 violation (unmasked frame, RSV bits, reserved opcode)
+	CloseBadPayload    ws.StatusCode = 1007 // a text message that is not UTF-8
 	ClosePolicy        ws.StatusCode = 1008 // not allowed (auth, origin)
 	CloseTooBig        ws.StatusCode = 1009 // client frame over the limit
 	CloseLagged        ws.StatusCode = 4000 // fell behind: resume from the lagged cursor
@@ -78,7 +81,13 @@ type Deps struct {
 	Logger       *slog.Logger
 	PingInterval time.Duration // default 30 s
 	MaxMessage   int64         // largest client message; default 64 KiB
-	WriteTimeout time.Duration // default 10 s
+	// WriteTimeout is how long one write (a batch of queued messages) may
+	// take before the connection is dropped. Default: PingInterval (at
+	// least 1 s), the
+	// time a silent client is tolerated anyway — so a client that stops
+	// reading and resumes within it still reads its backlog and, if it
+	// lagged meanwhile, the lag notice and close 4000.
+	WriteTimeout time.Duration
 	// Delivered observes each written batch (delivery latency metrics).
 	Delivered func(batch []hub.Delivery, at time.Time)
 	// Poller, when set, waits on idle connections with epoll instead of a
@@ -104,6 +113,14 @@ type Session struct {
 	pongSeen  atomic.Bool
 	pinger    *time.Timer
 	closeCode atomic.Int32
+	// grace ends a connection whose close frame followed a lag notice if
+	// the client does not answer it (see closeWithTail). Set by the writer
+	// before it returns; read by end after the writers are done.
+	grace *time.Timer
+	// ending is set once the hub ended the stream (kick, shutdown): writes
+	// then get endingWriteTimeout instead of the tolerated silence.
+	ending   atomic.Bool
+	stopKick func() bool
 
 	// The writer runs only while there is something to write: an idle
 	// connection holds no writer goroutine (SPEC 11 memory per connection).
@@ -182,6 +199,67 @@ func (s *Session) closeFromReader(code ws.StatusCode, reason string) {
 	})
 }
 
+// closeGrace bounds the closing handshake after a lag notice: how long the
+// session waits for the client's close frame (or EOF) after sending its own.
+const closeGrace = 2 * time.Second
+
+// closeWithTail ends the stream the way a lagging client must see it: the
+// already-framed messages of tail (the lag notice), then the close frame,
+// written like every delivery — within WriteTimeout, however full the
+// socket is now — so a client that resumes reading in time reads the
+// whole tail. Then it half-closes (the client reads to the close frame
+// instead of losing it to a reset) and leaves the rest of the closing
+// handshake to the reader, bounded by closeGrace.
+func (s *Session) closeWithTail(code ws.StatusCode, reason string, tail []byte) {
+	s.closeOnce.Do(func() {
+		s.closeCode.Store(int32(code))
+		var buf bytes.Buffer
+		buf.Write(tail)
+		_ = ws.WriteFrame(&buf, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)))
+		s.wmu.Lock()
+		err := s.writeAll(buf.Bytes())
+		s.wmu.Unlock()
+		tc, ok := s.conn.(interface{ CloseWrite() error })
+		if err == nil && ok && tc.CloseWrite() == nil {
+			s.grace = time.AfterFunc(closeGrace, s.closeConn)
+		} else {
+			s.closeConn()
+		}
+		s.client.Kick(hub.ErrClosed)
+	})
+}
+
+// writeAll writes b (one batch: at most the queue's deliveries) under wmu
+// within WriteTimeout. The limit is on the whole write, not on progress:
+// a socket whose reader has stopped still trickles bytes into kernel
+// buffers for a long time, which must not keep a stalled client alive. A
+// client that reads takes a batch well within the tolerated time.
+func (s *Session) writeAll(b []byte) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
+	if s.ending.Load() {
+		// After the Store above's counterpart in kicked: whichever of the
+		// two deadlines is set last, the short one wins.
+		_ = s.conn.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
+	}
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// endingWriteTimeout bounds each write once the hub has ended the stream
+// (shutdown, revoked token, administrator's kick): what is still queued
+// and the close frame get this long, like Close's close frame.
+const endingWriteTimeout = time.Second
+
+// kicked runs (once, without a goroutine while it waits) when the hub ends
+// the client's stream: a write blocked on a stalled socket, and every
+// later one, gets endingWriteTimeout, so a client that stopped reading
+// does not hold the connection — and the node's shutdown — for the whole
+// tolerated silence.
+func (s *Session) kicked() {
+	s.ending.Store(true)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
+}
+
 // Close ends the connection with a close frame.
 func (s *Session) Close(code ws.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
@@ -220,7 +298,9 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 		deps.MaxMessage = 64 << 10
 	}
 	if deps.WriteTimeout <= 0 {
-		deps.WriteTimeout = 10 * time.Second
+		// At least a second: a sub-second ping interval (tests) must not
+		// make a healthy client's large batch miss its deadline.
+		deps.WriteTimeout = max(deps.PingInterval, time.Second)
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -267,6 +347,7 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	s := &Session{conn: conn, principal: p, deps: deps, ctx: ctx, cancel: cancel, release: release}
 	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake})
 	s.dialect = newDialect(s)
+	s.stopKick = context.AfterFunc(s.client.Context(), s.kicked)
 	s.ready.Store(true) // publishes s.client and s.dialect to writers started by wake
 	if s.missed.Load() {
 		s.wake() // a kick arrived while the session was being built
@@ -301,6 +382,10 @@ func (s *Session) end() {
 	_ = s.conn.Close()
 	s.client.Kick(hub.ErrClosed)
 	s.writers.Wait()
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	s.stopKick()
 	s.client.Close()
 	s.cancel()
 	s.release()
@@ -323,13 +408,20 @@ func (s *Session) wake() {
 }
 
 func (s *Session) ping() {
+	if !s.wmu.TryLock() {
+		// A write is under way: a burst to a reading client, or a client
+		// that stopped reading, which the write's own deadline
+		// (WriteTimeout) cuts. Do not queue behind it: check again an
+		// interval later.
+		s.pinger.Reset(s.deps.PingInterval)
+		return
+	}
 	if !s.pongSeen.Swap(false) {
+		s.wmu.Unlock()
 		s.Close(ClosePingTimeout, "ping not answered")
 		return
 	}
-	s.wmu.Lock()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
-	err := ws.WriteFrame(s.conn, ws.NewPingFrame(nil))
+	err := s.writeAll(pingFrame)
 	s.wmu.Unlock()
 	if err != nil {
 		s.closeConn()
@@ -337,6 +429,9 @@ func (s *Session) ping() {
 	}
 	s.pinger.Reset(s.deps.PingInterval)
 }
+
+// pingFrame is an empty server ping frame.
+var pingFrame = ws.MustCompileFrame(ws.NewPingFrame(nil))
 
 // lockedWriter lets the control-frame handler answer pings and closes
 // without interleaving with the writer goroutine's frames.
@@ -408,9 +503,7 @@ func (s *Session) readReady() {
 func (s *Session) readMessage() bool {
 	h, err := s.rd.NextFrame()
 	if err != nil {
-		if errors.Is(err, wsutil.ErrFrameTooLarge) || errors.Is(err, wsutil.ErrMessageTooLarge) {
-			s.closeFromReader(CloseTooBig, "message larger than the limit")
-		}
+		s.readFailed(err)
 		return false
 	}
 	if h.OpCode.IsControl() {
@@ -419,9 +512,7 @@ func (s *Session) readMessage() bool {
 	s.pongSeen.Store(true) // any traffic proves the peer is alive
 	payload, err := io.ReadAll(s.rd)
 	if err != nil {
-		if errors.Is(err, wsutil.ErrMessageTooLarge) || errors.Is(err, wsutil.ErrFrameTooLarge) {
-			s.closeFromReader(CloseTooBig, "message larger than the limit")
-		}
+		s.readFailed(err)
 		return false
 	}
 	if s.deps.Guard != nil && !s.deps.Guard.AllowMessage(s.ID()) {
@@ -433,6 +524,22 @@ func (s *Session) readMessage() bool {
 		return false
 	}
 	return true
+}
+
+// readFailed tells the client why its frames ended the connection, with a
+// close frame before the TCP close (RFC 6455 7.1.7: _Fail the WebSocket
+// Connection_), instead of a reset. Plain I/O errors (EOF, reset, deadline)
+// have nobody to tell.
+func (s *Session) readFailed(err error) {
+	var perr ws.ProtocolError
+	switch {
+	case errors.Is(err, wsutil.ErrFrameTooLarge), errors.Is(err, wsutil.ErrMessageTooLarge):
+		s.closeFromReader(CloseTooBig, "message larger than the limit")
+	case errors.As(err, &perr):
+		s.closeFromReader(CloseProtocol, string(perr))
+	case errors.Is(err, wsutil.ErrInvalidUTF8):
+		s.closeFromReader(CloseBadPayload, "text message is not valid UTF-8")
+	}
 }
 
 // writeLoop drains the hub queue: everything queued since the last write
@@ -486,8 +593,7 @@ func (s *Session) write(batch []hub.Delivery) bool {
 	}
 	if len(buf) > 0 {
 		s.wmu.Lock()
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
-		_, err := s.conn.Write(buf)
+		err := s.writeAll(buf)
 		s.wmu.Unlock()
 		if err != nil {
 			s.closeConn()
@@ -514,17 +620,16 @@ func (s *Session) finish(err error) {
 	var lag *hub.LagError
 	switch {
 	case errors.As(err, &lag):
+		// The hub stopped queueing at the lag point and everything queued
+		// before it has been written: the notice and the close frame are
+		// the tail of the stream, not a write into a full socket.
+		var tail []byte
 		if lr, ok := s.dialect.(LagReporter); ok {
-			var buf []byte
 			for _, m := range lr.Lagged(s, lag) {
-				buf = appendFrame(buf, m)
+				tail = appendFrame(tail, m)
 			}
-			s.wmu.Lock()
-			_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
-			_, _ = s.conn.Write(buf)
-			s.wmu.Unlock()
 		}
-		s.Close(CloseLagged, "client fell behind; resume from the lagged cursor")
+		s.closeWithTail(CloseLagged, "client fell behind; resume from the lagged cursor", tail)
 	case errors.Is(err, hub.ErrShutdown):
 		s.Close(CloseGoingAway, "server shutting down; reconnect and resume")
 	case errors.Is(err, auth.ErrBadToken):

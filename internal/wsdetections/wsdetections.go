@@ -147,6 +147,20 @@ func renameField(err error) string {
 
 // Encode turns a detection event into {"type": "detection.created" |
 // "detection.updated", "data": <detection>, "timestamp": <event time>}.
+var _ wsconn.LagReporter = (*Dialect)(nil)
+
+// Lagged is the last message to a client that fell behind its queue,
+// before the connection closes with 4000, in the dialect's own shape:
+// {"type":"lagged","data":{"resume_from":N,"message":…}}. resume_from is
+// the seq of the first detection event it did not get (GET
+// /api/v1/events?after=<resume_from - 1>&categories=detection, or the
+// native stream, continue from there).
+func (d *Dialect) Lagged(_ *wsconn.Session, lag *hub.LagError) [][]byte {
+	b, _ := json.Marshal(Message{Type: "lagged", Timestamp: now(), Data: map[string]any{
+		"resume_from": lag.First(), "message": "client fell behind; events from resume_from on were not sent"}})
+	return [][]byte{b}
+}
+
 func (d *Dialect) Encode(dst []byte, del hub.Delivery) []byte {
 	e := del.Event
 	if e == nil || e.Seq != 0 && e.Seq <= d.lastSeq {

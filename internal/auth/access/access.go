@@ -35,9 +35,11 @@ type Config struct {
 
 // Options are what New needs besides the configuration.
 type Options struct {
-	Config     Config
-	JetStream  jetstream.JetStream // for the token bucket
-	AdminToken string              // from auth.LoadOrCreateAdminToken; "" disables it
+	Config    Config
+	JetStream jetstream.JetStream // for the token bucket
+	// Replicas of the token and JWT revocation buckets (the stream's).
+	Replicas   int
+	AdminToken string // from auth.LoadOrCreateAdminToken; "" disables it
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -78,13 +80,13 @@ func New(ctx context.Context, o Options) (*Access, error) {
 		chain = append(chain, auth.NewStaticToken(o.AdminToken, AdminPrincipal()))
 	}
 	if o.JetStream != nil {
-		st, err := tokens.Open(ctx, o.JetStream, o.Logger)
+		st, err := tokens.OpenWith(ctx, o.JetStream, o.Logger, tokens.BucketOptions{Replicas: o.Replicas})
 		if err != nil {
 			return nil, err
 		}
 		a.Tokens = st
 		chain = append(chain, st)
-		if a.JWTRevs, err = tokens.OpenJWTRevocations(ctx, o.JetStream, o.Logger); err != nil {
+		if a.JWTRevs, err = tokens.OpenJWTRevocationsWith(ctx, o.JetStream, o.Logger, tokens.BucketOptions{Replicas: o.Replicas}); err != nil {
 			return nil, err
 		}
 		jwtRevs := a.JWTRevs
