@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // MaxReplicas is JetStream's largest replication factor.
 const MaxReplicas = 5
+
+// placementPatience is how long an automatic choice of three replicas
+// waits for a forming cluster to place them before it settles for one.
+const placementPatience = 15 * time.Second
 
 // JetStream error codes the replica choice reacts to.
 const (
@@ -60,6 +65,21 @@ func (l *Log) chooseReplicas(ctx context.Context, scfg jetstream.StreamConfig) (
 	}
 	scfg.Replicas = try
 	s, err := l.js.CreateOrUpdateStream(ctx, scfg)
+	// A cluster that is still forming (its meta leader not elected, or
+	// peers not yet known) cannot place three copies for a few seconds:
+	// when the client already knows of three servers, ask again for a
+	// while rather than settle for one copy for good.
+	if known := len(l.nc.Servers()); err != nil && try > 1 && existing <= 1 && isPlacementError(err) && known >= 3 {
+		deadline := time.Now().Add(placementPatience)
+		for err != nil && isPlacementError(err) && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return nil, 0, "", ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+			s, err = l.js.CreateOrUpdateStream(ctx, scfg)
+		}
+	}
 	if err != nil && try > 1 && existing <= 1 && isPlacementError(err) {
 		scfg.Replicas, try = 1, 1
 		reason = fmt.Sprintf("automatic: the cluster cannot place 3 replicas (%v)", err)
