@@ -323,8 +323,10 @@ func TestGraphQLTimeLimit(t *testing.T) {
 	_, out, took := g.query(q.String(), 30*time.Second)
 	gqlRefused(t, "50 full scans", out, "query exceeded the time limit of 200ms")
 	// The store checks the deadline between read batches: one batch per
-	// alias may finish after it.
-	slack := 3 * time.Second
+	// alias may finish after it, and on a loaded 2-core box (CI) a batch
+	// took seconds. The refusal naming the limit above is the proof; this
+	// bound only catches a limit that is not applied at all.
+	slack := 10 * time.Second
 	if gqlRace {
 		slack = 15 * time.Second
 	}
