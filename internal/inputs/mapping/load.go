@@ -352,7 +352,14 @@ func (l *loader) set(m *Mapping, v *yaml.Node, name string) {
 			case "type":
 				typeNode, m.typ = val, val.Value
 			case "category":
-				catNode, m.category = val, event.Category(val.Value)
+				// Normalize trusts a set category (the JSON decoder
+				// checks it): check it here the same way.
+				c, err := event.ParseCategory(val.Value)
+				if err != nil {
+					l.problem(val, name, "set category: "+err.Error())
+					continue
+				}
+				catNode, m.category = val, c
 			case "severity":
 				s, err := event.ParseSeverity(val.Value)
 				if err != nil {
