@@ -14,7 +14,7 @@ type template struct {
 }
 
 type tplPart struct {
-	lit string // used when name is empty
+	lit  string // used when name is empty
 	name string
 }
 
