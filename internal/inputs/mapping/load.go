@@ -141,6 +141,9 @@ type loader struct {
 	env      *cel.Env
 	names    map[string]int // mapping name -> line, for duplicates
 	problems []Problem
+	// badRegex: the current mapping's regex did not compile, so its
+	// captures are unknown and ${name} checks would only add noise.
+	badRegex bool
 }
 
 func (l *loader) problem(n *yaml.Node, mapping, reason string) {
@@ -157,6 +160,7 @@ func (l *loader) mapping(n *yaml.Node) *Mapping {
 	}
 	m := &Mapping{File: l.file, Line: n.Line}
 	before := len(l.problems)
+	l.badRegex = false
 	keys := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
@@ -254,6 +258,7 @@ func (l *loader) stringList(v *yaml.Node, name, key string) []string {
 }
 
 func (l *loader) regex(m *Mapping, v *yaml.Node, name string) {
+	l.badRegex = true
 	if v.Kind != yaml.ScalarNode || v.Value == "" {
 		l.problem(v, name, "regex must be a non-empty string")
 		return
@@ -266,12 +271,12 @@ func (l *loader) regex(m *Mapping, v *yaml.Node, name string) {
 	if err != nil {
 		var se *syntax.Error
 		if errors.As(err, &se) {
-			err = fmt.Errorf("%s in %q", se.Code, se.Expr)
+			err = fmt.Errorf("%s in `%s`", se.Code, se.Expr)
 		}
 		l.problem(v, name, fmt.Sprintf("regex does not compile (Go RE2 syntax): %v", err))
 		return
 	}
-	m.re = re
+	m.re, l.badRegex = re, false
 	m.captures = map[string]int{}
 	for i, c := range re.SubexpNames() {
 		if c != "" {
@@ -319,7 +324,7 @@ func (l *loader) template(m *Mapping, v *yaml.Node, name, field string) (templat
 	}
 	ok := true
 	for _, n := range t.names() {
-		if _, isCapture := m.captures[n]; isCapture || isMessageVar(n) {
+		if _, isCapture := m.captures[n]; isCapture || isMessageVar(n) || l.badRegex {
 			continue
 		}
 		reason := "the regex has no capture (?P<" + n + ">...)"

@@ -201,7 +201,7 @@ func TestValidationErrors(t *testing.T) {
 		line      int
 		reason    string
 	}{
-		{"bad regex", "- name: a\n  app_name: x\n  regex: '(?P<u>['\n  set: {type: system.x}\n", 3, "regex does not compile"},
+		{"bad regex", "- name: a\n  app_name: x\n  regex: '(?P<u>['\n  set: {type: system.x, user: '${u}'}\n", 3, "regex does not compile"},
 		{"bad CEL", "- name: a\n  when: 'message ==='\n  set: {type: system.x}\n", 2, "when does not compile"},
 		{"CEL not bool", "- name: a\n  when: 'message'\n  set: {type: system.x}\n", 2, "must evaluate to a bool"},
 		{"unknown set field", "- name: a\n  app_name: x\n  set:\n    type: system.x\n    usr: bob\n", 5, `unknown event field "usr"`},
@@ -235,6 +235,9 @@ func TestValidationErrors(t *testing.T) {
 				t.Fatalf("err = %v, want *Error", err)
 			}
 			p := le.Problems[0]
+			if tc.name == "bad regex" && len(le.Problems) != 1 {
+				t.Fatalf("a bad regex gives one problem, not also its captures: %v", le)
+			}
 			if p.File != "m.yaml" || p.Line != tc.line || !strings.Contains(p.Reason, tc.reason) {
 				t.Fatalf("problem %s, want line %d and %q", p, tc.line, tc.reason)
 			}
@@ -311,5 +314,25 @@ func TestLoadFile(t *testing.T) {
 	}
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":3:") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestDocsExample: the example in docs/inputs.md is testdata/example.yaml
+// (which the CLI test runs) and loads.
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "inputs.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := os.ReadFile(filepath.Join("testdata", "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "## User mappings")
+	if !ok || !strings.Contains(section, "```yaml\n"+string(ex)+"```") {
+		t.Fatal("docs/inputs.md's User mappings example differs from testdata/example.yaml")
+	}
+	if set := mustParse(t, string(ex)); len(set.Mappings) != 4 {
+		t.Fatalf("%d mappings", len(set.Mappings))
 	}
 }
