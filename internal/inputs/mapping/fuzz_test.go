@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -31,5 +32,22 @@ func FuzzMappingLoad(f *testing.F) {
 		}
 		m := &inputs.Message{Input: "syslog", Hostname: "h", AppName: "a", Facility: 4, Severity: 3, Text: "login failed for alice from 203.0.113.7"}
 		inputs.Chain(set.Mappers()).Map(m)
+	})
+}
+
+// FuzzAppendJSONString: the data encoder writes exactly what json.Marshal
+// writes for any string, valid UTF-8 or not.
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\ nl\n tab\t cr\r", "\x00\x1f<>&", "\xff\xfe bad", "é ü 世界 \u2028\u2029", "\U0001F600"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: got %s, want %s", s, got, want)
+		}
 	})
 }

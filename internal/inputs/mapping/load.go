@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"regexp/syntax"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -343,9 +344,15 @@ func (l *loader) set(m *Mapping, v *yaml.Node, name string) {
 		return
 	}
 	var typeNode, catNode *yaml.Node
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, val := v.Content[i], v.Content[i+1]
 		field := k.Value
+		if seen[field] {
+			l.problem(k, name, fmt.Sprintf("set %s given twice", field))
+			continue
+		}
+		seen[field] = true
 		switch {
 		case field == "type" || field == "category" || field == "severity":
 			// Fixed per mapping, so load can validate them.
@@ -422,6 +429,11 @@ func (l *loader) set(m *Mapping, v *yaml.Node, name string) {
 			l.problem(k, name, fmt.Sprintf("set: unknown event field %q (valid: %s, data.<key>)", field, strings.Join(setFields, ", ")))
 		}
 	}
+	// data.mapping records which mapping made the event, unless set.
+	if !seen["data.mapping"] {
+		m.data = append(m.data, dataSetter{key: "mapping", tpl: template{parts: []tplPart{{lit: name}}}})
+	}
+	sort.Slice(m.data, func(i, j int) bool { return m.data[i].key < m.data[j].key })
 	if typeNode == nil {
 		l.problem(v, name, "set: type is required (e.g. authentication.login)")
 		return

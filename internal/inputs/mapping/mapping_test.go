@@ -97,7 +97,11 @@ func TestMatch(t *testing.T) {
 			}
 		}},
 		{"a capture that is not an IP does not match: the next mapping takes it", msg("myapp", "web1", "login failed for x from abc"), "myapp-any", nil},
-		{"list of app names", msg("myapp2", "h", "whatever"), "myapp-any", nil},
+		{"list of app names", msg("myapp2", "h", "whatever"), "myapp-any", func(t *testing.T, ev *event.Event) {
+			if string(ev.Data) != `{"mapping":"myapp-any"}` {
+				t.Errorf("data %s", ev.Data)
+			}
+		}},
 		{"facility must match", noFac, "", nil},
 		{"hostname, input and fields.<key>", fw, "by-host", func(t *testing.T, ev *event.Event) {
 			if ev.Type != "system.firewall" || ev.Resource != "dmz" {
@@ -224,6 +228,7 @@ func TestValidationErrors(t *testing.T) {
 		{"facility out of range", "- name: a\n  facility: 24\n  set: {type: system.x}\n", 2, `facility "24"`},
 		{"secret data key", "- name: a\n  app_name: x\n  set:\n    type: system.x\n    data.password: x\n", 5, "names a secret"},
 		{"bad template", "- name: a\n  app_name: x\n  set:\n    type: system.x\n    user: 'cost $5'\n", 5, "lone '$'"},
+		{"set field twice", "- name: a\n  app_name: x\n  set:\n    type: system.x\n    user: a\n    user: b\n", 6, "set user given twice"},
 		{"not a list", "mappings: 3\n", 1, "expected a list"},
 		{"unknown top key", "mapping: []\n", 1, `unknown key "mapping"`},
 		{"alias is not expanded", "- &a\n  name: a\n  app_name: x\n  set: {type: system.x}\n- *a\n", 5, "a mapping is an object"},
