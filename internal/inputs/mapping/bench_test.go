@@ -28,6 +28,14 @@ func BenchmarkMap(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var withApp strings.Builder
+	for i := 0; i < MaxMappings; i++ {
+		fmt.Fprintf(&withApp, "- {name: m%d, app_name: app%d, regex: 'login failed for (?P<user>\\S+)', set: {type: authentication.login, user: '${user}'}}\n", i, i)
+	}
+	indexed, err := Parse("with-app.yaml", []byte(withApp.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, bc := range []struct {
 		name string
 		set  *Set
@@ -35,6 +43,7 @@ func BenchmarkMap(b *testing.B) {
 	}{
 		{"example/match-first", set, inputs.Message{Input: "syslog", AppName: "shopd", Hostname: "web1", Facility: 4, Severity: 6, Text: "auth failure user=alice ip=203.0.113.7 reason=bad_password"}},
 		{"example/no-match", set, inputs.Message{Input: "syslog", AppName: "sshd", Hostname: "web1", Facility: 4, Severity: 6, Text: "Failed password for root from 203.0.113.7 port 22 ssh2"}},
+		{"1000-regexes-with-app_name/match-last", indexed, inputs.Message{Input: "syslog", AppName: "app999", Facility: 4, Severity: 6, Text: "login failed for alice"}},
 		{"1000-regexes/no-match", big, inputs.Message{Input: "syslog", AppName: "sshd", Facility: 4, Severity: 6, Text: "Failed password for root from 203.0.113.7 port 22 ssh2"}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -134,6 +134,7 @@ func Parse(file string, data []byte) (set *Set, err error) {
 	if len(l.problems) > 0 {
 		return nil, &Error{Problems: l.problems}
 	}
+	set.index()
 	return set, nil
 }
 

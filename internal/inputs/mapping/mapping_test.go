@@ -341,3 +341,45 @@ func TestDocsExample(t *testing.T) {
 		t.Fatalf("%d mappings", len(set.Mappings))
 	}
 }
+
+// TestIndexSameAsLinear: the app-name index picks the same mapping as
+// trying every mapping in file order (first match wins is kept).
+func TestIndexSameAsLinear(t *testing.T) {
+	set := mustParse(t, `
+- {name: a1, app_name: a, regex: x, set: {type: system.a1}}
+- {name: any1, regex: 'y', set: {type: system.any1}}
+- {name: ab, app_name: [b, a, a], regex: 'z', set: {type: system.ab}}
+- {name: any2, facility: 4, set: {type: system.any2}}
+- {name: a2, app_name: a, set: {type: system.a2}}
+- {name: c, app_name: c, set: {type: system.c}}
+`)
+	for _, app := range []string{"a", "b", "c", "d", ""} {
+		for _, text := range []string{"x", "y", "z", "xyz", "zy", "-"} {
+			for _, fac := range []int{4, 1} {
+				m := &inputs.Message{Input: "syslog", AppName: app, Facility: fac, Severity: 6, Text: text}
+				var want string
+				for _, mp := range set.Mappings {
+					if _, ok := mp.Map(m); ok {
+						want = mp.Name
+						break
+					}
+				}
+				got, ev, ok := set.Match(m)
+				name := ""
+				if ok {
+					name = got.Name
+				}
+				if name != want {
+					t.Errorf("app %q text %q facility %d: index chose %q, linear %q", app, text, fac, name, want)
+				}
+				if ev2, ok2 := set.Map(m); ok2 != ok || ok && ev2.Type != ev.Type {
+					t.Errorf("Set.Map differs from Match")
+				}
+			}
+		}
+	}
+	var nilSet *Set
+	if _, ok := nilSet.Map(&inputs.Message{}); ok || len(nilSet.Mappers()) != 0 {
+		t.Fatal("a nil set matched")
+	}
+}
