@@ -383,3 +383,28 @@ func TestIndexSameAsLinear(t *testing.T) {
 		t.Fatal("a nil set matched")
 	}
 }
+
+// TestConcurrentMap: one Set serves every connection of an input at once
+// (run with -race).
+func TestConcurrentMap(t *testing.T) {
+	set := mustParse(t, exampleFile)
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 200; i++ {
+				m := msg("myapp", "web1", fmt.Sprintf("login failed for u%d from 203.0.113.7 port %d", i, i))
+				mp, ev, ok := set.Match(m)
+				if !ok || mp.Name != "myapp-login" || ev.User != fmt.Sprintf("u%d", i) {
+					done <- fmt.Errorf("line %d: %v %v", i, mp, ok)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
