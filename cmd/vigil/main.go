@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"bench":   {"load generator: ingest throughput and end-to-end latency", runBench},
 		"token":   {"create, list and revoke API tokens (admin; via the REST API)", runToken},
 		"rules":   {"test detection rules against NDJSON events, or check rule files", runRules},
+		"inputs":  {"test input mappings: what each log line becomes", runInputs},
 	}
 }
 

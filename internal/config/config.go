@@ -55,6 +55,15 @@ type Config struct {
 	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
 	// depth, body size and time (internal/graphql.Limits).
 	GraphQL graphql.Limits `yaml:"graphql"`
+	// Inputs configures the log inputs (issue 9).
+	Inputs Inputs `yaml:"inputs"`
+}
+
+// Inputs configures the log inputs shared by every listener (issue 9).
+type Inputs struct {
+	// Mappings is a YAML file of user-defined mappings tried before the
+	// built-in parsers (internal/inputs/mapping, docs/inputs.md).
+	Mappings string `yaml:"mappings"`
 }
 
 // TLS is the HTTPS listener's certificate, key and optional client CA.
@@ -185,6 +194,8 @@ func options() []option {
 		{"graphql-max-depth", "VIGIL_GRAPHQL_MAX_DEPTH", "deepest GraphQL selection nesting", integer(func(c *Config) *int { return &c.GraphQL.MaxDepth })},
 		{"graphql-max-body-kib", "VIGIL_GRAPHQL_MAX_BODY_KIB", "largest GraphQL request body or WebSocket message (KiB)", integer(func(c *Config) *int { return &c.GraphQL.MaxBodyKiB })},
 		{"graphql-timeout", "VIGIL_GRAPHQL_TIMEOUT", "time limit of a GraphQL query or mutation", dur(func(c *Config) *time.Duration { return &c.GraphQL.Timeout })},
+		// Inputs (issue 9).
+		{"input-mappings", "VIGIL_INPUT_MAPPINGS", "YAML file of user-defined mappings from log lines to events, tried before the built-in parsers (docs/inputs.md)", str(func(c *Config) *string { return &c.Inputs.Mappings })},
 	}
 }
 

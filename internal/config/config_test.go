@@ -61,3 +61,32 @@ func TestDefaultsAndErrors(t *testing.T) {
 		t.Errorf("unknown YAML key: %v", err)
 	}
 }
+
+// TestInputMappingsOption: --input-mappings, VIGIL_INPUT_MAPPINGS and the
+// YAML key inputs.mappings, flag over environment over file.
+func TestInputMappingsOption(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vigil.yaml")
+	if err := os.WriteFile(file, []byte("inputs:\n  mappings: /from/file.yaml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VIGIL_CONFIG": file}
+	getenv := func(k string) string { return env[k] }
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", "/from/file.yaml"},
+		{nil, "/from/env.yaml", "/from/env.yaml"},
+		{[]string{"--input-mappings", "/from/flag.yaml"}, "/from/env.yaml", "/from/flag.yaml"},
+	} {
+		env["VIGIL_INPUT_MAPPINGS"] = tc.env
+		cfg, err := Load(tc.args, getenv, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Inputs.Mappings != tc.want {
+			t.Errorf("args %v env %q: mappings = %q, want %q", tc.args, tc.env, cfg.Inputs.Mappings, tc.want)
+		}
+	}
+}
