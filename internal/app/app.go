@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	go func() { // reports the end of the dedup index rebuild (appends wait for it): stopped by stopRun
 		defer wg.Done()
 		if info, err := log.WaitDedupIndex(runCtx); err == nil {
-			logger.Info("dedup index rebuilt: appends accepted", "ids", info.IDs, "took", info.Took.Round(time.Millisecond), "from_snapshot", info.Snapshot)
+			logger.Info("dedup index rebuilt: appends accepted", "ids", info.IDs, "took", info.Took.Round(time.Millisecond), "from_snapshot", info.Snapshot, "ids_from_log", info.Tail)
 		}
 	}()
 
