@@ -266,6 +266,9 @@ type dedupRebuild struct {
 	// last seq read (readiness reports it).
 	from, head uint64
 	progress   atomic.Uint64
+	// snapshotHead is the head of the last snapshot written (Close skips
+	// writing the same again).
+	snapshotHead atomic.Uint64
 
 	mu      sync.Mutex
 	lastErr error // of the last failed attempt, for the appends kept waiting
@@ -313,6 +316,9 @@ func startDedupRebuild(ctx context.Context, l *Log, since time.Time) (*dedupRebu
 	r.from, r.head = from, head
 	if from > head {
 		l.recent.coverTo(head)
+		if snap {
+			r.snapshotHead.Store(head) // the file on disk covers it
+		}
 		r.info = DedupIndexInfo{IDs: snapIDs, Took: time.Since(start), Snapshot: snap}
 		close(r.ready)
 		close(r.done)
@@ -427,4 +433,12 @@ func (r *dedupRebuild) stop() {
 	r.cancel()
 	<-r.done
 	<-r.writerDone
+}
+
+// lastSnapshotHead is the head of the last periodic snapshot (0: none).
+func (r *dedupRebuild) lastSnapshotHead() uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.snapshotHead.Load()
 }

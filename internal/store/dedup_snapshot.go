@@ -25,16 +25,17 @@ import (
 // events after its head, from the log: after a clean stop nothing, after a
 // kill -9 at most an interval's worth of events.
 //
-// Until periodic snapshots, a snapshot had to be of the stream at its
-// current head and Open deleted it before using it, "never used twice":
-// used after more appends, it would have missed their ids. A snapshot is
-// now a prefix, read with everything the log holds after it, so using it
-// again after more appends (a node killed before it wrote a newer one) is
-// as exact as the first time: the ids up to its head are in it, those
-// after are read from the log, and an id in both is the same event (the
-// stream is the same stream, and seqs are never reused). So it stays, and
-// the newest one written replaces it atomically (temporary file, fsync,
-// rename). A snapshot that does not check out (another stream, a head the
+// Until periodic snapshots, a snapshot was the whole index, taken without
+// reading the log, so it could only stand for the stream at the head it
+// was written at: Open refused any other head and deleted the file before
+// using it, "never used twice", so that a node that ran on and was killed
+// read the log. A snapshot is now a prefix, always completed by reading
+// everything the log holds after its head, so using it again after more
+// appends (a node killed before it wrote a newer one) is as exact as the
+// first time: the ids up to its head are in it, those after are read from
+// the log, and an id in both is the same event (the same stream, whose
+// seqs are never reused). So it stays, and the newest one written
+// replaces it atomically (temporary file, fsync, rename). A snapshot that does not check out (another stream, a head the
 // stream does not have, a window longer than it covers, a torn or edited
 // file: a SHA-256 over its content ends it) is ignored and the whole
 // window is read from the log.
@@ -58,8 +59,8 @@ type dedupSnapshotStats struct {
 }
 
 // saveDedupSnapshot writes the index if it is complete (r, the rebuild
-// after Open, is ready) and covers a head beyond the last one written (skip is that
-// head; 0 writes any). It does not take the append lock: the index lends
+// after Open, is ready) and covers a head beyond skip (the head of the
+// last one written). It does not take the append lock: the index lends
 // its ids under its own lock for O(batches in flight) (dedupIndex.view),
 // and the file is written from them meanwhile. A batch in flight lowers
 // the head (its ids are left to the tail read at the next start).
@@ -152,20 +153,19 @@ func (l *Log) snapshotLoop(ctx context.Context, r *dedupRebuild, interval time.D
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var last uint64
 	for {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return
 		}
-		st, err := l.saveDedupSnapshot(r, last)
+		st, err := l.saveDedupSnapshot(r, r.snapshotHead.Load())
 		if err != nil {
 			l.cfg.Logger.Warn("log: periodic dedup snapshot failed; a restart after a crash reads more of the log", "err", err)
 			continue
 		}
 		if st.bytes > 0 {
-			last = st.head
+			r.snapshotHead.Store(st.head)
 			l.cfg.Logger.Debug("log: dedup snapshot written", "head", st.head, "ids", st.ids, "bytes", st.bytes, "took", st.took)
 		}
 	}

@@ -221,7 +221,7 @@ func (l *Log) Close() {
 	l.rebuild.stop() // before nc closes: it reads through it
 	// A planned restart then skips the rebuild; on failure it reads the
 	// log after the last periodic snapshot.
-	if _, err := l.saveDedupSnapshot(l.rebuild, 0); err != nil {
+	if _, err := l.saveDedupSnapshot(l.rebuild, l.rebuild.lastSnapshotHead()); err != nil {
 		l.cfg.Logger.Warn("log: dedup snapshot at close failed", "err", err)
 	}
 	if l.group != nil {
