@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	log, err := store.Open(ctx, store.Config{
 		DataDir: cfg.DataDir, NATSURL: cfg.NATS, NodeID: cfg.NodeID,
 		Listen: cfg.NATSListen, ListenToken: natsToken, ListenTLS: natsTLS(tlsSrv),
-		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow,
+		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow, DedupSnapshotInterval: snapshotInterval(cfg.DedupSnapshotInterval),
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
 		Replicas: cfg.Replicas, Logger: logger,
 	})
@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	go func() { // reports the end of the dedup index rebuild (appends wait for it): stopped by stopRun
 		defer wg.Done()
 		if info, err := log.WaitDedupIndex(runCtx); err == nil {
-			logger.Info("dedup index rebuilt: appends accepted", "ids", info.IDs, "took", info.Took.Round(time.Millisecond), "from_snapshot", info.Snapshot)
+			logger.Info("dedup index rebuilt: appends accepted", "ids", info.IDs, "took", info.Took.Round(time.Millisecond), "from_snapshot", info.Snapshot, "ids_from_log", info.Tail)
 		}
 	}()
 
@@ -312,4 +312,13 @@ func redactURL(u string) string {
 		}
 	}
 	return u
+}
+
+// snapshotInterval maps --dedup-snapshot-interval to the store's: 0 (only
+// at a clean stop) is negative there, where 0 means its default.
+func snapshotInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

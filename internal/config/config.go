@@ -45,6 +45,11 @@ type Config struct {
 	MaxBatch     int           `yaml:"max_batch_events"`
 	MaxBatchMiB  int           `yaml:"max_batch_mib"`
 	ConfigFile   string        `yaml:"-"`
+
+	// DedupSnapshotInterval is how often the embedded log writes its dedup
+	// index (0: only at a clean stop); a start after a crash reads the log
+	// only after the newest snapshot (docs/operations.md).
+	DedupSnapshotInterval time.Duration `yaml:"dedup_snapshot_interval"`
 	// Access is identity and access: JWT keys, masking per role, connection
 	// limits and the Origin allow-list (issue 5; internal/auth/access).
 	Access access.Config `yaml:"access"`
@@ -87,7 +92,7 @@ func Defaults() Config {
 	lim := event.DefaultLimits()
 	return Config{
 		Listen: "127.0.0.1:8080", DataDir: "./vigil-data", Sync: "default",
-		DedupWindow: 2 * time.Minute, QueueSize: 4096, PingInterval: 30 * time.Second,
+		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		GraphQL: graphql.DefaultLimits(),
@@ -163,6 +168,7 @@ func options() []option {
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
 		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},
 		{"dedup-window", "VIGIL_DEDUP_WINDOW", "how long producer ids are remembered for idempotent retries", dur(func(c *Config) *time.Duration { return &c.DedupWindow })},
+		{"dedup-snapshot-interval", "VIGIL_DEDUP_SNAPSHOT_INTERVAL", "how often the embedded log writes its dedup index to <data-dir>/dedup-index.snapshot, so a start after a crash reads only the events after it (0: only at a clean stop)", dur(func(c *Config) *time.Duration { return &c.DedupSnapshotInterval })},
 		{"retention-max-age", "VIGIL_RETENTION_MAX_AGE", "drop events older than this (0: keep)", dur(func(c *Config) *time.Duration { return &c.MaxAge })},
 		{"retention-max-bytes", "VIGIL_RETENTION_MAX_BYTES", "cap the log size in bytes (0: no cap)", func(c *Config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -209,7 +215,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	given := map[string]string{}
 	def := Defaults()
 	shown := map[string]string{
-		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(),
+		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(), "dedup-snapshot-interval": def.DedupSnapshotInterval.String(),
 		"queue-size": fmt.Sprint(def.QueueSize), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
@@ -301,6 +307,9 @@ func (c *Config) finish() error {
 	}
 	if c.TLS.Enabled() && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		return errors.New("config: --tls-cert and --tls-key must be given together (and --tls-client-ca needs both)")
+	}
+	if c.DedupSnapshotInterval < 0 {
+		return errors.New("config: dedup-snapshot-interval must not be negative")
 	}
 	if c.TLS.ReloadInterval < 0 {
 		return errors.New("config: tls-reload-interval must not be negative")

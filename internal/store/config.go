@@ -32,6 +32,12 @@ type Config struct {
 	SyncAlways bool
 	// DedupWindow is how long a producer-chosen id is remembered.
 	DedupWindow time.Duration
+	// DedupSnapshotInterval is how often the embedded log writes its dedup
+	// index to <DataDir>/dedup-index.snapshot while it runs (Close writes
+	// it too), so that a start after a crash reads from the log only the
+	// events stored after the newest snapshot. 0 means 10 s; negative
+	// writes it only at Close.
+	DedupSnapshotInterval time.Duration
 	// MaxAge and MaxBytes bound retention; zero means unlimited.
 	MaxAge   time.Duration
 	MaxBytes int64
@@ -46,6 +52,10 @@ type Config struct {
 	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
 	MaxMemory int64
 	MaxStore  int64
+
+	// rebuildGate, when set (tests), holds the dedup rebuild after Open
+	// until it is closed: a rebuild that is still running, on demand.
+	rebuildGate <-chan struct{}
 }
 
 func (c *Config) defaults() {
@@ -54,6 +64,9 @@ func (c *Config) defaults() {
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = 2 * time.Minute
+	}
+	if c.DedupSnapshotInterval == 0 {
+		c.DedupSnapshotInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

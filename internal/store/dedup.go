@@ -26,6 +26,28 @@ type dedupIndex struct {
 	order   []orderEntry // insertion order, for expiry; order[head:] is live
 	head    int
 	checked time.Time // last expiry pass
+
+	// stored lists every id whose seq is known (settled, or read back from
+	// the log or a snapshot), in the order learnt; stored[storedHead:] is
+	// live. It is append-only: expiry advances storedHead and compaction
+	// copies into a new array, never writing an element in place, so the
+	// snapshot writer reads a prefix of it without the lock (see view).
+	stored     []storedID
+	storedHead int
+	// known is a seq up to which every stored event within the window is
+	// in the index: the highest seq learnt, or the head a rebuild read to.
+	known uint64
+	// floors holds, per batch in flight with reserved ids, the known seq
+	// when it was reserved: its events get seqs above it (the embedded log
+	// publishes batches in reservation order, each after the reservation).
+	floors map[*inflight]uint64
+}
+
+// storedID is an id of the index as a snapshot writes it.
+type storedID struct {
+	key string
+	seq uint64
+	at  int64 // unix nanoseconds
 }
 
 type dedupEntry struct {
@@ -42,7 +64,7 @@ type orderEntry struct {
 var errAppendFailed = errors.New("the first append of this id failed; retry")
 
 func newDedupIndex(window time.Duration) *dedupIndex {
-	return &dedupIndex{window: window, entries: map[string]dedupEntry{}}
+	return &dedupIndex{window: window, entries: map[string]dedupEntry{}, floors: map[*inflight]uint64{}}
 }
 
 // dupRef is an id of a batch that is already stored or in flight.
@@ -61,6 +83,7 @@ func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRe
 	defer d.mu.Unlock()
 	d.expireLocked(now)
 	var dups []dupRef
+	reserved := false
 	for i, key := range keys {
 		if p, ok := d.entries[key]; ok {
 			dups = append(dups, dupRef{index: i, key: key, seq: p.seq, fl: p.fl})
@@ -69,6 +92,10 @@ func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRe
 		}
 		d.entries[key] = dedupEntry{at: now, fl: fl}
 		d.order = append(d.order, orderEntry{key, now})
+		reserved = true
+	}
+	if reserved {
+		d.floors[fl] = d.known
 	}
 	return dups
 }
@@ -78,6 +105,7 @@ func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRe
 func (d *dedupIndex) settle(fl *inflight) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	delete(d.floors, fl)
 	for i, key := range fl.keys {
 		if key == "" {
 			continue
@@ -88,6 +116,7 @@ func (d *dedupIndex) settle(fl *inflight) {
 		}
 		if a := fl.acks[i]; a.err == nil && a.seq != 0 {
 			d.entries[key] = dedupEntry{seq: a.seq, at: p.at}
+			d.learnLocked(key, a.seq, p.at)
 		} else {
 			delete(d.entries, key)
 		}
@@ -103,6 +132,39 @@ func (d *dedupIndex) remember(key string, seq uint64, at time.Time) {
 	}
 	d.entries[key] = dedupEntry{seq: seq, at: at}
 	d.order = append(d.order, orderEntry{key, at})
+	d.learnLocked(key, seq, at)
+}
+
+// learnLocked records an id whose seq is now known for the snapshots.
+func (d *dedupIndex) learnLocked(key string, seq uint64, at time.Time) {
+	d.stored = append(d.stored, storedID{key: key, seq: seq, at: at.UnixNano()})
+	d.known = max(d.known, seq)
+}
+
+// coverTo records that every id stored up to head is in the index (a
+// rebuild read the window up to head; older events are outside it).
+func (d *dedupIndex) coverTo(head uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.known = max(d.known, head)
+}
+
+// view returns, for a snapshot, the ids whose seq is known (to be read
+// without the lock: see stored; the caller drops those stored at or
+// before covered, which may have expired) and head, a seq such that every
+// event stored up to it within the window is among them: the known seq,
+// lowered below every batch still in flight (their ids have no seq yet).
+// It holds the lock for O(batches in flight), whatever the index size, so
+// appends do not wait for the snapshot writer.
+func (d *dedupIndex) view(now time.Time) (ids []storedID, head uint64, covered time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	head = d.known
+	for _, f := range d.floors {
+		head = min(head, f)
+	}
+	n := len(d.stored)
+	return d.stored[d.storedHead:n:n], head, now.Add(-d.window)
 }
 
 // rememberAll records the entries of a snapshot stored at or after since,
@@ -124,6 +186,7 @@ func (d *dedupIndex) rememberAll(entries []snapshotEntry, since time.Time) int {
 		}
 		d.entries[e.key] = dedupEntry{seq: e.seq, at: e.at}
 		d.order = append(d.order, orderEntry{e.key, e.at})
+		d.learnLocked(e.key, e.seq, e.at)
 		n++
 	}
 	return n
@@ -139,6 +202,8 @@ func (d *dedupIndex) grow(n int) {
 	}
 	d.order = append(make([]orderEntry, 0, len(d.order)-d.head+n), d.order[d.head:]...)
 	d.head = 0
+	d.stored = append(make([]storedID, 0, len(d.stored)-d.storedHead+n), d.stored[d.storedHead:]...)
+	d.storedHead = 0
 }
 
 // expireLocked drops entries older than the window, at most every 100 ms,
@@ -168,6 +233,17 @@ func (d *dedupIndex) expireLocked(now time.Time) {
 	if d.head > 1024 && d.head > len(d.order)/2 {
 		d.order = append(d.order[:0:0], d.order[d.head:]...)
 		d.head = 0
+	}
+	// stored is in the order seqs were learnt, close to the order of at:
+	// an id that is out of order expires from it a little late, which a
+	// snapshot corrects (it drops what is older than the window).
+	cutoff := now.Add(-d.window).UnixNano()
+	for d.storedHead < len(d.stored) && d.stored[d.storedHead].at <= cutoff {
+		d.storedHead++ // not cleared: a snapshot writer may be reading it
+	}
+	if d.storedHead > 1024 && d.storedHead > len(d.stored)/2 {
+		d.stored = append(d.stored[:0:0], d.stored[d.storedHead:]...)
+		d.storedHead = 0
 	}
 }
 

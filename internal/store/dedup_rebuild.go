@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +36,7 @@ const rebuildSilence = time.Minute
 // subscription's callback without a hand-off per message. It runs in the
 // background after Open (dedupRebuild); appends wait for it, so dedup is
 // exact from the first append on. It returns the number of ids remembered.
-func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) {
+func (l *Log) rebuildDedup(ctx context.Context, from, head uint64, progress *atomic.Uint64) (int, error) {
 	l.recent.grow(int(min(head-from+1, 1<<24)))
 	cons, err := l.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
@@ -59,7 +60,7 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 		return 0, nil // the window's messages were deleted: nothing would come
 	}
 
-	r := &rebuild{log: l, head: head, done: make(chan struct{}), ended: make(chan pullEnd, 4)}
+	r := &rebuild{log: l, head: head, progress: progress, done: make(chan struct{}), ended: make(chan pullEnd, 4)}
 	r.inbox = nats.NewInbox() + "."
 	sub, err := l.nc.Subscribe(r.inbox+"*", r.handle)
 	if err != nil {
@@ -136,11 +137,12 @@ func (l *Log) rebuildDedup(ctx context.Context, from, head uint64) (int, error) 
 // and the server fills the pull requests in order, so a message belongs to
 // the oldest pull still open.
 type rebuild struct {
-	log   *Log
-	head  uint64
-	inbox string
-	done  chan struct{} // closed at head, at the end of the stream or on an error
-	ended chan pullEnd  // a pull ended without reaching the head
+	log      *Log
+	head     uint64
+	progress *atomic.Uint64 // the last seq handled, for readiness
+	inbox    string
+	done     chan struct{} // closed at head, at the end of the stream or on an error
+	ended    chan pullEnd  // a pull ended without reaching the head
 
 	mu       sync.Mutex
 	pulls    []*pull // open, oldest first
@@ -192,6 +194,7 @@ func (r *rebuild) handle(m *nats.Msg) {
 	}
 	seq := meta.Sequence.Stream
 	r.last = seq
+	r.progress.Store(seq)
 	if seq > r.head {
 		r.finish(nil)
 		return
@@ -254,9 +257,18 @@ const embeddedDuplicates = 100 * time.Millisecond
 // failed rebuild is retried (the index keeps what it learnt; remember is
 // idempotent) until it succeeds or the log closes.
 type dedupRebuild struct {
-	ready  chan struct{} // closed once the index holds every id of the window
-	done   chan struct{} // closed when the goroutine ends
-	cancel context.CancelFunc
+	ready      chan struct{} // closed once the index holds every id of the window
+	done       chan struct{} // closed when the rebuild goroutine ends
+	writerDone chan struct{} // closed when the snapshot writer ends
+	cancel     context.CancelFunc
+
+	// from and head bound the events read from the log; progress is the
+	// last seq read (readiness reports it).
+	from, head uint64
+	progress   atomic.Uint64
+	// snapshotHead is the head of the last snapshot written (Close skips
+	// writing the same again).
+	snapshotHead atomic.Uint64
 
 	mu      sync.Mutex
 	lastErr error // of the last failed attempt, for the appends kept waiting
@@ -267,13 +279,18 @@ type dedupRebuild struct {
 type DedupIndexInfo struct {
 	IDs      int           // ids within the window
 	Took     time.Duration // since Open found the window
-	Snapshot bool          // taken from the snapshot of a clean stop, not read from the log
+	Snapshot bool          // started from a snapshot (periodic or of a clean stop)
+	// Tail is how many of IDs were read from the log after the snapshot's
+	// head (all of them without a snapshot).
+	Tail int
 }
 
 // startDedupRebuild finds the window at once, from the first event stored
 // at or after since to the head now (nothing is appended before the index
-// is complete), and rebuilds it in the background. An empty window is
-// ready at once.
+// is complete), takes the newest snapshot and reads the rest (the events
+// after the snapshot's head, or the whole window without one) in the
+// background. Nothing left to read is ready at once. It also starts the
+// periodic snapshot writer.
 func startDedupRebuild(ctx context.Context, l *Log, since time.Time) (*dedupRebuild, error) {
 	from, err := l.SeqForTime(ctx, since)
 	if err != nil {
@@ -285,21 +302,43 @@ func startDedupRebuild(ctx context.Context, l *Log, since time.Time) (*dedupRebu
 	}
 	from = max(from, 1)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &dedupRebuild{ready: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
+	r := &dedupRebuild{ready: make(chan struct{}), done: make(chan struct{}), writerDone: make(chan struct{}), cancel: cancel}
+	if interval := l.cfg.DedupSnapshotInterval; interval > 0 && l.dedupSnapshotPath() != "" {
+		go l.snapshotLoop(rctx, r, interval) // owned by r: stopped by stop
+	} else {
+		close(r.writerDone)
+	}
 	start := time.Now()
-	if n, ok := l.loadDedupSnapshot(since, head); ok || from > head {
-		r.info = DedupIndexInfo{IDs: n, Took: time.Since(start), Snapshot: ok}
+	snapIDs, snapHead, snap := l.loadDedupSnapshot(since, head)
+	if snap {
+		from = max(from, snapHead+1) // the ids up to its head are in it
+	}
+	r.from, r.head = from, head
+	if from > head {
+		l.recent.coverTo(head)
+		if snap {
+			r.snapshotHead.Store(head) // the file on disk covers it
+		}
+		r.info = DedupIndexInfo{IDs: snapIDs, Took: time.Since(start), Snapshot: snap}
 		close(r.ready)
 		close(r.done)
 		return r, nil
 	}
 	go func() { // owned by the Log: stopped by Close through stop
 		defer close(r.done)
+		if gate := l.cfg.rebuildGate; gate != nil {
+			select {
+			case <-gate:
+			case <-rctx.Done():
+				return
+			}
+		}
 		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
-			n, err := l.rebuildDedup(rctx, from, head)
+			n, err := l.rebuildDedup(rctx, from, head, &r.progress)
 			if err == nil {
+				l.recent.coverTo(head)
 				r.mu.Lock()
-				r.info = DedupIndexInfo{IDs: n, Took: time.Since(start)}
+				r.info = DedupIndexInfo{IDs: snapIDs + n, Took: time.Since(start), Snapshot: snap, Tail: n}
 				r.mu.Unlock()
 				close(r.ready)
 				return
@@ -318,6 +357,25 @@ func startDedupRebuild(ctx context.Context, l *Log, since time.Time) (*dedupRebu
 		}
 	}()
 	return r, nil
+}
+
+// readyErr says why appends are not accepted yet (nil once they are): the
+// readiness probe reports it, so that a node is not "ready" while it
+// would hold every append.
+func (r *dedupRebuild) readyErr() error {
+	if r == nil {
+		return nil
+	}
+	select {
+	case <-r.ready:
+		return nil
+	default:
+	}
+	read := uint64(0)
+	if p := r.progress.Load(); p >= r.from {
+		read = p - r.from + 1
+	}
+	return fmt.Errorf("store: dedup index rebuilding: %d of %d events read (appends wait for it)", read, r.head-r.from+1)
 }
 
 // wait returns once the index is complete, or an error naming why an
@@ -374,4 +432,13 @@ func (r *dedupRebuild) stop() {
 	}
 	r.cancel()
 	<-r.done
+	<-r.writerDone
+}
+
+// lastSnapshotHead is the head of the last periodic snapshot (0: none).
+func (r *dedupRebuild) lastSnapshotHead() uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.snapshotHead.Load()
 }

@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -63,9 +61,6 @@ func testDedupIndexSurvivesRestart(t *testing.T, snapshot bool) {
 
 	l = open(t, dir)
 	defer l.Close()
-	if _, err := os.Stat(snap); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the dedup snapshot is still there after Open (%v): it could be taken twice", err)
-	}
 	// At once, without waiting for anything: the oldest, a middle and the
 	// newest id of the window, each in its own tenant, are duplicates;
 	// the same ids in the other tenant are new events.
@@ -98,8 +93,12 @@ func testDedupIndexSurvivesRestart(t *testing.T, snapshot bool) {
 		}
 	}
 	info, err := l.WaitDedupIndex(ctx)
-	if err != nil || info.IDs != n || info.Snapshot != snapshot {
-		t.Fatalf("dedup index rebuilt: %+v (%v), want %d ids, from the snapshot: %v", info, err, n, snapshot)
+	wantTail := n
+	if snapshot {
+		wantTail = 0 // a clean stop: nothing after the snapshot's head
+	}
+	if err != nil || info.IDs != n || info.Snapshot != snapshot || info.Tail != wantTail {
+		t.Fatalf("dedup index rebuilt: %+v (%v), want %d ids, from the snapshot: %v, %d read from the log", info, err, n, snapshot, wantTail)
 	}
 	// And a whole retried batch stores nothing again.
 	head, _ := l.Head(ctx)
@@ -201,43 +200,51 @@ func TestDedupRebuildAcrossExpiredPulls(t *testing.T) {
 	}
 }
 
-// TestDedupSnapshotRefused: a snapshot that is not of this stream at this
-// head (events appended after it was written, as by a node that crashed
-// later) or that was damaged is ignored, and the index is rebuilt from the
-// log: the ids appended after the stale snapshot are duplicates too.
+// TestDedupSnapshotRefused: a snapshot that is not of this stream (one
+// written by another data directory's stream with the same ids), covers
+// a head the stream does not have, a shorter window, or was damaged is
+// ignored, and the whole window is read from the log: the ids appended
+// after the snapshot are duplicates too.
 func TestDedupSnapshotRefused(t *testing.T) {
 	ctx := context.Background()
-	for name, spoil := range map[string]func(t *testing.T, dir string, stale []byte){
-		"stale": func(t *testing.T, dir string, stale []byte) {
-			if err := os.WriteFile(filepath.Join(dir, dedupSnapshotFile), stale, 0o600); err != nil {
+	// A snapshot of another stream holding the same ids at the same seqs.
+	other := t.TempDir()
+	ol := open(t, other)
+	if _, err := ol.Append(ctx, manyEvents(t, 500, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ol.Append(ctx, manyEvents(t, 500, "new")); err != nil {
+		t.Fatal(err)
+	}
+	ol.Close()
+	otherSnap, err := os.ReadFile(filepath.Join(other, dedupSnapshotFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, spoil := range map[string]func(t *testing.T, dir string){
+		"other stream": func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, dedupSnapshotFile), otherSnap, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		},
-		"window grew": func(t *testing.T, dir string, _ []byte) {
+		"ahead of the stream": func(t *testing.T, dir string) {
+			// As if the stream had lost its newest events since (restored
+			// from an older copy): the ids after its head are not in it.
+			rewriteSnapshotHeader(t, dir, func(created, head, covered int64) (int64, int64, int64) {
+				return created, head + 1, covered
+			})
+		},
+		"window grew": func(t *testing.T, dir string) {
 			// Written with a 2-minute window: it cannot stand for a
 			// longer one (ids stored earlier may have expired from it).
-			path := filepath.Join(dir, dedupSnapshotFile)
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			head, rest, _ := bytes.Cut(b, []byte("covered_since "))
-			num, tail, _ := bytes.Cut(rest, []byte("\n"))
-			v, err := strconv.ParseInt(string(num), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// As if the window had been an hour shorter: the rest is intact,
-			// and the checksum is recomputed, so only the coverage refuses it.
-			body := fmt.Appendf(append([]byte(nil), head...), "covered_since %d\n%s", v+int64(time.Hour), tail)
-			end := bytes.LastIndex(body, []byte("sha256 "))
-			sum := sha256.Sum256(body[:end])
-			body = append(body[:end], "sha256 "+hex.EncodeToString(sum[:])+"\n"...)
-			if err := os.WriteFile(path, body, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			// As if the window had been an hour shorter: the rest is
+			// intact, and the checksum is recomputed, so only the
+			// coverage refuses it.
+			rewriteSnapshotHeader(t, dir, func(created, head, covered int64) (int64, int64, int64) {
+				return created, head, covered + int64(time.Hour)
+			})
 		},
-		"damaged": func(t *testing.T, dir string, _ []byte) {
+		"damaged": func(t *testing.T, dir string) {
 			path := filepath.Join(dir, dedupSnapshotFile)
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -255,22 +262,16 @@ func TestDedupSnapshotRefused(t *testing.T) {
 			if _, err := l.Append(ctx, manyEvents(t, 500, "old")); err != nil {
 				t.Fatal(err)
 			}
-			l.Close()
-			stale, err := os.ReadFile(filepath.Join(dir, dedupSnapshotFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			l = open(t, dir)
 			if _, err := l.Append(ctx, manyEvents(t, 500, "new")); err != nil {
 				t.Fatal(err)
 			}
 			l.Close()
-			spoil(t, dir, stale)
+			spoil(t, dir)
 
 			l = open(t, dir)
 			defer l.Close()
 			info, err := l.WaitDedupIndex(ctx)
-			if err != nil || info.Snapshot || info.IDs != 1000 {
+			if err != nil || info.Snapshot || info.IDs != 1000 || info.Tail != 1000 {
 				t.Fatalf("dedup index: %+v (%v), want 1000 ids from the log", info, err)
 			}
 			acks, err := l.Append(ctx, manyEvents(t, 500, "new"))
@@ -283,5 +284,30 @@ func TestDedupSnapshotRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// rewriteSnapshotHeader edits the header of dir's snapshot and recomputes
+// its checksum, so that only the edited field can refuse it.
+func rewriteSnapshotHeader(t *testing.T, dir string, edit func(created, head, covered int64) (int64, int64, int64)) {
+	t.Helper()
+	path := filepath.Join(dir, dedupSnapshotFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	magic, rest, _ := bytes.Cut(b, []byte("\n"))
+	header, rest, _ := bytes.Cut(rest, []byte("\n"))
+	var c, h, cov int64
+	if _, err := fmt.Sscanf(string(header), "stream_created %d head %d covered_since %d", &c, &h, &cov); err != nil {
+		t.Fatal(err)
+	}
+	c, h, cov = edit(c, h, cov)
+	body := fmt.Appendf(nil, "%s\nstream_created %d head %d covered_since %d\n%s", magic, c, h, cov, rest)
+	end := bytes.LastIndex(body, []byte("sha256 "))
+	sum := sha256.Sum256(body[:end])
+	body = append(body[:end], "sha256 "+hex.EncodeToString(sum[:])+"\n"...)
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

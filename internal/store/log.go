@@ -219,8 +219,11 @@ func (l *Log) Embedded() bool { return l.ns != nil }
 // Close drains the connection and stops the embedded server.
 func (l *Log) Close() {
 	l.rebuild.stop() // before nc closes: it reads through it
-	// A planned restart then skips the rebuild; on failure it rebuilds.
-	_ = l.saveDedupSnapshot()
+	// A planned restart then skips the rebuild; on failure it reads the
+	// log after the last periodic snapshot.
+	if _, err := l.saveDedupSnapshot(l.rebuild, l.rebuild.lastSnapshotHead()); err != nil {
+		l.cfg.Logger.Warn("log: dedup snapshot at close failed", "err", err)
+	}
 	if l.group != nil {
 		l.group.close()
 	}
@@ -245,8 +248,12 @@ func (l *Log) shutdownServer() {
 const readyTimeout = time.Second
 
 // Ready reports whether the log can take appends (readiness probe): the
-// stream answers, and on a cluster it has a leader.
+// dedup index is rebuilt after the start (appends wait for it), the stream
+// answers, and on a cluster it has a leader.
 func (l *Log) Ready(ctx context.Context) error {
+	if err := l.rebuild.readyErr(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	info, err := l.stream.Info(ctx)
