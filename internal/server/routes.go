@@ -11,6 +11,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/inputs/falco"
+	"github.com/vigil-sec/vigil/internal/inputs/otlp"
 	"github.com/vigil-sec/vigil/internal/phase8"
 	"github.com/vigil-sec/vigil/internal/rest"
 	"github.com/vigil-sec/vigil/internal/sse"
@@ -50,6 +51,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		}
 	}
 	mux.Handle("POST /api/v1/inputs/falco", authed(&falco.Handler{Ingest: d.Ingest, Metrics: inputMetrics}))
+	mux.Handle("POST /v1/logs", authed(&otlp.Handler{Ingest: d.Ingest, Metrics: inputMetrics})) // OTLP/HTTP's path
 	mux.Handle("GET /api/v1/stream", wsnative.Handler(d.wsDeps(), d.MaxSubs))
 	mux.Handle("GET /api/v1/stream/sse", authed(sse.Handler(d.Hub, d.Guard, 0, d.PingInterval)))
 

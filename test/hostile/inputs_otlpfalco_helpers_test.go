@@ -70,12 +70,18 @@ func (in *inputsNode) do(method, path, tok string, hdr http.Header, body []byte)
 }
 
 // events reads the viewer's events matching query (GET /api/v1/events),
-// oldest first.
+// oldest first. The viewer sees src_ip masked (default policy).
 func (in *inputsNode) events(query url.Values) []map[string]any {
+	in.t.Helper()
+	return in.eventsAs(in.viewer, query)
+}
+
+// eventsAs reads events as tok.
+func (in *inputsNode) eventsAs(tok string, query url.Values) []map[string]any {
 	in.t.Helper()
 	query.Set("order", "asc")
 	query.Set("limit", "10000")
-	st, body, _ := in.do("GET", "/api/v1/events?"+query.Encode(), in.viewer, nil, nil)
+	st, body, _ := in.do("GET", "/api/v1/events?"+query.Encode(), tok, nil, nil)
 	if st != http.StatusOK {
 		in.t.Fatalf("history: HTTP %d: %s", st, body)
 	}
