@@ -92,7 +92,7 @@ func TestSeverityTable(t *testing.T) {
 
 func TestTagsAndAddresses(t *testing.T) {
 	a := &Alert{Rule: "Outbound Connection to C2 Servers!!", Priority: "Critical",
-		Tags: []string{"network", "mitre_command_and_control", "mitre_exfiltration", "t1041", "T1059.004", "mitre_remote_service", "T1041", ""},
+		Tags:         []string{"network", "mitre_command_and_control", "mitre_exfiltration", "t1041", "T1059.004", "mitre_remote_service", "T1041", ""},
 		OutputFields: map[string]any{"fd.rip": "203.0.113.9", "fd.sip": "10.0.0.1", "user.name": "<NA>"}}
 	ev, err := Map(a)
 	if err != nil {
