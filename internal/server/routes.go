@@ -50,8 +50,8 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 			}
 		}
 	}
-	mux.Handle("POST /api/v1/inputs/falco", authed(&falco.Handler{Ingest: d.Ingest, Metrics: inputMetrics}))
-	mux.Handle("POST /v1/logs", authed(&otlp.Handler{Ingest: d.Ingest, Metrics: inputMetrics})) // OTLP/HTTP's path
+	mux.Handle("POST /api/v1/inputs/falco", authed(falco.NewHandler(d.Ingest, inputMetrics, d.Logger)))
+	mux.Handle("POST /v1/logs", authed(otlp.NewHandler(d.Ingest, inputMetrics, d.Logger))) // OTLP/HTTP's path
 	mux.Handle("GET /api/v1/stream", wsnative.Handler(d.wsDeps(), d.MaxSubs))
 	mux.Handle("GET /api/v1/stream/sse", authed(sse.Handler(d.Hub, d.Guard, 0, d.PingInterval)))
 

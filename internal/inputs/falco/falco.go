@@ -23,12 +23,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/netip"
 	"regexp"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
@@ -287,9 +290,31 @@ func slug(rule string, max int) string {
 // Handler serves POST /api/v1/inputs/falco behind auth.Require: a
 // publisher (or admin) token, one alert per request (Falco posts each
 // alert on its own), the body bounded by the ingest event limit.
+// Build it with NewHandler.
 type Handler struct {
 	Ingest  *ingest.Service
 	Metrics *inputs.Metrics // nil: not counted
+	Logger  *slog.Logger    // nil: refusals are not logged
+	// logRefusals bounds the refusal log lines (a misconfigured sender
+	// would otherwise write one per alert): the first 3, then one per
+	// 10 s. The counters count every one.
+	logRefusals rate.Sometimes
+}
+
+// NewHandler returns the handler; m and log may be nil.
+func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handler {
+	return &Handler{Ingest: ing, Metrics: m, Logger: log, logRefusals: rate.Sometimes{First: 3, Interval: 10 * time.Second}}
+}
+
+// refused counts a refusal and logs it at a bounded rate.
+func (h *Handler) refused(r *http.Request, reason string, err error) {
+	h.Metrics.Error(Input, reason, 1)
+	if h.Logger == nil {
+		return
+	}
+	h.logRefusals.Do(func() {
+		h.Logger.Warn("falco input: alert refused", "remote", r.RemoteAddr, "reason", reason, "err", err)
+	})
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -307,7 +332,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := rest.ReadBody(w, r, int64(h.Ingest.Limits().MaxEventBytes))
 	if err != nil {
-		h.Metrics.Error(Input, bodyReason(err), 1)
+		h.refused(r, bodyReason(err), err)
 		rest.WriteBodyError(w, err)
 		return
 	}
@@ -318,13 +343,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev, err = Map(alert)
 	}
 	if err != nil {
-		h.Metrics.Error(Input, "decode", 1)
+		h.refused(r, "decode", err)
 		auth.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	acks, err := h.Ingest.Publish(r.Context(), p, []*event.Event{ev})
 	if err != nil {
-		h.Metrics.Error(Input, reason(err), 1)
+		h.refused(r, reason(err), err)
 		rest.WritePublishError(w, err)
 		return
 	}

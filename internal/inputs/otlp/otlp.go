@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"mime"
 	"net/http"
@@ -36,6 +37,7 @@ import (
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"golang.org/x/time/rate"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -381,10 +383,33 @@ func underscored(m map[string]any) map[string]any {
 	return out
 }
 
-// Handler serves POST /v1/logs behind auth.Require.
+// Handler serves POST /v1/logs behind auth.Require. Build it with
+// NewHandler.
 type Handler struct {
 	Ingest  *ingest.Service
 	Metrics *inputs.Metrics // nil: not counted
+	Logger  *slog.Logger    // nil: refusals are not logged
+	// logRefusals bounds the refusal log lines (a misconfigured collector
+	// would otherwise write one per request): the first 3, then one per
+	// 10 s. The counters count every one.
+	logRefusals rate.Sometimes
+}
+
+// NewHandler returns the handler; m and log may be nil.
+func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handler {
+	return &Handler{Ingest: ing, Metrics: m, Logger: log, logRefusals: rate.Sometimes{First: 3, Interval: 10 * time.Second}}
+}
+
+// refused counts n refused records (or one refused request) and logs the
+// refusal at a bounded rate.
+func (h *Handler) refused(r *http.Request, reason string, n int, err error) {
+	h.Metrics.Error(Input, reason, n)
+	if h.Logger == nil {
+		return
+	}
+	h.logRefusals.Do(func() {
+		h.Logger.Warn("otlp input: logs refused", "remote", r.RemoteAddr, "reason", reason, "records", n, "err", err)
+	})
 }
 
 // gRPC status codes (google.rpc.Code) of the error responses.
@@ -402,7 +427,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != ctProto && mt != ctJSON) {
-		h.Metrics.Error(Input, "unsupported", 1)
+		h.refused(r, "unsupported", 1, fmt.Errorf("Content-Type %q", r.Header.Get("Content-Type")))
 		w.Header().Set("Accept-Post", ctProto+", "+ctJSON)
 		auth.WriteError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: OTLP/HTTP is %s or %s", r.Header.Get("Content-Type"), ctProto, ctJSON))
 		return
@@ -410,7 +435,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isJSON := mt == ctJSON
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	if enc != "" && enc != "identity" && enc != "gzip" {
-		h.Metrics.Error(Input, "unsupported", 1)
+		h.refused(r, "unsupported", 1, fmt.Errorf("Content-Encoding %q", enc))
 		writeStatus(w, isJSON, http.StatusUnsupportedMediaType, codeInvalidArgument, fmt.Sprintf("Content-Encoding %q: only gzip is supported", enc))
 		return
 	}
@@ -423,24 +448,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tl *rest.ErrBodyTooLarge
 		if errors.As(err, &tl) {
-			h.Metrics.Error(Input, "too_large", 1)
+			h.refused(r, "too_large", 1, err)
 			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted, err.Error())
 			return
 		}
-		h.Metrics.Error(Input, "read", 1)
+		h.refused(r, "read", 1, err)
 		writeStatus(w, isJSON, http.StatusBadRequest, codeInvalidArgument, err.Error())
 		return
 	}
 	req, err := Decode(body, isJSON)
 	if err != nil {
-		h.Metrics.Error(Input, "decode", 1)
+		h.refused(r, "decode", 1, err)
 		writeStatus(w, isJSON, http.StatusBadRequest, codeInvalidArgument, err.Error())
 		return
 	}
 	n := Count(req.Logs)
 	h.Metrics.Receive(Input, n)
 	if n > lim.MaxBatchCount {
-		h.Metrics.Error(Input, "too_large", n)
+		h.refused(r, "too_large", n, fmt.Errorf("%d records", n))
 		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted,
 			fmt.Sprintf("%d log records in one request, more than %d: lower the exporter's batch size", n, lim.MaxBatchCount))
 		return
@@ -449,7 +474,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n > 0 {
 		stored, rejected, msg, err := h.publish(r, p, Map(req, lim))
 		if err != nil {
-			h.Metrics.Error(Input, "store", n-rejected)
+			h.refused(r, "store", n-rejected, err)
 			if errors.Is(err, ingest.ErrForbidden) {
 				auth.WriteError(w, http.StatusForbidden, err.Error())
 				return
@@ -461,7 +486,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Metrics.Store(Input, stored)
 		if rejected > 0 {
-			h.Metrics.Error(Input, "invalid", rejected)
+			h.refused(r, "invalid", rejected, errors.New(msg))
 			resp.PartialSuccess = &collogs.ExportLogsPartialSuccess{RejectedLogRecords: int64(rejected), ErrorMessage: msg}
 		}
 	}
