@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -237,5 +239,38 @@ func TestOTLPTelemetrygen(t *testing.T) {
 	}
 	if evs[0]["message"] != "the message" || evs[0]["type"] != "system.otlp.log" {
 		t.Errorf("event %v", evs[0])
+	}
+}
+
+// TestOTLPRecordFlood: a body under the size limit packed with 8 million
+// empty log records (2 bytes each on the wire, a few hundred once decoded)
+// is refused with 413 before it is decoded: the server allocates about the
+// body, not gigabytes. The node runs in this process, so the test reads
+// the allocations of the request from the runtime.
+func TestOTLPRecordFlood(t *testing.T) {
+	in := inputsStart(t)
+	const records = 8_000_000
+	scope := bytes.Repeat([]byte{0x12, 0x00}, records) // ScopeLogs.log_records (field 2), empty
+	rl := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), scope)
+	protoBody := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), rl)
+	// OTLP JSON: 3 bytes per empty record, 5 million of them.
+	jsonBody := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{}` + strings.Repeat(`,{}`, 5_000_000) + `]}]}]}`)
+	for _, c := range []struct {
+		ct   string
+		body []byte
+	}{{"application/x-protobuf", protoBody}, {"application/json", jsonBody}} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st, resp, _ := in.do("POST", "/v1/logs", in.publisher, http.Header{"Content-Type": {c.ct}}, c.body)
+		runtime.ReadMemStats(&after)
+		if st != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: HTTP %d, want 413: %.300s", c.ct, st, resp)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 200<<20 {
+			t.Fatalf("%s: the request made the process allocate %d MiB for a %d MiB body", c.ct, alloc>>20, len(c.body)>>20)
+		} else {
+			t.Logf("%s: allocated %d MiB for a %d MiB body", c.ct, alloc>>20, len(c.body)>>20)
+		}
 	}
 }

@@ -22,6 +22,11 @@ func FuzzOTLPJSON(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// The pre-decode count never says fewer records than there are
+		// (else the record limit could be passed by).
+		if c, err := countJSON(body, 1<<30); err != nil || c < Count(req.Logs) {
+			t.Fatalf("countJSON = %d, %v; the request holds %d records", c, err, Count(req.Logs))
+		}
 		evs := Map(req, lim)
 		if len(evs) != Count(req.Logs) {
 			t.Fatalf("%d events for %d records", len(evs), Count(req.Logs))

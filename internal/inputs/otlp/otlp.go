@@ -456,6 +456,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, isJSON, http.StatusBadRequest, codeInvalidArgument, err.Error())
 		return
 	}
+	// Count before decoding: the decoder's memory grows with the records.
+	count := countProto
+	if isJSON {
+		count = countJSON
+	}
+	if _, err := count(body, lim.MaxBatchCount); errors.Is(err, errTooManyRecords) {
+		h.refused(r, "too_large", 1, err)
+		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted,
+			fmt.Sprintf("more than %d log records in one request: lower the exporter's batch size", lim.MaxBatchCount))
+		return
+	}
 	req, err := Decode(body, isJSON)
 	if err != nil {
 		h.refused(r, "decode", 1, err)
@@ -464,7 +475,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n := Count(req.Logs)
 	h.Metrics.Receive(Input, n)
-	if n > lim.MaxBatchCount {
+	if n > lim.MaxBatchCount { // the scan above counts the same records: a backstop
 		h.refused(r, "too_large", n, fmt.Errorf("%d records", n))
 		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted,
 			fmt.Sprintf("%d log records in one request, more than %d: lower the exporter's batch size", n, lim.MaxBatchCount))

@@ -146,3 +146,36 @@ func TestCount(t *testing.T) {
 		t.Fatalf("Count = %d", n)
 	}
 }
+
+// TestCountBeforeDecode: the wire scans count what the decoder finds, and
+// stop past the limit.
+func TestCountBeforeDecode(t *testing.T) {
+	jr, err := Decode([]byte(exampleJSON), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countJSON([]byte(exampleJSON), 100); n != 2 || err != nil {
+		t.Errorf("countJSON = %d, %v; want 2", n, err)
+	}
+	req := &collogs.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{
+		{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{{}, {}, {}}}, {LogRecords: []*logspb.LogRecord{{}}}}},
+		{Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("a", "b")}}, ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{{}, {}}}}},
+	}}
+	req.ResourceLogs = append(req.ResourceLogs, jr.Logs.ResourceLogs...)
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countProto(b, 100); n != 8 || err != nil {
+		t.Errorf("countProto = %d, %v; want 8", n, err)
+	}
+	if _, err := countProto(b, 7); err != errTooManyRecords {
+		t.Errorf("countProto over the limit: %v", err)
+	}
+	if _, err := countJSON([]byte(`{"resourceLogs":[{"scope_logs":[{"log_records":[{},{},{}]}]}]}`), 2); err != errTooManyRecords {
+		t.Errorf("countJSON over the limit (proto field names): %v", err)
+	}
+	if _, err := countProto([]byte{0x0a, 0xff}, 10); err == nil {
+		t.Error("countProto accepted a truncated body")
+	}
+}
