@@ -243,8 +243,9 @@ func TestOTLPTelemetrygen(t *testing.T) {
 }
 
 // TestOTLPRecordFlood: a body under the size limit packed with 8 million
-// empty log records (2 bytes each on the wire, a few hundred once decoded)
-// is refused with 413 before it is decoded: the server allocates about the
+// empty log records (2 bytes each on the wire, a few hundred once decoded),
+// or one record of 8 million empty attributes, in protobuf or JSON, is
+// refused with 413 before it is decoded: the server allocates about the
 // body, not gigabytes. The node runs in this process, so the test reads
 // the allocations of the request from the runtime.
 func TestOTLPRecordFlood(t *testing.T) {
@@ -255,10 +256,17 @@ func TestOTLPRecordFlood(t *testing.T) {
 	protoBody := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), rl)
 	// OTLP JSON: 3 bytes per empty record, 5 million of them.
 	jsonBody := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{}` + strings.Repeat(`,{}`, 5_000_000) + `]}]}]}`)
+	// One record of 8 million empty attributes (LogRecord.attributes is
+	// field 6): few records, as many messages.
+	rec := bytes.Repeat([]byte{0x32, 0x00}, records)
+	scope2 := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), rec)
+	rl2 := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), scope2)
+	attrBody := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), rl2)
+	attrJSON := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"attributes":[{}` + strings.Repeat(`,{}`, 5_000_000) + `]}]}]}]}`)
 	for _, c := range []struct {
 		ct   string
 		body []byte
-	}{{"application/x-protobuf", protoBody}, {"application/json", jsonBody}} {
+	}{{"application/x-protobuf", protoBody}, {"application/json", jsonBody}, {"application/x-protobuf", attrBody}, {"application/json", attrJSON}} {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)

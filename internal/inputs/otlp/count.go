@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // The record count of a request is checked before it is decoded: an
@@ -17,6 +19,63 @@ import (
 
 // errTooManyRecords stops a scan past the limit.
 var errTooManyRecords = errors.New("otlp: too many log records")
+
+// maxMessages bounds the protobuf messages (JSON objects) of one request:
+// records are not the only small thing that decodes large (an empty
+// attribute is 2 bytes on the wire, ~150 bytes decoded). A million is
+// twice what 10,000 records of 20 attributes each hold, and decodes in
+// about 150 MB at most.
+const maxMessages = 1_000_000
+
+// maxNesting bounds how deep the message scan follows nested values
+// (kvlists in arrays in kvlists...); protobuf-go's decoder stops at 10,000.
+const maxNesting = 100
+
+// errTooManyMessages and errTooDeep stop a scan.
+var (
+	errTooManyMessages = fmt.Errorf("otlp: more than %d messages (records, attributes, values) in one request", maxMessages)
+	errTooDeep         = fmt.Errorf("otlp: values nested deeper than %d levels", maxNesting)
+)
+
+// countMessages walks a protobuf message of type md on the wire and
+// subtracts every embedded message from budget, failing when it runs out
+// or the nesting passes maxNesting. Fields the descriptor does not know
+// are skipped (the decoder keeps them as unknown bytes, not messages).
+func countMessages(b []byte, md protoreflect.MessageDescriptor, budget *int, depth int) error {
+	if depth > maxNesting {
+		return errTooDeep
+	}
+	fields := md.Fields()
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			if fd := fields.ByNumber(num); fd != nil && fd.Kind() == protoreflect.MessageKind {
+				if *budget--; *budget < 0 {
+					return errTooManyMessages
+				}
+				if err := countMessages(v, fd.Message(), budget, depth+1); err != nil {
+					return err
+				}
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		b = b[m:]
+	}
+	return nil
+}
 
 // Field numbers of opentelemetry/proto/collector/logs/v1 and logs/v1:
 // ExportLogsServiceRequest.resource_logs = 1, ResourceLogs.scope_logs = 2,
@@ -77,7 +136,9 @@ func eachField(b []byte, num protowire.Number, fn func([]byte) error) error {
 // countJSON counts the elements of every array under a "logRecords" or
 // "log_records" key (the two names protojson accepts), wherever it is: it
 // can count too many for an odd request, never too few. It stops with
-// errTooManyRecords above limit.
+// errTooManyRecords above limit, errTooManyMessages past maxMessages
+// objects (each object decodes into at most one message) and errTooDeep
+// past maxNesting levels.
 func countJSON(b []byte, limit int) (int, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber() // numbers stay text: nothing to parse
@@ -91,7 +152,7 @@ func countJSON(b []byte, limit int) (int, error) {
 			st[len(st)-1].wantKey = true
 		}
 	}
-	n := 0
+	n, objects := 0, 0
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
@@ -120,6 +181,14 @@ func countJSON(b []byte, limit int) (int, error) {
 			}
 		}
 		if isDelim {
+			if d == '{' {
+				if objects++; objects > maxMessages {
+					return n, errTooManyMessages
+				}
+			}
+			if len(st) >= 2*maxNesting+10 { // a value level is an object and an array
+				return n, errTooDeep
+			}
 			count := d == '[' && len(st) > 0 && st[len(st)-1].obj &&
 				(st[len(st)-1].key == "logRecords" || st[len(st)-1].key == "log_records")
 			st = append(st, frame{obj: d == '{', wantKey: d == '{', count: count})

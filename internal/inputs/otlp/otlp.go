@@ -461,12 +461,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isJSON {
 		count = countJSON
 	}
-	if _, err := count(body, lim.MaxBatchCount); errors.Is(err, errTooManyRecords) {
+	_, err = count(body, lim.MaxBatchCount)
+	if err == nil && !isJSON {
+		budget := maxMessages
+		err = countMessages(body, (&collogs.ExportLogsServiceRequest{}).ProtoReflect().Descriptor(), &budget, 0)
+	}
+	switch {
+	case errors.Is(err, errTooManyRecords):
 		h.refused(r, "too_large", 1, err)
 		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted,
 			fmt.Sprintf("more than %d log records in one request: lower the exporter's batch size", lim.MaxBatchCount))
 		return
+	case errors.Is(err, errTooManyMessages):
+		h.refused(r, "too_large", 1, err)
+		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted, err.Error())
+		return
+	case errors.Is(err, errTooDeep):
+		h.refused(r, "decode", 1, err)
+		writeStatus(w, isJSON, http.StatusBadRequest, codeInvalidArgument, err.Error())
+		return
 	}
+	// Other scan errors are malformed bodies: the decoder names them.
 	req, err := Decode(body, isJSON)
 	if err != nil {
 		h.refused(r, "decode", 1, err)
