@@ -71,14 +71,9 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lim := h.Ingest.Limits()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(lim.MaxBatchBytes)))
+	body, err := ReadBody(w, r, int64(lim.MaxBatchBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			WriteJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("request body larger than %d bytes", lim.MaxBatchBytes)})
-			return
-		}
-		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "reading body: " + err.Error()})
+		WriteBodyError(w, err)
 		return
 	}
 	events, err := event.Decode(body, r.Header.Get("Content-Type"), lim)
@@ -86,10 +81,59 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 		var acks []store.Ack
 		acks, err = h.Ingest.Publish(r.Context(), p, events)
 		if err == nil {
-			WriteJSON(w, http.StatusOK, map[string]any{"accepted": len(acks), "events": acks})
+			WriteAcks(w, acks)
 			return
 		}
 	}
+	WritePublishError(w, err)
+}
+
+// The helpers below are shared by every HTTP ingest path (REST, and the
+// Falco and OTLP inputs of issue 9), so each answers a too-large body, a
+// refused batch and an unavailable log the same way.
+
+// ErrBodyTooLarge is returned by ReadBody for a body over its limit.
+type ErrBodyTooLarge struct{ Limit int64 }
+
+func (e *ErrBodyTooLarge) Error() string {
+	return fmt.Sprintf("request body larger than %d bytes", e.Limit)
+}
+
+// ReadBody reads r's body, at most limit bytes: beyond it the answer is a
+// *ErrBodyTooLarge and the connection is not read further.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &ErrBodyTooLarge{Limit: limit}
+		}
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	return body, nil
+}
+
+// WriteBodyError answers a ReadBody error: 413 for a body over the limit,
+// 400 otherwise.
+func WriteBodyError(w http.ResponseWriter, err error) {
+	var tl *ErrBodyTooLarge
+	if errors.As(err, &tl) {
+		WriteJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: tl.Error()})
+		return
+	}
+	WriteJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+}
+
+// WriteAcks answers a stored batch: 200 with the log's acknowledgements.
+func WriteAcks(w http.ResponseWriter, acks []store.Ack) {
+	WriteJSON(w, http.StatusOK, map[string]any{"accepted": len(acks), "events": acks})
+}
+
+// WritePublishError answers an error of decoding or ingest.Service.Publish:
+// 400/413/415 for a refused batch (with every problem), 403 for a role or
+// category the token may not publish, 503 when the log did not
+// acknowledge (a retry with the same ids is safe).
+func WritePublishError(w http.ResponseWriter, err error) {
 	var be *event.BatchError
 	switch {
 	case errors.As(err, &be):

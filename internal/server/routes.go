@@ -9,6 +9,9 @@ import (
 	"github.com/vigil-sec/vigil/internal/dbsec"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/graphql"
+	"github.com/vigil-sec/vigil/internal/inputs"
+	"github.com/vigil-sec/vigil/internal/inputs/falco"
+	"github.com/vigil-sec/vigil/internal/inputs/otlp"
 	"github.com/vigil-sec/vigil/internal/phase8"
 	"github.com/vigil-sec/vigil/internal/rest"
 	"github.com/vigil-sec/vigil/internal/sse"
@@ -36,6 +39,19 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("POST /api/v1/events", authed(http.HandlerFunc(events.Publish)))
 	mux.Handle("GET /api/v1/events", authed(http.HandlerFunc(events.History)))
 	mux.Handle("GET /api/v1/events/{id}", authed(http.HandlerFunc(events.Get)))
+	// Issue 9: inputs from the tools teams already run, through the same
+	// ingest path, answered after the append.
+	inputMetrics := d.InputMetrics
+	if inputMetrics == nil {
+		inputMetrics = inputs.NewMetrics()
+		if d.Metrics != nil {
+			if err := inputMetrics.Register(d.Metrics.Registry); err != nil {
+				d.Logger.Error("input metrics not registered", "err", err)
+			}
+		}
+	}
+	mux.Handle("POST /api/v1/inputs/falco", authed(falco.NewHandler(d.Ingest, inputMetrics, d.Logger)))
+	mux.Handle("POST /v1/logs", authed(otlp.NewHandler(d.Ingest, inputMetrics, d.Logger))) // OTLP/HTTP's path
 	mux.Handle("GET /api/v1/stream", wsnative.Handler(d.wsDeps(), d.MaxSubs))
 	mux.Handle("GET /api/v1/stream/sse", authed(sse.Handler(d.Hub, d.Guard, 0, d.PingInterval)))
 

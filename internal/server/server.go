@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
+	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
@@ -49,6 +50,9 @@ type Deps struct {
 	Detect *detect.Engine
 	// Issue 8: GraphQL's per-operation limits (zero values: defaults).
 	GraphQLLimits graphql.Limits
+	// Issue 9: the input counters shared by every input (syslog, OTLP,
+	// Falco); nil: addRoutes makes them and registers them on Metrics.
+	InputMetrics *inputs.Metrics
 }
 
 // NewServer returns the HTTP handler for every Vigil endpoint.
