@@ -132,11 +132,16 @@ func TestClusterLeaderHardKill(t *testing.T) {
 	})
 	close(readyStop)
 	rd := <-readyDone
-	if rd.first503 == 0 {
+	if rd.count503 == 0 {
 		t.Errorf("node A's /readyz never answered 503 after its NATS server, the stream leader, was killed")
 	}
-	t.Logf("kill -9 of %s (stream leader) after %d acknowledged events; new leader %s reported after %s; RTO (first acknowledgement of a request sent after the kill) %s; node A /readyz: first 503 after %s, %d answers 503, last 503 at %s",
-		cl.name(victim), before, newLeader, election.Round(time.Millisecond), rto.Round(time.Millisecond), rd.first503.Round(time.Millisecond), rd.count503, rd.last503.Round(time.Millisecond))
+	// Ready again only once there is a leader to append to (the watchers
+	// poll every 20 ms, the leader's with 300 ms requests: 500 ms margin).
+	if rd.okAgain != 0 && rd.okAgain < election-500*time.Millisecond {
+		t.Errorf("node A's /readyz answered 200 %s after the kill, the new stream leader was reported only after %s", rd.okAgain, election)
+	}
+	t.Logf("kill -9 of %s (stream leader) after %d acknowledged events; new leader %s reported after %s; RTO (first acknowledgement of a request sent after the kill) %s; node A /readyz: first 503 after %s, %d answers 503, last 503 at %s, 200 again at %s",
+		cl.name(victim), before, newLeader, election.Round(time.Millisecond), rto.Round(time.Millisecond), rd.first503.Round(time.Millisecond), rd.count503, rd.last503.Round(time.Millisecond), rd.okAgain.Round(time.Millisecond))
 	mark := acked.count()
 	clusterCheckFor(t, 15*time.Second, func() error {
 		if n := acked.count(); n < mark+1000 {
@@ -413,6 +418,8 @@ func hardkillCaughtUp(ctx context.Context, js jetstream.JetStream, name string) 
 type hardkillReadiness struct {
 	first503, last503 time.Duration
 	count503          int
+	// okAgain is the first 200 after the first 503 (0: none).
+	okAgain time.Duration
 }
 
 // hardkillWatchReady polls n's /readyz until stop closes.
@@ -427,13 +434,16 @@ func hardkillWatchReady(n *testnode.Node, since time.Time, stop <-chan struct{})
 		}
 		if resp, err := hc.Get(n.URL() + "/readyz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				at := time.Since(since)
+			at := time.Since(since)
+			switch {
+			case resp.StatusCode == http.StatusServiceUnavailable:
 				if r.count503 == 0 {
 					r.first503 = at
 				}
 				r.last503 = at
 				r.count503++
+			case resp.StatusCode == http.StatusOK && r.count503 > 0 && r.okAgain == 0:
+				r.okAgain = at
 			}
 		}
 		select {
