@@ -30,7 +30,12 @@ import (
 // event followed by a stored one within a group needs the leader to fail
 // inside the microseconds the group takes to publish and the rest of the
 // group to reach a new leader, elected seconds later. Without a reconnect
-// buffer (Open) nothing waits that long on the client.
+// buffer (Open) nothing waits that long on the client. When the leader
+// dies (kill -9) what it had replicated is a prefix of what it was sent,
+// in order, and until a new leader is elected (seconds) nothing is stored:
+// a group published before the death cannot have a hole followed by a
+// stored event, and the groups after it wait for the chain recovery, which
+// waits for a leader that has led for settleGrace (chainBounds).
 type groupCommitter struct {
 	l     *Log
 	queue chan *appendReq

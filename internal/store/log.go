@@ -572,3 +572,69 @@ func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
 	}
 	return decode(raw.Data, raw.Sequence)
 }
+
+// chainInfoAttempt bounds one stream info request of a chain recovery.
+// After the stream's leader died (kill -9, a crashed host) its followers
+// keep sending requests to it until their election timeout (4-9 s in
+// JetStream); a request sent then is never answered, while one sent a
+// moment later reaches the new leader. Short attempts retried until the
+// recovery's deadline take the chain position as soon as a leader answers,
+// instead of waiting out a 5 s request (which made the fail-over's RTO a
+// multiple of 5 s, past 15 s in one run of five: docs/operations.md).
+const chainInfoAttempt = 500 * time.Millisecond
+
+// chainBounds returns the first and last seq of the stream as its leader
+// knows them, for a chain recovery. On a cluster only a leader's answer
+// will do, and only once it has led for settleGrace:
+//   - a replica without a leader answers with its own state, which may
+//     miss events the next leader stores (acknowledged ones among them):
+//     a chain position taken from it would link the next event to an older
+//     one of this node's chain, and verify would report the fork;
+//   - a new leader commits what its predecessor had replicated within its
+//     first heartbeats (see settleGrace): an event of this node published
+//     before the fail-over, given up as lost, may still be stored then,
+//     after a chain position taken without it.
+//
+// Without a deadline in ctx, chainRecoverTimeout bounds the whole.
+func (l *Log) chainBounds(ctx context.Context) (first, head uint64, err error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, chainRecoverTimeout)
+		defer cancel()
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, chainInfoAttempt)
+		info, ierr := l.stream.Info(actx)
+		cancel()
+		wait := 50 * time.Millisecond // between answers that will not do
+		switch {
+		case ierr != nil:
+			err = fmt.Errorf("store: recover chain: stream info: %w", ierr)
+			wait = 0 // the attempt's own timeout paced it (or it failed at once: see below)
+			if !errors.Is(ierr, context.DeadlineExceeded) {
+				wait = 100 * time.Millisecond
+			}
+		case info.Cluster == nil || l.ns != nil:
+			return info.State.FirstSeq, info.State.LastSeq, nil
+		case info.Cluster.Leader == "":
+			err = fmt.Errorf("store: recover chain: stream %s has no leader", StreamName)
+		case info.State.LastSeq > 0 && info.Cluster.LeaderSince != nil && info.TimeStamp.Sub(*info.Cluster.LeaderSince) < settleGrace:
+			// Both times are the leader's clock.
+			err = fmt.Errorf("store: recover chain: stream leader %s elected %s ago", info.Cluster.Leader, info.TimeStamp.Sub(*info.Cluster.LeaderSince))
+			wait = settleGrace - info.TimeStamp.Sub(*info.Cluster.LeaderSince)
+		default:
+			return info.State.FirstSeq, info.State.LastSeq, nil
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if ctx.Err() != nil {
+			return 0, 0, err
+		}
+	}
+}

@@ -26,17 +26,13 @@ func (l *Log) recover(ctx context.Context) error {
 
 // recoverChain finds the newest event of this node's chain.
 func (l *Log) recoverChain(ctx context.Context) error {
-	head, err := l.Head(ctx)
+	first, head, err := l.chainBounds(ctx)
 	if err != nil {
 		return err
 	}
 	l.lastHash = ""
 	if head == 0 {
 		return nil
-	}
-	first, err := l.First(ctx)
-	if err != nil {
-		return err
 	}
 	for end := head; end >= first && head-end < chainSearchDepth; {
 		start := first
