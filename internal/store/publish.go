@@ -31,6 +31,13 @@ const clusterAckTimeout = 5 * time.Second
 // lookupTimeout bounds all the lookups of one abandoned batch.
 const lookupTimeout = 10 * time.Second
 
+// lookupPasses and lookupPause: an event of an abandoned batch that is not
+// found is looked up again, up to lookupPasses times lookupPause apart.
+const (
+	lookupPasses = 5
+	lookupPause  = 200 * time.Millisecond
+)
+
 // batchPublisher publishes a batch of messages to JetStream without waiting
 // between them and collects one acknowledgement per message: the same
 // protocol as jetstream.PublishMsgAsync (a publish with a reply subject is
@@ -147,16 +154,37 @@ func (p *batchPublisher) abandon(fl *inflight) {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
+	var missing []int
 	for i := range fl.acks {
 		if fl.keys[i] == "" || fl.acks[i].seq != 0 || fl.acks[i].err != nil {
 			continue
 		}
 		fl.acks[i].err = errAckTimeout
 		if p.lookup != nil && fl.subjects[i] != "" {
-			if seq, ok := p.lookup(ctx, fl.subjects[i]); ok {
-				fl.acks[i] = pubAck{seq: seq}
+			missing = append(missing, i)
+		}
+	}
+	// A message the server has received but not yet stored is not found
+	// at once: look again a few times before it counts as lost, or a
+	// retry would store it a second time once the first copy lands.
+	for pass := 0; len(missing) > 0 && pass < lookupPasses; pass++ {
+		if pass > 0 {
+			select {
+			case <-ctx.Done():
+				pass = lookupPasses
+				continue
+			case <-time.After(lookupPause):
 			}
 		}
+		still := missing[:0]
+		for _, i := range missing {
+			if seq, ok := p.lookup(ctx, fl.subjects[i]); ok {
+				fl.acks[i] = pubAck{seq: seq}
+			} else {
+				still = append(still, i)
+			}
+		}
+		missing = still
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
