@@ -1,0 +1,288 @@
+package hostile
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/config"
+	"github.com/vigil-sec/vigil/internal/testnode"
+)
+
+// syslogNode starts a node with a syslog listener on a free loopback port
+// (free for TCP and UDP) and returns it with that address.
+func syslogNode(t *testing.T, configure ...func(*config.Config)) (*testnode.Node, string) {
+	t.Helper()
+	var addr string
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", a)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			addr = a
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatal("no free TCP+UDP port")
+	}
+	n := testnode.Start(t, append([]func(*config.Config){func(c *config.Config) { c.Syslog.Listen = addr }}, configure...)...)
+	return n, addr
+}
+
+// syslogGet GETs path with the admin token and decodes the JSON answer.
+func syslogGet(t *testing.T, n *testnode.Node, path string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.URL()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+n.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+type syslogEvent struct {
+	Type, Category, Message, User, SrcIP, Action, Outcome, Source, Tenant string
+	Data                                                              map[string]any
+}
+
+func (e *syslogEvent) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Type     string         `json:"type"`
+		Category string         `json:"category"`
+		Message  string         `json:"message"`
+		User     string         `json:"user"`
+		SrcIP    string         `json:"src_ip"`
+		Action   string         `json:"action"`
+		Outcome  string         `json:"outcome"`
+		Source   string         `json:"source"`
+		Tenant   string         `json:"tenant"`
+		Data     map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*e = syslogEvent{raw.Type, raw.Category, raw.Message, raw.User, raw.SrcIP, raw.Action, raw.Outcome, raw.Source, raw.Tenant, raw.Data}
+	return nil
+}
+
+// syslogWaitEvent polls the history until an event satisfies match.
+func syslogWaitEvent(t *testing.T, n *testnode.Node, what string, match func(syslogEvent) bool) syslogEvent {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var out struct{ Events []syslogEvent }
+		syslogGet(t, n, "/api/v1/events?limit=1000", &out)
+		for _, e := range out.Events {
+			if match(e) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no stored event %s within 15s; have %d events: %+v", what, len(out.Events), out.Events)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// syslogMetric reads a sample's value from /metrics (0 when absent).
+func syslogMetric(t *testing.T, n *testnode.Node, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(n.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+func syslogWaitMetric(t *testing.T, n *testnode.Node, sample string, min float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for syslogMetric(t, n, sample) < min {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stayed below %v (is %v)", sample, min, syslogMetric(t, n, sample))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSyslogBruteForce forwards ten sshd failures for one user from one
+// address over TCP (RFC 3164, as rsyslog forwards /var/log/auth.log) and
+// expects the built-in brute-force detection.
+func TestSyslogBruteForce(t *testing.T) {
+	n, addr := syslogNode(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stamp := time.Now().UTC().Format(time.Stamp)
+	for i := range 10 {
+		fmt.Fprintf(c, "<38>%s web1 sshd[%d]: Failed password for alice from 203.0.113.7 port %d ssh2\n", stamp, 4000+i, 50000+i)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var out struct {
+			Detections []struct {
+				RuleID string `json:"rule_id"`
+				Title  string `json:"title"`
+			}
+		}
+		syslogGet(t, n, "/api/v1/detections", &out)
+		got := map[string]bool{}
+		for _, d := range out.Detections {
+			got[d.RuleID] = true
+		}
+		if got["SEC-AUTH-002"] && got["SEC-AUTH-003"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no brute-force detections (SEC-AUTH-002 by user, SEC-AUTH-003 by source) within 20s: %+v", out.Detections)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e := syslogWaitEvent(t, n, "ssh failure", func(e syslogEvent) bool { return e.Type == "authentication.ssh.login_failed" })
+	if e.User != "alice" || e.SrcIP != "203.0.113.7" || e.Outcome != "failure" || e.Action != "login" || e.Source != "web1/sshd" || e.Tenant != "default" {
+		t.Fatalf("event fields: %+v", e)
+	}
+}
+
+// TestSyslogUnparsed: a line no parser knows is stored as
+// system.syslog.unparsed with its raw text; a line that is not syslog at
+// all is stored too, and counted.
+func TestSyslogUnparsed(t *testing.T) {
+	n, addr := syslogNode(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "<14>1 2026-11-30T10:00:00Z host9 myapp 77 ID1 - the cache warmed up in 3s\n")
+	fmt.Fprintf(c, "no header at all here\n")
+	e := syslogWaitEvent(t, n, "unparsed", func(e syslogEvent) bool { return e.Message == "the cache warmed up in 3s" })
+	if e.Type != "system.syslog.unparsed" || e.Category != "system" || e.Data["app_name"] != "myapp" || e.Data["hostname"] != "host9" {
+		t.Fatalf("unparsed event: %+v", e)
+	}
+	e = syslogWaitEvent(t, n, "raw line", func(e syslogEvent) bool { return e.Message == "no header at all here" })
+	if e.Type != "system.syslog.unparsed" {
+		t.Fatalf("raw line event: %+v", e)
+	}
+	syslogWaitMetric(t, n, `vigil_input_errors_total{input="syslog",reason="not_syslog"}`, 1)
+}
+
+// TestSyslogAllowList: a peer outside the allow-list is refused (TCP
+// connection closed, datagram dropped) and counted; nothing is stored.
+func TestSyslogAllowList(t *testing.T) {
+	n, addr := syslogNode(t, func(c *config.Config) { c.Syslog.Allow = []string{"10.0.0.0/8"} })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "<38>Nov 30 10:00:00 h sshd[1]: Failed password for bob from 198.51.100.1 port 1 ssh2\n")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("refused connection was not closed")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("refused connection still open after 10s")
+	}
+	u, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	fmt.Fprintf(u, "<38>Nov 30 10:00:00 h sshd[1]: Failed password for bob from 198.51.100.1 port 1 ssh2")
+	syslogWaitMetric(t, n, `vigil_input_errors_total{input="syslog",reason="refused"}`, 2)
+	var out struct{ Events []syslogEvent }
+	syslogGet(t, n, "/api/v1/events?limit=100", &out)
+	for _, e := range out.Events {
+		if e.User == "bob" {
+			t.Fatalf("a refused peer's message was stored: %+v", e)
+		}
+	}
+}
+
+// TestSyslogOversize: a message longer than the limit closes the TCP
+// connection (counted); the connection's earlier messages are kept.
+func TestSyslogOversize(t *testing.T) {
+	n, addr := syslogNode(t, func(c *config.Config) { c.Syslog.MaxMessageKiB = 4 })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "<13>Nov 30 10:00:00 h app: before the big one\n")
+	fmt.Fprintf(c, "<13>Nov 30 10:00:00 h app: %s\n", strings.Repeat("x", 5000))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// EOF or a reset (the server closed with unread bytes) both mean closed.
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("oversize message: connection still open after 10s")
+		}
+	}
+	syslogWaitMetric(t, n, `vigil_input_errors_total{input="syslog",reason="too_large"}`, 1)
+	syslogWaitEvent(t, n, "before the big one", func(e syslogEvent) bool { return e.Message == "before the big one" })
+}
+
+// TestSyslogLogger sends with util-linux logger: RFC 5424 and RFC 3164,
+// over UDP, TCP (newline framing) and TCP with octet counting.
+func TestSyslogLogger(t *testing.T) {
+	logger, err := exec.LookPath("logger")
+	if err != nil {
+		t.Skip("util-linux logger not installed (apt-get install bsdutils); CI installs it")
+	}
+	n, addr := syslogNode(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"rfc5424-tcp", []string{"--rfc5424", "-T"}},
+		{"rfc5424-tcp-octet", []string{"--rfc5424", "-T", "--octet-count"}},
+		{"rfc5424-udp", []string{"--rfc5424", "-d"}},
+		{"rfc3164-tcp", []string{"--rfc3164", "-T"}},
+		{"rfc3164-udp", []string{"--rfc3164", "-d"}},
+	}
+	for _, tc := range cases {
+		msg := "Accepted publickey for carol-" + tc.name + " from 192.0.2.9 port 22 ssh2"
+		args := append([]string{"-n", host, "-P", port, "-t", "sshd", "-p", "auth.info"}, tc.args...)
+		out, err := exec.Command(logger, append(args, msg)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: logger: %v: %s", tc.name, err, out)
+		}
+		e := syslogWaitEvent(t, n, tc.name, func(e syslogEvent) bool { return e.User == "carol-"+tc.name })
+		if e.Type != "authentication.ssh.login_succeeded" || e.SrcIP != "192.0.2.9" || e.Outcome != "success" {
+			t.Fatalf("%s: %+v", tc.name, e)
+		}
+	}
+}
