@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/testnode"
+	"github.com/vigil-sec/vigil/internal/tlsconfig/tlstest"
 )
 
 // syslogNode starts a node with a syslog listener on a free loopback port
@@ -64,7 +66,7 @@ func syslogGet(t *testing.T, n *testnode.Node, path string, out any) {
 
 type syslogEvent struct {
 	Type, Category, Message, User, SrcIP, Action, Outcome, Source, Tenant string
-	Data                                                              map[string]any
+	Data                                                                  map[string]any
 }
 
 func (e *syslogEvent) UnmarshalJSON(b []byte) error {
@@ -284,5 +286,107 @@ func TestSyslogLogger(t *testing.T) {
 		if e.Type != "authentication.ssh.login_succeeded" || e.SrcIP != "192.0.2.9" || e.Outcome != "success" {
 			t.Fatalf("%s: %+v", tc.name, e)
 		}
+	}
+}
+
+// TestSyslogTLS: with --syslog-tls-cert/key the TCP port speaks RFC 5425
+// (TLS, octet counting), and a plaintext client gets nothing stored.
+func TestSyslogTLS(t *testing.T) {
+	f := tlstest.New(t, t.TempDir())
+	n, addr := syslogNode(t, func(c *config.Config) { c.Syslog.TLSCert, c.Syslog.TLSKey = f.CertFile, f.KeyFile })
+	c, err := tls.Dial("tcp", addr, f.ClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "<86>1 2026-11-30T10:00:00Z web2 sshd 991 - - Accepted password for dave from 192.0.2.44 port 2222 ssh2"
+	fmt.Fprintf(c, "%d %s", len(msg), msg)
+	e := syslogWaitEvent(t, n, "over TLS", func(e syslogEvent) bool { return e.User == "dave" })
+	if e.Type != "authentication.ssh.login_succeeded" || e.SrcIP != "192.0.2.44" || e.Source != "web2/sshd" {
+		t.Fatalf("%+v", e)
+	}
+	// A plaintext sender fails the handshake: its line is not stored.
+	p, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	fmt.Fprintf(p, "<86>Nov 30 10:00:00 web2 sshd[1]: Accepted password for plain from 192.0.2.45 port 1 ssh2\n")
+	_ = p.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.Copy(io.Discard, p) // the server answers with a TLS alert and closes
+	var out struct{ Events []syslogEvent }
+	syslogGet(t, n, "/api/v1/events?limit=100", &out)
+	for _, e := range out.Events {
+		if e.User == "plain" {
+			t.Fatalf("plaintext message stored on the TLS port: %+v", e)
+		}
+	}
+}
+
+// TestSyslogMaxConnections: past --syslog-max-connections a new TCP
+// connection is closed at once and counted; the open ones keep working.
+func TestSyslogMaxConnections(t *testing.T) {
+	n, addr := syslogNode(t, func(c *config.Config) { c.Syslog.MaxConnections = 2 })
+	var open []net.Conn
+	for i := range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+		fmt.Fprintf(c, "<13>Nov 30 10:00:00 h app: hello from %d\n", i)
+		want := fmt.Sprintf("hello from %d", i)
+		syslogWaitEvent(t, n, want, func(e syslogEvent) bool { return e.Message == want }) // accepted and served
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("third connection: read data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("third connection still open after 10s")
+	}
+	syslogWaitMetric(t, n, `vigil_input_errors_total{input="syslog",reason="too_many_connections"}`, 1)
+	fmt.Fprintf(open[0], "<13>Nov 30 10:00:00 h app: still here\n")
+	syslogWaitEvent(t, n, "still here", func(e syslogEvent) bool { return e.Message == "still here" })
+}
+
+// TestSyslogIdleTimeout: a silent TCP connection is closed after
+// --syslog-idle-timeout, freeing its slot.
+func TestSyslogIdleTimeout(t *testing.T) {
+	_, addr := syslogNode(t, func(c *config.Config) { c.Syslog.IdleTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("idle connection still open after 10s")
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("closed after %v, before the idle timeout", d)
+	}
+}
+
+// TestSyslogCEF: a CEF record inside syslog (UDP) becomes a mapped event.
+func TestSyslogCEF(t *testing.T) {
+	n, addr := syslogNode(t, func(c *config.Config) { c.Syslog.Tenant = "netops" })
+	u, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	fmt.Fprintf(u, `<134>Nov 30 10:00:00 fw1 CEF:0|Acme|Firewall|3.1|4625|Failed logon|7|suser=erin src=203.0.113.70 outcome=failure cs1Label=Rule cs1=deny all\=true msg=bad password`+"\n")
+	e := syslogWaitEvent(t, n, "CEF", func(e syslogEvent) bool { return e.User == "erin" })
+	if e.Type != "authentication.cef.firewall.4625" || e.User != "erin" || e.SrcIP != "203.0.113.70" || e.Outcome != "failure" ||
+		e.Message != "bad password" || e.Data["Rule"] != "deny all=true" || e.Tenant != "netops" {
+		t.Fatalf("%+v", e)
 	}
 }

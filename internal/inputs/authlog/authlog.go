@@ -151,7 +151,8 @@ func PAM(m *inputs.Message) (*event.Event, bool) {
 		if s == nil {
 			return nil, false
 		}
-		return ev(m, "authentication.pam.session_"+s[1], event.CategoryAuthentication, event.SeverityInfo, s[2], "", "session_"+strings.TrimSuffix(s[1], "ed"), "success", d), true
+		action := map[string]string{"opened": "session_open", "closed": "session_close"}[s[1]]
+		return ev(m, "authentication.pam.session_"+s[1], event.CategoryAuthentication, event.SeverityInfo, s[2], "", action, "success", d), true
 	}
 	return nil, false
 }
