@@ -330,6 +330,9 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 			return
 		}
+		if len(b) == 0 {
+			continue // an empty octet-counted frame carries nothing
+		}
 		if !s.handle(p, b, remote) {
 			return
 		}
