@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -388,5 +390,66 @@ func TestSyslogCEF(t *testing.T) {
 	if e.Type != "authentication.cef.firewall.4625" || e.User != "erin" || e.SrcIP != "203.0.113.70" || e.Outcome != "failure" ||
 		e.Message != "bad password" || e.Data["Rule"] != "deny all=true" || e.Tenant != "netops" {
 		t.Fatalf("%+v", e)
+	}
+}
+
+// TestSyslogRsyslog: a real rsyslog, started with its own configuration,
+// follows a file of sshd lines (imfile) and forwards them over TCP with
+// omfwd (octet counting, RFC 5424), and the built-in brute-force rule fires.
+func TestSyslogRsyslog(t *testing.T) {
+	rsyslogd, err := exec.LookPath("rsyslogd")
+	if err != nil {
+		t.Skip("rsyslogd not installed (apt-get install rsyslog); CI installs it")
+	}
+	n, addr := syslogNode(t)
+	host, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+	var lines strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&lines, "Failed password for invalid user frank from 198.51.100.23 port %d ssh2\n", 40000+i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.log"), []byte(lines.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`global(workDirectory=%q)
+module(load="imfile")
+input(type="imfile" File=%q Tag="sshd:" Facility="auth" Severity="info")
+action(type="omfwd" target=%q port=%q protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+`, dir, filepath.Join(dir, "auth.log"), host, port)
+	confFile := filepath.Join(dir, "rsyslog.conf")
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd := exec.Command(rsyslogd, "-n", "-f", confFile, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // the rsyslogd this test started
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	e := syslogWaitEvent(t, n, "from rsyslog", func(e syslogEvent) bool { return e.User == "frank" && e.Category == "authentication" })
+	if e.Type != "authentication.ssh.login_failed" || e.SrcIP != "198.51.100.23" || e.Outcome != "failure" {
+		t.Fatalf("%+v (rsyslogd output: %s)", e, out.String())
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var d struct {
+			Detections []struct {
+				RuleID string `json:"rule_id"`
+			}
+		}
+		syslogGet(t, n, "/api/v1/detections", &d)
+		for _, x := range d.Detections {
+			if x.RuleID == "SEC-AUTH-002" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no brute-force detection from rsyslog's lines within 20s: %+v (rsyslogd output: %s)", d.Detections, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
