@@ -453,3 +453,41 @@ action(type="omfwd" target=%q port=%q protocol="tcp" TCP_Framing="octet-counted"
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSyslogShutdownKeepsWhatWasRead: syslog over TCP is Vigil's once read
+// from the socket, so a node stopped right after reading must still append
+// every message it read (the listener closes before the log, draining its
+// batches).
+func TestSyslogShutdownKeepsWhatWasRead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	n, addr := syslogNode(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 5000
+	var b strings.Builder
+	for i := range total {
+		fmt.Fprintf(&b, "<14>Nov 30 10:00:00 h app: shutdown line %d\n", i)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	syslogWaitMetric(t, n, `vigil_input_received_total{input="syslog"}`, total)
+	n.Stop() // at once: batches may still be queued
+	c.Close()
+	n.Restart()
+	var out struct{ Events []syslogEvent }
+	syslogGet(t, n, "/api/v1/events?limit=10000", &out)
+	seen := map[string]bool{}
+	for _, e := range out.Events {
+		if strings.HasPrefix(e.Message, "shutdown line ") {
+			seen[e.Message] = true
+		}
+	}
+	if len(seen) != total {
+		t.Fatalf("%d of the %d messages read before the shutdown were stored", len(seen), total)
+	}
+}
