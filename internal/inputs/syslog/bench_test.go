@@ -22,13 +22,15 @@ import (
 //	go test -run XXX -bench BenchmarkSyslogTCP -benchtime 200000x ./internal/inputs/syslog/
 func BenchmarkSyslogTCP(b *testing.B) {
 	for _, bc := range []struct {
-		name  string
-		conns int
-		line  string
+		name     string
+		conns    int
+		line     string
+		distinct int // distinct values of the line's number (users for sshd)
 	}{
-		{"unparsed/1conn", 1, "<14>Nov 30 10:11:12 web1 nginx[311]: 192.0.2.10 - - \"GET /index.html HTTP/1.1\" 200 512 \"-\" \"curl/8.5\" n=%d\n"},
-		{"unparsed/4conns", 4, "<14>Nov 30 10:11:12 web1 nginx[311]: 192.0.2.10 - - \"GET /index.html HTTP/1.1\" 200 512 \"-\" \"curl/8.5\" n=%d\n"},
-		{"sshd/4conns", 4, "<38>Nov 30 10:11:12 web1 sshd[311]: Accepted publickey for user%d from 192.0.2.10 port 50000 ssh2\n"},
+		{"unparsed/1conn", 1, "<14>Nov 30 10:11:12 web1 nginx[311]: 192.0.2.10 - - \"GET /index.html HTTP/1.1\" 200 512 \"-\" \"curl/8.5\" n=%d\n", 1 << 30},
+		{"unparsed/4conns", 4, "<14>Nov 30 10:11:12 web1 nginx[311]: 192.0.2.10 - - \"GET /index.html HTTP/1.1\" 200 512 \"-\" \"curl/8.5\" n=%d\n", 1 << 30},
+		// 1,000 distinct users: an auth log's users, not one per line.
+		{"sshd/4conns", 4, "<38>Nov 30 10:11:12 web1 sshd[311]: Accepted publickey for user%d from 192.0.2.10 port 50000 ssh2\n", 1000},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			addr := freeAddr(b)
@@ -38,7 +40,7 @@ func BenchmarkSyslogTCP(b *testing.B) {
 			for c := range bc.conns {
 				var sb strings.Builder
 				for i := range per {
-					fmt.Fprintf(&sb, bc.line, c*per+i)
+					fmt.Fprintf(&sb, bc.line, (c*per+i)%bc.distinct)
 				}
 				payload[c] = []byte(sb.String())
 			}
