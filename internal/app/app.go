@@ -24,6 +24,9 @@ import (
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
+	"github.com/vigil-sec/vigil/internal/inputs"
+	"github.com/vigil-sec/vigil/internal/inputs/mapping"
+	"github.com/vigil-sec/vigil/internal/inputs/syslog"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/natsingest"
 	"github.com/vigil-sec/vigil/internal/server"
@@ -146,6 +149,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	if err := acc.Metrics.Register(m.Registry); err != nil {
 		return err
+	}
+	// Issue 9: syslog (UDP, TCP, TLS) through the same ingest path; closed
+	// (listeners, connections, queued batches appended) before the log.
+	if cfg.Syslog.Listen != "" {
+		sl, err := startSyslog(cfg, ing, m.Registry, logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := sl.Close(ctx); err != nil {
+				logger.Warn("syslog close", "err", err)
+			}
+		}()
 	}
 	if err := m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vigil_log_undecodable_total",
@@ -279,6 +297,54 @@ func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error)
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	return srv, nil
+}
+
+// startSyslog starts the syslog listener of cfg.Syslog.
+func startSyslog(cfg config.Config, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, error) {
+	allow, err := cfg.Syslog.AllowPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	im, err := inputs.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("app: input metrics: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if cfg.Syslog.TLSCert != "" {
+		ts, err := tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("app: syslog tls: %w", err)
+		}
+		tlsCfg = ts.Config()
+	}
+	// User-defined mappings run before the built-in parsers (docs/inputs.md).
+	var mappers []inputs.Mapper
+	set, err := mapping.Load(cfg.Inputs.Mappings)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if set != nil {
+		mappers = append(mappers, set)
+	}
+	sl, err := syslog.Start(syslog.Options{
+		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers,
+		MaxMessage: cfg.Syslog.MaxMessageKiB << 10, MaxConns: cfg.Syslog.MaxConnections, IdleTimeout: cfg.Syslog.IdleTimeout,
+		Ingest: ing, Metrics: im, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	attrs := []any{"tcp", sl.Addr().String(), "tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
+	if u := sl.UDPAddr(); u != nil {
+		attrs = append(attrs, "udp", u.String())
+	}
+	if len(allow) == 0 {
+		if host, _, _ := net.SplitHostPort(sl.Addr().String()); !tlsconfig.IsLoopback(host) {
+			logger.Warn("syslog listening off loopback without an allow-list: any peer can write events (set --syslog-allow)")
+		}
+	}
+	logger.Info("syslog listening", attrs...)
+	return sl, nil
 }
 
 // natsTLS is the embedded NATS listener's TLS: the HTTP listener's

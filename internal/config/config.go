@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -62,6 +63,8 @@ type Config struct {
 	GraphQL graphql.Limits `yaml:"graphql"`
 	// Inputs configures the log inputs (issue 9).
 	Inputs Inputs `yaml:"inputs"`
+	// Syslog is the syslog listener (issue 9; internal/inputs/syslog).
+	Syslog Syslog `yaml:"syslog"`
 }
 
 // Inputs configures the log inputs shared by every listener (issue 9).
@@ -69,6 +72,20 @@ type Inputs struct {
 	// Mappings is a YAML file of user-defined mappings tried before the
 	// built-in parsers (internal/inputs/mapping, docs/inputs.md).
 	Mappings string `yaml:"mappings"`
+}
+
+// Syslog configures the syslog listener (UDP and TCP on one address; TLS
+// on TCP only when a certificate is set).
+type Syslog struct {
+	Listen string `yaml:"listen"`
+	Tenant string `yaml:"tenant"`
+	// Allow lists the CIDRs that may send (empty: every peer).
+	Allow          []string      `yaml:"allow"`
+	TLSCert        string        `yaml:"tls_cert"`
+	TLSKey         string        `yaml:"tls_key"`
+	MaxMessageKiB  int           `yaml:"max_message_kib"`
+	MaxConnections int           `yaml:"max_connections"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
 }
 
 // TLS is the HTTPS listener's certificate, key and optional client CA.
@@ -96,6 +113,7 @@ func Defaults() Config {
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		GraphQL: graphql.DefaultLimits(),
+		Syslog:  Syslog{Tenant: "default", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}
 }
 
@@ -202,6 +220,15 @@ func options() []option {
 		{"graphql-timeout", "VIGIL_GRAPHQL_TIMEOUT", "time limit of a GraphQL query or mutation", dur(func(c *Config) *time.Duration { return &c.GraphQL.Timeout })},
 		// Inputs (issue 9).
 		{"input-mappings", "VIGIL_INPUT_MAPPINGS", "YAML file of user-defined mappings from log lines to events, tried before the built-in parsers (docs/inputs.md)", str(func(c *Config) *string { return &c.Inputs.Mappings })},
+		// Syslog input (issue 9).
+		{"syslog-listen", "VIGIL_SYSLOG_LISTEN", "receive syslog (RFC 5424/3164) on UDP and TCP at host:port (empty: off)", str(func(c *Config) *string { return &c.Syslog.Listen })},
+		{"syslog-tenant", "VIGIL_SYSLOG_TENANT", "tenant of the events received by syslog", str(func(c *Config) *string { return &c.Syslog.Tenant })},
+		{"syslog-allow", "VIGIL_SYSLOG_ALLOW", "comma-separated CIDRs allowed to send syslog (default: any peer)", strList(func(c *Config) *[]string { return &c.Syslog.Allow })},
+		{"syslog-tls-cert", "VIGIL_SYSLOG_TLS_CERT", "serve syslog over TLS (RFC 5425) on TCP with this PEM certificate; no UDP then", str(func(c *Config) *string { return &c.Syslog.TLSCert })},
+		{"syslog-tls-key", "VIGIL_SYSLOG_TLS_KEY", "PEM private key of --syslog-tls-cert", str(func(c *Config) *string { return &c.Syslog.TLSKey })},
+		{"syslog-max-message-kib", "VIGIL_SYSLOG_MAX_MESSAGE_KIB", "largest syslog message (KiB); a longer one is dropped and its TCP connection closed", integer(func(c *Config) *int { return &c.Syslog.MaxMessageKiB })},
+		{"syslog-max-connections", "VIGIL_SYSLOG_MAX_CONNECTIONS", "concurrent syslog TCP connections", integer(func(c *Config) *int { return &c.Syslog.MaxConnections })},
+		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
 	}
 }
 
@@ -223,6 +250,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"graphql-max-complexity": fmt.Sprint(def.GraphQL.MaxComplexity), "graphql-max-fields": fmt.Sprint(def.GraphQL.MaxFields),
 		"graphql-max-depth": fmt.Sprint(def.GraphQL.MaxDepth), "graphql-max-body-kib": fmt.Sprint(def.GraphQL.MaxBodyKiB),
 		"graphql-timeout": def.GraphQL.Timeout.String(),
+		"syslog-tenant":   def.Syslog.Tenant, "syslog-max-message-kib": fmt.Sprint(def.Syslog.MaxMessageKiB),
+		"syslog-max-connections": fmt.Sprint(def.Syslog.MaxConnections), "syslog-idle-timeout": def.Syslog.IdleTimeout.String(),
 	}
 	boolFlags := map[string]bool{"allow-plaintext": true}
 	for _, o := range opts {
@@ -313,6 +342,40 @@ func (c *Config) finish() error {
 	}
 	if c.TLS.ReloadInterval < 0 {
 		return errors.New("config: tls-reload-interval must not be negative")
+	}
+	return c.Syslog.check()
+}
+
+// AllowPrefixes parses the syslog allow-list.
+func (s Syslog) AllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, a := range s.Allow {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			// A bare address is a /32 (/128).
+			addr, aerr := netip.ParseAddr(a)
+			if aerr != nil {
+				return nil, fmt.Errorf("config: syslog allow: %q is not a CIDR (e.g. 10.0.0.0/8) nor an address", a)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func (s Syslog) check() error {
+	if _, err := s.AllowPrefixes(); err != nil {
+		return err
+	}
+	if s.Tenant != "" && !event.ValidTenant(s.Tenant) {
+		return fmt.Errorf("config: syslog tenant %q: letters, digits, '-' or '_'", s.Tenant)
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return errors.New("config: --syslog-tls-cert and --syslog-tls-key must be given together")
+	}
+	if s.MaxMessageKiB <= 0 || s.MaxConnections <= 0 || s.IdleTimeout <= 0 {
+		return errors.New("config: syslog-max-message-kib, syslog-max-connections and syslog-idle-timeout must be positive")
 	}
 	return nil
 }

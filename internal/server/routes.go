@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/dashboard"
 	"github.com/vigil-sec/vigil/internal/dbsec"
@@ -41,13 +43,18 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/v1/events/{id}", authed(http.HandlerFunc(events.Get)))
 	// Issue 9: inputs from the tools teams already run, through the same
 	// ingest path, answered after the append.
+	// The input counters are shared with the syslog listener: NewMetrics
+	// returns the collectors already registered under their names.
 	inputMetrics := d.InputMetrics
 	if inputMetrics == nil {
-		inputMetrics = inputs.NewMetrics()
+		var reg prometheus.Registerer
 		if d.Metrics != nil {
-			if err := inputMetrics.Register(d.Metrics.Registry); err != nil {
-				d.Logger.Error("input metrics not registered", "err", err)
-			}
+			reg = d.Metrics.Registry
+		}
+		var err error
+		if inputMetrics, err = inputs.NewMetrics(reg); err != nil {
+			d.Logger.Error("input metrics not registered", "err", err)
+			inputMetrics, _ = inputs.NewMetrics(nil) // unregistered: cannot fail
 		}
 	}
 	mux.Handle("POST /api/v1/inputs/falco", authed(falco.NewHandler(d.Ingest, inputMetrics, d.Logger)))

@@ -308,7 +308,7 @@ func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handl
 
 // refused counts a refusal and logs it at a bounded rate.
 func (h *Handler) refused(r *http.Request, reason string, err error) {
-	h.Metrics.Error(Input, reason, 1)
+	h.Metrics.Count(Input, reason, 1)
 	if h.Logger == nil {
 		return
 	}

@@ -20,7 +20,7 @@ import (
 // counted but only the first 3 are logged (then one per 10 s).
 func TestRefusalsLoggedAtBoundedRate(t *testing.T) {
 	var logs bytes.Buffer
-	m := inputs.NewMetrics()
+	m, _ := inputs.NewMetrics(nil)
 	h := NewHandler(ingest.New(nil, event.DefaultLimits(), nil), m, slog.New(slog.NewTextHandler(&logs, nil)))
 	pub := &auth.Principal{ID: "p", Role: auth.RolePublisher, Tenant: "acme"}
 	for range 20 {

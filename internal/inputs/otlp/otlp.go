@@ -403,7 +403,7 @@ func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handl
 // refused counts n refused records (or one refused request) and logs the
 // refusal at a bounded rate.
 func (h *Handler) refused(r *http.Request, reason string, n int, err error) {
-	h.Metrics.Error(Input, reason, n)
+	h.Metrics.Count(Input, reason, n)
 	if h.Logger == nil {
 		return
 	}
