@@ -77,13 +77,21 @@ type hit struct {
 
 // window is the state of one correlation for one group key.
 type window struct {
+	key      string   // its key in corrState.windows
 	group    []string // group-by values, in GroupBy order
 	lastSeen time.Time
+	// prev and next link the windows in the order they were last touched
+	// (corrState.oldest first), so expiry looks only at the stale end.
+	prev, next *window
 	fired    bool
 	// event_count: the hits within the timespan, oldest first.
 	hits []hit
-	// value_count: last time each distinct value was seen.
-	values map[string]time.Time
+	// value_count: last time each distinct value was seen, also linked in
+	// the order they were last seen so pruning looks only at the stale end
+	// (a scan of every value per event was O(distinct values): one source
+	// spraying 100,000 user names made each event cost milliseconds).
+	values           map[string]*valueSeen
+	vOldest, vRecent *valueSeen
 	// temporal: latest hit per ref position; temporal_ordered: hit that
 	// completed each prefix of the sequence, with the sequence's start.
 	steps  []hit
@@ -93,6 +101,8 @@ type window struct {
 // corrState holds the windows of one correlation rule, bounded by maxKeys.
 type corrState struct {
 	windows  map[string]*window
+	oldest   *window // least recently touched; newest is the most recent
+	recent   *window
 	newest   time.Time
 	inserts  int
 	overflow atomic.Uint64 // read by Stats from other goroutines
@@ -153,9 +163,12 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 			st.overflow.Add(1)
 			return nil
 		}
-		w = &window{group: group}
+		w = &window{key: key, group: group}
 		st.windows[key] = w
+	} else {
+		st.unlink(w)
 	}
+	st.pushRecent(w)
 	w.lastSeen = at
 	span := c.spec.Timespan
 	cutoff := at.Add(-span)
@@ -181,19 +194,28 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 		return c.fire(w, e, ids, n)
 	case sigma.ValueCount:
 		if w.values == nil {
-			w.values = map[string]time.Time{}
+			w.values = map[string]*valueSeen{}
 		}
-		for v, t := range w.values {
-			if t.Before(cutoff) {
-				delete(w.values, v)
-			}
+		for o := w.vOldest; o != nil && o.at.Before(cutoff); o = w.vOldest {
+			w.unlinkValue(o)
+			delete(w.values, o.v)
 		}
 		w.prune(cutoff)
 		v, ok := fieldString(e, c.valueField[positions[0]])
 		if !ok {
 			return nil
 		}
-		w.values[v] = at
+		if seen := w.values[v]; seen != nil {
+			w.unlinkValue(seen)
+			seen.at = at
+			w.pushValue(seen)
+		} else if len(w.values) >= lim.maxKeys {
+			st.overflow.Add(1) // distinct values bounded like group keys
+		} else {
+			seen = &valueSeen{v: v, at: at}
+			w.values[v] = seen
+			w.pushValue(seen)
+		}
 		w.hits = append(w.hits, hit{at: at, id: id})
 		if len(w.hits) > maxWindowHits {
 			w.hits = w.hits[len(w.hits)-maxWindowHits:]
@@ -320,14 +342,85 @@ func (c *correlation) groupMap(vals []string) map[string]string {
 	return m
 }
 
-// expire drops windows idle for longer than the timespan.
+// expire drops windows idle for longer than the timespan. It looks only at
+// the least recently touched end of the list and stops at the first window
+// still in its timespan, so a full state (maxKeys live groups: many
+// distinct users within the timespan) costs O(1) per new key instead of a
+// scan of every window per event, which stalled the engine at 200,000
+// distinct users. Windows are ordered by arrival, not by event time: one
+// touched late with an old event time expires when it reaches the stale
+// end.
 func (c *correlation) expire(st *corrState) {
 	cutoff := st.newest.Add(-c.spec.Timespan)
-	for k, w := range st.windows {
-		if w.lastSeen.Before(cutoff) {
-			delete(st.windows, k)
-		}
+	for w := st.oldest; w != nil && w.lastSeen.Before(cutoff); w = st.oldest {
+		st.unlink(w)
+		delete(st.windows, w.key)
 	}
+}
+
+// valueSeen is one distinct value of a value_count window.
+type valueSeen struct {
+	v          string
+	at         time.Time
+	prev, next *valueSeen
+}
+
+// unlinkValue takes o out of w's value order.
+func (w *window) unlinkValue(o *valueSeen) {
+	if o.prev != nil {
+		o.prev.next = o.next
+	} else {
+		w.vOldest = o.next
+	}
+	if o.next != nil {
+		o.next.prev = o.prev
+	} else {
+		w.vRecent = o.prev
+	}
+	o.prev, o.next = nil, nil
+}
+
+// pushValue puts o at the most recently seen end.
+func (w *window) pushValue(o *valueSeen) {
+	o.prev, o.next = w.vRecent, nil
+	if w.vRecent != nil {
+		w.vRecent.next = o
+	} else {
+		w.vOldest = o
+	}
+	w.vRecent = o
+}
+
+// unlink takes w out of the touch order.
+func (st *corrState) unlink(w *window) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		st.oldest = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		st.recent = w.prev
+	}
+	w.prev, w.next = nil, nil
+}
+
+// pushRecent puts w at the most recently touched end.
+func (st *corrState) pushRecent(w *window) {
+	w.prev, w.next = st.recent, nil
+	if st.recent != nil {
+		st.recent.next = w
+	} else {
+		st.oldest = w
+	}
+	st.recent = w
+}
+
+// reset drops every window.
+func (st *corrState) reset() {
+	clear(st.windows)
+	st.oldest, st.recent = nil, nil
 }
 
 // fieldString reads one field of e as a string.

@@ -167,7 +167,7 @@ func (ev *Evaluator) Matches(e *event.Event) []string {
 func (ev *Evaluator) reset() {
 	for _, st := range ev.state {
 		if st != nil {
-			clear(st.windows)
+			st.reset()
 			st.newest, st.inserts = time.Time{}, 0
 		}
 	}
