@@ -450,7 +450,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			rerr := e.lease.release(rctx)
 			cancel()
-			e.log.Info("detection engine leadership released", "node", e.opts.NodeID, "cursor", e.lastSeq.Load(), "err", rerr)
+			if rerr != nil {
+				e.log.Warn("detection engine leadership not released; a standby takes over when the lease expires", "node", e.opts.NodeID, "cursor", e.lastSeq.Load(), "err", rerr)
+			} else {
+				e.log.Info("detection engine leadership released", "node", e.opts.NodeID, "cursor", e.lastSeq.Load())
+			}
 		} else {
 			e.log.Warn("detection engine leadership lost", "node", e.opts.NodeID, "reason", cause)
 		}
