@@ -199,7 +199,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	// two nodes.
 	clusterCheckFor(t, 10*time.Second, func() error {
 		if l := sub2.last(); l < head {
-			return fmt.Errorf("resumed subscriber at seq %d of %d", l, head)
+			return fmt.Errorf("resumed subscriber at seq %d of %d (stream ended: %q)", l, head, sub2.ended())
 		}
 		return nil
 	})
@@ -328,7 +328,15 @@ func clusterPublish(ctx context.Context, n *testnode.Node, prefix string, acks *
 type clusterSub struct {
 	mu   sync.Mutex
 	got  []uint64
+	end  string // the message or error that ended the stream, if any
 	done chan struct{}
+}
+
+// ended says why the stream ended ("" while it runs).
+func (s *clusterSub) ended() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.end
 }
 
 func (s *clusterSub) seqs() []uint64 {
@@ -379,6 +387,9 @@ func clusterSubscribe(t testing.TB, n *testnode.Node, from uint64) *clusterSub {
 		for {
 			b, err := wsutil.ReadServerText(conn)
 			if err != nil {
+				s.mu.Lock()
+				s.end = err.Error()
+				s.mu.Unlock()
 				return
 			}
 			var m struct {
@@ -396,6 +407,9 @@ func clusterSubscribe(t testing.TB, n *testnode.Node, from uint64) *clusterSub {
 				s.got = append(s.got, m.Event.Seq)
 				s.mu.Unlock()
 			case "lagged", "error":
+				s.mu.Lock()
+				s.end = string(b)
+				s.mu.Unlock()
 				return // the seq check reports the gap
 			}
 		}
