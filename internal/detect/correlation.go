@@ -83,7 +83,7 @@ type window struct {
 	// prev and next link the windows in the order they were last touched
 	// (corrState.oldest first), so expiry looks only at the stale end.
 	prev, next *window
-	fired    bool
+	fired      bool
 	// event_count: the hits within the timespan, oldest first.
 	hits []hit
 	// value_count: last time each distinct value was seen, also linked in

@@ -60,7 +60,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	}
 	mux.Handle("POST /api/v1/inputs/falco", authed(falco.NewHandler(d.Ingest, inputMetrics, d.Logger)))
 	mux.Handle("POST /api/v1/inputs/cef", authed(cef.NewHandler(d.Ingest, inputMetrics, d.Logger))) // CEF lines over HTTP
-	mux.Handle("POST /v1/logs", authed(otlp.NewHandler(d.Ingest, inputMetrics, d.Logger))) // OTLP/HTTP's path
+	mux.Handle("POST /v1/logs", authed(otlp.NewHandler(d.Ingest, inputMetrics, d.Logger)))          // OTLP/HTTP's path
 	mux.Handle("GET /api/v1/stream", wsnative.Handler(d.wsDeps(), d.MaxSubs))
 	mux.Handle("GET /api/v1/stream/sse", authed(sse.Handler(d.Hub, d.Guard, 0, d.PingInterval)))
 
