@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/time/rate"
-
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
@@ -32,33 +30,21 @@ const Input = "cef"
 // answer comes after the log acknowledged the events, as REST's.
 // Build it with NewHandler.
 type Handler struct {
-	Ingest  *ingest.Service
-	Metrics *inputs.Metrics // nil: not counted
-	Logger  *slog.Logger    // nil: refusals are not logged
-	// logRefusals bounds the refusal log lines (a misconfigured producer
-	// would otherwise write one per request): the first 3, then one per
-	// 10 s. The counters count every one.
-	logRefusals rate.Sometimes
+	Ingest   *ingest.Service
+	Metrics  *inputs.Metrics  // nil: not counted
+	Logger   *slog.Logger     // nil: refusals are not logged
+	refusals *inputs.Refusals // counted always, logged at a bounded rate
 }
 
 // NewHandler returns the handler; m and log may be nil.
 func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handler {
-	return &Handler{Ingest: ing, Metrics: m, Logger: log, logRefusals: rate.Sometimes{First: 3, Interval: 10 * time.Second}}
+	return &Handler{Ingest: ing, Metrics: m, Logger: log, refusals: inputs.NewRefusals(Input, "cef input: request refused", m, log)}
 }
 
 // refused counts a refused request (n records dropped) and logs it at a
 // bounded rate.
 func (h *Handler) refused(r *http.Request, reason string, n int, err error) {
-	h.Metrics.Count(Input, reason, 1)
-	if h.Metrics != nil && n > 0 {
-		h.Metrics.Dropped.WithLabelValues(Input).Add(float64(n))
-	}
-	if h.Logger == nil {
-		return
-	}
-	h.logRefusals.Do(func() {
-		h.Logger.Warn("cef input: request refused", "remote", r.RemoteAddr, "reason", reason, "err", err)
-	})
+	h.refusals.Refuse(r.RemoteAddr, reason, 1, n, err)
 }
 
 // line is one non-blank line of the body and its 1-based number.

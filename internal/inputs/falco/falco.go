@@ -31,8 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
@@ -292,29 +290,20 @@ func slug(rule string, max int) string {
 // alert on its own), the body bounded by the ingest event limit.
 // Build it with NewHandler.
 type Handler struct {
-	Ingest  *ingest.Service
-	Metrics *inputs.Metrics // nil: not counted
-	Logger  *slog.Logger    // nil: refusals are not logged
-	// logRefusals bounds the refusal log lines (a misconfigured sender
-	// would otherwise write one per alert): the first 3, then one per
-	// 10 s. The counters count every one.
-	logRefusals rate.Sometimes
+	Ingest   *ingest.Service
+	Metrics  *inputs.Metrics  // nil: not counted
+	Logger   *slog.Logger     // nil: refusals are not logged
+	refusals *inputs.Refusals // counted always, logged at a bounded rate
 }
 
 // NewHandler returns the handler; m and log may be nil.
 func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handler {
-	return &Handler{Ingest: ing, Metrics: m, Logger: log, logRefusals: rate.Sometimes{First: 3, Interval: 10 * time.Second}}
+	return &Handler{Ingest: ing, Metrics: m, Logger: log, refusals: inputs.NewRefusals(Input, "falco input: alert refused", m, log)}
 }
 
 // refused counts a refusal and logs it at a bounded rate.
 func (h *Handler) refused(r *http.Request, reason string, err error) {
-	h.Metrics.Count(Input, reason, 1)
-	if h.Logger == nil {
-		return
-	}
-	h.logRefusals.Do(func() {
-		h.Logger.Warn("falco input: alert refused", "remote", r.RemoteAddr, "reason", reason, "err", err)
-	})
+	h.refusals.Refuse(r.RemoteAddr, reason, 1, 0, err)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

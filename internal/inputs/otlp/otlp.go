@@ -37,7 +37,6 @@ import (
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
-	"golang.org/x/time/rate"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -386,30 +385,21 @@ func underscored(m map[string]any) map[string]any {
 // Handler serves POST /v1/logs behind auth.Require. Build it with
 // NewHandler.
 type Handler struct {
-	Ingest  *ingest.Service
-	Metrics *inputs.Metrics // nil: not counted
-	Logger  *slog.Logger    // nil: refusals are not logged
-	// logRefusals bounds the refusal log lines (a misconfigured collector
-	// would otherwise write one per request): the first 3, then one per
-	// 10 s. The counters count every one.
-	logRefusals rate.Sometimes
+	Ingest   *ingest.Service
+	Metrics  *inputs.Metrics  // nil: not counted
+	Logger   *slog.Logger     // nil: refusals are not logged
+	refusals *inputs.Refusals // counted always, logged at a bounded rate
 }
 
 // NewHandler returns the handler; m and log may be nil.
 func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handler {
-	return &Handler{Ingest: ing, Metrics: m, Logger: log, logRefusals: rate.Sometimes{First: 3, Interval: 10 * time.Second}}
+	return &Handler{Ingest: ing, Metrics: m, Logger: log, refusals: inputs.NewRefusals(Input, "otlp input: logs refused", m, log)}
 }
 
 // refused counts n refused records (or one refused request) and logs the
 // refusal at a bounded rate.
 func (h *Handler) refused(r *http.Request, reason string, n int, err error) {
-	h.Metrics.Count(Input, reason, n)
-	if h.Logger == nil {
-		return
-	}
-	h.logRefusals.Do(func() {
-		h.Logger.Warn("otlp input: logs refused", "remote", r.RemoteAddr, "reason", reason, "records", n, "err", err)
-	})
+	h.refusals.Refuse(r.RemoteAddr, reason, n, 0, err, "records", n)
 }
 
 // gRPC status codes (google.rpc.Code) of the error responses.
