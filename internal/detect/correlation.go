@@ -80,18 +80,18 @@ type window struct {
 	key      string   // its key in corrState.windows
 	group    []string // group-by values, in GroupBy order
 	lastSeen time.Time
-	// prev and next link the windows in the order they were last touched
-	// (corrState.oldest first), so expiry looks only at the stale end.
-	prev, next *window
-	fired      bool
+	// touched links the windows in the order they were last touched
+	// (corrState.order), so expiry looks only at the stale end.
+	touched touchNode[*window]
+	fired   bool
 	// event_count: the hits within the timespan, oldest first.
 	hits []hit
 	// value_count: last time each distinct value was seen, also linked in
 	// the order they were last seen so pruning looks only at the stale end
 	// (a scan of every value per event was O(distinct values): one source
 	// spraying 100,000 user names made each event cost milliseconds).
-	values           map[string]*valueSeen
-	vOldest, vRecent *valueSeen
+	values     map[string]*touchNode[valueSeen]
+	valueOrder touchList[valueSeen]
 	// temporal: latest hit per ref position; temporal_ordered: hit that
 	// completed each prefix of the sequence, with the sequence's start.
 	steps  []hit
@@ -101,8 +101,7 @@ type window struct {
 // corrState holds the windows of one correlation rule, bounded by maxKeys.
 type corrState struct {
 	windows  map[string]*window
-	oldest   *window // least recently touched; newest is the most recent
-	recent   *window
+	order    touchList[*window]
 	newest   time.Time
 	inserts  int
 	overflow atomic.Uint64 // read by Stats from other goroutines
@@ -164,11 +163,12 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 			return nil
 		}
 		w = &window{key: key, group: group}
+		w.touched.val = w
 		st.windows[key] = w
 	} else {
-		st.unlink(w)
+		st.order.unlink(&w.touched)
 	}
-	st.pushRecent(w)
+	st.order.pushRecent(&w.touched)
 	w.lastSeen = at
 	span := c.spec.Timespan
 	cutoff := at.Add(-span)
@@ -194,11 +194,11 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 		return c.fire(w, e, ids, n)
 	case sigma.ValueCount:
 		if w.values == nil {
-			w.values = map[string]*valueSeen{}
+			w.values = map[string]*touchNode[valueSeen]{}
 		}
-		for o := w.vOldest; o != nil && o.at.Before(cutoff); o = w.vOldest {
-			w.unlinkValue(o)
-			delete(w.values, o.v)
+		for o := w.valueOrder.oldest; o != nil && o.val.at.Before(cutoff); o = w.valueOrder.oldest {
+			w.valueOrder.unlink(o)
+			delete(w.values, o.val.v)
 		}
 		w.prune(cutoff)
 		v, ok := fieldString(e, c.valueField[positions[0]])
@@ -206,15 +206,15 @@ func (c *correlation) observe(st *corrState, lim stateLimits, src *rule, e *even
 			return nil
 		}
 		if seen := w.values[v]; seen != nil {
-			w.unlinkValue(seen)
-			seen.at = at
-			w.pushValue(seen)
+			w.valueOrder.unlink(seen)
+			seen.val.at = at
+			w.valueOrder.pushRecent(seen)
 		} else if len(w.values) >= lim.maxKeys {
 			st.overflow.Add(1) // distinct values bounded like group keys
 		} else {
-			seen = &valueSeen{v: v, at: at}
+			seen = &touchNode[valueSeen]{val: valueSeen{v: v, at: at}}
 			w.values[v] = seen
-			w.pushValue(seen)
+			w.valueOrder.pushRecent(seen)
 		}
 		w.hits = append(w.hits, hit{at: at, id: id})
 		if len(w.hits) > maxWindowHits {
@@ -352,75 +352,59 @@ func (c *correlation) groupMap(vals []string) map[string]string {
 // end.
 func (c *correlation) expire(st *corrState) {
 	cutoff := st.newest.Add(-c.spec.Timespan)
-	for w := st.oldest; w != nil && w.lastSeen.Before(cutoff); w = st.oldest {
-		st.unlink(w)
-		delete(st.windows, w.key)
+	for n := st.order.oldest; n != nil && n.val.lastSeen.Before(cutoff); n = st.order.oldest {
+		st.order.unlink(n)
+		delete(st.windows, n.val.key)
 	}
 }
 
-// valueSeen is one distinct value of a value_count window.
+// valueSeen is one distinct value of a value_count window and when it
+// was last seen.
 type valueSeen struct {
-	v          string
-	at         time.Time
-	prev, next *valueSeen
+	v  string
+	at time.Time
 }
 
-// unlinkValue takes o out of w's value order.
-func (w *window) unlinkValue(o *valueSeen) {
-	if o.prev != nil {
-		o.prev.next = o.next
-	} else {
-		w.vOldest = o.next
-	}
-	if o.next != nil {
-		o.next.prev = o.prev
-	} else {
-		w.vRecent = o.prev
-	}
-	o.prev, o.next = nil, nil
+// touchList orders entries by when they were last touched, oldest first:
+// expiry pops from the stale end instead of scanning every entry.
+type touchList[T any] struct{ oldest, recent *touchNode[T] }
+
+// touchNode is one entry of a touchList.
+type touchNode[T any] struct {
+	val        T
+	prev, next *touchNode[T]
 }
 
-// pushValue puts o at the most recently seen end.
-func (w *window) pushValue(o *valueSeen) {
-	o.prev, o.next = w.vRecent, nil
-	if w.vRecent != nil {
-		w.vRecent.next = o
+// unlink takes n out of the list.
+func (l *touchList[T]) unlink(n *touchNode[T]) {
+	if n.prev != nil {
+		n.prev.next = n.next
 	} else {
-		w.vOldest = o
+		l.oldest = n.next
 	}
-	w.vRecent = o
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		l.recent = n.prev
+	}
+	n.prev, n.next = nil, nil
 }
 
-// unlink takes w out of the touch order.
-func (st *corrState) unlink(w *window) {
-	if w.prev != nil {
-		w.prev.next = w.next
+// pushRecent puts n at the most recently touched end.
+func (l *touchList[T]) pushRecent(n *touchNode[T]) {
+	n.prev, n.next = l.recent, nil
+	if l.recent != nil {
+		l.recent.next = n
 	} else {
-		st.oldest = w.next
+		l.oldest = n
 	}
-	if w.next != nil {
-		w.next.prev = w.prev
-	} else {
-		st.recent = w.prev
-	}
-	w.prev, w.next = nil, nil
-}
-
-// pushRecent puts w at the most recently touched end.
-func (st *corrState) pushRecent(w *window) {
-	w.prev, w.next = st.recent, nil
-	if st.recent != nil {
-		st.recent.next = w
-	} else {
-		st.oldest = w
-	}
-	st.recent = w
+	l.recent = n
 }
 
 // reset drops every window.
 func (st *corrState) reset() {
 	clear(st.windows)
-	st.oldest, st.recent = nil, nil
+	st.order = touchList[*window]{}
 }
 
 // fieldString reads one field of e as a string.

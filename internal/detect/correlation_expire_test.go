@@ -44,8 +44,8 @@ func TestCorrelationWindowsExpireFromTheStaleEnd(t *testing.T) {
 	}
 	// The list and the map hold the same windows.
 	n := 0
-	for w := st.oldest; w != nil; w = w.next {
-		if st.windows[w.key] != w {
+	for node := st.order.oldest; node != nil; node = node.next {
+		if w := node.val; st.windows[w.key] != w {
 			t.Fatalf("window %q in the list but not the map", w.key)
 		}
 		n++
