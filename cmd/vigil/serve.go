@@ -10,7 +10,6 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/app"
 	"github.com/vigil-sec/vigil/internal/config"
-	"github.com/vigil-sec/vigil/internal/inputs/mapping"
 )
 
 func runServe(ctx context.Context, e env, args []string) error {
@@ -23,15 +22,6 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	// A mapping file that does not compile stops the start, with the
-	// file and line of each problem (issue 9).
-	maps, err := mapping.Load(cfg.Inputs.Mappings)
-	if err != nil {
-		return err
-	}
-	if maps != nil {
-		logger.Info("input mappings loaded", "file", maps.Path, "mappings", len(maps.Mappings))
-	}
 	if e.getenv("GOGC") == "" {
 		// The hub and the log allocate per event; at the default 100% the
 		// collector takes a fifth of the CPU (docs/operations.md).

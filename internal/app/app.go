@@ -45,6 +45,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
+	// A mapping file that does not compile stops the start too, with the
+	// file and line of each problem (issue 9).
+	maps, err := mapping.Load(cfg.Inputs.Mappings)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if maps != nil {
+		logger.Info("input mappings loaded", "file", maps.Path, "mappings", len(maps.Mappings))
+	}
 	// Start order (issue 8): bind the port, then lock the data directory,
 	// and only then touch it, so that a busy port or a directory in use
 	// stops this process before it writes anything. The bound listener is
@@ -153,7 +162,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// Issue 9: syslog (UDP, TCP, TLS) through the same ingest path; closed
 	// (listeners, connections, queued batches appended) before the log.
 	if cfg.Syslog.Listen != "" {
-		sl, err := startSyslog(cfg, ing, m.Registry, logger)
+		sl, err := startSyslog(cfg, maps, ing, m.Registry, logger)
 		if err != nil {
 			return err
 		}
@@ -300,7 +309,7 @@ func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error)
 }
 
 // startSyslog starts the syslog listener of cfg.Syslog.
-func startSyslog(cfg config.Config, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, error) {
+func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, error) {
 	allow, err := cfg.Syslog.AllowPrefixes()
 	if err != nil {
 		return nil, err
@@ -319,12 +328,8 @@ func startSyslog(cfg config.Config, ing *ingest.Service, reg prometheus.Register
 	}
 	// User-defined mappings run before the built-in parsers (docs/inputs.md).
 	var mappers []inputs.Mapper
-	set, err := mapping.Load(cfg.Inputs.Mappings)
-	if err != nil {
-		return nil, fmt.Errorf("app: %w", err)
-	}
-	if set != nil {
-		mappers = append(mappers, set)
+	if maps != nil {
+		mappers = append(mappers, maps)
 	}
 	sl, err := syslog.Start(syslog.Options{
 		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers,
