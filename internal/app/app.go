@@ -162,9 +162,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// Issue 9: syslog (UDP, TCP, TLS) through the same ingest path; closed
 	// (listeners, connections, queued batches appended) before the log.
 	if cfg.Syslog.Listen != "" {
-		sl, err := startSyslog(cfg, maps, ing, m.Registry, logger)
+		sl, slTLS, err := startSyslog(cfg, maps, ing, m.Registry, logger)
 		if err != nil {
 			return err
+		}
+		if slTLS != nil {
+			wg.Add(1)
+			go func() { // reloads the syslog certificate (SIGHUP, file change): stopped by stopRun
+				defer wg.Done()
+				slTLS.Run(runCtx)
+			}()
 		}
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -308,21 +315,26 @@ func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error)
 	return srv, nil
 }
 
-// startSyslog starts the syslog listener of cfg.Syslog.
-func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, error) {
+// startSyslog starts the syslog listener of cfg.Syslog. The TLS server it
+// returns (nil without TLS) reloads the certificate when its Run goes:
+// on SIGHUP and when the files change, polled as often as the main
+// listener's (--tls-reload-interval).
+func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, *tlsconfig.Server, error) {
 	allow, err := cfg.Syslog.AllowPrefixes()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	im, err := inputs.NewMetrics(reg)
 	if err != nil {
-		return nil, fmt.Errorf("app: input metrics: %w", err)
+		return nil, nil, fmt.Errorf("app: input metrics: %w", err)
 	}
 	var tlsCfg *tls.Config
+	var ts *tlsconfig.Server
 	if cfg.Syslog.TLSCert != "" {
-		ts, err := tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey, Logger: logger})
+		ts, err = tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey,
+			PollInterval: cfg.TLS.ReloadInterval, Logger: logger.With("listener", "syslog")})
 		if err != nil {
-			return nil, fmt.Errorf("app: syslog tls: %w", err)
+			return nil, nil, fmt.Errorf("app: syslog tls: %w", err)
 		}
 		tlsCfg = ts.Config()
 	}
@@ -337,7 +349,7 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 		Ingest: ing, Metrics: im, Logger: logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("app: %w", err)
+		return nil, nil, fmt.Errorf("app: %w", err)
 	}
 	attrs := []any{"tcp", sl.Addr().String(), "tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
 	if u := sl.UDPAddr(); u != nil {
@@ -349,7 +361,7 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 		}
 	}
 	logger.Info("syslog listening", attrs...)
-	return sl, nil
+	return sl, ts, nil
 }
 
 // natsTLS is the embedded NATS listener's TLS: the HTTP listener's
