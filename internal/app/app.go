@@ -324,6 +324,10 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 	if err != nil {
 		return nil, nil, err
 	}
+	loc, err := cfg.Syslog.Location()
+	if err != nil {
+		return nil, nil, err
+	}
 	im, err := inputs.NewMetrics(reg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("app: input metrics: %w", err)
@@ -344,7 +348,7 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 		mappers = append(mappers, maps)
 	}
 	sl, err := syslog.Start(syslog.Options{
-		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers,
+		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers, Location: loc,
 		MaxMessage: cfg.Syslog.MaxMessageKiB << 10, MaxConns: cfg.Syslog.MaxConnections, IdleTimeout: cfg.Syslog.IdleTimeout,
 		Ingest: ing, Metrics: im, Logger: logger,
 	})

@@ -86,6 +86,21 @@ type Syslog struct {
 	MaxMessageKiB  int           `yaml:"max_message_kib"`
 	MaxConnections int           `yaml:"max_connections"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	// Timezone is the IANA zone RFC 3164 timestamps are read in (they
+	// carry none): the senders' zone, "UTC" by default.
+	Timezone string `yaml:"timezone"`
+}
+
+// Location is the zone of Timezone ("" is UTC).
+func (s Syslog) Location() (*time.Location, error) {
+	if s.Timezone == "" {
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(s.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("config: syslog timezone %q: %w", s.Timezone, err)
+	}
+	return loc, nil
 }
 
 // TLS is the HTTPS listener's certificate, key and optional client CA.
@@ -113,7 +128,7 @@ func Defaults() Config {
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		GraphQL: graphql.DefaultLimits(),
-		Syslog:  Syslog{Tenant: "default", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
+		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}
 }
 
@@ -229,6 +244,7 @@ func options() []option {
 		{"syslog-max-message-kib", "VIGIL_SYSLOG_MAX_MESSAGE_KIB", "largest syslog message (KiB); a longer one is dropped and its TCP connection closed", integer(func(c *Config) *int { return &c.Syslog.MaxMessageKiB })},
 		{"syslog-max-connections", "VIGIL_SYSLOG_MAX_CONNECTIONS", "concurrent syslog TCP connections", integer(func(c *Config) *int { return &c.Syslog.MaxConnections })},
 		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
+		{"syslog-timezone", "VIGIL_SYSLOG_TIMEZONE", "IANA time zone of RFC 3164 timestamps, which carry none (e.g. Europe/Berlin)", str(func(c *Config) *string { return &c.Syslog.Timezone })},
 	}
 }
 
@@ -252,6 +268,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"graphql-timeout": def.GraphQL.Timeout.String(),
 		"syslog-tenant":   def.Syslog.Tenant, "syslog-max-message-kib": fmt.Sprint(def.Syslog.MaxMessageKiB),
 		"syslog-max-connections": fmt.Sprint(def.Syslog.MaxConnections), "syslog-idle-timeout": def.Syslog.IdleTimeout.String(),
+		"syslog-timezone": def.Syslog.Timezone,
 	}
 	boolFlags := map[string]bool{"allow-plaintext": true}
 	for _, o := range opts {
@@ -370,6 +387,9 @@ func (s Syslog) check() error {
 	}
 	if s.Tenant != "" && !event.ValidTenant(s.Tenant) {
 		return fmt.Errorf("config: syslog tenant %q: letters, digits, '-' or '_'", s.Tenant)
+	}
+	if _, err := s.Location(); err != nil {
+		return err
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return errors.New("config: --syslog-tls-cert and --syslog-tls-key must be given together")

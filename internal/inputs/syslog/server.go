@@ -53,6 +53,8 @@ type Options struct {
 	TLS *tls.Config
 	// Mappers run before the built-in ones (user-defined mappings).
 	Mappers []inputs.Mapper
+	// Location is the zone RFC 3164 timestamps are read in (nil: UTC).
+	Location *time.Location
 
 	MaxMessage  int           // bytes per message (default 64 KiB); longer: counted, TCP connection closed
 	MaxConns    int           // concurrent TCP connections (default 1000)
@@ -308,7 +310,7 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Close()
 	}()
 	remote := c.RemoteAddr().String()
-	p := NewParser()
+	p := NewParser(s.opts.Location)
 	fr := NewFrameReader(c, s.opts.MaxMessage)
 	for {
 		if err := c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout)); err != nil {
@@ -342,7 +344,7 @@ func (s *Server) serveConn(c net.Conn) {
 func (s *Server) readUDP() {
 	defer s.readers.Done()
 	buf := make([]byte, s.opts.MaxMessage+1)
-	p := NewParser()
+	p := NewParser(s.opts.Location)
 	for {
 		n, addr, err := s.udp.ReadFrom(buf)
 		if err != nil {
