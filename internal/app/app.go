@@ -161,7 +161,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	// Issue 9: syslog (UDP, TCP, TLS) through the same ingest path; closed
 	// (listeners, connections, queued batches appended) before the log.
-	if cfg.Syslog.Listen != "" {
+	if cfg.Syslog.Listen != "" || cfg.Syslog.RELPListen != "" {
 		sl, slTLS, err := startSyslog(cfg, maps, ing, m.Registry, logger)
 		if err != nil {
 			return err
@@ -348,20 +348,28 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 		mappers = append(mappers, maps)
 	}
 	sl, err := syslog.Start(syslog.Options{
-		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers, Location: loc,
+		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers, Location: loc, RELPListen: cfg.Syslog.RELPListen,
 		MaxMessage: cfg.Syslog.MaxMessageKiB << 10, MaxConns: cfg.Syslog.MaxConnections, IdleTimeout: cfg.Syslog.IdleTimeout,
 		Ingest: ing, Metrics: im, Logger: logger,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("app: %w", err)
 	}
-	attrs := []any{"tcp", sl.Addr().String(), "tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
-	if u := sl.UDPAddr(); u != nil {
-		attrs = append(attrs, "udp", u.String())
+	attrs := []any{"tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
+	var addrs []net.Addr
+	for _, a := range []struct {
+		name string
+		addr net.Addr
+	}{{"tcp", sl.Addr()}, {"udp", sl.UDPAddr()}, {"relp", sl.RELPAddr()}} {
+		if a.addr != nil {
+			attrs = append(attrs, a.name, a.addr.String())
+			addrs = append(addrs, a.addr)
+		}
 	}
-	if len(allow) == 0 {
-		if host, _, _ := net.SplitHostPort(sl.Addr().String()); !tlsconfig.IsLoopback(host) {
+	for _, a := range addrs {
+		if host, _, _ := net.SplitHostPort(a.String()); len(allow) == 0 && !tlsconfig.IsLoopback(host) {
 			logger.Warn("syslog listening off loopback without an allow-list: any peer can write events (set --syslog-allow)")
+			break
 		}
 	}
 	logger.Info("syslog listening", attrs...)

@@ -86,6 +86,9 @@ type Syslog struct {
 	MaxMessageKiB  int           `yaml:"max_message_kib"`
 	MaxConnections int           `yaml:"max_connections"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	// RELPListen serves RELP (rsyslog's omrelp) on this TCP address;
+	// messages are answered after they are in the log.
+	RELPListen string `yaml:"relp_listen"`
 	// Timezone is the IANA zone RFC 3164 timestamps are read in (they
 	// carry none): the senders' zone, "UTC" by default.
 	Timezone string `yaml:"timezone"`
@@ -244,6 +247,7 @@ func options() []option {
 		{"syslog-max-message-kib", "VIGIL_SYSLOG_MAX_MESSAGE_KIB", "largest syslog message (KiB); a longer one is dropped and its TCP connection closed", integer(func(c *Config) *int { return &c.Syslog.MaxMessageKiB })},
 		{"syslog-max-connections", "VIGIL_SYSLOG_MAX_CONNECTIONS", "concurrent syslog TCP connections", integer(func(c *Config) *int { return &c.Syslog.MaxConnections })},
 		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
+		{"syslog-relp-listen", "VIGIL_SYSLOG_RELP_LISTEN", "receive RELP (rsyslog omrelp) at host:port, each message acknowledged once in the log (empty: off)", str(func(c *Config) *string { return &c.Syslog.RELPListen })},
 		{"syslog-timezone", "VIGIL_SYSLOG_TIMEZONE", "IANA time zone of RFC 3164 timestamps, which carry none (e.g. Europe/Berlin)", str(func(c *Config) *string { return &c.Syslog.Timezone })},
 	}
 }
