@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/inputs/mapping"
+	"github.com/vigil-sec/vigil/internal/inputs/otlp"
 	"github.com/vigil-sec/vigil/internal/inputs/syslog"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/natsingest"
@@ -178,6 +179,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 			defer cancel()
 			if err := sl.Close(ctx); err != nil {
 				logger.Warn("syslog close", "err", err)
+			}
+		}()
+	}
+	// OTLP/gRPC on its own address: the same handler as POST /v1/logs,
+	// stopped (running calls finish) before the log closes.
+	if cfg.OTLPGRPCListen != "" {
+		g, err := startOTLPGRPC(cfg, tlsSrv, acc.Auth, ing, m.Registry, logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := g.Close(ctx); err != nil {
+				logger.Warn("otlp grpc close", "err", err)
 			}
 		}()
 	}
@@ -374,6 +390,43 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 	}
 	logger.Info("syslog listening", attrs...)
 	return sl, ts, nil
+}
+
+// startOTLPGRPC starts the OTLP/gRPC listener: TLS with the main
+// listener's certificate (and its reloads) when one is set; plaintext off
+// loopback needs --allow-plaintext, as for the main listener.
+func startOTLPGRPC(cfg config.Config, tlsSrv *tlsconfig.Server, authn auth.Authenticator, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*otlp.GRPCServer, error) {
+	if host, _, err := net.SplitHostPort(cfg.OTLPGRPCListen); err != nil {
+		return nil, fmt.Errorf("app: --otlp-grpc-listen %q: %w", cfg.OTLPGRPCListen, err)
+	} else if tlsSrv == nil && !cfg.AllowPlaintext && !tlsconfig.IsLoopback(host) {
+		return nil, fmt.Errorf("app: refusing to serve OTLP/gRPC in plaintext on %s: bearer tokens and logs would cross the network "+
+			"in clear; serve TLS with --tls-cert/--tls-key (the gRPC listener uses the same certificate) or say --allow-plaintext", cfg.OTLPGRPCListen)
+	}
+	im, err := inputs.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("app: input metrics: %w", err)
+	}
+	var tc *tls.Config
+	if tlsSrv != nil {
+		// gRPC needs ALPN "h2", which the HTTP listener does not offer.
+		base := tlsSrv.Config()
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"},
+			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+				c, err := base.GetConfigForClient(hello)
+				if err != nil || c == nil {
+					return c, err
+				}
+				c = c.Clone()
+				c.NextProtos = []string{"h2"}
+				return c, nil
+			}}
+	}
+	g, err := otlp.StartGRPC(otlp.GRPCOptions{Listen: cfg.OTLPGRPCListen, TLS: tc}, authn, otlp.NewHandler(ing, im, logger))
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	logger.Info("otlp grpc listening", "addr", g.Addr().String(), "tls", tc != nil)
+	return g, nil
 }
 
 // natsTLS is the embedded NATS listener's TLS: the HTTP listener's

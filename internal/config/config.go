@@ -28,6 +28,9 @@ type Config struct {
 	DataDir    string `yaml:"data_dir"`
 	NATS       string `yaml:"nats"`
 	NATSListen string `yaml:"nats_listen"`
+	// OTLPGRPCListen serves OTLP/gRPC logs (LogsService/Export) on its
+	// own address; POST /v1/logs (OTLP/HTTP) is always on the listener.
+	OTLPGRPCListen string `yaml:"otlp_grpc_listen"`
 	// Replicas of the stream and KV buckets on an external NATS cluster;
 	// 0 chooses (3 on a cluster of at least 3 JetStream servers, else 1).
 	Replicas     int           `yaml:"replicas"`
@@ -239,6 +242,7 @@ func options() []option {
 		// Inputs (issue 9).
 		{"input-mappings", "VIGIL_INPUT_MAPPINGS", "YAML file of user-defined mappings from log lines to events, tried before the built-in parsers (docs/inputs.md)", str(func(c *Config) *string { return &c.Inputs.Mappings })},
 		// Syslog input (issue 9).
+		{"otlp-grpc-listen", "VIGIL_OTLP_GRPC_LISTEN", "receive OTLP logs over gRPC at host:port, e.g. 127.0.0.1:4317 (empty: off; OTLP/HTTP is POST /v1/logs)", str(func(c *Config) *string { return &c.OTLPGRPCListen })},
 		{"syslog-listen", "VIGIL_SYSLOG_LISTEN", "receive syslog (RFC 5424/3164) on UDP and TCP at host:port (empty: off)", str(func(c *Config) *string { return &c.Syslog.Listen })},
 		{"syslog-tenant", "VIGIL_SYSLOG_TENANT", "tenant of the events received by syslog", str(func(c *Config) *string { return &c.Syslog.Tenant })},
 		{"syslog-allow", "VIGIL_SYSLOG_ALLOW", "comma-separated CIDRs allowed to send syslog (default: any peer)", strList(func(c *Config) *[]string { return &c.Syslog.Allow })},
