@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -65,6 +66,13 @@ type Config struct {
 	Inputs Inputs `yaml:"inputs"`
 	// Syslog is the syslog listener (issue 9; internal/inputs/syslog).
 	Syslog Syslog `yaml:"syslog"`
+	// Outputs are the outputs: entries (issue 10), kept as YAML: the app
+	// decodes them with the output types it knows
+	// (outputs.ParseDefinitions), refusing a broken one at start.
+	Outputs []yaml.Node `yaml:"outputs"`
+	// PublicURL is where people reach this node's console (links in
+	// output messages); "" when unset.
+	PublicURL string `yaml:"public_url"`
 }
 
 // Inputs configures the log inputs shared by every listener (issue 9).
@@ -229,6 +237,8 @@ func options() []option {
 		{"syslog-max-message-kib", "VIGIL_SYSLOG_MAX_MESSAGE_KIB", "largest syslog message (KiB); a longer one is dropped and its TCP connection closed", integer(func(c *Config) *int { return &c.Syslog.MaxMessageKiB })},
 		{"syslog-max-connections", "VIGIL_SYSLOG_MAX_CONNECTIONS", "concurrent syslog TCP connections", integer(func(c *Config) *int { return &c.Syslog.MaxConnections })},
 		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
+		// Outputs (issue 10).
+		{"public-url", "VIGIL_PUBLIC_URL", "the console's external URL (https://vigil.example.com), for links in output messages", str(func(c *Config) *string { return &c.PublicURL })},
 	}
 }
 
@@ -342,6 +352,12 @@ func (c *Config) finish() error {
 	}
 	if c.TLS.ReloadInterval < 0 {
 		return errors.New("config: tls-reload-interval must not be negative")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: public-url %q: an absolute http:// or https:// URL", c.PublicURL)
+		}
 	}
 	return c.Syslog.check()
 }
