@@ -430,3 +430,36 @@ func TestOwnDeadLettersAreNotDeliveredBack(t *testing.T) {
 		t.Fatalf("%d requests: the dead-letter record was sent back to the failing output", r.requests)
 	}
 }
+
+// TestChangedFilterUpdatesTheConsumer: an output whose filter changes
+// between two starts keeps its consumer (and position); its subject
+// filter follows the new categories.
+func TestChangedFilterUpdatesTheConsumer(t *testing.T) {
+	b := newBench(t)
+	r := newReceiver(t, "s", 0)
+	sf := secretFile(t, "s")
+	_, stop := b.run(b.managerOpts(defs(t, webhookYAML("soc", r.URL, sf, ""))))
+	stop()
+	b.publish(plainEvent("auth.login")) // appended while stopped: no longer wanted by the new filter
+	det := detectionEvent("det-f", "detection.created", "active", "default", 1)
+	b.publish(det)
+	b.run(b.managerOpts(defs(t, webhookYAML("soc", r.URL, sf, "  filter: {categories: [detection]}\n  tenants: [default]\n"))))
+	checkFor(t, 5*time.Second, "the detection", func() error {
+		if r.distinct() == 0 {
+			return errors.New("nothing yet")
+		}
+		return nil
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.byID) != 1 || r.byID[det.ID] != 1 {
+		t.Fatalf("deliveries %v", r.byID)
+	}
+	info, err := b.log.JetStream().Consumer(context.Background(), "VIGIL_EVENTS", outputs.ConsumerName("soc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().Config.FilterSubjects; len(got) != 1 || got[0] != "vigil.events.default.detection.>" {
+		t.Fatalf("filter subjects %v", got)
+	}
+}
