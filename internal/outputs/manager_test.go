@@ -1,10 +1,16 @@
 package outputs_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -462,4 +468,127 @@ func TestChangedFilterUpdatesTheConsumer(t *testing.T) {
 	if got := info.CachedInfo().Config.FilterSubjects; len(got) != 1 || got[0] != "vigil.events.default.detection.>" {
 		t.Fatalf("filter subjects %v", got)
 	}
+}
+
+// TestRetryAfterIsHonoured: a 503 with Retry-After: 1 makes the next
+// attempt wait a second, not the (10 ms) backoff.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	b := newBench(t)
+	var (
+		mu    sync.Mutex
+		times []time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	b.run(b.managerOpts(defs(t, webhookYAML("hinted", srv.URL, secretFile(t, "s"), ""))))
+	b.publish(plainEvent("auth.login"))
+	checkFor(t, 5*time.Second, "the retry", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(times) < 2 {
+			return errors.New("one attempt so far")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := times[1].Sub(times[0]); gap < 900*time.Millisecond {
+		t.Fatalf("retried after %s, Retry-After said 1s", gap)
+	}
+}
+
+// TestLongSendIsNotDeliveredTwice: a request that takes longer than the
+// consumer's ack wait does not make JetStream hand the message out again
+// (the core keeps it in progress while it holds it).
+func TestLongSendIsNotDeliveredTwice(t *testing.T) {
+	b := newBench(t)
+	r := newReceiver(t, "s", 0)
+	release := make(chan struct{})
+	r.set(func(r *receiver) { r.block = release })
+	opts := b.managerOpts(defs(t, webhookYAML("slowack", r.URL, secretFile(t, "s"), "  timeout: 30s\n")))
+	opts.AckWait = time.Second
+	b.run(opts)
+	e := plainEvent("auth.login")
+	b.publish(e)
+	time.Sleep(3 * opts.AckWait) // the request is held past three ack waits
+	r.set(func(r *receiver) { r.block = nil })
+	close(release)
+	checkFor(t, 5*time.Second, "the delivery", func() error {
+		if r.distinct() == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// Anything delivered twice would be sent right after the first.
+	later := plainEvent("auth.logout")
+	b.publish(later)
+	checkFor(t, 5*time.Second, "the next event", func() error {
+		if r.distinct() < 2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID[e.ID] != 1 || r.requests != 2 {
+		t.Fatalf("%d deliveries of %s, %d requests: redelivered while in progress", r.byID[e.ID], e.ID, r.requests)
+	}
+}
+
+// TestSecretsStayOutOfLogsAndStatus: a webhook URL that carries a
+// credential in its path (as Slack's and Teams' do) and a signing secret
+// appear neither in the log lines nor in the status's last error.
+func TestSecretsStayOutOfLogsAndStatus(t *testing.T) {
+	b := newBench(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	const pathSecret, signSecret = "T000/B000/XXXXpathsecretXXXX", "signing-secret-value"
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	opts := b.managerOpts(defs(t, webhookYAML("leaky", "http://"+addr+"/services/"+pathSecret, secretFile(t, signSecret), "")))
+	opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	m, _ := b.run(opts)
+	b.publish(plainEvent("auth.login"))
+	var st outputs.Status
+	checkFor(t, 5*time.Second, "a failed attempt", func() error {
+		st = m.Statuses(context.Background(), &auth.Principal{Role: auth.RoleAdmin, Tenant: auth.AllTenants})[0]
+		if st.LastError == "" {
+			return errors.New("no error yet")
+		}
+		return nil
+	})
+	logMu.Lock()
+	text := logs.String() + st.LastError
+	logMu.Unlock()
+	if !strings.Contains(text, "http://"+addr+"/…") {
+		t.Fatalf("the error does not name the receiver: %s", text)
+	}
+	for _, s := range []string{"pathsecret", signSecret} {
+		if strings.Contains(text, s) {
+			t.Fatalf("%q leaked: %s", s, text)
+		}
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
