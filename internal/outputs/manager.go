@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -618,6 +619,13 @@ func (o *output) deadLetter(ctx context.Context, todo []pending, reason string, 
 			if ctx.Err() != nil {
 				return
 			}
+			var invalid *event.BatchError
+			if errors.As(err, &invalid) {
+				// Refused by validation: appending it again cannot
+				// succeed, and holding the message would stop the output.
+				o.log.Error("output: dead-letter record refused; the message is dropped", "event_id", p.msg.Event.ID, "err", err)
+				break
+			}
 			o.log.Error("output: dead-letter record not appended; retrying", "event_id", p.msg.Event.ID, "err", err)
 			if !sleep(ctx, backoff(o.m.opts.MinBackoff, o.m.opts.MaxBackoff, try)) {
 				return
@@ -663,11 +671,22 @@ func deadLetterEvent(d Definition, failed *event.Event, reason string, attempts 
 		ID:   "output-failed-" + hex.EncodeToString(sum[:16]),
 		Type: DeadLetterType, Category: event.CategorySystem, Severity: event.SeverityHigh,
 		Source: "vigil-outputs", Tenant: failed.Tenant, Time: now,
-		Message: fmt.Sprintf("output %s gave up on event %s (%s) after %d attempts: %s", d.Name, failed.ID, failed.Type, attempts, errText),
+		Message: truncate(fmt.Sprintf("output %s gave up on event %s (%s) after %d attempts: %s", d.Name, failed.ID, failed.Type, attempts, errText), 768),
 		Action:  "deliver", Outcome: "failure", Resource: "output:" + d.Name,
 		Tags: []string{"output:" + d.Name},
 		Data: data,
 	}
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // backoff is exponential with jitter: attempt n waits a random time in
@@ -704,11 +723,7 @@ func safeErr(err error) string {
 	if errors.As(err, &ue) && ue.URL != "" {
 		s = strings.ReplaceAll(s, ue.URL, redactURL(ue.URL))
 	}
-	const maxErr = 512
-	if len(s) > maxErr {
-		s = s[:maxErr] + "…"
-	}
-	return s
+	return truncate(s, 512)
 }
 
 func redactURL(raw string) string {
