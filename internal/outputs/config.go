@@ -52,8 +52,8 @@ type Definition struct {
 	RepeatInterval time.Duration
 	// RateLimit paces deliveries (zero: unpaced).
 	RateLimit Rate
-	// GroupWait: for Type.Groups outputs, messages taken within this
-	// window after the first go out together (0: one at a time).
+	// GroupWait: for Type.Groups outputs, detections created within this
+	// window after a first one go out together (0: one at a time).
 	GroupWait time.Duration
 	// Template renders Message.Text (the default template when unset).
 	Template    *template.Template

@@ -345,23 +345,52 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 			}
 			first = msg
 		}
-		msgs := []jetstream.Msg{first}
-		switch {
-		case o.def.Type.Groups && o.def.GroupWait > 0:
-			msgs = o.collect(ctx, ch, msgs, maxGroup, o.def.GroupWait)
-		case o.maxBatch > 1:
-			msgs = o.collect(ctx, ch, msgs, o.maxBatch, 0)
+		p, ok := o.take(first)
+		if !ok {
+			continue
 		}
-		o.process(ctx, msgs)
+		todo := []pending{p}
+		switch {
+		case o.def.Type.Groups && o.def.GroupWait > 0 && created(p):
+			// Detections created within group_wait go out as one
+			// message; anything else taken meanwhile follows, alone.
+			var rest []pending
+			for _, raw := range o.collect(ctx, ch, maxGroup-1, o.def.GroupWait) {
+				if q, ok := o.take(raw); ok && created(q) {
+					todo = append(todo, q)
+				} else if ok {
+					rest = append(rest, q)
+				}
+			}
+			o.deliver(ctx, todo)
+			for _, q := range rest {
+				if ctx.Err() != nil {
+					return
+				}
+				o.deliver(ctx, []pending{q})
+			}
+		case o.maxBatch > 1:
+			for _, raw := range o.collect(ctx, ch, o.maxBatch-1, 0) {
+				if q, ok := o.take(raw); ok {
+					todo = append(todo, q)
+				}
+			}
+			o.deliver(ctx, todo)
+		default:
+			o.deliver(ctx, todo)
+		}
 		if ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-// collect adds to msgs what arrives within wait (0: what is already
-// there), up to n in all.
-func (o *output) collect(ctx context.Context, ch <-chan jetstream.Msg, msgs []jetstream.Msg, n int, wait time.Duration) []jetstream.Msg {
+func created(p pending) bool { return p.msg.Event.Type == "detection.created" }
+
+// collect returns what arrives on ch within wait (0: what is already
+// there), at most n messages.
+func (o *output) collect(ctx context.Context, ch <-chan jetstream.Msg, n int, wait time.Duration) []jetstream.Msg {
+	var msgs []jetstream.Msg
 	var timer <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -402,25 +431,18 @@ type pending struct {
 	msg Message
 }
 
-// process turns msgs into Messages, acknowledges those the output does
-// not take, and delivers the rest.
-func (o *output) process(ctx context.Context, msgs []jetstream.Msg) {
-	var todo []pending
-	for _, raw := range msgs {
-		m, ok, err := o.message(raw)
-		if err != nil {
-			o.log.Warn("output: stored message is not an event; skipped", "err", err)
-		}
-		if !ok {
-			o.done(raw)
-			continue
-		}
-		todo = append(todo, pending{raw: raw, msg: m})
+// take turns raw into a Message, or acknowledges it when this output does
+// not take it.
+func (o *output) take(raw jetstream.Msg) (pending, bool) {
+	m, ok, err := o.message(raw)
+	if err != nil {
+		o.log.Warn("output: stored message is not an event; skipped", "err", err)
 	}
-	if len(todo) == 0 {
-		return
+	if !ok {
+		o.done(raw)
+		return pending{}, false
 	}
-	o.deliver(ctx, todo)
+	return pending{raw: raw, msg: m}, true
 }
 
 // message decodes raw and decides whether this output takes it: the

@@ -362,30 +362,34 @@ func (g *groupType) Send(_ context.Context, msgs []outputs.Message) error {
 func (g *groupType) Close() error { return nil }
 
 // TestGroupWaitGroupsDetections: detections created within group_wait go
-// out in one Send, each with its text rendered.
+// out in one Send, each with its text rendered; another event taken
+// meanwhile follows on its own.
 func TestGroupWaitGroupsDetections(t *testing.T) {
 	b := newBench(t)
 	g := &groupType{}
 	b.run(b.managerOpts(defs(t, "- name: chat\n  type: grouptest\n  group_wait: 1s\n", g.Type())))
 	for i := 0; i < 5; i++ {
 		b.publish(detectionEvent(fmt.Sprintf("det-g%d", i), "detection.created", "active", "default", 1))
+		if i == 2 {
+			b.publish(plainEvent("auth.login")) // taken within the window, not a created detection
+		}
 	}
-	checkFor(t, 5*time.Second, "one group", func() error {
+	checkFor(t, 5*time.Second, "one group and the event", func() error {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		n := 0
 		for _, gr := range g.groups {
 			n += len(gr)
 		}
-		if n < 5 {
+		if n < 6 {
 			return fmt.Errorf("%d messages", n)
 		}
 		return nil
 	})
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.groups) != 1 {
-		t.Fatalf("%d groups, want 1", len(g.groups))
+	if len(g.groups) != 2 || len(g.groups[0]) != 5 || len(g.groups[1]) != 1 || g.groups[1][0].Event.Type != "auth.login" {
+		t.Fatalf("%d groups (%v), want the 5 detections, then the event alone", len(g.groups), g.groups)
 	}
 	if txt := g.groups[0][0].Text; !strings.Contains(txt, "[HIGH] Brute force on det-g0") || !strings.Contains(txt, "T1110") || !strings.Contains(txt, "user=alice") {
 		t.Fatalf("text = %q", txt)
