@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"token":   {"create, list and revoke API tokens (admin; via the REST API)", runToken},
 		"rules":   {"test detection rules against NDJSON events, or check rule files", runRules},
 		"inputs":  {"test input mappings: what each log line becomes", runInputs},
+		"outputs": {"list outputs and their delivery state, send a test message (admin)", runOutputs},
 	}
 }
 

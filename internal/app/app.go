@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/datadir"
 	"github.com/vigil-sec/vigil/internal/detect"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
@@ -30,6 +31,8 @@ import (
 	"github.com/vigil-sec/vigil/internal/inputs/syslog"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/natsingest"
+	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/webhook"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
@@ -54,6 +57,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	if maps != nil {
 		logger.Info("input mappings loaded", "file", maps.Path, "mappings", len(maps.Mappings))
+	}
+	// Issue 10: a broken outputs: entry stops the start, with its index,
+	// name and reason, before anything is touched.
+	outputDefs, err := outputs.ParseDefinitions(cfg.Outputs, OutputTypes())
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
 	}
 	// Start order (issue 8): bind the port, then lock the data directory,
 	// and only then touch it, so that a busy port or a directory in use
@@ -242,6 +251,31 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		}
 	}()
 
+	// Issue 10: outputs, each reading the log through its own durable
+	// consumer; dead-letter records take the normal ingest path. Stopped
+	// by stopRun, before the log closes.
+	outs, err := outputs.NewManager(ctx, outputs.Options{
+		JetStream: log.JetStream(), Stream: store.StreamName, SubjectPrefix: store.SubjectPrefix,
+		Definitions: outputDefs, PublicURL: cfg.PublicURL, Logger: logger, Registerer: m.Registry,
+		DeadLetter: func(ctx context.Context, e *event.Event) error {
+			_, err := ing.Publish(ctx, &auth.Principal{ID: "outputs", Name: "outputs", Role: auth.RoleAdmin, Tenant: e.Tenant}, []*event.Event{e})
+			return err
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	for _, d := range outputDefs {
+		logger.Info("output configured", "output", d.Name, "type", d.Type.Name, "tenants", d.Tenants, "max_age", d.MaxAge)
+	}
+	wg.Add(1)
+	go func() { // the outputs: stopped by stopRun
+		defer wg.Done()
+		if err := outs.Run(runCtx); err != nil {
+			logger.Error("outputs stopped", "err", err)
+		}
+	}()
+
 	// Idle WebSocket connections wait in one epoll instance instead of a
 	// reader goroutine each (SPEC 11 memory per connection); Linux only.
 	poller, err := wsconn.NewPoller()
@@ -264,6 +298,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		Stats:  st,                                             // issue 4
 		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
 		GraphQLLimits: cfg.GraphQL, // issue 8
+		Outputs:       outs,        // issue 10
 	})
 
 	addr := ln.Addr().String()
@@ -469,4 +504,12 @@ func snapshotInterval(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// OutputTypes are the output types a node knows (issue 10): each type's
+// package offers its Type; there is no package-level registry.
+func OutputTypes() []outputs.Type {
+	return []outputs.Type{
+		webhook.Type(),
+	}
 }

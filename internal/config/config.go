@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -68,6 +69,13 @@ type Config struct {
 	Inputs Inputs `yaml:"inputs"`
 	// Syslog is the syslog listener (issue 9; internal/inputs/syslog).
 	Syslog Syslog `yaml:"syslog"`
+	// Outputs are the outputs: entries (issue 10), kept as YAML: the app
+	// decodes them with the output types it knows
+	// (outputs.ParseDefinitions), refusing a broken one at start.
+	Outputs []yaml.Node `yaml:"outputs"`
+	// PublicURL is where people reach this node's console (links in
+	// output messages); "" when unset.
+	PublicURL string `yaml:"public_url"`
 }
 
 // Inputs configures the log inputs shared by every listener (issue 9).
@@ -253,6 +261,8 @@ func options() []option {
 		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
 		{"syslog-relp-listen", "VIGIL_SYSLOG_RELP_LISTEN", "receive RELP (rsyslog omrelp) at host:port, each message acknowledged once in the log (empty: off)", str(func(c *Config) *string { return &c.Syslog.RELPListen })},
 		{"syslog-timezone", "VIGIL_SYSLOG_TIMEZONE", "IANA time zone of RFC 3164 timestamps, which carry none (e.g. Europe/Berlin)", str(func(c *Config) *string { return &c.Syslog.Timezone })},
+		// Outputs (issue 10).
+		{"public-url", "VIGIL_PUBLIC_URL", "the console's external URL (https://vigil.example.com), for links in output messages", str(func(c *Config) *string { return &c.PublicURL })},
 	}
 }
 
@@ -367,6 +377,12 @@ func (c *Config) finish() error {
 	}
 	if c.TLS.ReloadInterval < 0 {
 		return errors.New("config: tls-reload-interval must not be negative")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: public-url %q: an absolute http:// or https:// URL", c.PublicURL)
+		}
 	}
 	return c.Syslog.check()
 }

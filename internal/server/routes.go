@@ -141,4 +141,12 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/v1/connections", authed(wsdetections.ListConnections(d.Hub)))
 	mux.Handle("POST /api/v1/connections/{id}/messages", authed(wsdetections.SendMessage(d.Hub)))
 	// --- end issue 3.
+
+	// --- Issue 10: outputs (admin; a tenant admin sees only outputs
+	// limited to its tenant). Owned by internal/outputs.
+	if d.Outputs != nil {
+		mux.Handle("GET /api/v1/outputs", authed(http.HandlerFunc(d.Outputs.HandleList)))
+		mux.Handle("POST /api/v1/outputs/{name}/test", authed(http.HandlerFunc(d.Outputs.HandleTest)))
+	}
+	// --- end issue 10.
 }
