@@ -1,0 +1,16 @@
+// Package types lists the vendor output types (every type but webhook,
+// which lives with the delivery core) so that the node wires them in one
+// line.
+package types
+
+import (
+	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
+)
+
+// Types returns the vendor output types.
+func Types() []outputs.Type {
+	return []outputs.Type{
+		pagerduty.Type(),
+	}
+}
