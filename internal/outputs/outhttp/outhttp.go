@@ -230,3 +230,19 @@ func Truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// URLSecrets is what to scrub from errors for a URL that is a credential
+// (a Slack or Teams webhook): the URL and its path and query, which a
+// receiver may echo without the host.
+func URLSecrets(u outputs.Secret) []outputs.Secret {
+	out := []outputs.Secret{u}
+	if p, err := url.Parse(u.Reveal()); err == nil {
+		if p.EscapedPath() != "" && p.EscapedPath() != "/" {
+			out = append(out, outputs.Secret(p.EscapedPath()))
+		}
+		if p.RawQuery != "" {
+			out = append(out, outputs.Secret(p.RawQuery))
+		}
+	}
+	return out
+}

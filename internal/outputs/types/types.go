@@ -6,11 +6,13 @@ package types
 import (
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
+	"github.com/vigil-sec/vigil/internal/outputs/slack"
 )
 
 // Types returns the vendor output types.
 func Types() []outputs.Type {
 	return []outputs.Type{
 		pagerduty.Type(),
+		slack.Type(),
 	}
 }
