@@ -7,6 +7,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
 	"github.com/vigil-sec/vigil/internal/outputs/slack"
+	"github.com/vigil-sec/vigil/internal/outputs/teams"
 )
 
 // Types returns the vendor output types.
@@ -14,5 +15,6 @@ func Types() []outputs.Type {
 	return []outputs.Type{
 		pagerduty.Type(),
 		slack.Type(),
+		teams.Type(),
 	}
 }
