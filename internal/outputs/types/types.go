@@ -5,6 +5,7 @@ package types
 
 import (
 	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/opsgenie"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
 	"github.com/vigil-sec/vigil/internal/outputs/slack"
 	"github.com/vigil-sec/vigil/internal/outputs/teams"
@@ -16,5 +17,6 @@ func Types() []outputs.Type {
 		pagerduty.Type(),
 		slack.Type(),
 		teams.Type(),
+		opsgenie.Type(),
 	}
 }
