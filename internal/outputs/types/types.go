@@ -5,6 +5,7 @@ package types
 
 import (
 	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/email"
 	"github.com/vigil-sec/vigil/internal/outputs/opsgenie"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
 	"github.com/vigil-sec/vigil/internal/outputs/slack"
@@ -18,5 +19,6 @@ func Types() []outputs.Type {
 		slack.Type(),
 		teams.Type(),
 		opsgenie.Type(),
+		email.Type(),
 	}
 }
