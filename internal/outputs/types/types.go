@@ -9,6 +9,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/outputs/opsgenie"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
 	"github.com/vigil-sec/vigil/internal/outputs/slack"
+	"github.com/vigil-sec/vigil/internal/outputs/syslog"
 	"github.com/vigil-sec/vigil/internal/outputs/teams"
 )
 
@@ -20,5 +21,6 @@ func Types() []outputs.Type {
 		teams.Type(),
 		opsgenie.Type(),
 		email.Type(),
+		syslog.Type(),
 	}
 }
