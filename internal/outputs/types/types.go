@@ -6,6 +6,7 @@ package types
 import (
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/outputs/email"
+	"github.com/vigil-sec/vigil/internal/outputs/kafka"
 	"github.com/vigil-sec/vigil/internal/outputs/opsgenie"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
 	"github.com/vigil-sec/vigil/internal/outputs/slack"
@@ -22,5 +23,6 @@ func Types() []outputs.Type {
 		opsgenie.Type(),
 		email.Type(),
 		syslog.Type(),
+		kafka.Type(),
 	}
 }
