@@ -5,6 +5,7 @@ package types
 
 import (
 	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/elasticsearch"
 	"github.com/vigil-sec/vigil/internal/outputs/email"
 	"github.com/vigil-sec/vigil/internal/outputs/kafka"
 	"github.com/vigil-sec/vigil/internal/outputs/opsgenie"
@@ -24,5 +25,6 @@ func Types() []outputs.Type {
 		email.Type(),
 		syslog.Type(),
 		kafka.Type(),
+		elasticsearch.Type(),
 	}
 }
