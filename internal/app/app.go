@@ -32,6 +32,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/natsingest"
 	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/types"
 	"github.com/vigil-sec/vigil/internal/outputs/webhook"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
@@ -509,7 +510,5 @@ func snapshotInterval(d time.Duration) time.Duration {
 // OutputTypes are the output types a node knows (issue 10): each type's
 // package offers its Type; there is no package-level registry.
 func OutputTypes() []outputs.Type {
-	return []outputs.Type{
-		webhook.Type(),
-	}
+	return append([]outputs.Type{webhook.Type()}, types.Types()...)
 }
