@@ -127,7 +127,7 @@ type Engine struct {
 	evalMu sync.Mutex
 	reload reloader
 	kv     jetstream.KeyValue
-	lease *lease // nil without JetStream: this engine always leads
+	lease  *lease // nil without JetStream: this engine always leads
 
 	leader atomic.Bool // holds the lease and evaluates
 	// replayTo: events up to this seq are evaluated only to rebuild the
