@@ -113,6 +113,9 @@ type Options struct {
 	// never).
 	ReloadOnSIGHUP bool
 	RulesPoll      time.Duration
+	// MaxBacktests is how many backtests this node runs at once (default
+	// 1); more are refused with 429.
+	MaxBacktests int
 }
 
 // Engine evaluates rules over the log and owns the detections.
@@ -126,8 +129,10 @@ type Engine struct {
 	eval   atomic.Pointer[Evaluator]
 	evalMu sync.Mutex
 	reload reloader
-	kv     jetstream.KeyValue
-	lease  *lease // nil without JetStream: this engine always leads
+	// backtests holds a token per running backtest (Options.MaxBacktests).
+	backtests chan struct{}
+	kv        jetstream.KeyValue
+	lease     *lease // nil without JetStream: this engine always leads
 
 	leader atomic.Bool // holds the lease and evaluates
 	// replayTo: events up to this seq are evaluated only to rebuild the
@@ -201,8 +206,12 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.RulesPoll == 0 {
 		opts.RulesPoll = DefaultRulesPoll
 	}
+	if opts.MaxBacktests <= 0 {
+		opts.MaxBacktests = 1
+	}
 	e := &Engine{opts: opts, log: opts.Logger.With("component", "detect"), byID: map[string]*Detection{},
-		open: map[string]string{}, dirty: map[string]bool{}, started: make(chan struct{})}
+		open: map[string]string{}, dirty: map[string]bool{}, started: make(chan struct{}),
+		backtests: make(chan struct{}, opts.MaxBacktests)}
 	e.reload.instance = newInstance()
 	rs := opts.Rules
 	if rs != nil {
