@@ -229,6 +229,9 @@ func BenchmarkBacktest(b *testing.B) {
 	batch := make([]*event.Event, 0, 1000)
 	for i := 0; i < n; i++ {
 		e := g.Next()
+		if _, err := event.Normalize(e, "default", start, event.DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
 		e.Time = start.Add(time.Duration(i) * time.Millisecond)
 		batch = append(batch, e)
 		if len(batch) == cap(batch) || i == n-1 {
