@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/detect"
+	"github.com/vigil-sec/vigil/internal/detect/attack"
 )
 
 // readRuleFiles reads rule files and directories (recursively) into the
@@ -142,3 +144,67 @@ func runRulesBacktest(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+
+func runRulesCoverage(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("vigil rules coverage", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	builtins := fs.Bool("builtins", false, "with rule files: also count the built-in rules")
+	navigator := fs.String("navigator", "", "write an ATT&CK Navigator layer (format 4.5) to this file")
+	name := fs.String("name", "Vigil detection coverage", "layer name")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: vigil rules coverage [--navigator out.json] [RULEFILE|RULEDIR...]\n\nATT&CK Enterprise techniques covered by rules and, from a server, fired by detections.\nWith rule files it works offline (coverage only); without, it asks the server\n(GET /api/v1/attack/coverage).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cov detect.Coverage
+	if fs.NArg() > 0 {
+		rs, err := loadRuleArgs(fs.Args(), *builtins)
+		if err != nil {
+			return err
+		}
+		printRuleErrors(e.stderr, rs)
+		cov = detect.ComputeCoverage(rs, nil)
+	} else {
+		c, err := rf.client(e)
+		if err != nil {
+			return err
+		}
+		if err := c.Do(ctx, "GET", "/api/v1/attack/coverage", nil, &cov); err != nil {
+			return fmt.Errorf("rules coverage: %w", err)
+		}
+	}
+	fmt.Fprintf(e.stdout, "ATT&CK Enterprise %s: %d of %d techniques covered by rules, %d with detections\n",
+		cov.AttackVersion, cov.Covered, cov.TotalTechniques, cov.Fired)
+	perTactic := map[string]int{}
+	for _, t := range cov.Techniques {
+		if len(t.Rules) > 0 {
+			for _, ta := range t.Tactics {
+				perTactic[ta]++
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TACTIC\tNAME\tTECHNIQUES COVERED")
+	for _, ta := range attack.Enterprise().Tactics() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", ta.ID, ta.Name, perTactic[ta.ID])
+	}
+	_ = tw.Flush()
+	if len(cov.Unknown) > 0 {
+		fmt.Fprintf(e.stdout, "not ATT&CK Enterprise %s techniques (typo, revoked, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
+	}
+	if *navigator != "" {
+		b, err := json.MarshalIndent(cov.Layer(*name), "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*navigator, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("rules coverage: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Navigator layer written to %s (open it at https://mitre-attack.github.io/attack-navigator/)\n", *navigator)
+	}
+	return nil
+}

@@ -56,3 +56,32 @@ func TestRulesBacktestCommand(t *testing.T) {
 		t.Fatalf("without a range: %v", err)
 	}
 }
+
+// TestRulesCoverageCommand: `vigil rules coverage --navigator` against a
+// server writes a Navigator layer; with rule files it works offline and
+// names technique ids ATT&CK does not have.
+func TestRulesCoverageCommand(t *testing.T) {
+	n := testnode.Start(t)
+	vigil := cliAgainst(n)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "layer.json")
+	stdout, stderr, err := vigil("rules", "coverage", "--navigator", out)
+	if err != nil {
+		t.Fatalf("coverage: %v\n%s%s", err, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "ATT&CK Enterprise 18.1: ") || !strings.Contains(stdout, "TA0006  Credential Access") {
+		t.Fatalf("output:\n%s", stdout)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !strings.Contains(string(b), `"layer": "4.5"`) || !strings.Contains(string(b), `"techniqueID": "T1110.001"`) {
+		t.Fatalf("layer: %v\n%s", err, b)
+	}
+	rule := filepath.Join(dir, "r.yml")
+	if err := os.WriteFile(rule, []byte(strings.Replace(backtestCLIRule, "attack.t1110.001", "attack.t1110.001, attack.t9999", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err = vigil("rules", "coverage", rule)
+	if err != nil || !strings.Contains(stdout, "1 of ") || !strings.Contains(stdout, "T9999") {
+		t.Fatalf("offline coverage: %v\n%s%s", err, stdout, stderr)
+	}
+}

@@ -139,6 +139,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		// Issue 13: hot reload.
 		mux.Handle("POST /api/v1/rules/reload", authed(http.HandlerFunc(d.Detect.HandleReload)))
 		mux.Handle("POST /api/v1/rules/backtest", authed(http.HandlerFunc(d.Detect.HandleBacktest)))
+		mux.Handle("GET /api/v1/attack/coverage", authed(http.HandlerFunc(d.Detect.HandleCoverage)))
 	}
 	mux.Handle("GET /ws/detections", wsdetections.Handler(d.wsDeps()))
 	mux.Handle("GET /api/v1/connections", authed(wsdetections.ListConnections(d.Hub)))
