@@ -144,7 +144,6 @@ func runRulesBacktest(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-
 func runRulesCoverage(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("vigil rules coverage", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
