@@ -21,8 +21,8 @@ import (
 
 func runRules(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] RULES EVENTS.ndjson\n       vigil rules check [--builtins] RULES...\n       vigil rules backtest [--since 24h|--from-seq N] [--tenant T] [RULES...]\n       vigil rules coverage [--navigator out.json] [RULES...]")
-		return errors.New("rules: missing subcommand (test, check, backtest, coverage)")
+		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] RULES EVENTS.ndjson\n       vigil rules check [--builtins] RULES...\n       vigil rules backtest [--since 24h|--from-seq N] [--tenant T] [RULES...]\n       vigil rules coverage [--navigator out.json] [RULES...]\n       vigil rules lint [--warnings-as-errors] RULES...")
+		return errors.New("rules: missing subcommand (test, check, backtest, coverage, lint)")
 	}
 	switch args[0] {
 	case "test":
@@ -33,8 +33,10 @@ func runRules(ctx context.Context, e env, args []string) error {
 		return runRulesBacktest(ctx, e, args[1:])
 	case "coverage": // issue 13
 		return runRulesCoverage(ctx, e, args[1:])
+	case "lint": // issue 13
+		return runRulesLint(e, args[1:])
 	}
-	return fmt.Errorf("rules: unknown subcommand %q (valid: test, check, backtest, coverage)", args[0])
+	return fmt.Errorf("rules: unknown subcommand %q (valid: test, check, backtest, coverage, lint)", args[0])
 }
 
 // loadRuleArgs loads rule files and directories given on the command line.

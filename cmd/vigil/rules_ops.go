@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/detect/attack"
+	"github.com/vigil-sec/vigil/internal/detect/lint"
 )
 
 // readRuleFiles reads rule files and directories (recursively) into the
@@ -204,6 +205,49 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 			return fmt.Errorf("rules coverage: %w", err)
 		}
 		fmt.Fprintf(e.stdout, "Navigator layer written to %s (open it at https://mitre-attack.github.io/attack-navigator/)\n", *navigator)
+	}
+	return nil
+}
+
+func runRulesLint(e env, args []string) error {
+	fs := flag.NewFlagSet("vigil rules lint", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	builtins := fs.Bool("builtins", false, "load the built-in rules too, so correlations may name them (they are not linted)")
+	strict := fs.Bool("warnings-as-errors", false, "exit non-zero on warnings too")
+	asJSON := fs.Bool("json", false, "print the findings as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: vigil rules lint [--warnings-as-errors] [--builtins] RULEDIR|RULEFILE...\n\nChecks Sigma rules: what the loader refuses, id (UUID), title, level, status,\nlogsource, tags, ATT&CK ids, unused search identifiers, always-true/false conditions.\nPrints file:line: severity: message [check]; exits 1 on errors (and warnings with\n--warnings-as-errors).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("rules lint: give a rule directory or files")
+	}
+	findings, err := lint.Paths(fs.Args(), lint.Options{Builtins: *builtins})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if findings == nil {
+			findings = []lint.Finding{}
+		}
+		if err := printJSON(e.stdout, findings); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range findings {
+			fmt.Fprintln(e.stdout, f.String())
+		}
+	}
+	errs, warns := lint.Summary(findings)
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "%d error(s), %d warning(s)\n", errs, warns)
+	}
+	if errs > 0 || *strict && warns > 0 {
+		return fmt.Errorf("rules lint: %d error(s), %d warning(s)", errs, warns)
 	}
 	return nil
 }

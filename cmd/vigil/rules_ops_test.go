@@ -85,3 +85,34 @@ func TestRulesCoverageCommand(t *testing.T) {
 		t.Fatalf("offline coverage: %v\n%s%s", err, stdout, stderr)
 	}
 }
+
+// TestRulesLintCommand: exit code for CI: errors fail, warnings pass
+// unless --warnings-as-errors; output is file:line: severity: message.
+func TestRulesLintCommand(t *testing.T) {
+	dir := t.TempDir()
+	rule := filepath.Join(dir, "r.yml")
+	write := func(body string) {
+		if err := os.WriteFile(rule, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vigil := func(args ...string) (string, error) {
+		var out strings.Builder
+		err := run(t.Context(), args, env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: &out, stderr: &out})
+		return out.String(), err
+	}
+	// A warning only: an id that is not a UUID.
+	write(strings.Replace(backtestCLIRule, "5f0c1a2e-0000-4000-8000-00000000000a", "MY-RULE-1", 1) + "status: test\n")
+	out, err := vigil("rules", "lint", dir)
+	if err != nil || !strings.Contains(out, rule+`:2: warning: id "MY-RULE-1" is not a UUID`) || !strings.Contains(out, "0 error(s), 1 warning(s)") {
+		t.Fatalf("warning only: %v\n%s", err, out)
+	}
+	if _, err := vigil("rules", "lint", "--warnings-as-errors", dir); err == nil {
+		t.Fatal("--warnings-as-errors passed a warning")
+	}
+	// An error: an ATT&CK technique that does not exist.
+	write(strings.Replace(backtestCLIRule, "attack.t1110.001", "attack.t1110.009", 1) + "status: test\n")
+	if out, err := vigil("rules", "lint", dir); err == nil || !strings.Contains(out, rule+`:8: error: tag "attack.t1110.009"`) {
+		t.Fatalf("error: %v\n%s", err, out)
+	}
+}
