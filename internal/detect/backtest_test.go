@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -240,6 +241,18 @@ func BenchmarkBacktest(b *testing.B) {
 			}
 			batch = batch[:0]
 		}
+	}
+	if pf := os.Getenv("VIGIL_BACKTEST_CPUPROFILE"); pf != "" {
+		// The backtest alone, without filling the log.
+		f, err := os.Create(pf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	b.ResetTimer()
 	var rep *BacktestReport
