@@ -21,16 +21,22 @@ import (
 
 func runRules(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] RULES EVENTS.ndjson\n       vigil rules check [--builtins] RULES...")
-		return errors.New("rules: missing subcommand (test, check)")
+		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] RULES EVENTS.ndjson\n       vigil rules check [--builtins] RULES...\n       vigil rules backtest [--since 24h|--from-seq N] [--tenant T] [RULES...]\n       vigil rules coverage [--navigator out.json] [RULES...]\n       vigil rules lint [--warnings-as-errors] RULES...")
+		return errors.New("rules: missing subcommand (test, check, backtest, coverage, lint)")
 	}
 	switch args[0] {
 	case "test":
 		return runRulesTest(ctx, e, args[1:])
 	case "check":
 		return runRulesCheck(e, args[1:])
+	case "backtest": // issue 13
+		return runRulesBacktest(ctx, e, args[1:])
+	case "coverage": // issue 13
+		return runRulesCoverage(ctx, e, args[1:])
+	case "lint": // issue 13
+		return runRulesLint(e, args[1:])
 	}
-	return fmt.Errorf("rules: unknown subcommand %q (valid: test, check)", args[0])
+	return fmt.Errorf("rules: unknown subcommand %q (valid: test, check, backtest, coverage, lint)", args[0])
 }
 
 // loadRuleArgs loads rule files and directories given on the command line.

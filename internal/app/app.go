@@ -237,7 +237,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// Every node runs an engine; one per stream, elected through a KV
 	// lease, evaluates (docs/detections.md, "Fail-over").
 	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
-		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
+		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log,
+		ReloadOnSIGHUP: true, RulesPoll: cfg.RulesPoll}) // issue 13: hot reload
 	if err != nil {
 		return err
 	}

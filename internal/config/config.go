@@ -62,6 +62,9 @@ type Config struct {
 	// plain HTTP (and the embedded NATS listener) listen off loopback.
 	TLS            TLS  `yaml:"tls"`
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// RulesPoll is how often --rules is checked for changed files (issue
+	// 13, hot reload; 0: detect.DefaultRulesPoll, negative: never).
+	RulesPoll time.Duration `yaml:"rules_poll"`
 	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
 	// depth, body size and time (internal/graphql.Limits).
 	GraphQL graphql.Limits `yaml:"graphql"`
@@ -212,6 +215,7 @@ func options() []option {
 		{"replicas", "VIGIL_REPLICAS", "copies of the stream and KV buckets on an external NATS cluster, 1-5 (default: 3 on a cluster of 3+ JetStream servers, else 1); never lowered", integer(func(c *Config) *int { return &c.Replicas })},
 		{"nats-listen", "VIGIL_NATS_LISTEN", "open the embedded NATS server to producers on host:port (token in <data-dir>/nats.token)", str(func(c *Config) *string { return &c.NATSListen })},
 		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
+		{"rules-poll", "VIGIL_RULES_POLL", "how often the rules directory is checked for changed files and reloaded (0: 2s; negative: only on SIGHUP or POST /api/v1/rules/reload)", dur(func(c *Config) *time.Duration { return &c.RulesPoll })},
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
 		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},
 		{"dedup-window", "VIGIL_DEDUP_WINDOW", "how long producer ids are remembered for idempotent retries", dur(func(c *Config) *time.Duration { return &c.DedupWindow })},
