@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -13,7 +15,19 @@ import (
 )
 
 func runServe(ctx context.Context, e env, args []string) error {
+	help := wantsHelp(args)
+	if help && e.cmd != nil {
+		// The flags are config's (one declaration for flag, env and YAML);
+		// the description before them and the example after.
+		c := *e.cmd
+		c.example = ""
+		printCommandHelp(e.stderr, &c, flag.NewFlagSet("", flag.ContinueOnError))
+		e.warnf("\n")
+	}
 	cfg, err := config.Load(args, e.getenv, e.stderr)
+	if help && e.cmd != nil && errors.Is(err, flag.ErrHelp) {
+		e.warnf("\nExample:\n  %s\n", e.cmd.example)
+	}
 	if err != nil {
 		return err
 	}
