@@ -19,9 +19,12 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	rate := fs.Float64("rate", 20, "events per second")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	count := fs.Int("count", 0, "stop after this many events (0: no limit)")
-	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed (same seed, same traffic)")
+	seed := fs.Uint64("seed", 0, "random seed: same seed, same traffic (0: a new seed each run)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *seed == 0 {
+		*seed = uint64(time.Now().UnixNano())
 	}
 	if *rate <= 0 {
 		return fmt.Errorf("--rate must be positive")

@@ -82,13 +82,20 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
+	code := exitCode(ctx, os.Args[1:], env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
-	if err != nil {
+	os.Exit(code)
+}
+
+// exitCode runs args and prints the error, once prefixed with "vigil:":
+// 0 on success and for help asked for, 1 on any error.
+func exitCode(ctx context.Context, args []string, e env) int {
+	if err := run(ctx, args, e); err != nil {
 		// Nothing more can be said if stderr itself fails.
-		_, _ = fmt.Fprintln(os.Stderr, "vigil:", err)
-		os.Exit(1)
+		_, _ = fmt.Fprintln(e.stderr, "vigil:", err)
+		return 1
 	}
+	return 0
 }
 
 // run dispatches args through the command table. It returns nil for help
