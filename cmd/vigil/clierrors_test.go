@@ -18,9 +18,9 @@ import (
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
-// checkFor polls cond every step until it returns nil or timeout passes
+// cliCheckFor polls cond every step until it returns nil or timeout passes
 // (nats-server's pattern: no fixed sleeps).
-func checkFor(t *testing.T, timeout, step time.Duration, cond func() error) {
+func cliCheckFor(t *testing.T, timeout, step time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -35,38 +35,38 @@ func checkFor(t *testing.T, timeout, step time.Duration, cond func() error) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
+// cliSyncBuffer is a bytes.Buffer safe for a command writing while the test
 // reads.
-type syncBuffer struct {
+type cliSyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *cliSyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *cliSyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
-// background runs a vigil command until the returned stop is called; its
+// cliBackground runs a vigil command until the returned stop is called; its
 // outputs can be read while it runs, and done is closed with its exit code.
-type background struct {
-	stdout, stderr syncBuffer
+type cliBackground struct {
+	stdout, stderr cliSyncBuffer
 	done           chan struct{}
 	code           int
 	cancel         context.CancelFunc
 }
 
-func runBackground(t *testing.T, vars map[string]string, args ...string) *background {
+func cliRunBackground(t *testing.T, vars map[string]string, args ...string) *cliBackground {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &background{done: make(chan struct{}), cancel: cancel}
+	b := &cliBackground{done: make(chan struct{}), cancel: cancel}
 	e := env{getenv: func(k string) string { return vars[k] }, stdin: strings.NewReader(""), stdout: &b.stdout, stderr: &b.stderr}
 	go func() { // owned by the test: ends when stop cancels ctx
 		defer close(b.done)
@@ -77,17 +77,17 @@ func runBackground(t *testing.T, vars map[string]string, args ...string) *backgr
 }
 
 // stop ends the command and waits for it.
-func (b *background) stop() {
+func (b *cliBackground) stop() {
 	b.cancel()
 	<-b.done
 }
 
-func nodeVars(n *testnode.Node) map[string]string {
+func cliNodeVars(n *testnode.Node) map[string]string {
 	return map[string]string{"VIGIL_SERVER": n.URL(), "VIGIL_DATA_DIR": n.Config.DataDir}
 }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
+// cliClosedAddr is a loopback address nothing listens on.
+func cliClosedAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestErrorsNameTheProblemOnce(t *testing.T) {
 	}
 
 	// Connection refused: the hint asks whether vigil serve runs there.
-	down := "http://" + closedAddr(t)
+	down := "http://" + cliClosedAddr(t)
 	for _, args := range [][]string{{"token", "list"}, {"verify"}, {"tail"}, {"publish"}} {
 		code, stderr := run(map[string]string{"VIGIL_SERVER": down, "VIGIL_TOKEN": "x"}, `{"type":"audit.query"}`, args...)
 		want := "vigil: cannot connect to " + down + ": connection refused\nhint: is `vigil serve` running at " + down + "? (set --server or VIGIL_SERVER)\n"
@@ -139,7 +139,7 @@ func TestErrorsNameTheProblemOnce(t *testing.T) {
 
 	// A rejected event from stdin: "stdin", the event's number in it, no
 	// "-: events 0..0".
-	code, stderr := run(nodeVars(n), `{"type":"audit.query"}`+"\n"+`{"type":"x.y","category":"nope"}`, "publish")
+	code, stderr := run(cliNodeVars(n), `{"type":"audit.query"}`+"\n"+`{"type":"x.y","category":"nope"}`, "publish")
 	if code != 1 || strings.Contains(stderr, "-:") || strings.Contains(stderr, "0..") ||
 		!strings.Contains(stderr, "vigil: stdin: HTTP 400") || !strings.Contains(stderr, "event 2 category") {
 		t.Errorf("bad event on stdin: exit %d, stderr %q", code, stderr)
@@ -151,8 +151,8 @@ func TestErrorsNameTheProblemOnce(t *testing.T) {
 // with the error; with --retry it waits for the server, and prints what
 // is published once the server is up.
 func TestTailGivesUpWithoutRetry(t *testing.T) {
-	down := map[string]string{"VIGIL_SERVER": "http://" + closedAddr(t), "VIGIL_TOKEN": "x"}
-	b := runBackground(t, down, "tail")
+	down := map[string]string{"VIGIL_SERVER": "http://" + cliClosedAddr(t), "VIGIL_TOKEN": "x"}
+	b := cliRunBackground(t, down, "tail")
 	select {
 	case <-b.done:
 	case <-time.After(10 * time.Second):
@@ -164,9 +164,9 @@ func TestTailGivesUpWithoutRetry(t *testing.T) {
 
 	n := testnode.Start(t)
 	n.Stop()
-	vars := nodeVars(n)
-	tail := runBackground(t, vars, "tail", "--retry", "--json", "--users", "retry-user")
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	vars := cliNodeVars(n)
+	tail := cliRunBackground(t, vars, "tail", "--retry", "--json", "--users", "retry-user")
+	cliCheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if strings.Contains(tail.stderr.String(), "reconnecting") {
 			return nil
 		}
@@ -182,7 +182,7 @@ func TestTailGivesUpWithoutRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, 100*time.Millisecond, func() error {
+	cliCheckFor(t, 15*time.Second, 100*time.Millisecond, func() error {
 		if _, err := c.Publish(context.Background(), []*client.Event{{Type: "audit.query", User: "retry-user"}}); err != nil {
 			return err
 		}
@@ -197,7 +197,7 @@ func TestTailGivesUpWithoutRetry(t *testing.T) {
 	}
 }
 
-func publishUsers(t *testing.T, c *client.Client, users ...string) {
+func cliPublishUsers(t *testing.T, c *client.Client, users ...string) {
 	t.Helper()
 	evs := make([]*client.Event, len(users))
 	for i, u := range users {
@@ -208,12 +208,12 @@ func publishUsers(t *testing.T, c *client.Client, users ...string) {
 	}
 }
 
-// tailUsers runs tail with args until its --json output holds want lines,
+// cliTailUsers runs tail with args until its --json output holds want lines,
 // then publishes one more event (user live) and waits for it: the replay
 // is followed by the live stream. It returns the users printed.
-func tailUsers(t *testing.T, n *testnode.Node, c *client.Client, live string, want int, args ...string) []string {
+func cliTailUsers(t *testing.T, n *testnode.Node, c *client.Client, live string, want int, args ...string) []string {
 	t.Helper()
-	b := runBackground(t, nodeVars(n), append([]string{"tail", "--json"}, args...)...)
+	b := cliRunBackground(t, cliNodeVars(n), append([]string{"tail", "--json"}, args...)...)
 	lines := func() []string {
 		var users []string
 		for _, l := range strings.Split(strings.TrimSpace(b.stdout.String()), "\n") {
@@ -228,14 +228,14 @@ func tailUsers(t *testing.T, n *testnode.Node, c *client.Client, live string, wa
 		}
 		return users
 	}
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	cliCheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := lines(); len(got) < want {
 			return fmt.Errorf("tail %v printed %v so far, want %d events (stderr %q)", args, got, want, b.stderr.String())
 		}
 		return nil
 	})
-	publishUsers(t, c, live)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	cliPublishUsers(t, c, live)
+	cliCheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := lines(); len(got) == 0 || got[len(got)-1] != live {
 			return fmt.Errorf("tail %v did not continue live: %v", args, got)
 		}
@@ -257,38 +257,38 @@ func TestTailTailAndSince(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishUsers(t, c, "u0", "u1", "u2", "u3", "u4", "u5")
-	if got := strings.Join(tailUsers(t, n, c, "l1", 3, "--tail", "3"), ","); got != "u3,u4,u5,l1" {
+	cliPublishUsers(t, c, "u0", "u1", "u2", "u3", "u4", "u5")
+	if got := strings.Join(cliTailUsers(t, n, c, "l1", 3, "--tail", "3"), ","); got != "u3,u4,u5,l1" {
 		t.Errorf("--tail 3 printed %s, want u3,u4,u5,l1", got)
 	}
 	// The last 2 matching a filter, not the last 2 of the log.
-	if got := strings.Join(tailUsers(t, n, c, "l2", 2, "--tail", "2", "--users", "u1,u2,u3,l2"), ","); got != "u2,u3,l2" {
+	if got := strings.Join(cliTailUsers(t, n, c, "l2", 2, "--tail", "2", "--users", "u1,u2,u3,l2"), ","); got != "u2,u3,l2" {
 		t.Errorf("--tail 2 --users printed %s, want u2,u3,l2", got)
 	}
 	// More than there are: all of them.
-	if got := strings.Join(tailUsers(t, n, c, "l3", 2, "--tail", "50", "--users", "u0,u5,l3"), ","); got != "u0,u5,l3" {
+	if got := strings.Join(cliTailUsers(t, n, c, "l3", 2, "--tail", "50", "--users", "u0,u5,l3"), ","); got != "u0,u5,l3" {
 		t.Errorf("--tail 50 --users printed %s, want u0,u5,l3", got)
 	}
 
 	// --since TIME: only what was logged after it.
 	mark := time.Now().UTC()
-	checkFor(t, time.Second, time.Millisecond, func() error { // the log's clock has moved past mark
+	cliCheckFor(t, time.Second, time.Millisecond, func() error { // the log's clock has moved past mark
 		if !time.Now().After(mark) {
 			return fmt.Errorf("clock did not advance")
 		}
 		return nil
 	})
-	publishUsers(t, c, "after1", "after2")
-	if got := strings.Join(tailUsers(t, n, c, "l4", 2, "--since", mark.Format(time.RFC3339Nano)), ","); got != "after1,after2,l4" {
+	cliPublishUsers(t, c, "after1", "after2")
+	if got := strings.Join(cliTailUsers(t, n, c, "l4", 2, "--since", mark.Format(time.RFC3339Nano)), ","); got != "after1,after2,l4" {
 		t.Errorf("--since %s printed %s, want after1,after2,l4", mark.Format(time.RFC3339Nano), got)
 	}
 	// --since DURATION with --tail: the last N of that window.
-	if got := strings.Join(tailUsers(t, n, c, "l5", 1, "--since", "1h", "--tail", "1", "--users", "u4,after1,l5"), ","); got != "after1,l5" {
+	if got := strings.Join(cliTailUsers(t, n, c, "l5", 1, "--since", "1h", "--tail", "1", "--users", "u4,after1,l5"), ","); got != "after1,l5" {
 		t.Errorf("--since 1h --tail 1 printed %s, want after1,l5", got)
 	}
 
 	for _, args := range [][]string{{"--since", "yesterday"}, {"--since", "-5m"}, {"--from", "3", "--tail", "2"}, {"--tail", "20000"}} {
-		code, _, errOut := vigilExit(append([]string{"tail"}, args...)...)
+		code, _, errOut := cliExit(append([]string{"tail"}, args...)...)
 		if code != 1 || !strings.Contains(errOut, "--") {
 			t.Errorf("tail %v: exit %d, stderr %q; want a refusal naming the flag", args, code, errOut)
 		}
@@ -326,15 +326,15 @@ func TestDemoKeepsRetryingWhenServerRestarts(t *testing.T) {
 		}
 		return len(evs)
 	}
-	d := runBackground(t, nodeVars(n), "demo", "--rate", "100")
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	d := cliRunBackground(t, cliNodeVars(n), "demo", "--rate", "100")
+	cliCheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if stored() < 20 {
 			return fmt.Errorf("demo has stored %d events", stored())
 		}
 		return nil
 	})
 	n.Stop()
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	cliCheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if strings.Contains(d.stderr.String(), "server unavailable") {
 			return nil
 		}
@@ -347,7 +347,7 @@ func TestDemoKeepsRetryingWhenServerRestarts(t *testing.T) {
 	})
 	n.Restart()
 	before := stored()
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	cliCheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		select {
 		case <-d.done:
 			return fmt.Errorf("demo ended: exit %d, %q", d.code, d.stderr.String())
@@ -364,13 +364,13 @@ func TestDemoKeepsRetryingWhenServerRestarts(t *testing.T) {
 	}
 
 	// A refusal retrying cannot fix still ends it.
-	code, _, errOut := vigilExitEnv(map[string]string{"VIGIL_SERVER": n.URL(), "VIGIL_TOKEN": "wrong"}, "demo", "--count", "5", "--rate", "50")
+	code, _, errOut := cliExitEnv(map[string]string{"VIGIL_SERVER": n.URL(), "VIGIL_TOKEN": "wrong"}, "demo", "--count", "5", "--rate", "50")
 	if code != 1 || !strings.Contains(errOut, "HTTP 401") {
 		t.Errorf("demo with a wrong token: exit %d, %q", code, errOut)
 	}
 }
 
-func vigilExitEnv(vars map[string]string, args ...string) (int, string, string) {
+func cliExitEnv(vars map[string]string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	e := env{getenv: func(k string) string { return vars[k] }, stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
 	code := exitCode(context.Background(), args, e)
@@ -414,7 +414,7 @@ func TestBenchEventsMatchNoBuiltinRule(t *testing.T) {
 // vigil-bench, and no detection exists afterwards.
 func TestBenchCreatesNoDetections(t *testing.T) {
 	n := testnode.Start(t)
-	code, out, errOut := vigilExitEnv(nodeVars(n), "bench", "--events", "400", "--batch", "100", "--publishers", "2", "--subscribers", "1")
+	code, out, errOut := cliExitEnv(cliNodeVars(n), "bench", "--events", "400", "--batch", "100", "--publishers", "2", "--subscribers", "1")
 	if code != 0 || !strings.Contains(out, `source "vigil-bench"`) || !strings.Contains(out, "no detections") || !strings.Contains(out, "400 deliveries") {
 		t.Fatalf("bench: exit %d\n%s%s", code, out, errOut)
 	}

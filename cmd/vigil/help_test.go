@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// vigilExit runs args as main does and returns the exit code and output.
-func vigilExit(args ...string) (code int, stdout, stderr string) {
+// cliExit runs args as main does and returns the exit code and output.
+func cliExit(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	e := env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
 	code = exitCode(context.Background(), args, e)
@@ -31,7 +31,7 @@ func TestHelpEveryCommand(t *testing.T) {
 			}
 		}
 		args := append(strings.Fields(name), "-h")
-		code, out, errOut := vigilExit(args...)
+		code, out, errOut := cliExit(args...)
 		if code != 0 {
 			t.Errorf("vigil %s -h: exit %d, stderr %q", name, code, errOut)
 			return
@@ -52,7 +52,7 @@ func TestHelpEveryCommand(t *testing.T) {
 				}
 			}
 		}
-		code2, out2, _ := vigilExit(append([]string{"help"}, strings.Fields(name)...)...)
+		code2, out2, _ := cliExit(append([]string{"help"}, strings.Fields(name)...)...)
 		if code2 != 0 || out2 != out {
 			t.Errorf("vigil help %s: exit %d, output differs from -h:\n%s", name, code2, out2)
 		}
@@ -61,7 +61,7 @@ func TestHelpEveryCommand(t *testing.T) {
 		check(nil, c)
 	}
 	for _, args := range [][]string{{}, {"help"}, {"-h"}, {"--help"}, {"rules", "-h"}, {"token", "--help"}} {
-		if code, out, _ := vigilExit(args...); code != 0 || !strings.Contains(out, "Usage: vigil") {
+		if code, out, _ := cliExit(args...); code != 0 || !strings.Contains(out, "Usage: vigil") {
 			t.Errorf("vigil %v: exit %d\n%s", args, code, out)
 		}
 	}
@@ -70,20 +70,20 @@ func TestHelpEveryCommand(t *testing.T) {
 // TestHelpShowsFlagTypesAndDefaults: the flags are listed as the flag
 // package knows them (type, default), not as free text.
 func TestHelpShowsFlagTypesAndDefaults(t *testing.T) {
-	_, out, _ := vigilExit("demo", "-h")
+	_, out, _ := cliExit("demo", "-h")
 	for _, want := range []string{"-rate float", "(default 20)", "-duration duration", "-count int", "-server string"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo -h lacks %q:\n%s", want, out)
 		}
 	}
-	_, out, _ = vigilExit("tail", "-h")
+	_, out, _ = cliExit("tail", "-h")
 	for _, want := range []string{"-since DURATION|TIME", "-tail N", "-retry", "-from uint"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("tail -h lacks %q:\n%s", want, out)
 		}
 	}
 	// serve's flags come from config (flag, env and YAML declared once).
-	code, out, _ := vigilExit("serve", "-h")
+	code, out, _ := cliExit("serve", "-h")
 	if code != 0 || !strings.Contains(out, "run a Vigil node") || !strings.Contains(out, "-listen") || !strings.Contains(out, "Example:\n  vigil serve") {
 		t.Errorf("serve -h: exit %d\n%s", code, out)
 	}
@@ -92,11 +92,11 @@ func TestHelpShowsFlagTypesAndDefaults(t *testing.T) {
 // TestBadUsageExitsNonZero: a wrong flag or a missing subcommand is an
 // error (exit 1) with the usage on stderr, not stdout.
 func TestBadUsageExitsNonZero(t *testing.T) {
-	code, out, errOut := vigilExit("tail", "--bogus")
+	code, out, errOut := cliExit("tail", "--bogus")
 	if code != 1 || out != "" || !strings.Contains(errOut, "flag provided but not defined: -bogus") || !strings.Contains(errOut, "Usage: vigil tail") {
 		t.Errorf("tail --bogus: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, _, errOut = vigilExit("rules")
+	code, _, errOut = cliExit("rules")
 	if code != 1 || !strings.Contains(errOut, "missing subcommand (test, check)") {
 		t.Errorf("rules: exit %d, stderr %q", code, errOut)
 	}
@@ -106,15 +106,15 @@ func TestBadUsageExitsNonZero(t *testing.T) {
 // edit distance; nonsense gets no suggestion.
 func TestUnknownCommandSuggestsNearest(t *testing.T) {
 	for typo, want := range map[string]string{"tial": "tail", "pubish": "publish", "verfy": "verify", "tokne": "token", "versoin": "version", "sreve": "serve"} {
-		code, _, errOut := vigilExit(typo)
+		code, _, errOut := cliExit(typo)
 		if code != 1 || !strings.Contains(errOut, `did you mean "`+want+`"?`) {
 			t.Errorf("vigil %s: exit %d, stderr %q; want a suggestion of %q", typo, code, errOut, want)
 		}
 	}
-	if _, _, errOut := vigilExit("xylophone"); strings.Contains(errOut, "did you mean") {
+	if _, _, errOut := cliExit("xylophone"); strings.Contains(errOut, "did you mean") {
 		t.Errorf("vigil xylophone suggested something: %q", errOut)
 	}
-	if code, _, errOut := vigilExit("rules", "tset"); code != 1 || !strings.Contains(errOut, `unknown rules subcommand "tset"; did you mean "test"?`) {
+	if code, _, errOut := cliExit("rules", "tset"); code != 1 || !strings.Contains(errOut, `unknown rules subcommand "tset"; did you mean "test"?`) {
 		t.Errorf("vigil rules tset: exit %d, %q", code, errOut)
 	}
 	// Aliases kept working through the table.
@@ -137,16 +137,16 @@ func TestEditDistance(t *testing.T) {
 // TestVersion: version, commit and Go version; the -ldflags -X values win
 // over the build info.
 func TestVersion(t *testing.T) {
-	code, out, _ := vigilExit("version")
+	code, out, _ := cliExit("version")
 	if code != 0 || !strings.HasPrefix(out, "vigil ") || !strings.Contains(out, "\ncommit ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version: exit %d\n%s", code, out)
 	}
-	if code, out2, _ := vigilExit("--version"); code != 0 || out2 != out {
+	if code, out2, _ := cliExit("--version"); code != 0 || out2 != out {
 		t.Errorf("--version: exit %d, %q", code, out2)
 	}
 	defer func(v, c string) { version, commit = v, c }(version, commit)
 	version, commit = "v1.2.3", "0123abc"
-	_, out, _ = vigilExit("version")
+	_, out, _ = cliExit("version")
 	if !strings.HasPrefix(out, "vigil v1.2.3\ncommit 0123abc\n") {
 		t.Errorf("with -X values: %q", out)
 	}
