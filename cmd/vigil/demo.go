@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -120,12 +121,14 @@ func publishUntilStored(ctx context.Context, e env, c *client.Client, batch []*c
 }
 
 // permanent reports an error retrying cannot fix: a 4xx answer other than
-// 429, or a TLS refusal.
+// 429, or a TLS refusal (an untrusted certificate, or the server's alert,
+// e.g. for a missing client certificate).
 func permanent(err error) bool {
 	var he *client.Error
 	if errors.As(err, &he) {
 		return he.Status/100 == 4 && he.Status != http.StatusTooManyRequests
 	}
 	var verify *tls.CertificateVerificationError
-	return errors.As(err, &verify)
+	var op *net.OpError // crypto/tls reports the peer's alert as Op "remote error"
+	return errors.As(err, &verify) || (errors.As(err, &op) && op.Op == "remote error")
 }
