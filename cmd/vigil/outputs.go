@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net/url"
 	"time"
 
@@ -44,8 +42,8 @@ func outputsList(ctx context.Context, e env, args []string) error {
 	var out struct {
 		Outputs []outputs.Status `json:"outputs"`
 	}
-	return listCommand(ctx, e, "outputs list", "/api/v1/outputs", args, &out, func(tw io.Writer) {
-		fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tDELIVERED\tFAILED\tRETRYING\tPENDING\tLAST ERROR")
+	return listCommand(ctx, e, "outputs list", "/api/v1/outputs", args, &out, func(row rowFunc) {
+		row("NAME\tTYPE\tSTATE\tDELIVERED\tFAILED\tRETRYING\tPENDING\tLAST ERROR\n")
 		for _, o := range out.Outputs {
 			last := "-"
 			if o.LastError != "" {
@@ -54,14 +52,13 @@ func outputsList(ctx context.Context, e env, args []string) error {
 					last = o.LastErrorAt.Format(time.RFC3339) + " " + last
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", o.Name, o.Type, o.State, o.Delivered, o.Failed, o.Retrying, o.Pending, last)
+			row("%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", o.Name, o.Type, o.State, o.Delivered, o.Failed, o.Retrying, o.Pending, last)
 		}
 	})
 }
 
 func outputsTest(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil outputs test", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -65,8 +64,7 @@ func readRuleFiles(paths []string) (files []detect.RuleFile, fieldMap string, er
 }
 
 func runRulesBacktest(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil rules backtest", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	builtins := fs.Bool("builtins", false, "also load the built-in rules (so correlations may read them)")
@@ -146,8 +144,7 @@ func runRulesBacktest(ctx context.Context, e env, args []string) error {
 }
 
 func runRulesCoverage(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil rules coverage", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	builtins := fs.Bool("builtins", false, "with rule files: also count the built-in rules")
@@ -166,7 +163,7 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		printRuleErrors(e.stderr, rs)
+		printRuleErrors(e, rs)
 		cov = detect.ComputeCoverage(rs, nil)
 	} else {
 		c, err := rf.client(e)
@@ -210,8 +207,7 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 }
 
 func runRulesLint(e env, args []string) error {
-	fs := flag.NewFlagSet("vigil rules lint", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "load the built-in rules too, so correlations may name them (they are not linted)")
 	strict := fs.Bool("warnings-as-errors", false, "exit non-zero on warnings too")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
