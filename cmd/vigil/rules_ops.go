@@ -76,10 +76,6 @@ func runRulesBacktest(ctx context.Context, e env, args []string) error {
 	maxSeconds := fs.Int("max-seconds", 50, "stop after this long on the server (the client waits 60 s at most)")
 	first := fs.Int("first", 5, "matches and detections listed per rule")
 	asJSON := fs.Bool("json", false, "print the server's report as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules backtest [flags] [RULEFILE|RULEDIR...]\n\nEvaluates rules over the events stored on the server without creating detections\nand reports, per rule, events scanned, matches, firings and the detections it would\nhave created (correlations included, by event time). Without rule files: the rules the server runs.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -150,10 +146,6 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 	builtins := fs.Bool("builtins", false, "with rule files: also count the built-in rules")
 	navigator := fs.String("navigator", "", "write an ATT&CK Navigator layer (format 4.5) to this file")
 	name := fs.String("name", "Vigil detection coverage", "layer name")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules coverage [--navigator out.json] [RULEFILE|RULEDIR...]\n\nATT&CK Enterprise techniques covered by rules and, from a server, fired by detections.\nWith rule files it works offline (coverage only); without, it asks the server\n(GET /api/v1/attack/coverage).")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -211,10 +203,6 @@ func runRulesLint(e env, args []string) error {
 	builtins := fs.Bool("builtins", false, "load the built-in rules too, so correlations may name them (they are not linted)")
 	strict := fs.Bool("warnings-as-errors", false, "exit non-zero on warnings too")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules lint [--warnings-as-errors] [--builtins] RULEDIR|RULEFILE...\n\nChecks Sigma rules: what the loader refuses, id (UUID), title, level, status,\nlogsource, tags, ATT&CK ids, unused search identifiers, always-true/false conditions.\nPrints file:line: severity: message [check]; exits 1 on errors (and warnings with\n--warnings-as-errors).")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
