@@ -31,12 +31,12 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/stats"
-	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
@@ -50,7 +50,7 @@ const Transport = "graphql"
 
 // Publisher is the ingest path (ingest.Service).
 type Publisher interface {
-	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error)
+	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]domain.Ack, error)
 }
 
 // History is the history query (rest.Events.Query) and the lookup by id.

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Appender is the log as ingest needs it.
 type Appender interface {
-	Append(ctx context.Context, events []*event.Event) ([]store.Ack, error)
+	Append(ctx context.Context, events []*event.Event) ([]domain.Ack, error)
 }
 
 // Observer receives ingest measurements (Prometheus in production).
@@ -48,7 +48,7 @@ func (s *Service) Limits() event.Limits { return s.limits }
 // Publish normalizes and appends events for p. The batch is atomic with
 // respect to validation: if any event is invalid, none is stored and the
 // error (*event.BatchError) lists every invalid one by index.
-func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error) {
+func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]domain.Ack, error) {
 	if !p.CanPublish() {
 		return nil, ErrForbidden
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
@@ -78,7 +79,7 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 	}
 	events, err := event.Decode(body, r.Header.Get("Content-Type"), lim)
 	if err == nil {
-		var acks []store.Ack
+		var acks []domain.Ack
 		acks, err = h.Ingest.Publish(r.Context(), p, events)
 		if err == nil {
 			WriteAcks(w, acks)
@@ -125,7 +126,7 @@ func WriteBodyError(w http.ResponseWriter, err error) {
 }
 
 // WriteAcks answers a stored batch: 200 with the log's acknowledgements.
-func WriteAcks(w http.ResponseWriter, acks []store.Ack) {
+func WriteAcks(w http.ResponseWriter, acks []domain.Ack) {
 	WriteJSON(w, http.StatusOK, map[string]any{"accepted": len(acks), "events": acks})
 }
 
@@ -163,7 +164,7 @@ func (h *Events) Get(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	e, err := h.Log.Get(r.Context(), id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, domain.ErrNotFound) {
 			auth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no event %q", id))
 			return
 		}

@@ -42,11 +42,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/rest"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Input is the metric label of this input.
@@ -519,7 +519,7 @@ func (h *Handler) publish(r *http.Request, p *auth.Principal, evs []*event.Event
 	}
 	var reasons []string
 	for len(evs) > 0 {
-		var acks []store.Ack
+		var acks []domain.Ack
 		acks, err = h.Ingest.Publish(r.Context(), p, evs)
 		var be *event.BatchError
 		if !errors.As(err, &be) || be.TooLarge || len(be.Problems) == 0 {
