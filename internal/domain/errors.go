@@ -95,9 +95,13 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Msg == "" && t.Err == nil && t.Kind == e.Kind
 }
 
-// KindOf is the kind of err: that of the outermost *Error in its chain;
-// a context deadline or cancellation is KindUnavailable; anything else,
-// KindInternal.
+// sentinels are tried, in order, for an error that is no *Error but
+// matches one through its own Is method (ingest.ErrBodyTooLarge).
+var sentinels = []*Error{ErrInvalid, ErrUnauthenticated, ErrForbidden, ErrNotFound, ErrConflict, ErrTooLarge, ErrRateLimited, ErrUnavailable}
+
+// KindOf is the kind of err: that of the outermost *Error in its chain,
+// else of the sentinel it matches (errors.Is); a context deadline or
+// cancellation is KindUnavailable; anything else, KindInternal.
 func KindOf(err error) Kind {
 	var e *Error
 	switch {
@@ -107,6 +111,11 @@ func KindOf(err error) Kind {
 		return e.Kind
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return KindUnavailable
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return s.Kind
+		}
 	}
 	return KindInternal
 }

@@ -68,3 +68,17 @@ func TestMapping(t *testing.T) {
 		t.Errorf("an unknown status is not internal")
 	}
 }
+
+type tooBig struct{}
+
+func (tooBig) Error() string        { return "body too big" }
+func (tooBig) Is(target error) bool { return target == ErrTooLarge }
+
+// TestKindOfForeignType: an error type of another package that declares
+// its kind through Is maps like a *Error.
+func TestKindOfForeignType(t *testing.T) {
+	err := fmt.Errorf("read: %w", tooBig{})
+	if KindOf(err) != KindTooLarge || HTTPStatus(err) != http.StatusRequestEntityTooLarge {
+		t.Fatalf("KindOf = %v, status %d", KindOf(err), HTTPStatus(err))
+	}
+}

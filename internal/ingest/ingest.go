@@ -6,7 +6,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -27,7 +26,7 @@ type Observer interface {
 }
 
 // ErrForbidden is returned when the principal may not publish.
-var ErrForbidden = errors.New("ingest: role may not publish events")
+var ErrForbidden error = &domain.Error{Kind: domain.KindForbidden, Msg: "ingest: role may not publish events"}
 
 // Service validates and appends events.
 type Service struct {

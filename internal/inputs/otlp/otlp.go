@@ -46,7 +46,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/rest"
 )
 
 // Input is the metric label of this input.
@@ -431,12 +430,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := h.Ingest.Limits()
 	limit := int64(lim.MaxBatchBytes)
-	body, err := rest.ReadBody(w, r, limit)
+	body, err := ingest.ReadBody(w, r, limit)
 	if err == nil && enc == "gzip" {
 		body, err = gunzip(body, limit)
 	}
 	if err != nil {
-		var tl *rest.ErrBodyTooLarge
+		var tl *ingest.ErrBodyTooLarge
 		if errors.As(err, &tl) {
 			h.refused(r, "too_large", 1, err)
 			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted, err.Error())
@@ -572,7 +571,7 @@ func gunzip(body []byte, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("gzip body: %w", err)
 	}
 	if int64(len(out)) > limit {
-		return nil, &rest.ErrBodyTooLarge{Limit: limit}
+		return nil, &ingest.ErrBodyTooLarge{Limit: limit}
 	}
 	return out, nil
 }
