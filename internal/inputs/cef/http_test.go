@@ -128,9 +128,9 @@ func TestCEFHTTPBadLineRefusesAll(t *testing.T) {
 		{"short header", cefLine1 + "\n" + cefLine2 + "\nCEF:0|Acme|X|1|2\n", "line 3: cef: header has 4 of its 7"},
 		{"bad version", "CEF:7|a|b|c|d|e|1|x=y\n" + cefLine1, `line 1: cef: version \"7\"`},
 		{"invalid utf-8", cefLine1 + "\nCEF:0|a|b|c|d|e|1|suser=\xff", "line 2: not valid UTF-8"},
-		// Maps, but the event is invalid (src_ip must be an IP): the
-		// ingest problem names the line too.
-		{"invalid event", cefLine1 + "\n\nCEF:0|a|b|c|d|e|1|src=not-an-ip", "line 3:"},
+		// Maps, but the event is invalid (a user name longer than
+		// max_string_len): the ingest problem names the line too.
+		{"invalid event", cefLine1 + "\n\nCEF:0|a|b|c|d|e|1|suser=" + strings.Repeat("u", 9000), "line 3:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newCEFFixture(event.DefaultLimits())
