@@ -41,9 +41,10 @@ import (
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
-// Run starts a node and blocks until ctx ends, then shuts it down
-// gracefully. onListen, if set, is called with the bound address.
-func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+// run assembles and runs the node until ctx ends, then shuts it down in
+// order (node.go: the producer-facing inputs first, the log last).
+// onListen is called with the bound address once the node is ready.
+func (n *Node) run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
 	// TLS first (SPEC 14): a refused address or a bad certificate fails the
 	// start before anything is created.
 	tlsSrv, err := startTLS(cfg, logger)
@@ -85,7 +86,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	defer func() { _ = dirLock.Release() }() // after log.Close (deferred later)
+	defer func() { _ = dirLock.Release(); n.stopped("datadir") }() // after log.Close (deferred later)
 	adminToken, tokenPath, created, err := auth.LoadOrCreateAdminToken(cfg.DataDir)
 	if err != nil {
 		return err
@@ -114,7 +115,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
-	defer log.Close()
+	defer func() { log.Close(); n.stopped("log") }()
 	if log.Embedded() {
 		logger.Info("log: embedded NATS JetStream", "dir", cfg.DataDir)
 	} else {
@@ -134,8 +135,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, Policy: policy, Logger: logger})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() { wg.Wait(); n.stopped("background") }()
 	defer stopRun()
+	// The producer-facing inputs stop first at shutdown (no event enters
+	// once the rest begins to stop), or here on an early return.
+	var inputs stopList
+	defer inputs.stop(n)
 	hubErr := make(chan error, 1)
 	wg.Add(1)
 	go func() { // the hub's reader: stopped by stopRun
@@ -163,7 +168,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
-	defer func() { _ = bridge.Stop() }()
+	inputs.add("natsingest", func() { _ = bridge.Stop() })
 	if u := log.ClientURL(); u != "" {
 		logger.Info("embedded NATS listening for producers", "url", u, "subject", natsingest.SubjectPrefix+".<tenant>")
 	}
@@ -184,13 +189,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 				slTLS.Run(runCtx)
 			}()
 		}
-		defer func() {
+		inputs.add("syslog", func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := sl.Close(ctx); err != nil {
 				logger.Warn("syslog close", "err", err)
 			}
-		}()
+		})
 	}
 	// OTLP/gRPC on its own address: the same handler as POST /v1/logs,
 	// stopped (running calls finish) before the log closes.
@@ -199,13 +204,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		if err != nil {
 			return err
 		}
-		defer func() {
+		inputs.add("otlp-grpc", func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := g.Close(ctx); err != nil {
 				logger.Warn("otlp grpc close", "err", err)
 			}
-		}()
+		})
 	}
 	if err := m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vigil_log_undecodable_total",
@@ -333,6 +338,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		return err
 	}
 	logger.Info("shutting down: closing connections with 'going away'")
+	inputs.stop(n)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h.Shutdown()
@@ -340,6 +346,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Warn("http shutdown", "err", err)
 	}
+	n.stopped("http")
 	stopRun()
 	logger.Info("stopped")
 	return nil

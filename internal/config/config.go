@@ -18,9 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/graphql"
 )
 
 // Config is everything `vigil serve` can be told.
@@ -57,7 +55,7 @@ type Config struct {
 	DedupSnapshotInterval time.Duration `yaml:"dedup_snapshot_interval"`
 	// Access is identity and access: JWT keys, masking per role, connection
 	// limits and the Origin allow-list (issue 5; internal/auth/access).
-	Access access.Config `yaml:"access"`
+	Access Access `yaml:"access"`
 	// TLS serves HTTPS (SPEC 14; internal/tlsconfig). AllowPlaintext lets
 	// plain HTTP (and the embedded NATS listener) listen off loopback.
 	TLS            TLS  `yaml:"tls"`
@@ -67,7 +65,7 @@ type Config struct {
 	RulesPoll time.Duration `yaml:"rules_poll"`
 	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
 	// depth, body size and time (internal/graphql.Limits).
-	GraphQL graphql.Limits `yaml:"graphql"`
+	GraphQL GraphQLLimits `yaml:"graphql"`
 	// Inputs configures the log inputs (issue 9).
 	Inputs Inputs `yaml:"inputs"`
 	// Syslog is the syslog listener (issue 9; internal/inputs/syslog).
@@ -144,7 +142,7 @@ func Defaults() Config {
 		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
-		GraphQL: graphql.DefaultLimits(),
+		GraphQL: DefaultGraphQLLimits(),
 		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store"
 )
@@ -57,7 +58,7 @@ type Source interface {
 
 // Appender is the log as the engine writes to it (satisfied by *store.Log).
 type Appender interface {
-	Append(ctx context.Context, events []*event.Event) ([]store.Ack, error)
+	Append(ctx context.Context, events []*event.Event) ([]domain.Ack, error)
 }
 
 // Rewinder reads the log before the cursor (satisfied by *store.Log): an

@@ -11,10 +11,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // memLog is an ingest.Appender that keeps what it is given (the handler's
@@ -22,11 +22,11 @@ import (
 // a real node and JetStream).
 type memLog struct{ events []*event.Event }
 
-func (l *memLog) Append(_ context.Context, evs []*event.Event) ([]store.Ack, error) {
-	acks := make([]store.Ack, len(evs))
+func (l *memLog) Append(_ context.Context, evs []*event.Event) ([]domain.Ack, error) {
+	acks := make([]domain.Ack, len(evs))
 	for i, e := range evs {
 		l.events = append(l.events, e)
-		acks[i] = store.Ack{ID: e.ID, Seq: uint64(len(l.events))}
+		acks[i] = domain.Ack{ID: e.ID, Seq: uint64(len(l.events))}
 	}
 	return acks, nil
 }

@@ -43,11 +43,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/rest"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Input is the metric label of this input.
@@ -436,12 +435,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := h.Ingest.Limits()
 	limit := int64(lim.MaxBatchBytes)
-	body, err := rest.ReadBody(w, r, limit)
+	body, err := ingest.ReadBody(w, r, limit)
 	if err == nil && enc == "gzip" {
 		body, err = gunzip(body, limit)
 	}
 	if err != nil {
-		var tl *rest.ErrBodyTooLarge
+		var tl *ingest.ErrBodyTooLarge
 		if errors.As(err, &tl) {
 			h.refused(r, "too_large", 1, err)
 			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted, err.Error())
@@ -524,7 +523,7 @@ func (h *Handler) publish(ctx context.Context, p *auth.Principal, evs []*event.E
 	}
 	var reasons []string
 	for len(evs) > 0 {
-		var acks []store.Ack
+		var acks []domain.Ack
 		acks, err = h.Ingest.Publish(ctx, p, evs)
 		var be *event.BatchError
 		if !errors.As(err, &be) || be.TooLarge || len(be.Problems) == 0 {
@@ -577,7 +576,7 @@ func gunzip(body []byte, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("gzip body: %w", err)
 	}
 	if int64(len(out)) > limit {
-		return nil, &rest.ErrBodyTooLarge{Limit: limit}
+		return nil, &ingest.ErrBodyTooLarge{Limit: limit}
 	}
 	return out, nil
 }

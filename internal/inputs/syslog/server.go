@@ -27,16 +27,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/inputs/authlog"
 	"github.com/vigil-sec/vigil/internal/inputs/cef"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Publisher is the ingest path (ingest.Service).
 type Publisher interface {
-	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error)
+	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]domain.Ack, error)
 	Limits() event.Limits
 }
 
