@@ -34,8 +34,9 @@ func runRules(ctx context.Context, e env, args []string) error {
 }
 
 // loadRuleArgs loads rule files and directories given on the command line.
-func loadRuleArgs(paths []string, builtins bool) (*detect.RuleSet, error) {
+func loadRuleArgs(paths []string, builtins bool, cf *compileFlags) (*detect.RuleSet, error) {
 	opts := detect.LoadOptions{NoBuiltins: !builtins}
+	cf.apply(&opts)
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -70,13 +71,14 @@ func runRulesCheck(e env, args []string) error {
 	fs := flag.NewFlagSet("vigil rules check", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	builtins := fs.Bool("builtins", false, "also load the built-in rules (so correlations may reference them)")
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return errors.New("usage: vigil rules check [--builtins] RULES...")
 	}
-	rs, err := loadRuleArgs(fs.Args(), *builtins)
+	rs, err := loadRuleArgs(fs.Args(), *builtins, cf)
 	if err != nil {
 		return err
 	}
@@ -95,6 +97,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 	fs.SetOutput(e.stderr)
 	builtins := fs.Bool("builtins", false, "also load the built-in rules")
 	quiet := fs.Bool("quiet", false, "print only events that match and firings")
+	cf := addCompileFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] [--quiet] RULEFILE|RULEDIR EVENTS.ndjson\n\nShows, for each event, which rules match it and which detections would fire.\nEVENTS is NDJSON ('-' for stdin); events without a time get the time they are read.")
 		fs.PrintDefaults()
@@ -106,7 +109,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 		fs.Usage()
 		return errors.New("rules test: need a rule file (or directory) and an events file")
 	}
-	rs, err := loadRuleArgs([]string{fs.Arg(0)}, *builtins)
+	rs, err := loadRuleArgs([]string{fs.Arg(0)}, *builtins, cf)
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// Every node runs an engine; one per stream, elected through a KV
 	// lease, evaluates (docs/detections.md, "Fail-over").
 	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
-		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
+		RulesDir: cfg.Rules, Pipelines: cfg.Pipelines, Placeholders: cfg.SigmaPlaceholders, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,13 @@ type Config struct {
 	Inputs Inputs `yaml:"inputs"`
 	// Syslog is the syslog listener (issue 9; internal/inputs/syslog).
 	Syslog Syslog `yaml:"syslog"`
+
+	// Pipelines are pySigma processing pipeline files applied to Sigma
+	// rules (issue 13; docs/detections.md, "Processing pipelines").
+	Pipelines []string `yaml:"pipeline"`
+	// SigmaPlaceholders is a YAML file of values for Sigma's expand
+	// modifier (issue 13).
+	SigmaPlaceholders string `yaml:"sigma_placeholders"`
 }
 
 // Inputs configures the log inputs shared by every listener (issue 9).
@@ -183,6 +190,8 @@ func options() []option {
 		{"replicas", "VIGIL_REPLICAS", "copies of the stream and KV buckets on an external NATS cluster, 1-5 (default: 3 on a cluster of 3+ JetStream servers, else 1); never lowered", integer(func(c *Config) *int { return &c.Replicas })},
 		{"nats-listen", "VIGIL_NATS_LISTEN", "open the embedded NATS server to producers on host:port (token in <data-dir>/nats.token)", str(func(c *Config) *string { return &c.NATSListen })},
 		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
+		{"pipeline", "VIGIL_PIPELINE", "pySigma processing pipeline files applied to Sigma rules (comma-separated; the flag may be repeated)", strList(func(c *Config) *[]string { return &c.Pipelines })},
+		{"sigma-placeholders", "VIGIL_SIGMA_PLACEHOLDERS", "YAML file of values for the Sigma expand modifier's %placeholders%", str(func(c *Config) *string { return &c.SigmaPlaceholders })},
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
 		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},
 		{"dedup-window", "VIGIL_DEDUP_WINDOW", "how long producer ids are remembered for idempotent retries", dur(func(c *Config) *time.Duration { return &c.DedupWindow })},
@@ -254,12 +263,23 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"syslog-max-connections": fmt.Sprint(def.Syslog.MaxConnections), "syslog-idle-timeout": def.Syslog.IdleTimeout.String(),
 	}
 	boolFlags := map[string]bool{"allow-plaintext": true}
+	repeatable := map[string]bool{"pipeline": true}
 	for _, o := range opts {
 		usage := o.usage + " (env " + o.env
 		if d, ok := shown[o.flag]; ok {
 			usage += ", default " + d
 		}
 		record := func(v string) error { given[o.flag] = v; return nil }
+		if repeatable[o.flag] {
+			// A repeated list flag adds to the list (--pipeline a --pipeline b).
+			record = func(v string) error {
+				if prev, ok := given[o.flag]; ok {
+					v = prev + "," + v
+				}
+				given[o.flag] = v
+				return nil
+			}
+		}
 		if boolFlags[o.flag] {
 			fs.BoolFunc(o.flag, usage+")", record)
 			continue

@@ -77,6 +77,10 @@ type Options struct {
 	// Rules is the rule set; nil loads the built-ins and RulesDir.
 	Rules    *RuleSet
 	RulesDir string
+	// Pipelines and Placeholders are LoadOptions.Pipelines and
+	// .Placeholders for the rules loaded from RulesDir (issue 13).
+	Pipelines    []string
+	Placeholders string
 	// Suppression: a firing for a rule and group key that has an open
 	// detection last seen less than this long ago updates that detection
 	// instead of creating a new one. Default 1h.
@@ -190,7 +194,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	rs := opts.Rules
 	if rs == nil {
 		var err error
-		rs, err = LoadRules(LoadOptions{Dir: opts.RulesDir})
+		rs, err = LoadRules(LoadOptions{Dir: opts.RulesDir, Pipelines: opts.Pipelines, Placeholders: opts.Placeholders})
 		if err != nil {
 			return nil, err
 		}
