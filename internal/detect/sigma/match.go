@@ -953,20 +953,29 @@ func (c *compiler) expand(vals []rawValue) ([]rawValue, *Error) {
 			continue
 		}
 		cur := []string{""}
-		rest := rv.s
-		for {
-			i := strings.IndexByte(rest, '%')
-			j := -1
-			if i >= 0 {
-				j = strings.IndexByte(rest[i+1:], '%')
+		var lit strings.Builder // text since the last placeholder; \% is a plain %
+		flush := func() {
+			for k := range cur {
+				cur[k] += lit.String()
 			}
-			if i < 0 || j < 0 {
-				for k := range cur {
-					cur[k] += rest
-				}
-				break
+			lit.Reset()
+		}
+		for i := 0; i < len(rv.s); i++ {
+			ch := rv.s[i]
+			if ch == '\\' && i+1 < len(rv.s) && rv.s[i+1] == '%' {
+				lit.WriteByte('%')
+				i++
+				continue
 			}
-			name := rest[i+1 : i+1+j]
+			end := -1
+			if ch == '%' {
+				end = strings.IndexByte(rv.s[i+1:], '%')
+			}
+			if end < 0 {
+				lit.WriteByte(ch)
+				continue
+			}
+			name := rv.s[i+1 : i+1+end]
 			repl, ok := c.vars[name]
 			if !ok {
 				return nil, nodeErr(rv.node, "expand: no value configured for placeholder %%%s%% (give it in a placeholders file or a pipeline's vars)", name)
@@ -974,15 +983,17 @@ func (c *compiler) expand(vals []rawValue) ([]rawValue, *Error) {
 			if len(cur)*len(repl) > maxExpand {
 				return nil, nodeErr(rv.node, "expand: %q expands to more than %d values", rv.s, maxExpand)
 			}
+			flush()
 			next := make([]string, 0, len(cur)*len(repl))
 			for _, p := range cur {
 				for _, r := range repl {
-					next = append(next, p+rest[:i]+r)
+					next = append(next, p+r)
 				}
 			}
 			cur = next
-			rest = rest[i+1+j+1:]
+			i += end + 1
 		}
+		flush()
 		for _, s := range cur {
 			out = append(out, rawValue{s: s, node: rv.node})
 		}
