@@ -312,7 +312,7 @@ func TestSpecExpand(t *testing.T) {
 // refusal names the file, the line and the construct.
 var specRefusals = []struct {
 	ref, detection, want string
-	line               int
+	line                 int
 }{
 	{"Placeholders: a tool ... must reject the rule (no value configured)", "  sel:\n    data.Host|expand: '%JumpServers%'\n  condition: sel", "%JumpServers%", 6},
 	{"unknown modifier", "  sel:\n    data.Host|sortof: x\n  condition: sel", `"sortof"`, 6},
