@@ -883,7 +883,9 @@ func (c *compiler) compileField(key string, v *yaml.Node, at *yaml.Node) ([]fiel
 	}
 	// One-to-many mapping: the item matches when any target field does
 	// (pySigma turns it into an OR of the mapped items).
-	or := fieldCond{field: alts[0].field, vals: []valueMatcher{&anyFieldMatcher{alts: alts}}}
+	// The outer condition reads alts[0]'s (cached) field so that its own
+	// lookup costs nothing extra; anyFieldMatcher reads each target.
+	or := fieldCond{field: alts[0].field, key: alts[0].key, chain: alts[0].chain, vals: []valueMatcher{&anyFieldMatcher{alts: alts}}}
 	return []fieldCond{or}, nil
 }
 
