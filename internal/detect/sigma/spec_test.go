@@ -190,8 +190,10 @@ var specCases = []specCase{
 		`{` + win + `,"data":{"UtcTime":"2025-03-09 23:01:02.345"}}`, false},
 	{"hour|gte: combined with a numeric modifier", "  sel:\n    data.UtcTime|hour|gte: 22\n  condition: sel",
 		`{` + win + `,"data":{"UtcTime":"2025-03-09 23:01:02.345"}}`, true},
-	{"time modifier: It is not designed to handle timezone conversions (offset kept)", "  sel:\n    time|hour: 3\n  condition: sel",
+	{"time modifier: Vigil's own event time is stored in UTC", "  sel:\n    time|hour: 3\n  condition: sel",
 		`{` + win + `,"time":"2025-03-09T05:15:42+02:00"}`, true},
+	{"time modifier: It is not designed to handle timezone conversions (offset kept)", "  sel:\n    data.ts|hour: 5\n  condition: sel",
+		`{` + win + `,"data":{"ts":"2025-03-09T05:15:42+02:00"}}`, true},
 	// IP
 	{"cidr: Supports both IPv4 and IPv6 notations (v4)", "  sel:\n    data.DestinationIp|cidr: 10.0.0.0/8\n  condition: sel",
 		`{` + win + `,"data":{"DestinationIp":"10.1.2.3"}}`, true},
