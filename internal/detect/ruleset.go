@@ -67,6 +67,7 @@ type RuleSet struct {
 	byCat    map[event.Category][]*rule // detection rules limited to one category
 	anyCat   []*rule                    // detection rules for every category
 	fieldMap sigma.FieldMap
+	index    *sigma.Index // detection rules by the event keys they need (issue 13)
 }
 
 // Infos returns the load report of every rule, in load order.
@@ -395,6 +396,11 @@ func buildRuleSetWith(srcs []ruleSource, copts sigma.CompileOptions) *RuleSet {
 			}
 		}
 	}
+	ms := make([]*sigma.Matcher, len(rs.rules))
+	for i, r := range rs.rules {
+		ms[i] = r.matcher
+	}
+	rs.index = sigma.NewIndex(ms)
 	sort.SliceStable(rs.errs, func(i, j int) bool { return rs.errs[i].Path < rs.errs[j].Path })
 	return rs
 }

@@ -1136,6 +1136,12 @@ func stringMatcher(s string, op strOp, cased, literal bool) (valueMatcher, error
 		}
 		return &strMatcher{op: op, pattern: s, cased: cased}, nil
 	}
+	return newGlob(s, op, cased), nil
+}
+
+// wildcardRegexp is the former regexp form of a wildcard value, kept as
+// the reference the glob matcher is tested against.
+func wildcardRegexp(s string, op strOp, cased bool) (*regexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString("(?s")
 	if !cased {
@@ -1167,7 +1173,7 @@ func stringMatcher(s string, op strOp, cased, literal bool) (valueMatcher, error
 	if err != nil {
 		return nil, fmt.Errorf("value %q: %v", s, err)
 	}
-	return &reMatcher{re}, nil
+	return re, nil
 }
 
 func hasWildcard(s string) bool {
