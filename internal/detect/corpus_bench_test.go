@@ -4,12 +4,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/demo"
+	"github.com/vigil-sec/vigil/internal/detect/sigma"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -80,4 +82,49 @@ func cpuTime() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// The index must not change what matches: over demo traffic, the rules
+// the evaluator runs through the index match exactly as a full scan
+// (Matches) does — with the built-in and generated rules always, and with
+// the whole corpus when VIGIL_SIGMA_CORPUS is set.
+func TestIndexAgreesWithFullScan(t *testing.T) {
+	dir := t.TempDir()
+	benchRules(t, dir, 100)
+	opts := LoadOptions{Dir: dir}
+	if os.Getenv("VIGIL_SIGMA_CORPUS") != "" {
+		opts.Files = corpusFiles(t)
+	}
+	rs, err := LoadRules(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := demo.New(7)
+	ev := NewEvaluator(rs, 0, 0)
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	n := 3000
+	if os.Getenv("VIGIL_SIGMA_CORPUS") != "" {
+		n = 300 // the full scan of the corpus is slow
+	}
+	total := 0
+	for i := 0; i < n; i++ {
+		e := g.Next()
+		if _, err := event.Normalize(e, "default", start, event.DefaultLimits()); err != nil {
+			t.Fatal(err)
+		}
+		full := ev.Matches(e)
+		ctx := sigma.NewEvalCtx()
+		ctx.Reset(e)
+		var viaIndex []string
+		for _, idx := range rs.index.Candidates(e, &ev.scr) {
+			if r := rs.rules[idx]; r.matcher.MatchCtx(ctx) {
+				viaIndex = append(viaIndex, r.meta.RuleID)
+			}
+		}
+		if !slices.Equal(full, viaIndex) {
+			t.Fatalf("event %d (%s): full scan %v, index %v", i, e.Type, full, viaIndex)
+		}
+		total += len(full)
+	}
+	t.Logf("%d events, %d matches, identical through the index (%d rules, %d always evaluated)", n, total, rs.Len(), rs.index.Always())
 }

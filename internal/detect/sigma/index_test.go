@@ -1,0 +1,64 @@
+package sigma
+
+import "testing"
+
+// The index may only skip rules that cannot match: for every spec case
+// and fallback case that matches, the rule must be a candidate.
+func TestIndexNeverSkipsAMatch(t *testing.T) {
+	checked, skipped := 0, 0
+	for _, c := range specCases {
+		src := "title: spec\nlogsource:\n  product: windows\ndetection:\n" + c.detection
+		rules, _ := ParseFile("spec.yml", []byte(src))
+		m, err := Compile(rules[0], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix := NewIndex([]*Matcher{nil, m})
+		e := mustEvent(t, c.event)
+		cands := ix.Candidates(e, &IndexScratch{})
+		if m.Match(e) {
+			checked++
+			if len(cands) != 1 || cands[0] != 1 {
+				t.Errorf("%s: matches but candidates are %v", c.ref, cands)
+			}
+		} else if len(cands) == 0 {
+			skipped++
+		}
+	}
+	t.Logf("%d matching cases were candidates; %d non-matching ones skipped by the index", checked, skipped)
+	if skipped == 0 {
+		t.Error("the index skipped nothing")
+	}
+}
+
+func TestIndexRequirement(t *testing.T) {
+	for _, c := range []struct {
+		detection string
+		want      []string // nil: candidate for every event
+	}{
+		{"  sel:\n    Image|endswith: x\n  condition: sel", []string{"data.Image"}},
+		{"  sel:\n    process.executable: x\n  condition: sel", []string{"data.process", "data.process.executable"}},
+		{"  sel:\n    User: x\n  condition: sel", []string{"user", "data.User"}},
+		{"  sel:\n    EventType: x\n  condition: sel", nil},
+		{"  sel:\n    Image: x\n  condition: not sel", nil},
+		{"  sel:\n    Image|neq: x\n  condition: sel", nil},
+		{"  sel:\n    Image: null\n  condition: sel", nil},
+		{"  sel:\n    - evil\n  condition: sel", nil},
+		{"  a:\n    Image: x\n  b:\n    CommandLine: y\n  condition: a or b", []string{"data.Image", "data.CommandLine"}},
+		{"  a:\n    Image: x\n  b:\n    User: y\n  condition: a and b", []string{"data.Image"}},
+		{"  a:\n    Image: x\n  b:\n    - evil\n  condition: a or b", nil},
+		{"  a_1:\n    Image: x\n  a_2:\n    Hashes: y\n  condition: 1 of a_*", []string{"data.Image", "data.Hashes"}},
+	} {
+		m := compileOne(t, rule(c.detection))
+		got := m.requirement()
+		if (got == nil) != (c.want == nil) || len(got) != len(c.want) {
+			t.Errorf("%q: requirement %v, want %v", c.detection, got, c.want)
+			continue
+		}
+		for _, k := range c.want {
+			if !got[k] {
+				t.Errorf("%q: requirement %v, want %v", c.detection, got, c.want)
+			}
+		}
+	}
+}
