@@ -114,6 +114,7 @@ func TestIndexAgreesWithFullScan(t *testing.T) {
 		}
 		full := ev.Matches(e)
 		ctx := sigma.NewEvalCtx()
+		ctx.UseIndex(rs.index) // keyword searches through the automaton
 		ctx.Reset(e)
 		var viaIndex []string
 		for _, idx := range rs.index.Candidates(e, &ev.scr) {

@@ -35,6 +35,7 @@ func NewEvaluator(rs *RuleSet, maxKeys, maxEventIDs int) *Evaluator {
 	}
 	ev := &Evaluator{rs: rs, ctx: sigma.NewEvalCtx(), state: make([]*corrState, len(rs.rules)),
 		lim: stateLimits{maxKeys: maxKeys, maxEventIDs: maxEventIDs}}
+	ev.ctx.UseIndex(rs.index)
 	for _, r := range rs.rules {
 		if r.corr != nil {
 			ev.state[r.idx] = &corrState{windows: map[string]*window{}}

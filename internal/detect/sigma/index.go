@@ -21,6 +21,7 @@ type Index struct {
 	byKey  map[string][]int32
 	always []int32
 	n      int
+	ac     *acMachine // the rules' keyword contains values (EvalCtx.UseIndex)
 }
 
 // IndexScratch is per-goroutine scratch space for Index.Candidates.
@@ -188,9 +189,14 @@ func (m *Matcher) requirement() need {
 }
 
 // NewIndex indexes ms; Candidates returns positions in ms. Nil entries
-// (rules without a matcher) are never candidates.
+// (rules without a matcher) are never candidates. It also builds one
+// Aho-Corasick automaton over the keyword values of every rule and
+// annotates their matchers with it, so call it once per compiled rule set,
+// before the matchers are used (an EvalCtx only uses the automaton after
+// UseIndex).
 func NewIndex(ms []*Matcher) *Index {
 	ix := &Index{byKey: map[string][]int32{}, n: len(ms)}
+	ix.buildAC(ms)
 	for i, m := range ms {
 		if m == nil {
 			continue
@@ -259,4 +265,47 @@ func (ix *Index) Candidates(e *event.Event, sc *IndexScratch) []int32 {
 	slices.Sort(out)
 	sc.out = out
 	return out
+}
+
+// buildAC collects the keyword (full-text) contains values of every rule,
+// case-insensitive ones, into one automaton.
+func (ix *Index) buildAC(ms []*Matcher) {
+	ids := map[string]int32{}
+	var pats []string
+	var annotate []*strMatcher
+	for _, m := range ms {
+		if m == nil {
+			continue
+		}
+		for si := range m.searches {
+			for _, g := range m.searches[si].groups {
+				for fi := range g {
+					if g[fi].key != "" || g[fi].field != "" {
+						continue
+					}
+					for _, v := range g[fi].vals {
+						sm, ok := v.(*strMatcher)
+						if !ok || sm.cased || sm.op != opContains || sm.pattern == "" {
+							continue
+						}
+						id, ok := ids[sm.pattern]
+						if !ok {
+							id = int32(len(pats))
+							ids[sm.pattern] = id
+							pats = append(pats, sm.pattern)
+						}
+						sm.acID = id
+						annotate = append(annotate, sm)
+					}
+				}
+			}
+		}
+	}
+	if len(pats) == 0 {
+		return
+	}
+	ix.ac = newAC(pats)
+	for _, sm := range annotate {
+		sm.ac = ix.ac
+	}
 }

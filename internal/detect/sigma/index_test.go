@@ -1,6 +1,10 @@
 package sigma
 
-import "testing"
+import (
+	"math/rand"
+	"strings"
+	"testing"
+)
 
 // The index may only skip rules that cannot match: for every spec case
 // and fallback case that matches, the rule must be a candidate.
@@ -59,6 +63,59 @@ func TestIndexRequirement(t *testing.T) {
 			if !got[k] {
 				t.Errorf("%q: requirement %v, want %v", c.detection, got, c.want)
 			}
+		}
+	}
+}
+
+// The keyword automaton answers as strings.Contains does, over random
+// patterns and texts (overlaps, prefixes of each other, repeats).
+func TestACAgreesWithContains(t *testing.T) {
+	rng := rand.New(rand.NewSource(13))
+	for round := 0; round < 200; round++ {
+		var pats []string
+		for i := rng.Intn(12) + 1; i > 0; i-- {
+			p := ""
+			for j := rng.Intn(4) + 1; j > 0; j-- {
+				p += string("abcé"[rng.Intn(5)%4])
+			}
+			pats = append(pats, p)
+		}
+		a := newAC(pats)
+		hits := make([]uint32, len(pats))
+		for k := 0; k < 20; k++ {
+			s := ""
+			for j := rng.Intn(16); j > 0; j-- {
+				s += string("abcdé"[rng.Intn(6)%5])
+			}
+			gen := uint32(round*100 + k + 1)
+			a.scan(s, hits, gen)
+			for id, p := range pats {
+				if (hits[id] == gen) != strings.Contains(s, p) {
+					t.Fatalf("patterns %q text %q: pattern %q hit %v, contains %v", pats, s, p, hits[id] == gen, strings.Contains(s, p))
+				}
+			}
+		}
+	}
+}
+
+func TestKeywordsThroughIndex(t *testing.T) {
+	m1 := compileOne(t, rule("  keywords:\n    - 'Mimikatz'\n    - 'sekurlsa::'\n  condition: keywords"))
+	m2 := compileOne(t, rule("  keywords:\n    '|all':\n      - 'Invoke-'\n      - 'bypass'\n  condition: keywords"))
+	ix := NewIndex([]*Matcher{m1, m2})
+	ctx := NewEvalCtx()
+	ctx.UseIndex(ix)
+	for _, c := range []struct {
+		ev     string
+		w1, w2 bool
+	}{
+		{`{"type":"audit.x","message":"ran MIMIKATZ"}`, true, false},
+		{`{"type":"audit.x","data":{"cmd":"Invoke-Thing -exec Bypass"}}`, false, true},
+		{`{"type":"audit.x","data":{"cmd":"Invoke-Thing"},"message":"bypass"}`, false, true},
+		{`{"type":"audit.x","message":"nothing"}`, false, false},
+	} {
+		ctx.Reset(mustEvent(t, c.ev))
+		if m1.MatchCtx(ctx) != c.w1 || m2.MatchCtx(ctx) != c.w2 {
+			t.Errorf("%s: got %v %v, want %v %v", c.ev, m1.MatchCtx(ctx), m2.MatchCtx(ctx), c.w1, c.w2)
 		}
 	}
 }

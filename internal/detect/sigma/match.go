@@ -95,6 +95,41 @@ type EvalCtx struct {
 	cache map[string]*fieldVal
 	pool  []*fieldVal
 	used  int
+	// keyword Aho-Corasick state (UseIndex): hits[id] == gen when keyword
+	// pattern id occurs in this event's text.
+	ac     *acMachine
+	acHits []uint32
+	acGen  uint32
+	acDone bool
+}
+
+// UseIndex lets the context answer the keyword searches of the index's
+// rules with one pass over the event (Index, Aho-Corasick).
+func (c *EvalCtx) UseIndex(ix *Index) {
+	if ix == nil || ix.ac == nil {
+		c.ac = nil
+		return
+	}
+	c.ac = ix.ac
+	c.acHits = make([]uint32, ix.ac.patterns)
+	c.acGen = 0
+}
+
+// acHit reports whether keyword pattern id occurs in fv, the keyword
+// text, running the automaton once per event.
+func (c *EvalCtx) acHit(fv *fieldVal, id int32) bool {
+	if !c.acDone {
+		c.acDone = true
+		c.acGen++
+		if c.acGen == 0 {
+			clear(c.acHits)
+			c.acGen = 1
+		}
+		for _, s := range fv.lowerStrs() {
+			c.ac.scan(s, c.acHits, c.acGen)
+		}
+	}
+	return c.acHits[id] == c.acGen
 }
 
 // NewEvalCtx returns an empty context.
@@ -105,6 +140,7 @@ func (c *EvalCtx) Reset(e *event.Event) {
 	c.e = e
 	clear(c.cache)
 	c.used = 0
+	c.acDone = false
 }
 
 // Event is the event being evaluated.
@@ -359,9 +395,16 @@ type strMatcher struct {
 	op      strOp
 	pattern string
 	cased   bool
+	// ac and acID are set by NewIndex for keyword contains values: the
+	// answer comes from one Aho-Corasick pass over the event's text.
+	ac   *acMachine
+	acID int32
 }
 
-func (m *strMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
+func (m *strMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
+	if m.ac != nil && ev.ac == m.ac {
+		return ev.acHit(fv, m.acID)
+	}
 	vals := fv.strs
 	if !m.cased {
 		vals = fv.lowerStrs()
