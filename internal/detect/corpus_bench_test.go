@@ -117,7 +117,7 @@ func TestIndexAgreesWithFullScan(t *testing.T) {
 		ctx.UseIndex(rs.index) // keyword searches through the automaton
 		ctx.Reset(e)
 		var viaIndex []string
-		for _, idx := range rs.index.Candidates(e, &ev.scr) {
+		for _, idx := range rs.index.Candidates(ctx, &ev.scr) {
 			if r := rs.rules[idx]; r.matcher.MatchCtx(ctx) {
 				viaIndex = append(viaIndex, r.meta.RuleID)
 			}

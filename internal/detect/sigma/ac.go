@@ -77,14 +77,19 @@ func newAC(pats []string) *acMachine {
 	return a
 }
 
-// scan marks hits[id] = gen for every pattern occurring in s.
-func (a *acMachine) scan(s string, hits []uint32, gen uint32) {
+// scan marks hits[id] = gen for every pattern occurring in s and appends
+// the ids newly marked to list.
+func (a *acMachine) scan(s string, hits []uint32, gen uint32, list []int32) []int32 {
 	nc := int(a.nclass)
 	n := int32(0)
 	for i := 0; i < len(s); i++ {
 		n = a.delta[int(n)*nc+int(a.classOf[s[i]])]
 		for _, id := range a.out[n] {
-			hits[id] = gen
+			if hits[id] != gen {
+				hits[id] = gen
+				list = append(list, id)
+			}
 		}
 	}
+	return list
 }

@@ -2,9 +2,8 @@ package sigma
 
 import (
 	"slices"
+	"strconv"
 	"strings"
-
-	"github.com/vigil-sec/vigil/internal/event"
 )
 
 // Index finds the rules an event could match, so that with thousands of
@@ -19,6 +18,7 @@ import (
 // ever skips rules that cannot match. An Index is immutable.
 type Index struct {
 	byKey  map[string][]int32
+	byKW   [][]int32 // by keyword pattern id (automaton hits)
 	always []int32
 	n      int
 	ac     *acMachine // the rules' keyword contains values (EvalCtx.UseIndex)
@@ -34,7 +34,7 @@ type IndexScratch struct {
 // keyWeight ranks keys when a rule needs only one of several conditions:
 // fields most events set are poor discriminators.
 func keyWeight(k string) int {
-	if strings.HasPrefix(k, "data.") {
+	if strings.HasPrefix(k, "data.") || strings.HasPrefix(k, "#") || strings.Contains(k, "=") {
 		return 1
 	}
 	return 50
@@ -97,8 +97,11 @@ func fieldKeys(field string) need {
 }
 
 func (f *fieldCond) need() need {
-	if f.field == "" || f.negate || len(f.vals) == 0 {
+	if f.negate || len(f.vals) == 0 {
 		return nil
+	}
+	if f.key == "" && f.field == "" {
+		return f.keywordNeed()
 	}
 	for _, v := range f.vals {
 		switch x := v.(type) {
@@ -122,7 +125,58 @@ func (f *fieldCond) need() need {
 	}
 	out := need{}
 	for _, c := range chain {
+		if valueKeyed[c] {
+			vk := f.valueKeys(c)
+			if vk == nil && !alwaysSet[c] {
+				vk = fieldKeys(c) // not an equality: presence is still needed
+			}
+			out = union(out, vk)
+			continue
+		}
 		out = union(out, fieldKeys(c))
+	}
+	return out
+}
+
+// valueKeyed are the fields the index keys by value ("type=process.start")
+// when a rule tests them for equality: type and category, which every
+// event has (auditd's type: EXECVE, Okta's eventtype), and action and
+// outcome, which most have (GitHub audit rules' action: repo.destroy).
+var valueKeyed = map[string]bool{"type": true, "category": true, "action": true, "outcome": true}
+
+// valueKeys keys field c by the condition's values when every value is a
+// plain equality; nil (no requirement) otherwise.
+func (f *fieldCond) valueKeys(c string) need {
+	out := need{}
+	for _, v := range f.vals {
+		sm, ok := v.(*strMatcher)
+		if !ok || sm.op != opEq {
+			return nil
+		}
+		out[c+"="+strings.ToLower(sm.pattern)] = true
+	}
+	if f.all && len(out) > 1 {
+		for k := range out { // all of several values: any one is needed
+			return need{k: true}
+		}
+	}
+	return out
+}
+
+// keywordNeed keys a keyword search by the automaton's pattern ids ("#7"):
+// one of its keywords must occur in the event's text.
+func (f *fieldCond) keywordNeed() need {
+	out := need{}
+	for _, v := range f.vals {
+		sm, ok := v.(*strMatcher)
+		if !ok || sm.ac == nil {
+			return nil
+		}
+		k := "#" + strconv.Itoa(int(sm.acID))
+		if f.all {
+			return need{k: true}
+		}
+		out[k] = true
 	}
 	return out
 }
@@ -197,6 +251,9 @@ func (m *Matcher) requirement() need {
 func NewIndex(ms []*Matcher) *Index {
 	ix := &Index{byKey: map[string][]int32{}, n: len(ms)}
 	ix.buildAC(ms)
+	if ix.ac != nil {
+		ix.byKW = make([][]int32, ix.ac.patterns)
+	}
 	for i, m := range ms {
 		if m == nil {
 			continue
@@ -207,6 +264,11 @@ func NewIndex(ms []*Matcher) *Index {
 			continue
 		}
 		for k := range req {
+			if id, ok := strings.CutPrefix(k, "#"); ok {
+				n, _ := strconv.Atoi(id)
+				ix.byKW[n] = append(ix.byKW[n], int32(i))
+				continue
+			}
 			ix.byKey[k] = append(ix.byKey[k], int32(i))
 		}
 	}
@@ -220,9 +282,12 @@ func (ix *Index) Always() int { return len(ix.always) }
 var vigilKeys = []string{"user", "user_id", "src_ip", "resource", "action", "outcome", "message", "source",
 	"confidence", "risk_score", "mitre_tactics", "mitre_techniques", "tags"}
 
-// Candidates returns, in ascending order, the positions of the rules e may
-// match. The result is valid until the next call with sc.
-func (ix *Index) Candidates(e *event.Event, sc *IndexScratch) []int32 {
+// Candidates returns, in ascending order, the positions of the rules the
+// event of ctx (after ctx.Reset) may match. The result is valid until the
+// next call with sc. With keyword rules indexed, ctx must use the index
+// (ctx.UseIndex(ix)): the event's text is then scanned once, here.
+func (ix *Index) Candidates(ctx *EvalCtx, sc *IndexScratch) []int32 {
+	e := ctx.e
 	if len(sc.mark) < ix.n {
 		sc.mark = make([]uint32, ix.n)
 		sc.gen = 0
@@ -253,12 +318,31 @@ func (ix *Index) Candidates(e *event.Event, sc *IndexScratch) []int32 {
 			add(list)
 		}
 	}
+	var buf [128]byte
+	for _, kv := range [4][2]string{{"type=", e.Type}, {"category=", string(e.Category)}, {"action=", e.Action}, {"outcome=", e.Outcome}} {
+		key := append(append(buf[:0], kv[0]...), lowerASCIIFast(kv[1])...)
+		if list, ok := ix.byKey[string(key)]; ok { // no allocation: map lookup of a converted []byte
+			add(list)
+		}
+	}
 	if m := e.DataMap(); m != nil && len(ix.byKey) > 0 {
-		var buf [128]byte
 		for k := range m {
 			key := append(append(buf[:0], "data."...), k...)
-			if list, ok := ix.byKey[string(key)]; ok { // no allocation: map lookup of a converted []byte
+			if list, ok := ix.byKey[string(key)]; ok {
 				add(list)
+			}
+		}
+	}
+	if ix.ac != nil {
+		if ctx.ac != ix.ac {
+			// The context cannot tell which keywords occur: every keyword
+			// rule is a candidate.
+			for _, list := range ix.byKW {
+				add(list)
+			}
+		} else {
+			for _, id := range ctx.acScan(ctx.getChain("", nil)) {
+				add(ix.byKW[id])
 			}
 		}
 	}

@@ -19,7 +19,10 @@ func TestIndexNeverSkipsAMatch(t *testing.T) {
 		}
 		ix := NewIndex([]*Matcher{nil, m})
 		e := mustEvent(t, c.event)
-		cands := ix.Candidates(e, &IndexScratch{})
+		ctx := NewEvalCtx()
+		ctx.UseIndex(ix)
+		ctx.Reset(e)
+		cands := ix.Candidates(ctx, &IndexScratch{})
 		if m.Match(e) {
 			checked++
 			if len(cands) != 1 || cands[0] != 1 {
@@ -43,11 +46,14 @@ func TestIndexRequirement(t *testing.T) {
 		{"  sel:\n    Image|endswith: x\n  condition: sel", []string{"data.Image"}},
 		{"  sel:\n    process.executable: x\n  condition: sel", []string{"data.process", "data.process.executable"}},
 		{"  sel:\n    User: x\n  condition: sel", []string{"user", "data.User"}},
-		{"  sel:\n    EventType: x\n  condition: sel", nil},
+		{"  sel:\n    EventType: x\n  condition: sel", []string{"data.EventType", "type=x"}},
+		{"  sel:\n    EventType|contains: x\n  condition: sel", nil},
+		{"  sel:\n    action: [Repo.Destroy, repo.archived]\n  condition: sel", []string{"action=repo.destroy", "action=repo.archived"}},
+		{"  sel:\n    action|startswith: repo.\n  condition: sel", []string{"action"}},
 		{"  sel:\n    Image: x\n  condition: not sel", nil},
 		{"  sel:\n    Image|neq: x\n  condition: sel", nil},
 		{"  sel:\n    Image: null\n  condition: sel", nil},
-		{"  sel:\n    - evil\n  condition: sel", nil},
+		{"  sel:\n    - evil\n  condition: sel", nil}, // keywords are keyed only inside an index with an automaton
 		{"  a:\n    Image: x\n  b:\n    CommandLine: y\n  condition: a or b", []string{"data.Image", "data.CommandLine"}},
 		{"  a:\n    Image: x\n  b:\n    User: y\n  condition: a and b", []string{"data.Image"}},
 		{"  a:\n    Image: x\n  b:\n    - evil\n  condition: a or b", nil},
@@ -88,7 +94,7 @@ func TestACAgreesWithContains(t *testing.T) {
 				s += string("abcdé"[rng.Intn(6)%5])
 			}
 			gen := uint32(round*100 + k + 1)
-			a.scan(s, hits, gen)
+			a.scan(s, hits, gen, nil)
 			for id, p := range pats {
 				if (hits[id] == gen) != strings.Contains(s, p) {
 					t.Fatalf("patterns %q text %q: pattern %q hit %v, contains %v", pats, s, p, hits[id] == gen, strings.Contains(s, p))

@@ -99,6 +99,7 @@ type EvalCtx struct {
 	// pattern id occurs in this event's text.
 	ac     *acMachine
 	acHits []uint32
+	acList []int32
 	acGen  uint32
 	acDone bool
 }
@@ -118,6 +119,13 @@ func (c *EvalCtx) UseIndex(ix *Index) {
 // acHit reports whether keyword pattern id occurs in fv, the keyword
 // text, running the automaton once per event.
 func (c *EvalCtx) acHit(fv *fieldVal, id int32) bool {
+	c.acScan(fv)
+	return c.acHits[id] == c.acGen
+}
+
+// acScan runs the automaton over the keyword text once per event and
+// returns the ids of the patterns that occur.
+func (c *EvalCtx) acScan(fv *fieldVal) []int32 {
 	if !c.acDone {
 		c.acDone = true
 		c.acGen++
@@ -125,11 +133,12 @@ func (c *EvalCtx) acHit(fv *fieldVal, id int32) bool {
 			clear(c.acHits)
 			c.acGen = 1
 		}
+		c.acList = c.acList[:0]
 		for _, s := range fv.lowerStrs() {
-			c.ac.scan(s, c.acHits, c.acGen)
+			c.acList = c.ac.scan(s, c.acHits, c.acGen, c.acList)
 		}
 	}
-	return c.acHits[id] == c.acGen
+	return c.acList
 }
 
 // NewEvalCtx returns an empty context.
