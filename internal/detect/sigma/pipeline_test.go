@@ -239,3 +239,20 @@ func TestParsePlaceholders(t *testing.T) {
 		t.Fatalf("nested mapping accepted: %v", err)
 	}
 }
+
+// A placeholders file cannot make one value expand without bound: the
+// product of the lists is capped (maxExpand) and the rule refused.
+func TestExpandIsBounded(t *testing.T) {
+	big := make([]string, 200)
+	for i := range big {
+		big[i] = strings.Repeat("x", i%7+1)
+	}
+	r := parseRule(t, "title: t\nlogsource:\n  product: windows\ndetection:\n  sel:\n    Host|expand: '%A%-%B%'\n  condition: sel\n")
+	_, err := CompileWith(r, CompileOptions{Placeholders: map[string][]string{"A": big, "B": big}})
+	if err == nil || !strings.Contains(err.Error(), "more than 10000 values") || !strings.Contains(err.Error(), "rule.yml:6") {
+		t.Fatalf("40,000 combinations: %v", err)
+	}
+	if _, err := CompileWith(r, CompileOptions{Placeholders: map[string][]string{"A": big[:50], "B": big[:50]}}); err != nil {
+		t.Fatalf("2,500 combinations refused: %v", err)
+	}
+}
