@@ -869,6 +869,19 @@ func parseMods(key string, at *yaml.Node) (string, mods, *Error) {
 	return parts[0], m, nil
 }
 
+// stringValues reports whether the item's values are strings (plain,
+// wildcard or encoded) rather than regular expressions, numbers, CIDR
+// ranges, booleans or field references: pipeline value transformations
+// (replace_string, map_string, set_value, case) apply only to those, as
+// pySigma's apply to SigmaString values.
+func (m mods) stringValues() bool {
+	switch m.match {
+	case "", "contains", "startswith", "endswith":
+		return m.timePart == ""
+	}
+	return false
+}
+
 type rawValue struct {
 	s    string
 	null bool
@@ -909,7 +922,7 @@ func (c *compiler) compileField(key string, v *yaml.Node, at *yaml.Node) ([]fiel
 	names := []string{name}
 	if name != "" || len(c.items) > 0 {
 		var drop bool
-		names, vals, drop, err = c.applyItems(name, vals, at)
+		names, vals, drop, err = c.applyItems(name, vals, at, m.stringValues())
 		if err != nil {
 			return nil, err
 		}

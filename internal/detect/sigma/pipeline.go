@@ -619,7 +619,7 @@ func pipelineItemsFor(pipes []*Pipeline, r *Rule, ls *Logsource, vars map[string
 // applyItems runs the field-level items over one detection item: field
 // name transformations (which may turn one field into several), value
 // transformations, drop_detection_item and detection_item_failure.
-func (c *compiler) applyItems(name string, vals []rawValue, at *yaml.Node) ([]string, []rawValue, bool, *Error) {
+func (c *compiler) applyItems(name string, vals []rawValue, at *yaml.Node, strValues bool) ([]string, []rawValue, bool, *Error) {
 	names := []string{name}
 	for _, it := range c.items {
 		var next []string
@@ -667,7 +667,7 @@ func (c *compiler) applyItems(name string, vals []rawValue, at *yaml.Node) ([]st
 			}
 		}
 		names = next
-		if valueItem {
+		if valueItem && strValues {
 			vals = it.applyValues(vals)
 		}
 	}

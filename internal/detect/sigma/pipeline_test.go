@@ -256,3 +256,17 @@ func TestExpandIsBounded(t *testing.T) {
 		t.Fatalf("2,500 combinations refused: %v", err)
 	}
 }
+
+// Value transformations touch string values only: a regular expression or
+// a number keeps its text.
+func TestPipelineValueTransformsSkipNonStrings(t *testing.T) {
+	p := mustPipeline(t, "transformations:\n  - type: replace_string\n    regex: 'a'\n    replacement: 'b'\n")
+	r := parseRule(t, "title: t\nlogsource:\n  product: x\ndetection:\n  s:\n    Name: 'a1'\n  r:\n    Cmd|re: '^a+$'\n  condition: s and r\n")
+	m, err := CompileWith(r, CompileOptions{Pipelines: []*Pipeline{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Match(mustEvent(t, `{"type":"audit.x","data":{"Name":"b1","Cmd":"aaa"}}`)) {
+		t.Fatal("replace_string changed the regular expression or missed the string")
+	}
+}
