@@ -40,8 +40,9 @@ func rulesCommands() []command {
 }
 
 // loadRuleArgs loads rule files and directories given on the command line.
-func loadRuleArgs(paths []string, builtins bool) (*detect.RuleSet, error) {
+func loadRuleArgs(paths []string, builtins bool, cf *compileFlags) (*detect.RuleSet, error) {
 	opts := detect.LoadOptions{NoBuiltins: !builtins}
+	cf.apply(&opts)
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -75,6 +76,7 @@ func printRuleErrors(e env, rs *detect.RuleSet) int {
 func runRulesCheck(_ context.Context, e env, args []string) error {
 	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "also load the built-in rules (so correlations may reference them)")
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +84,7 @@ func runRulesCheck(_ context.Context, e env, args []string) error {
 		fs.Usage()
 		return errors.New("rules check: give at least one rule file or directory")
 	}
-	rs, err := loadRuleArgs(fs.Args(), *builtins)
+	rs, err := loadRuleArgs(fs.Args(), *builtins, cf)
 	if err != nil {
 		return err
 	}
@@ -100,6 +102,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "also load the built-in rules")
 	quiet := fs.Bool("quiet", false, "print only events that match and firings")
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,7 +110,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 		fs.Usage()
 		return errors.New("rules test: need a rule file (or directory) and an events file")
 	}
-	rs, err := loadRuleArgs([]string{fs.Arg(0)}, *builtins)
+	rs, err := loadRuleArgs([]string{fs.Arg(0)}, *builtins, cf)
 	if err != nil {
 		return err
 	}

@@ -146,12 +146,13 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 	builtins := fs.Bool("builtins", false, "with rule files: also count the built-in rules")
 	navigator := fs.String("navigator", "", "write an ATT&CK Navigator layer (format 4.5) to this file")
 	name := fs.String("name", "Vigil detection coverage", "layer name")
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var cov detect.Coverage
 	if fs.NArg() > 0 {
-		rs, err := loadRuleArgs(fs.Args(), *builtins)
+		rs, err := loadRuleArgs(fs.Args(), *builtins, cf)
 		if err != nil {
 			return err
 		}
