@@ -75,6 +75,13 @@ func commands() []command {
 			about: "Offline: the server's rule loader and evaluator, without a server.", subs: rulesCommands()},
 		{name: "inputs", summary: "test input mappings: what each log line becomes",
 			about: "Offline: the server's mapping loader and mappers, without a server.", subs: inputsCommands()},
+		{name: "outputs", summary: "list outputs and their delivery state, send a test message (admin)",
+			about: "Outputs are declared in the server's YAML config (docs/outputs.md).", subs: []command{
+				{name: "list", aliases: []string{"ls"}, summary: "each output's state, deliveries, failures, retries and pending (consumer lag)", args: "[--json]",
+					example: "vigil outputs list", run: outputsList},
+				{name: "test", summary: "send a clearly labelled test message through NAME now and report the answer", args: "NAME [--json]",
+					example: "vigil outputs test soc-webhook", run: outputsTest},
+			}},
 		{name: "version", summary: "print the version, commit and Go version", args: "", example: "vigil version", run: runVersion},
 		{name: "help", summary: "show help for a command", args: "[COMMAND [SUBCOMMAND]]", example: "vigil help tail\nvigil help rules test"},
 	}

@@ -1,0 +1,353 @@
+package teams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/outputtest"
+)
+
+const (
+	flowPath  = "/workflows/0f1e2d3c/triggers/manual/paths/invoke"
+	flowQuery = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=S1GNATURESECRET"
+)
+
+// The format checked here is Microsoft's documented one:
+//   - https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/add-incoming-webhook
+//     ("Send Adaptive Cards using an Incoming Webhook", which the
+//     Workflows "Post to a channel when a webhook request is received"
+//     template accepts as is): POST, Content-Type: application/json,
+//     {"type": "message", "attachments": [{"contentType":
+//     "application/vnd.microsoft.card.adaptive", "contentUrl": null,
+//     "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+//     "type": "AdaptiveCard", "version": "1.x", "body": [...]}}]}; the
+//     message must stay under 28 KB; the Workflow answers 202 Accepted.
+//   - the card elements, https://adaptivecards.io/explorer/: TextBlock
+//     (text required), FactSet (facts: [{title, value}] required),
+//     Container (items required); actions: Action.OpenUrl (url required).
+//   - "msteams": {"width": "Full"}, https://learn.microsoft.com/en-us/microsoftteams/platform/task-modules-and-cards/cards/cards-format#full-width-adaptive-card
+type wireElement struct {
+	Type      string        `json:"type"`
+	Text      *string       `json:"text"`
+	Size      string        `json:"size"`
+	Weight    string        `json:"weight"`
+	Color     string        `json:"color"`
+	Wrap      bool          `json:"wrap"`
+	IsSubtle  bool          `json:"isSubtle"`
+	Separator bool          `json:"separator"`
+	Style     string        `json:"style"`
+	Facts     []wireFact    `json:"facts"`
+	Items     []wireElement `json:"items"`
+}
+
+type wireFact struct {
+	Title *string `json:"title"`
+	Value *string `json:"value"`
+}
+
+type wireMessage struct {
+	Type        string `json:"type"`
+	Attachments []struct {
+		ContentType string  `json:"contentType"`
+		ContentURL  *string `json:"contentUrl"`
+		Content     struct {
+			Schema  string        `json:"$schema"`
+			Type    string        `json:"type"`
+			Version string        `json:"version"`
+			Body    []wireElement `json:"body"`
+			Actions []struct {
+				Type  string `json:"type"`
+				Title string `json:"title"`
+				URL   string `json:"url"`
+			} `json:"actions"`
+			MSTeams *struct {
+				Width string `json:"width"`
+			} `json:"msteams"`
+		} `json:"content"`
+	} `json:"attachments"`
+}
+
+func oneOf(v string, set ...string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return v == ""
+}
+
+func checkElement(e wireElement) error {
+	if !oneOf(e.Size, "Small", "Default", "Medium", "Large", "ExtraLarge") || !oneOf(e.Weight, "Lighter", "Default", "Bolder") ||
+		!oneOf(e.Color, "Default", "Dark", "Light", "Accent", "Good", "Warning", "Attention", "default", "dark", "light", "accent", "good", "warning", "attention") {
+		return fmt.Errorf("%s: size/weight/color %q %q %q", e.Type, e.Size, e.Weight, e.Color)
+	}
+	switch e.Type {
+	case "TextBlock":
+		if e.Text == nil || *e.Text == "" {
+			return fmt.Errorf("TextBlock without text")
+		}
+	case "FactSet":
+		if len(e.Facts) == 0 {
+			return fmt.Errorf("FactSet without facts")
+		}
+		for _, f := range e.Facts {
+			if f.Title == nil || f.Value == nil {
+				return fmt.Errorf("fact without title or value")
+			}
+		}
+	case "Container":
+		if len(e.Items) == 0 {
+			return fmt.Errorf("Container without items")
+		}
+		for _, it := range e.Items {
+			if err := checkElement(it); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("element type %q", e.Type)
+	}
+	return nil
+}
+
+func checkMessage(raw []byte) (wireMessage, error) {
+	var m wireMessage
+	if len(raw) > 28<<10 {
+		return m, fmt.Errorf("message of %d bytes, over Teams' 28 KB", len(raw))
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return m, err
+	}
+	if m.Type != "message" || len(m.Attachments) != 1 {
+		return m, fmt.Errorf("type %q with %d attachments", m.Type, len(m.Attachments))
+	}
+	a := m.Attachments[0]
+	c := a.Content
+	if a.ContentType != "application/vnd.microsoft.card.adaptive" || a.ContentURL != nil ||
+		c.Type != "AdaptiveCard" || c.Schema != "http://adaptivecards.io/schemas/adaptive-card.json" ||
+		!strings.HasPrefix(c.Version, "1.") || len(c.Body) == 0 {
+		return m, fmt.Errorf("attachment %+v", a)
+	}
+	for _, e := range c.Body {
+		if err := checkElement(e); err != nil {
+			return m, err
+		}
+	}
+	for _, ac := range c.Actions {
+		if ac.Type != "Action.OpenUrl" || ac.URL == "" || ac.Title == "" {
+			return m, fmt.Errorf("action %+v", ac)
+		}
+	}
+	return m, nil
+}
+
+type receiver struct {
+	t     *testing.T
+	mu    sync.Mutex
+	raw   []string
+	reply func(w http.ResponseWriter) bool
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	bad := func(format string, args ...any) {
+		rc.t.Errorf("request does not follow the documented format: "+format, args...)
+		w.WriteHeader(http.StatusBadRequest)
+	}
+	if r.Method != http.MethodPost || r.URL.Path != flowPath || r.URL.RawQuery != flowQuery {
+		bad("%s %s", r.Method, r.URL)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		bad("Content-Type %q", ct)
+		return
+	}
+	if rc.reply != nil && rc.reply(w) {
+		return
+	}
+	raw, _ := io.ReadAll(r.Body)
+	if _, err := checkMessage(raw); err != nil {
+		bad("%v", err)
+		return
+	}
+	rc.mu.Lock()
+	rc.raw = append(rc.raw, string(raw))
+	rc.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (rc *receiver) take() []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	r := rc.raw
+	rc.raw = nil
+	return r
+}
+
+func newTest(t *testing.T) (*receiver, *httptest.Server, outputs.Sender, *outputtest.LogBuffer) {
+	t.Helper()
+	rc := &receiver{t: t}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	t.Setenv("VIGIL_TEST_TEAMS_URL", srv.URL+flowPath+"?"+flowQuery)
+	env, logs := outputtest.Env(t, srv.Client())
+	opts := Type().NewOptions().(*Options)
+	opts.WebhookURL = "${VIGIL_TEST_TEAMS_URL}"
+	s, err := Type().New(opts, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, srv, s, logs
+}
+
+func TestTeamsLifecycle(t *testing.T) {
+	rc, _, s, _ := newTest(t)
+	for _, c := range []struct {
+		m    outputs.Message
+		want []string
+	}{
+		{outputtest.Detection("ev1", "det-1", "active", 1), []string{"New detection: Brute force", `"attention"`, "T1110", "user=alice", `"ev1"`, "#/detections/det-1"}},
+		{outputtest.Detection("ev2", "det-1", "active", 4), []string{"Updated:", `"value":"4"`}},
+		{outputtest.Detection("ev3", "det-1", "investigating", 4), []string{"Investigating:", `"warning"`}},
+		{outputtest.Detection("ev4", "det-1", "resolved", 4), []string{"Resolved:", `"good"`}},
+		{outputtest.Event("ev5"), []string{"Event: login failed for root", "auth.login_failed"}},
+		{outputtest.Test("ev6"), []string{"[TEST] Vigil output test"}},
+	} {
+		if err := s.Send(context.Background(), []outputs.Message{c.m}); err != nil {
+			t.Fatal(err)
+		}
+		got := rc.take()
+		if len(got) != 1 {
+			t.Fatalf("%s: %d messages", c.m.Event.ID, len(got))
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got[0], w) {
+				t.Errorf("%s: %q missing in %s", c.m.Event.ID, w, got[0])
+			}
+		}
+	}
+}
+
+func TestTeamsGrouped(t *testing.T) {
+	rc, _, s, _ := newTest(t)
+	var group []outputs.Message
+	for i := range 3 {
+		group = append(group, outputtest.Detection(fmt.Sprint("ev", i), fmt.Sprint("det-", i), "active", 1))
+	}
+	if err := s.Send(context.Background(), group); err != nil {
+		t.Fatal(err)
+	}
+	got := rc.take()
+	if len(got) != 1 || !strings.Contains(got[0], "3 Vigil alerts") || strings.Count(got[0], `"Container"`) != 3 {
+		t.Fatalf("group of 3: %v", got)
+	}
+	// A large group with long texts stays under 28 KB.
+	group = nil
+	for i := range 40 {
+		m := outputtest.Detection(fmt.Sprint("ev", i), fmt.Sprint("det-", i), "active", 1)
+		m.Text = strings.Repeat("long text ", 300)
+		group = append(group, m)
+	}
+	if err := s.Send(context.Background(), group); err != nil {
+		t.Fatal(err)
+	}
+	got = rc.take()
+	if len(got) != 1 || !strings.Contains(got[0], " more") {
+		t.Fatalf("group of 40: %d messages", len(got))
+	}
+}
+
+func TestTeamsErrors(t *testing.T) {
+	rc, srv, s, logs := newTest(t)
+	m := outputtest.Detection("ev1", "det-1", "active", 1)
+	for _, c := range []struct {
+		status    int
+		header    string
+		permanent bool
+		after     time.Duration
+	}{
+		{400, "", true, 0},
+		{401, "", true, 0},
+		{404, "", true, 0},
+		{429, "9", false, 9 * time.Second},
+		{502, "", false, 0},
+	} {
+		rc.reply = func(w http.ResponseWriter) bool {
+			if c.header != "" {
+				w.Header().Set("Retry-After", c.header)
+			}
+			w.WriteHeader(c.status)
+			io.WriteString(w, `{"error":{"code":"x","message":"trigger `+flowQuery+`"}}`)
+			return true
+		}
+		err := s.Send(context.Background(), []outputs.Message{m})
+		var de *outputs.DeliveryError
+		if err == nil || !errors.As(err, &de) || de.Permanent != c.permanent || de.RetryAfter != c.after {
+			t.Errorf("%d: %v", c.status, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "S1GNATURE") {
+			t.Errorf("the signature is in the error: %v", err)
+		}
+	}
+	rc.reply = nil
+	srv.Close()
+	err := s.Send(context.Background(), []outputs.Message{m})
+	if err == nil || outputs.IsPermanent(err) || strings.Contains(err.Error(), "S1GNATURE") {
+		t.Errorf("receiver down: %v", err)
+	}
+	if strings.Contains(logs.String(), "S1GNATURE") {
+		t.Error("the webhook URL is in the logs")
+	}
+}
+
+func TestTeamsConfig(t *testing.T) {
+	env, _ := outputtest.Env(t, nil)
+	for _, c := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, "webhook_url or webhook_url_file is required"},
+		{Options{WebhookURL: "https://x.logic.azure.com/workflows?sig=SECRETPART"}, "must be ${ENV_NAME}"},
+		{Options{WebhookURLFile: "/nonexistent"}, "webhook_url_file"},
+	} {
+		o := c.opts
+		_, err := Type().New(&o, env)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "SECRETPART") {
+			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
+		}
+	}
+}
+
+// FuzzTeamsBuild: whatever a detection says, the card follows the schema
+// and stays under Teams' size limit.
+func FuzzTeamsBuild(f *testing.F) {
+	f.Add("title", "text", 3, 1)
+	f.Add(strings.Repeat("é", 3000), strings.Repeat("x", 9000), 0, 60)
+	f.Fuzz(func(t *testing.T, title, text string, count, n int) {
+		if n < 1 || n > 100 {
+			n = 1
+		}
+		var msgs []outputs.Message
+		for i := range n {
+			m := outputtest.Detection(fmt.Sprint("ev", i), "det", "active", count)
+			m.Detection.Title, m.Text = title, text
+			msgs = append(msgs, m)
+		}
+		b, _ := json.Marshal(Build(msgs, "https://vigil.example.com"))
+		if _, err := checkMessage(b); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
