@@ -28,13 +28,13 @@ func rulesCommands() []command {
 			example: "vigil rules check examples/rules", run: runRulesCheck},
 		// Issue 13: detection engineering over the durable log.
 		{name: "backtest", summary: "evaluate rules over stored history without creating detections", args: "[--since 24h|--from-seq N] [--tenant T] [RULEFILE|RULEDIR...]",
-			about: "Reports, per rule, events scanned, matches, firings and the detections it would have created\n(correlations included, by event time). Without rule files: the rules the server runs.",
+			about:   "Reports, per rule, events scanned, matches, firings and the detections it would have created\n(correlations included, by event time). Without rule files: the rules the server runs.",
 			example: "vigil rules backtest --since 24h examples/rules", run: runRulesBacktest},
 		{name: "coverage", summary: "ATT&CK techniques the loaded rules cover and which fired (Navigator layer)", args: "[--navigator out.json] [RULEFILE|RULEDIR...]",
-			about: "With rule files it works offline (coverage only); without, it asks the server (GET /api/v1/attack/coverage).",
+			about:   "With rule files it works offline (coverage only); without, it asks the server (GET /api/v1/attack/coverage).",
 			example: "vigil rules coverage --navigator layer.json", run: runRulesCoverage},
 		{name: "lint", summary: "check rule files for missing ids, bad tags, unknown ATT&CK ids, dead selections", args: "[--warnings-as-errors] [--builtins] RULEDIR|RULEFILE...",
-			about: "Checks what the loader refuses, id (UUID), title, level, status, logsource, tags, ATT&CK ids,\nunused search identifiers, always-true/false conditions. Prints file:line: severity: message [check];\nexits 1 on errors (and on warnings with --warnings-as-errors).",
+			about:   "Checks what the loader refuses, id (UUID), title, level, status, logsource, tags, ATT&CK ids,\nunused search identifiers, always-true/false conditions. Prints file:line: severity: message [check];\nexits 1 on errors (and on warnings with --warnings-as-errors).",
 			example: "vigil rules lint examples/rules", run: func(_ context.Context, e env, args []string) error { return runRulesLint(e, args) }},
 	}
 }
