@@ -37,6 +37,10 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	// The dashboard's static files: no token needed to load the page; it
 	// asks for one and uses the APIs below like any client.
 	mux.Handle("GET /", dashboard.Handler())
+	// Issue 11: the console's own endpoints (who the token is; overview
+	// counts over the last hour/day read from the log).
+	mux.Handle("GET /api/v1/whoami", authed(http.HandlerFunc(dashboard.WhoAmI)))
+	mux.Handle("GET /api/v1/stats", authed(&dashboard.Stats{Log: d.Log, Policy: d.Policy}))
 
 	// Core event API (SPEC 3, 5).
 	mux.Handle("POST /api/v1/events", authed(http.HandlerFunc(events.Publish)))
