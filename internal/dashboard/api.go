@@ -29,12 +29,12 @@ func WhoAmI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"principal":              p,
-		"can_read":               p.CanRead(),
-		"can_publish":            p.CanPublish(),
-		"can_update_detections":  p.CanUpdateDetections(),
-		"is_admin":               p.IsAdmin(),
-		"sees_all_tenants":       p.Tenant == auth.AllTenants,
+		"principal":             p,
+		"can_read":              p.CanRead(),
+		"can_publish":           p.CanPublish(),
+		"can_update_detections": p.CanUpdateDetections(),
+		"is_admin":              p.IsAdmin(),
+		"sees_all_tenants":      p.Tenant == auth.AllTenants,
 	})
 }
 

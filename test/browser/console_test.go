@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigil-sec/vigil/client"
+	"github.com/vigil-sec/vigil/internal/demo"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
@@ -88,6 +89,21 @@ func (b *browser) screenshot(name string) {
 		return
 	}
 	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// fullScreenshot is screenshot of the whole page, below the fold too.
+func (b *browser) fullScreenshot(name string) {
+	dir := os.Getenv("VIGIL_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -178,7 +194,6 @@ func TestConsoleDetectionWorkflow(t *testing.T) {
 	bruteForce(t, c)
 	id := b.bruteForceRow()
 	row := fmt.Sprintf(`#det-table tbody tr[data-id=%q]`, id)
-	b.screenshot("detections")
 
 	var det struct {
 		ID       string   `json:"id"`
@@ -244,7 +259,6 @@ func TestConsoleDetectionWorkflow(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#d-events tr[data-event-id]`)),
 		waitFor(`document.querySelector("#event-json") !== null`, 5*time.Second),
 	)
-	b.screenshot("detection-detail")
 	b.do("close it", chromedp.Click(chromedp.CSS("#flyout-close")))
 
 	// Overview: the ATT&CK matrix has a T1110 cell; clicking it filters
@@ -255,7 +269,6 @@ func TestConsoleDetectionWorkflow(t *testing.T) {
 		waitFor(`document.querySelector("#total-count") && Number(document.querySelector("#total-count").textContent) >= 6`, 15*time.Second),
 		waitFor(`document.querySelector("#rate-chart .uplot") !== null`, 10*time.Second),
 	)
-	b.screenshot("overview")
 	b.do("matrix click filters",
 		chromedp.Click(chromedp.CSS(`#attack .mcell[data-technique="T1110"]`)),
 		waitFor(`location.hash === "#/detections" && document.querySelector("#det-technique-chip") !== null`, 10*time.Second),
@@ -308,7 +321,6 @@ func TestConsoleLiveEvents(t *testing.T) {
 	if got := b.text("#chips"); !strings.Contains(got, "category: authentication") || strings.Contains(got, "cel:") {
 		t.Fatalf("chips = %q, want the old filter only", got)
 	}
-	b.screenshot("events-bad-filter")
 
 	// Pause holds new rows back; resume shows them.
 	b.do("pause", chromedp.Click(chromedp.CSS("#ev-pause")), waitFor(`document.querySelector("#ev-pending") !== null`, 5*time.Second))
@@ -328,7 +340,6 @@ func TestConsoleLiveEvents(t *testing.T) {
 	if err := json.Unmarshal([]byte(b.text("#event-json")), &ev); err != nil || ev["id"] == nil {
 		t.Fatalf("event JSON not shown: %v", err)
 	}
-	b.screenshot("event-detail")
 }
 
 // TestConsoleViewer: a viewer token sees the detection but no status or
@@ -360,4 +371,78 @@ func TestConsoleViewer(t *testing.T) {
 	if b.eval(`String(document.querySelector("#d-status-actions") === null && document.querySelector("input#d-assignee") === null)`) != "true" {
 		t.Fatal("a viewer is offered status or assignee controls")
 	}
+}
+
+// TestConsoleScreenshots makes the pictures in docs/console.md: a node fed
+// with `vigil demo` traffic, each view captured. It runs only when
+// VIGIL_SCREENSHOTS names the output directory.
+func TestConsoleScreenshots(t *testing.T) {
+	if os.Getenv("VIGIL_SCREENSHOTS") == "" {
+		t.Skip("set VIGIL_SCREENSHOTS=dir to write the console's screenshots")
+	}
+	b := newBrowser(t)
+	n := testnode.Start(t)
+	addr, token := n.Addr(), n.AdminToken()
+	c, err := client.New("http://"+addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := demo.New(7)
+	for batch := 0; batch < 6; batch++ {
+		evs := make([]*client.Event, 500)
+		for i := range evs {
+			evs[i] = gen.Next()
+			demo.Stamp(evs[i], time.Now())
+		}
+		publish(t, c, evs...)
+	}
+	bruteForce(t, c)
+	b.signIn(addr, token)
+	id := b.bruteForceRow()
+	b.do("several detections", waitFor(`document.querySelectorAll("#det-table tbody tr").length >= 5`, 20*time.Second))
+	b.screenshot("detections")
+	b.do("detail",
+		chromedp.Navigate("http://"+addr+"/#/detections/"+id),
+		waitFor(`document.querySelectorAll("#d-events tr[data-event-id]").length >= 5`, 15*time.Second),
+		chromedp.SendKeys(chromedp.CSS("#d-assignee"), "carol"),
+		chromedp.Click(chromedp.CSS("#d-assignee-save")),
+		waitFor(`document.querySelector("#d-history").textContent.includes("carol")`, 10*time.Second),
+		chromedp.Click(chromedp.CSS(`#d-status-actions button[data-status="investigating"]`)),
+		waitFor(`document.querySelector("#d-history").textContent.includes("investigating")`, 10*time.Second),
+	)
+	b.screenshot("detection-detail")
+	b.do("overview",
+		chromedp.Navigate("http://"+addr+"/#/overview"),
+		waitFor(`document.querySelector('#attack .mcell[data-technique="T1110"]') !== null && document.querySelector("#rate-chart .uplot") !== null`, 15*time.Second),
+	)
+	b.fullScreenshot("overview")
+	b.do("events",
+		chromedp.Navigate("http://"+addr+"/#/events"),
+		waitFor(`document.querySelector("#filter-form") !== null`, 5*time.Second),
+	)
+	traffic := make(chan struct{})
+	go func() { // live traffic while the events view is open; waited for below
+		defer close(traffic)
+		for i := 0; i < 20; i++ {
+			evs := []*client.Event{gen.Next(), gen.Next(), gen.Next()}
+			for _, e := range evs {
+				demo.Stamp(e, time.Now())
+			}
+			if _, err := c.Publish(context.Background(), evs); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	b.do("rows", waitFor(`document.querySelectorAll("#events tr").length >= 40`, 15*time.Second))
+	<-traffic
+	b.screenshot("events")
+	b.do("bad filter",
+		chromedp.SendKeys(chromedp.CSS("#f-expr"), `risk_score > 70 && user ==`),
+		chromedp.Click(chromedp.CSS(`#filter-form button[type="submit"]`)),
+		waitFor(`document.querySelector("#filter-error") !== null`, 10*time.Second),
+	)
+	b.screenshot("events-bad-filter")
+	b.do("open event", chromedp.Click(chromedp.CSS("#events tr")), waitFor(`document.querySelector("#event-json") !== null`, 5*time.Second))
+	b.screenshot("event-detail")
 }

@@ -82,7 +82,7 @@ export function EventsView() {
         <label class="expr">CEL expression
           <input id="f-expr" class=${fe ? "invalid mono" : "mono"} placeholder='risk_score > 70 && user.endsWith("@example.com")' value=${form.expr} onInput=${upd("expr")} spellcheck="false" />
           ${fe && html`<div class="celerr" id="filter-error" role="alert">
-            ${fe.column ? html`<pre class="caret">${fe.expr}\n${" ".repeat(Math.max(fe.column - 1, 0))}^</pre>` : ""}
+            ${fe.column ? html`<pre class="caret">${fe.expr + "\n" + " ".repeat(Math.max(fe.column - 1, 0)) + "^"}</pre>` : ""}
             <span>${fe.column ? `column ${fe.column}: ` : ""}${fe.message}</span>
             <span class="dim"> — the previous filter is still running</span></div>`}
         </label>

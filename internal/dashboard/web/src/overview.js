@@ -28,7 +28,7 @@ function RateChart({ stats }) {
     const fmt = (u, v) => (v == null ? "—" : (Math.round(v * 100) / 100).toString());
     const opts = {
       width: ref.current.clientWidth || 800, height: 220,
-      cursor: { points: { size: 6 } },
+      cursor: { points: { size: 7 } },
       legend: { live: true },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
@@ -37,8 +37,8 @@ function RateChart({ stats }) {
       ],
       series: [
         { label: "time" },
-        { label: "all", stroke: "#e6e9ef", width: 2, value: fmt },
-        ...cats.map((c, i) => ({ label: c, stroke: COLORS[i % COLORS.length], width: 1.25, value: fmt })),
+        { label: "all", stroke: "#e6e9ef", width: 2, value: fmt, points: { show: false } },
+        ...cats.map((c, i) => ({ label: c, stroke: COLORS[i % COLORS.length], width: 1.25, value: fmt, points: { show: false } })),
       ],
     };
     const plot = new uPlot(opts, data, ref.current);
