@@ -124,9 +124,12 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		}
 	}
 	strictGQL := strictGraphQL(gql, maxGraphQLBody)
-	for _, method := range []string{"GET", "POST", "OPTIONS"} {
+	for _, method := range []string{"POST", "OPTIONS"} {
 		mux.Handle(method+" /graphql", strictGQL)
 	}
+	// Issue 11: a browser asking GET /graphql for HTML gets GraphiQL;
+	// every other GET (queries, the WebSocket upgrade) goes to gql.
+	mux.Handle("GET /graphql", dashboard.GraphiQL(strictGQL))
 	mux.Handle("GET /graphql/schema.graphql", authed(graphql.SchemaHandler()))
 	// --- end issue 4.
 

@@ -237,7 +237,7 @@
       <nav>
         ${n.map(([i,r])=>E`<a href=${"#/"+i} id=${"nav-"+i} class=${e.route.view===i?"on":""}>${r}
           ${i==="detections"&&l?E` <span class="pill">${l}</span>`:""}</a>`)}
-        <a href="/graphql" target="_blank" rel="noopener" title="GraphiQL: queries and subscriptions with this token">GraphQL ↗</a>
+        <a href=${"/graphql#token="+encodeURIComponent(e.token)} target="_blank" rel="noopener noreferrer" title="GraphiQL: queries and subscriptions with this token">GraphQL ↗</a>
       </nav>
       <span class="grow"></span>
       <span id="conn" class=${"conn conn-"+e.conn} data-state=${e.conn} title=${e.connDetail}>${Nf[e.conn]||e.conn}</span>

@@ -96,7 +96,7 @@ function TopBar() {
       <nav>
         ${nav.map(([v, t]) => html`<a href=${"#/" + v} id=${"nav-" + v} class=${s.route.view === v ? "on" : ""}>${t}
           ${v === "detections" && open ? html` <span class="pill">${open}</span>` : ""}</a>`)}
-        <a href="/graphql" target="_blank" rel="noopener" title="GraphiQL: queries and subscriptions with this token">GraphQL ↗</a>
+        <a href=${"/graphql#token=" + encodeURIComponent(s.token)} target="_blank" rel="noopener noreferrer" title="GraphiQL: queries and subscriptions with this token">GraphQL ↗</a>
       </nav>
       <span class="grow"></span>
       <span id="conn" class=${"conn conn-" + s.conn} data-state=${s.conn} title=${s.connDetail}>${CONN_TEXT[s.conn] || s.conn}</span>
