@@ -114,3 +114,20 @@ func sum(xs []int64) (n int64) {
 	}
 	return n
 }
+
+// TestStatsMasksForViewers: the top lists are built from the events as the
+// policy shows them, so a viewer's top users and source IPs are masked.
+func TestStatsMasksForViewers(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	l := memLog{{Seq: 1, ReceivedAt: now.Add(-time.Minute), Tenant: "acme", Type: "authentication.login_failed",
+		Category: event.CategoryAuthentication, User: "mallory@example.com", SrcIP: "203.0.113.9"}}
+	s := &Stats{Log: l, Now: func() time.Time { return now }, Policy: auth.NewPolicy(auth.DefaultMasking()).Visible}
+	viewer := &auth.Principal{ID: "v", Role: auth.RoleViewer, Tenant: auth.AllTenants}
+	_, rep := getStats(t, s, viewer, "")
+	if rep.Total != 1 || len(rep.TopUsers) != 1 || len(rep.TopSrcIPs) != 1 {
+		t.Fatalf("viewer report %+v", rep)
+	}
+	if rep.TopUsers[0].Key == "mallory@example.com" || rep.TopSrcIPs[0].Key == "203.0.113.9" {
+		t.Fatalf("viewer sees unmasked values: users %+v ips %+v", rep.TopUsers, rep.TopSrcIPs)
+	}
+}

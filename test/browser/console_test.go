@@ -371,6 +371,12 @@ func TestConsoleViewer(t *testing.T) {
 	if b.eval(`String(document.querySelector("#d-status-actions") === null && document.querySelector("input#d-assignee") === null)`) != "true" {
 		t.Fatal("a viewer is offered status or assignee controls")
 	}
+	// The contributing events come masked from the server (SPEC 9: a
+	// viewer sees e-mail and IPs masked) and the console shows them so.
+	b.do("viewer's events", waitFor(`document.querySelectorAll("#d-events tr[data-event-id]").length >= 5`, 15*time.Second))
+	if got := b.text("#d-events"); strings.Contains(got, "mallory@example.com") || strings.Contains(got, "203.0.113.9") {
+		t.Fatalf("a viewer sees unmasked event fields:\n%s", got)
+	}
 }
 
 // TestConsoleScreenshots makes the pictures in docs/console.md: a node fed
@@ -499,4 +505,79 @@ func TestGraphiQL(t *testing.T) {
 	publish(t, c, &client.Event{Type: "authentication.login", User: "bob@example.com", Action: "login", Outcome: "success", Message: "live through graphql-ws"})
 	b.do("subscription delivers", waitFor(`document.querySelector(".graphiql-response").textContent.includes("live through graphql-ws")`, 15*time.Second))
 	b.screenshot("graphiql")
+}
+
+// TestConsoleTenantToken: a tenant-scoped token sees its tenant's
+// detections only, and the top bar says which tenant it is.
+func TestConsoleTenantToken(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t)
+	addr, token := n.Addr(), n.AdminToken()
+	admin, err := client.New("http://"+addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(role, tenant string) string {
+		var out struct {
+			Token string `json:"token"`
+		}
+		if err := admin.Do(context.Background(), "POST", "/api/v1/tokens", map[string]any{"name": tenant + "-" + role, "role": role, "tenant": tenant}, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Token
+	}
+	acmePub, err := client.New("http://"+addr, mint("publisher", "acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bruteForce(t, admin)   // default tenant
+	bruteForce(t, acmePub) // tenant acme
+	var all struct {
+		Count int `json:"count"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for all.Count < 2 { // both detections exist before the analyst looks
+		if time.Now().After(deadline) {
+			t.Fatalf("want 2 detections, have %d", all.Count)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := admin.Do(context.Background(), "GET", "/api/v1/detections", nil, &all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.signIn(addr, mint("analyst", "acme"))
+	b.bruteForceRow()
+	if got := b.text("#who"); !strings.Contains(got, "tenant acme") {
+		t.Fatalf("top bar = %q, want tenant acme", got)
+	}
+	if rows := b.eval(`String(document.querySelectorAll("#det-table tbody tr[data-id]").length)`); rows != "1" {
+		t.Fatalf("the acme analyst sees %s detections, want its own 1:\n%s", rows, b.text("#det-table"))
+	}
+}
+
+// TestConsoleRevokedToken: a token revoked while the console is open ends
+// the session with the plain refusal instead of a reconnect loop.
+func TestConsoleRevokedToken(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t)
+	addr, token := n.Addr(), n.AdminToken()
+	admin, err := client.New("http://"+addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minted struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	if err := admin.Do(context.Background(), "POST", "/api/v1/tokens", map[string]any{"name": "soon-revoked", "role": "analyst"}, &minted); err != nil {
+		t.Fatal(err)
+	}
+	b.signIn(addr, minted.Token)
+	if err := admin.Do(context.Background(), "DELETE", "/api/v1/tokens/"+minted.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.do("refusal after revocation", waitFor(`document.querySelector("#login-error") !== null`, 20*time.Second))
+	if got := b.text("#login-error"); !strings.Contains(got, "token refused (401)") {
+		t.Fatalf("after revocation the console says %q", got)
+	}
 }
