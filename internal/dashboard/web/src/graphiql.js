@@ -14,7 +14,7 @@ const h = React.createElement;
 
 const EXAMPLE = `# Vigil GraphQL. Queries run over POST /graphql; subscriptions over
 # graphql-ws on the same path, with this tab's console token.
-subscription HighSeverity {
+subscription {
   events(filter: { minSeverity: "high" }) {
     seq
     time
@@ -58,7 +58,7 @@ function App() {
     lazy: true,
   });
   const fetcher = createGraphiQLFetcher({ url: "/graphql", headers: { Authorization: `Bearer ${token}` }, wsClient });
-  return h(GraphiQL, { fetcher, defaultQuery: EXAMPLE, defaultEditorToolsVisibility: true, shouldPersistHeaders: false },
+  return h(GraphiQL, { fetcher, defaultQuery: EXAMPLE, defaultEditorToolsVisibility: true, shouldPersistHeaders: false, defaultTheme: "dark" },
     h(GraphiQL.Logo, null, h("a", { href: "/#/detections" }, "Vigil")));
 }
 

@@ -49,11 +49,11 @@ function RateChart({ stats }) {
   return html`<div class="chart" id="rate-chart" ref=${ref}></div>`;
 }
 
-function TopList({ id, title, items, href }) {
+function TopList({ id, title, items, name }) {
   const max = Math.max(1, ...(items || []).map((x) => x.count));
   return html`<div class="card top" id=${id}><h3>${title}</h3>
     ${(items || []).length === 0 ? html`<p class="empty">none</p>` : html`<table class="grid compact"><tbody>
-      ${items.map((x) => html`<tr><td class="mono ellipsis" title=${x.key}>${href ? html`<a href=${href(x.key)}>${x.key}</a>` : x.key}</td>
+      ${items.map((x) => html`<tr><td class="ellipsis" title=${x.key}>${name && name(x.key) ? html`${name(x.key)} <span class="mono dim">${x.key}</span>` : html`<span class="mono">${x.key}</span>`}</td>
         <td class="barcell"><span class="bar" style=${{ width: (100 * x.count) / max + "%" }}></span></td><td class="num">${x.count}</td></tr>`)}
     </tbody></table>`}</div>`;
 }
@@ -101,6 +101,7 @@ export function OverviewView() {
     const t = setInterval(load, 15000);
     return () => { live = false; clearInterval(t); };
   }, [win]);
+  const ruleTitles = new Map([...s.detections.values()].map((d) => [d.rule_id, d.title]));
   const cats = stats ? Object.entries(stats.by_category).sort((a, b) => b[1] - a[1]) : [];
   return html`
     <section class="view" id="overview-view">
@@ -121,7 +122,7 @@ export function OverviewView() {
         </div>
         <div class="card"><h3>Event rate <span class="muted">per category, last ${win}</span></h3><${RateChart} stats=${stats} /></div>
         <div class="tops">
-          <${TopList} id="top-rules" title="Top rules (new detections)" items=${stats.top_rules} />
+          <${TopList} id="top-rules" title="Top rules (new detections)" items=${stats.top_rules} name=${(rid) => ruleTitles.get(rid)} />
           <${TopList} id="top-users" title="Top users" items=${stats.top_users} />
           <${TopList} id="top-ips" title="Top source IPs" items=${stats.top_src_ips} />
           <${TopList} id="top-types" title="Top event types" items=${stats.top_types} />
