@@ -32,7 +32,7 @@ func TestConsolePageIsStrict(t *testing.T) {
 	if strings.Contains(page, "//cdn") || strings.Contains(page, "https://") {
 		t.Fatalf("index.html loads from another origin:\n%s", page)
 	}
-	for _, asset := range []string{"/app.js", "/app.css"} {
+	for _, asset := range []string{"/early.js", "/app.js", "/app.css", "/graphiql.js", "/graphiql.css"} {
 		r, err := http.Get(srv.URL + asset)
 		if err != nil || r.StatusCode != 200 {
 			t.Fatalf("%s: %v %v", asset, err, r.Status)

@@ -324,6 +324,11 @@ func TestConsoleDetectionWorkflow(t *testing.T) {
 		waitFor(`location.hash === "#/detections" && document.querySelector("#det-technique-chip") !== null`, 10*time.Second),
 		waitFor(fmt.Sprintf(`document.querySelector('#det-table tr[data-id=%q]') !== null`, id), 10*time.Second),
 	)
+	// Nothing went wrong on the way: no API error and no CSP violation
+	// (the console reports both in its error bar).
+	if errs := b.eval(`document.querySelector("#errors") ? document.querySelector("#errors").textContent : ""`); errs != "" {
+		t.Fatalf("the console reported errors: %s", errs)
+	}
 }
 
 // TestConsoleLiveEvents: events arrive, a row opens the full event, and a

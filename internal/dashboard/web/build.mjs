@@ -15,7 +15,7 @@ const common = {
   bundle: true, minify: true, sourcemap: false, target: ["es2020"], legalComments: "none",
   logLevel: "warning", charset: "utf8",
 };
-await build({ ...common, entryPoints: { app: "src/main.js" }, outdir: out, format: "iife" });
+await build({ ...common, entryPoints: { app: "src/main.js", early: "src/early.js" }, outdir: out, format: "iife" });
 // GraphiQL (React) for GET /graphql from a browser: a separate bundle so
 // the console stays small.
 await build({

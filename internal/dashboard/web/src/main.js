@@ -7,7 +7,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { html } from "./html.js";
 import "./style.css";
-import { S, set, useStore } from "./store.js";
+import { S, set, useStore, reportError } from "./store.js";
 import { whoami, refusalText } from "./api.js";
 import { connect, disconnect } from "./stream.js";
 import { loadAttackNames } from "./attack.js";
@@ -63,6 +63,10 @@ function signOut(reason) {
   set({ me: null, token: "", authError: reason || "", conn: reason ? "refused" : "idle", events: [], pending: [], detLoaded: false });
 }
 
+// A CSP violation means part of the page did not load or run: say so.
+// (early.js records them from the first byte of the page on.)
+for (const v of window.__vigilCSP || []) reportError("blocked by the Content-Security-Policy", v);
+window.addEventListener("vigil:csp", (e) => reportError("blocked by the Content-Security-Policy", e.detail));
 window.addEventListener("vigil:refused", (ev) => signOut(refusalText(ev.detail.status, ev.detail.detail)));
 window.addEventListener("hashchange", () => { takeFragmentToken(); if (S.token && !S.me) signIn(S.token); set({ route: parseRoute() }); });
 
