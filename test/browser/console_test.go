@@ -324,6 +324,26 @@ func TestConsoleDetectionWorkflow(t *testing.T) {
 		waitFor(`location.hash === "#/detections" && document.querySelector("#det-technique-chip") !== null`, 10*time.Second),
 		waitFor(fmt.Sprintf(`document.querySelector('#det-table tr[data-id=%q]') !== null`, id), 10*time.Second),
 	)
+	// Bulk actions on a selection: assign, then resolve; both persist.
+	// (a bulk action that succeeded clears the selection)
+	selectRow := chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).click()`, row+" td.cb input"))
+	b.do("bulk assign",
+		selectRow,
+		waitFor(`document.querySelector("#bulk") !== null`, 5*time.Second),
+		chromedp.SendKeys(chromedp.CSS("#bulk-assignee"), "dave"),
+		chromedp.Click(chromedp.CSS("#bulk-assign")),
+		waitFor(fmt.Sprintf(`document.querySelector(%q).textContent.includes("dave") && document.querySelector("#bulk") === null`, row), 10*time.Second),
+	)
+	b.do("bulk resolve",
+		selectRow,
+		waitFor(`document.querySelector('#bulk button[data-bulk-status="resolved"]') !== null`, 5*time.Second),
+		chromedp.Click(chromedp.CSS(`#bulk button[data-bulk-status="resolved"]`)),
+		waitFor(fmt.Sprintf(`document.querySelector(%q).dataset.status === "resolved"`, row), 10*time.Second),
+	)
+	get()
+	if det.Status != "resolved" || det.Assignee != "dave" {
+		t.Fatalf("after the bulk actions, over REST: status %q assignee %q, want resolved and dave", det.Status, det.Assignee)
+	}
 	// Nothing went wrong on the way: no API error and no CSP violation
 	// (the console reports both in its error bar).
 	if errs := b.eval(`document.querySelector("#errors") ? document.querySelector("#errors").textContent : ""`); errs != "" {
@@ -385,6 +405,14 @@ func TestConsoleLiveEvents(t *testing.T) {
 		t.Fatal("a row was added while paused")
 	}
 	b.do("resume", chromedp.Click(chromedp.CSS("#ev-pause")), waitFor(`document.querySelector("#events").textContent.includes("while paused")`, 5*time.Second))
+
+	// Removing the filter chip starts a new stream and clears the table.
+	b.do("remove chip",
+		chromedp.Click(chromedp.CSS(`#chips .chip[data-key="categories"] button`)),
+		waitFor(`document.querySelector('#chips .chip') === null && document.querySelectorAll("#events tr").length === 0`, 10*time.Second),
+	)
+	publish(t, c, &client.Event{Type: "audit.query", Message: "unfiltered now"})
+	b.do("new stream", waitFor(`document.querySelector("#events").textContent.includes("unfiltered now")`, 10*time.Second))
 
 	// A row opens the full event.
 	b.do("open event",
