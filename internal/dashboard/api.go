@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
@@ -71,6 +72,73 @@ type Stats struct {
 	MaxScan int
 	// Now is the clock (nil: time.Now); tests pin it.
 	Now func() time.Time
+
+	// A report costs a read of the window (about 4 s per 100,000 events on
+	// a busy 2-core machine), and every open overview asks again and again:
+	// reports are cached per principal and window for a short while, and
+	// at most maxConcurrentScans reads run at once (others wait).
+	once  sync.Once
+	sem   chan struct{}
+	mu    sync.Mutex
+	cache map[string]cachedReport
+}
+
+type cachedReport struct {
+	rep *StatsReport
+	at  time.Time
+}
+
+const (
+	maxConcurrentScans = 2
+	maxCachedReports   = 256
+)
+
+// cacheTTL is how long a report is reused: a tenth of its window, between
+// 10 s and 2 min (one bucket of the rate series is a sixtieth).
+func cacheTTL(win time.Duration) time.Duration {
+	return min(max(win/10, 10*time.Second), 2*time.Minute)
+}
+
+func (s *Stats) init() {
+	s.once.Do(func() {
+		s.sem = make(chan struct{}, maxConcurrentScans)
+		s.cache = map[string]cachedReport{}
+	})
+}
+
+// cached returns the report of p over win, computing it at most once per
+// cacheTTL (two principals with the same identity and scope share it).
+func (s *Stats) cached(ctx context.Context, p *auth.Principal, win time.Duration) (*StatsReport, error) {
+	s.init()
+	key := fmt.Sprintf("%s|%s|%s|%v|%s", p.ID, p.Role, p.Tenant, p.Categories, win)
+	now := time.Now()
+	s.mu.Lock()
+	if c, ok := s.cache[key]; ok && now.Sub(c.at) < cacheTTL(win) {
+		s.mu.Unlock()
+		return c.rep, nil
+	}
+	s.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("stats: waiting for a free scan slot: %w", ctx.Err())
+	}
+	defer func() { <-s.sem }()
+	rep, err := s.Report(ctx, p, win)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) >= maxCachedReports {
+		for k, c := range s.cache { // drop the expired, or else any one
+			if now.Sub(c.at) >= cacheTTL(win) || len(s.cache) >= maxCachedReports {
+				delete(s.cache, k)
+			}
+		}
+	}
+	s.cache[key] = cachedReport{rep: rep, at: time.Now()}
+	return rep, nil
 }
 
 // Count is one entry of a top list.
@@ -129,7 +197,7 @@ func (s *Stats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		win = d
 	}
-	rep, err := s.Report(r.Context(), p, win)
+	rep, err := s.cached(r.Context(), p, win)
 	if err != nil {
 		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return

@@ -3,9 +3,11 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,5 +131,57 @@ func TestStatsMasksForViewers(t *testing.T) {
 	}
 	if rep.TopUsers[0].Key == "mallory@example.com" || rep.TopSrcIPs[0].Key == "203.0.113.9" {
 		t.Fatalf("viewer sees unmasked values: users %+v ips %+v", rep.TopUsers, rep.TopSrcIPs)
+	}
+}
+
+// countingLog counts scans and the most that ran at once.
+type countingLog struct {
+	memLog
+	mu            sync.Mutex
+	scans, active int
+	maxActive     int
+	hold          time.Duration
+}
+
+func (l *countingLog) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
+	l.mu.Lock()
+	l.scans++
+	l.active++
+	l.maxActive = max(l.maxActive, l.active)
+	l.mu.Unlock()
+	time.Sleep(l.hold) // a slow read, so concurrent requests overlap
+	defer func() { l.mu.Lock(); l.active--; l.mu.Unlock() }()
+	return l.memLog.ScanRange(ctx, from, to, fn)
+}
+
+// TestStatsCachedAndBounded: a report is reused within its TTL instead of
+// reading the log again, and no more than maxConcurrentScans reads run at
+// once however many consoles ask.
+func TestStatsCachedAndBounded(t *testing.T) {
+	now := time.Now()
+	l := &countingLog{memLog: statsLog(now), hold: 30 * time.Millisecond}
+	s := &Stats{Log: l}
+	admin := &auth.Principal{ID: "a", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
+	for i := 0; i < 3; i++ {
+		if code, _ := getStats(t, s, admin, "?window=1h"); code != 200 {
+			t.Fatalf("code %d", code)
+		}
+	}
+	if l.scans != 1 {
+		t.Fatalf("3 requests within the TTL read the log %d times, want 1", l.scans)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &auth.Principal{ID: fmt.Sprintf("p%d", i), Role: auth.RoleAnalyst, Tenant: auth.AllTenants}
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/stats", nil)
+			s.ServeHTTP(httptest.NewRecorder(), req.WithContext(auth.WithPrincipal(req.Context(), p)))
+		}()
+	}
+	wg.Wait()
+	if l.scans != 9 || l.maxActive > maxConcurrentScans {
+		t.Fatalf("8 principals: %d scans, at most %d at once (limit %d)", l.scans-1, l.maxActive, maxConcurrentScans)
 	}
 }
