@@ -139,10 +139,10 @@ var (
 	// Sigma's tag namespaces (Sigma tags appendix), plus Vigil's owasp.
 	tagNamespaces = map[string]bool{"attack": true, "car": true, "cve": true, "d3fend": true, "detection": true,
 		"stp": true, "tlp": true, "owasp": true}
-	tagFormat       = regexp.MustCompile(`^[a-z0-9_-]+\.[a-z0-9._-]+$`)
-	techniqueTag    = regexp.MustCompile(`^t\d{4}(\.\d{3})?$`)
-	tacticIDTag     = regexp.MustCompile(`^ta\d{4}$`)
-	otherAttackID   = regexp.MustCompile(`^([gsc]|ds|m)\d{4}$`)
+	tagFormat     = regexp.MustCompile(`^[a-z0-9_-]+\.[a-z0-9._-]+$`)
+	techniqueTag  = regexp.MustCompile(`^t\d{4}(\.\d{3})?$`)
+	tacticIDTag   = regexp.MustCompile(`^ta\d{4}$`)
+	otherAttackID = regexp.MustCompile(`^([gsc]|ds|m)\d{4}$`)
 )
 
 // File lints one file's documents (without the loader's checks).
