@@ -194,7 +194,7 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 	}
 	_ = tw.Flush()
 	if len(cov.Unknown) > 0 {
-		fmt.Fprintf(e.stdout, "not ATT&CK Enterprise %s techniques (typo, revoked, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
+		fmt.Fprintf(e.stdout, "not ATT&CK Enterprise %s techniques (typo, revoked, a newer ATT&CK release, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
 	}
 	if *navigator != "" {
 		b, err := json.MarshalIndent(cov.Layer(*name), "", "  ")

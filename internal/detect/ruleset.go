@@ -384,7 +384,8 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 					continue
 				}
 				r.matcher = m
-				r.hash = contentHash(sr, m.Fields())
+				// Sorted: the matcher lists its fields in map order.
+				r.hash = contentHash(sr, slices.Sorted(slices.Values(m.Fields())))
 			}
 			dup := false
 			for _, ref := range []string{sr.ID, sr.Name} {
