@@ -33,6 +33,8 @@ type Coverage struct {
 	Covered         int                `json:"covered"`
 	Fired           int                `json:"fired"`
 	Techniques      []CoveredTechnique `json:"techniques"`
+	// Tactics of the matrix, in its order (for drawing it).
+	Tactics []attack.Tactic `json:"tactics"`
 	// Unknown ids in rule tags or detections: not Enterprise techniques
 	// of this ATT&CK version (a typo, a revoked or a Mobile/ICS id).
 	Unknown []string `json:"unknown"`
@@ -42,7 +44,8 @@ type Coverage struct {
 // techniques. Rules that failed to load cover nothing.
 func ComputeCoverage(rs *RuleSet, detections []Detection) Coverage {
 	tb := attack.Enterprise()
-	c := Coverage{AttackVersion: tb.Version, TotalTechniques: len(tb.Techniques()), Techniques: []CoveredTechnique{}, Unknown: []string{}}
+	c := Coverage{AttackVersion: tb.Version, TotalTechniques: len(tb.Techniques()), Techniques: []CoveredTechnique{}, Unknown: []string{},
+		Tactics: tb.Tactics()}
 	byID := map[string]*CoveredTechnique{}
 	unknown := map[string]bool{}
 	get := func(id string) *CoveredTechnique {

@@ -130,6 +130,11 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("detection board: %v (%s)", err, text("#detection-error"))
 	}
 
+	// Issue 13: the ATT&CK matrix shows the brute-force technique as fired.
+	if err := do(poll(`document.querySelector('#attack-matrix [data-tactic="TA0006"] .tech.fired[data-id="T1110.001"]') !== null`, 10*time.Second)); err != nil {
+		t.Fatalf("ATT&CK matrix: %v (%s)", err, text("#attack-error"))
+	}
+
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)

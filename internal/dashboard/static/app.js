@@ -58,6 +58,7 @@ function connect() {
     send({ op: "subscribe", id: state.liveSub, filter: state.filter, from: from(state.liveSub) });
     send({ op: "subscribe", id: "detections", filter: { categories: ["detection"] }, from: from("detections") });
     loadDetections();
+    loadCoverage();
   };
   ws.onmessage = (m) => onMessage(JSON.parse(m.data));
   ws.onclose = (ev) => {
@@ -177,6 +178,43 @@ function onDetectionEvent(e) {
   if (!d || !d.id) return;
   state.detections.set(d.id, { ...(state.detections.get(d.id) || {}), ...d });
   renderDetections();
+  // The matrix marks fired techniques: refresh it, at most every 2 s.
+  if (!state.coverageTimer) state.coverageTimer = setTimeout(() => { state.coverageTimer = null; loadCoverage(); }, 2000);
+}
+
+// ATT&CK coverage (issue 13): GET /api/v1/attack/coverage, drawn as one
+// column per tactic with the techniques loaded rules cover (blue) or that
+// fired (red); the tooltip names the rules and detections.
+async function loadCoverage() {
+  try {
+    const c = await api("GET", "/api/v1/attack/coverage");
+    $("#attack-summary").textContent = `ATT&CK ${c.attack_version}: ${c.covered} of ${c.total_techniques} techniques covered, ${c.fired} fired`;
+    const cols = (c.tactics || []).map((ta) => {
+      const col = document.createElement("div");
+      col.dataset.tactic = ta.id;
+      const h = document.createElement("h3");
+      h.textContent = ta.name;
+      col.append(h);
+      return col;
+    });
+    const byTactic = new Map(cols.map((col) => [col.dataset.tactic, col]));
+    for (const t of c.techniques || []) {
+      for (const ta of t.tactics || []) {
+        const col = byTactic.get(ta);
+        if (!col) continue;
+        const el = document.createElement("div");
+        el.className = "tech" + (t.detections > 0 ? " fired" : "");
+        el.dataset.id = t.technique_id;
+        el.textContent = `${t.technique_id} ${t.name}`;
+        el.title = `${(t.rules || []).length} rule(s): ${(t.rules || []).join(", ")}` + (t.detections > 0 ? `; ${t.detections} detection(s)` : "");
+        col.append(el);
+      }
+    }
+    $("#attack-matrix").replaceChildren(...cols);
+    $("#attack-error").textContent = "";
+  } catch (err) {
+    $("#attack-error").textContent = "coverage: " + err.message;
+  }
 }
 
 const NEXT = {
