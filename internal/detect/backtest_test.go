@@ -181,6 +181,7 @@ func TestBacktestBounds(t *testing.T) {
 		{"max_events": -1},
 		{"from_seq": 5, "to_seq": 2},
 		{"bogus": 1},
+		{"fieldmap": "fields: {A: user}"}, // a field map without the rules it is for
 	} {
 		if code, body := postBacktest(t, e, admin, bad); code != http.StatusBadRequest {
 			t.Errorf("%v: %d %s, want 400", bad, code, body)
