@@ -253,7 +253,7 @@ func (e *Engine) HandleCoverage(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read rules")
 		return
 	}
-	c := ComputeCoverage(e.rules.Load(), e.List(p, Query{}))
+	c := ComputeCoverage(e.rules.Load(), e.techniqueSightings(p))
 	switch f := r.URL.Query().Get("format"); f {
 	case "", "json":
 		writeJSON(w, http.StatusOK, c)
@@ -270,4 +270,18 @@ func (e *Engine) HandleCoverage(w http.ResponseWriter, r *http.Request) {
 	default:
 		auth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("format: unknown value %q (valid: json, navigator)", f))
 	}
+}
+
+// techniqueSightings returns, for every detection p may see, only what
+// coverage reads (techniques and last seen): no clone of ids and history.
+func (e *Engine) techniqueSightings(p *auth.Principal) []Detection {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Detection, 0, len(e.byID))
+	for _, d := range e.byID {
+		if len(d.MitreTechniques) > 0 && visible(p, d) {
+			out = append(out, Detection{MitreTechniques: d.MitreTechniques, LastSeen: d.LastSeen})
+		}
+	}
+	return out
 }
