@@ -187,7 +187,7 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if len(cov.Unknown) > 0 {
-		e.printf("not ATT&CK Enterprise %s techniques (typo, revoked, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
+		e.printf("not ATT&CK Enterprise %s techniques (typo, revoked, a newer ATT&CK release, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
 	}
 	if *navigator != "" {
 		b, err := json.MarshalIndent(cov.Layer(*name), "", "  ")

@@ -435,7 +435,8 @@ func buildRuleSetWith(srcs []ruleSource, copts sigma.CompileOptions) *RuleSet {
 					continue
 				}
 				r.matcher = m
-				r.hash = contentHash(sr, m.Fields())
+				// Sorted: the matcher lists its fields in map order.
+				r.hash = contentHash(sr, slices.Sorted(slices.Values(m.Fields())))
 			}
 			dup := false
 			for _, ref := range []string{sr.ID, sr.Name} {
