@@ -45,7 +45,7 @@ export async function loadAttackNames() {
     const cov = await api("GET", "/api/v1/attack/coverage");
     const add = (id, name) => { if (id && name && !names.has(id)) names.set(id, name); };
     for (const t of cov.tactics || []) add(t.id, t.name);
-    for (const t of cov.techniques || []) add(t.id, t.name);
+    for (const t of cov.techniques || []) add(t.technique_id || t.id, t.name);
   } catch {
     // not offered by this server: the built-in names stand
   }
