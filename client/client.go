@@ -138,7 +138,8 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("vigil: HTTP %d: %s", e.Status, e.Message)
+	// No "vigil:" prefix: callers (the CLI) add their own.
+	msg := fmt.Sprintf("HTTP %d: %s", e.Status, e.Message)
 	for _, d := range e.Details {
 		msg += fmt.Sprintf("\n  event %d %s: %s", d.Index, d.Field, d.Reason)
 	}

@@ -37,7 +37,7 @@ type ServerError struct {
 	Code, Message string
 }
 
-func (e *ServerError) Error() string { return fmt.Sprintf("vigil: %s: %s", e.Code, e.Message) }
+func (e *ServerError) Error() string { return fmt.Sprintf("server refused: %s: %s", e.Code, e.Message) }
 
 // Subscribe streams matching events to fn until ctx ends, fn returns an
 // error, or the server rejects the subscription. It reconnects on any

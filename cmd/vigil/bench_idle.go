@@ -31,9 +31,9 @@ import (
 // VIGIL_BENCH_HEAP_PROFILE=FILE the heap profile taken with the
 // connections open is written to FILE (go tool pprof FILE).
 func benchIdle(ctx context.Context, e env, c *client.Client, server, token string, n int) error {
-	gc := collectGarbage(ctx, c.HTTPClient(), server, token, "")
+	gc := collectGarbage(ctx, c.HTTPClient(), server, token, "", e.warnf)
 	if !gc {
-		fmt.Fprintln(e.stdout, "  (no forced GC: /debug/pprof needs the admin token; run the server with GOGC=10)")
+		e.println("  (no forced GC: /debug/pprof needs the admin token; run the server with GOGC=10)")
 	}
 	before, err := serverMemory(ctx, c.HTTPClient(), server)
 	if err != nil {
@@ -45,7 +45,7 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, conn := range conns {
-			conn.Close()
+			_ = conn.Close() // tearing down idle test connections: nothing to do about a failure
 		}
 	}()
 	start := time.Now()
@@ -63,7 +63,7 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 			return err
 		}
 		if (i+1)%1000 == 0 {
-			fmt.Fprintf(e.stdout, "  %d connections open (%.1fs)\n", i+1, time.Since(start).Seconds())
+			e.printf("  %d connections open (%.1fs)\n", i+1, time.Since(start).Seconds())
 		}
 	}
 	time.Sleep(2 * time.Second) // let the server settle (sessions finish their first message)
@@ -74,16 +74,16 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 	if gc {
 		// The first reading includes the garbage the server's GOGC lets
 		// live; this one only what the connections hold.
-		collectGarbage(ctx, c.HTTPClient(), server, token, os.Getenv("VIGIL_BENCH_HEAP_PROFILE"))
+		collectGarbage(ctx, c.HTTPClient(), server, token, e.getenv("VIGIL_BENCH_HEAP_PROFILE"), e.warnf)
 		live, err := serverMemory(ctx, c.HTTPClient(), server)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "idle connections: %d open; server memory (heap in use + stacks) grew %.1f MiB = %.0f bytes per connection; %.0f before the forced GC\n",
+		e.printf("idle connections: %d open; server memory (heap in use + stacks) grew %.1f MiB = %.0f bytes per connection; %.0f before the forced GC\n",
 			n, float64(live-before)/(1<<20), float64(live-before)/float64(n), float64(after-before)/float64(n))
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "idle connections: %d open; server memory (heap in use + stacks) grew %.1f MiB = %.0f bytes per connection\n",
+	e.printf("idle connections: %d open; server memory (heap in use + stacks) grew %.1f MiB = %.0f bytes per connection\n",
 		n, float64(after-before)/(1<<20), float64(after-before)/float64(n))
 	return nil
 }
@@ -91,7 +91,7 @@ func benchIdle(ctx context.Context, e env, c *client.Client, server, token strin
 // collectGarbage asks the server for a heap profile with gc=1, which runs
 // a GC first; the profile is saved to file unless file is empty. False if
 // the server refused (not an admin token).
-func collectGarbage(ctx context.Context, hc *http.Client, server, token, file string) bool {
+func collectGarbage(ctx context.Context, hc *http.Client, server, token, file string, warnf func(string, ...any)) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
 		return false
@@ -101,7 +101,7 @@ func collectGarbage(ctx context.Context, hc *http.Client, server, token, file st
 	if err != nil {
 		return false
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end or discarded; a close error changes nothing
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return false
@@ -110,12 +110,20 @@ func collectGarbage(ctx context.Context, hc *http.Client, server, token, file st
 		_, err = io.Copy(io.Discard, resp.Body)
 		return err == nil
 	}
+	// The GC ran; the profile is optional, but a failure to save it is
+	// said, not swallowed.
 	f, err := os.Create(file)
 	if err != nil {
-		return true // the GC ran; the profile is optional
+		warnf("vigil bench: heap profile: %v\n", err)
+		return true
 	}
-	defer f.Close()
-	_, _ = io.Copy(f, resp.Body)
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		warnf("vigil bench: heap profile %s: %v\n", file, err)
+	}
 	return true
 }
 
@@ -129,7 +137,10 @@ func serverMemory(ctx context.Context, hc *http.Client, server string) (int64, e
 	if err != nil {
 		return 0, fmt.Errorf("bench: metrics: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only answer: a close error changes nothing
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("bench: metrics: HTTP %d", resp.StatusCode)
+	}
 	var total int64
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/vigil-sec/vigil/client"
@@ -11,16 +14,18 @@ import (
 )
 
 func runDemo(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil demo", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	rate := fs.Float64("rate", 20, "events per second")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	count := fs.Int("count", 0, "stop after this many events (0: no limit)")
-	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed (same seed, same traffic)")
+	seed := fs.Uint64("seed", 0, "random seed: same seed, same traffic (0: a new seed each run)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *seed == 0 {
+		*seed = uint64(time.Now().UnixNano())
 	}
 	if *rate <= 0 {
 		return fmt.Errorf("--rate must be positive")
@@ -34,7 +39,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	fmt.Fprintf(e.stdout, "vigil demo: publishing demo traffic (source %q, tag \"demo\") at %.0f events/s; Ctrl-C stops\n", demo.Source, *rate)
+	e.printf("vigil demo: publishing demo traffic (source %q, tag \"demo\") at %.0f events/s; Ctrl-C stops\n", demo.Source, *rate)
 	gen := demo.New(*seed)
 	// Send in ticks of up to 10 per second so high rates batch well.
 	tick := time.Second / 10
@@ -46,7 +51,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(e.stdout, "vigil demo: sent %d events\n", sent)
+			e.printf("vigil demo: sent %d events\n", sent)
 			return nil
 		case <-ticker.C:
 		}
@@ -58,7 +63,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 		}
 		if n == 0 {
 			if *count > 0 && sent >= *count {
-				fmt.Fprintf(e.stdout, "vigil demo: sent %d events\n", sent)
+				e.printf("vigil demo: sent %d events\n", sent)
 				return nil
 			}
 			continue
@@ -69,7 +74,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 			batch[i] = gen.Next()
 			demo.Stamp(batch[i], now)
 		}
-		if _, err := c.Publish(ctx, batch); err != nil {
+		if err := publishUntilStored(ctx, e, c, batch); err != nil {
 			if ctx.Err() != nil {
 				continue
 			}
@@ -77,8 +82,53 @@ func runDemo(ctx context.Context, e env, args []string) error {
 		}
 		sent += n
 		if time.Since(lastReport) > 10*time.Second {
-			fmt.Fprintf(e.stdout, "vigil demo: %d events sent\n", sent)
+			e.printf("vigil demo: %d events sent\n", sent)
 			lastReport = time.Now()
 		}
 	}
+}
+
+// publishUntilStored publishes batch, and while the server cannot be
+// reached or answers 5xx/429 (a restart, a fail-over) keeps retrying the
+// same batch, whose ids make a retry idempotent. It gives up only on a
+// refusal retrying cannot fix (bad token, rejected events, untrusted
+// certificate) or when ctx ends.
+func publishUntilStored(ctx context.Context, e env, c *client.Client, batch []*client.Event) error {
+	wait := 500 * time.Millisecond
+	down := false
+	for {
+		_, err := c.Publish(ctx, batch)
+		if err == nil {
+			if down {
+				e.printf("vigil demo: server back; publishing again\n")
+			}
+			return nil
+		}
+		if ctx.Err() != nil || permanent(err) {
+			return err
+		}
+		if !down {
+			e.warnf("vigil demo: server unavailable (%v); retrying until it is back (Ctrl-C stops)\n", err)
+			down = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// permanent reports an error retrying cannot fix: a 4xx answer other than
+// 429, or a TLS refusal (an untrusted certificate, or the server's alert,
+// e.g. for a missing client certificate).
+func permanent(err error) bool {
+	var he *client.Error
+	if errors.As(err, &he) {
+		return he.Status/100 == 4 && he.Status != http.StatusTooManyRequests
+	}
+	var verify *tls.CertificateVerificationError
+	var op *net.OpError // crypto/tls reports the peer's alert as Op "remote error"
+	return errors.As(err, &verify) || (errors.As(err, &op) && op.Op == "remote error")
 }

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,29 +21,21 @@ import (
 	"github.com/vigil-sec/vigil/internal/inputs/mapping"
 )
 
-func runInputs(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: vigil inputs test [flags] MAPPINGS LINES")
-		return errors.New("inputs: missing subcommand (test)")
+// inputsCommands are `vigil inputs` subcommands.
+func inputsCommands() []command {
+	return []command{
+		{name: "test", summary: "run a mapping file over log lines and show what each becomes", args: "[flags] MAPPINGS LINES",
+			about:   "Shows, for each line of LINES ('-' for stdin), which mapping of the MAPPINGS file matched\n(or \"unparsed\") and the resulting event as JSON. A line may start with a syslog header\n(\"<PRI>\", \"Mmm dd hh:mm:ss\", host, \"tag[pid]:\", as in /var/log/auth.log); the rest is the message text.",
+			example: "vigil inputs test my-mappings.yml /var/log/auth.log", run: runInputsTest},
 	}
-	switch args[0] {
-	case "test":
-		return runInputsTest(ctx, e, args[1:])
-	}
-	return fmt.Errorf("inputs: unknown subcommand %q (valid: test)", args[0])
 }
 
 func runInputsTest(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil inputs test", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	appName := fs.String("app-name", "", "app name (syslog TAG) of lines whose header names none")
 	hostname := fs.String("hostname", "", "hostname of lines whose header names none")
 	input := fs.String("input", "syslog", "input name the mappings see (their input: condition)")
 	raw := fs.Bool("raw", false, "take each line as the message text (do not read a <PRI>/BSD syslog header)")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil inputs test [flags] MAPPINGS LINES\n\nShows, for each line of LINES ('-' for stdin), which mapping of the\nMAPPINGS file matched (or \"unparsed\") and the resulting event as JSON.\nA line may start with a syslog header (\"<PRI>\", \"Mmm dd hh:mm:ss\",\nhost, \"tag[pid]:\", as in /var/log/auth.log); the rest is the message text.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,7 +48,7 @@ func runInputsTest(ctx context.Context, e env, args []string) error {
 		var le *mapping.Error
 		if errors.As(err, &le) {
 			for _, p := range le.Problems {
-				fmt.Fprintf(e.stderr, "error: %s\n", p)
+				e.warnf("error: %s\n", p)
 			}
 			return fmt.Errorf("inputs test: %d problem(s) in %s", len(le.Problems), fs.Arg(0))
 		}
@@ -72,7 +63,7 @@ func runInputsTest(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("inputs test: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read-only: closing cannot lose data
 		in = f
 	}
 	sc := bufio.NewScanner(in)
@@ -117,15 +108,15 @@ func runInputsTest(ctx context.Context, e env, args []string) error {
 			mapped++
 		}
 		if _, err := event.Normalize(ev, auth.DefaultTenant, time.Now(), lim); err != nil {
-			fmt.Fprintf(e.stdout, "line %d: %s: invalid event: %v\n", line, name, err)
+			e.printf("line %d: %s: invalid event: %v\n", line, name, err)
 			continue
 		}
-		fmt.Fprintf(e.stdout, "line %d: %s\n%s\n", line, name, ev.JSON())
+		e.printf("line %d: %s\n%s\n", line, name, ev.JSON())
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("inputs test: reading lines: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "%d line(s), %d mapped, %d unparsed, %d mapping(s) loaded\n", total, mapped, total-mapped, len(set.Mappings))
+	e.printf("%d line(s), %d mapped, %d unparsed, %d mapping(s) loaded\n", total, mapped, total-mapped, len(set.Mappings))
 	return nil
 }
 

@@ -33,6 +33,9 @@ func (r *remoteFlags) register(fs *flag.FlagSet) {
 
 func (r *remoteFlags) client(e env) (*client.Client, error) {
 	server := firstNonEmpty(r.server, e.getenv("VIGIL_SERVER"), "http://127.0.0.1:8080")
+	if e.session != nil {
+		e.session.server = server
+	}
 	token := firstNonEmpty(r.token, e.getenv("VIGIL_TOKEN"))
 	if token == "" {
 		dir := firstNonEmpty(r.dataDir, e.getenv("VIGIL_DATA_DIR"), "./vigil-data")

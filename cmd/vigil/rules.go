@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,18 +18,25 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
-func runRules(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] RULES EVENTS.ndjson\n       vigil rules check [--builtins] RULES...")
-		return errors.New("rules: missing subcommand (test, check)")
+// rulesCommands are `vigil rules` subcommands; a new one is one entry.
+func rulesCommands() []command {
+	return []command{
+		{name: "test", summary: "show which events match which rules, and which detections would fire", args: "[flags] RULEFILE|RULEDIR EVENTS.ndjson",
+			about:   "EVENTS is NDJSON ('-' for stdin); events without a time get the time they are read.",
+			example: "vigil rules test examples/rules examples/events.ndjson\nvigil rules test --builtins --quiet my-rule.yml events.ndjson", run: runRulesTest},
+		{name: "check", summary: "load rule files and report every problem (file:line)", args: "[flags] RULES...",
+			example: "vigil rules check examples/rules", run: runRulesCheck},
+		// Issue 13: detection engineering over the durable log.
+		{name: "backtest", summary: "evaluate rules over stored history without creating detections", args: "[--since 24h|--from-seq N] [--tenant T] [RULEFILE|RULEDIR...]",
+			about: "Reports, per rule, events scanned, matches, firings and the detections it would have created\n(correlations included, by event time). Without rule files: the rules the server runs.",
+			example: "vigil rules backtest --since 24h examples/rules", run: runRulesBacktest},
+		{name: "coverage", summary: "ATT&CK techniques the loaded rules cover and which fired (Navigator layer)", args: "[--navigator out.json] [RULEFILE|RULEDIR...]",
+			about: "With rule files it works offline (coverage only); without, it asks the server (GET /api/v1/attack/coverage).",
+			example: "vigil rules coverage --navigator layer.json", run: runRulesCoverage},
+		{name: "lint", summary: "check rule files for missing ids, bad tags, unknown ATT&CK ids, dead selections", args: "[--warnings-as-errors] [--builtins] RULEDIR|RULEFILE...",
+			about: "Checks what the loader refuses, id (UUID), title, level, status, logsource, tags, ATT&CK ids,\nunused search identifiers, always-true/false conditions. Prints file:line: severity: message [check];\nexits 1 on errors (and on warnings with --warnings-as-errors).",
+			example: "vigil rules lint examples/rules", run: func(_ context.Context, e env, args []string) error { return runRulesLint(e, args) }},
 	}
-	switch args[0] {
-	case "test":
-		return runRulesTest(ctx, e, args[1:])
-	case "check":
-		return runRulesCheck(e, args[1:])
-	}
-	return fmt.Errorf("rules: unknown subcommand %q (valid: test, check)", args[0])
 }
 
 // loadRuleArgs loads rule files and directories given on the command line.
@@ -59,22 +65,22 @@ func loadRuleArgs(paths []string, builtins bool) (*detect.RuleSet, error) {
 	return rs, nil
 }
 
-func printRuleErrors(w io.Writer, rs *detect.RuleSet) int {
+func printRuleErrors(e env, rs *detect.RuleSet) int {
 	for _, se := range rs.Errors() {
-		fmt.Fprintf(w, "error: %s\n", se.Error())
+		e.warnf("error: %s\n", se.Error())
 	}
 	return len(rs.Errors())
 }
 
-func runRulesCheck(e env, args []string) error {
-	fs := flag.NewFlagSet("vigil rules check", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+func runRulesCheck(_ context.Context, e env, args []string) error {
+	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "also load the built-in rules (so correlations may reference them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: vigil rules check [--builtins] RULES...")
+		fs.Usage()
+		return errors.New("rules check: give at least one rule file or directory")
 	}
 	rs, err := loadRuleArgs(fs.Args(), *builtins)
 	if err != nil {
@@ -82,23 +88,18 @@ func runRulesCheck(e env, args []string) error {
 	}
 	for _, in := range rs.Infos() {
 		name := firstNonEmpty(in.ID, in.Name, in.Title)
-		fmt.Fprintf(e.stdout, "%-10s %-28s %-26s %s\n", in.State, name, in.Kind, in.Path)
+		e.printf("%-10s %-28s %-26s %s\n", in.State, name, in.Kind, in.Path)
 	}
-	if n := printRuleErrors(e.stderr, rs); n > 0 {
+	if n := printRuleErrors(e, rs); n > 0 {
 		return fmt.Errorf("rules: %d problem(s)", n)
 	}
 	return nil
 }
 
 func runRulesTest(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil rules test", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "also load the built-in rules")
 	quiet := fs.Bool("quiet", false, "print only events that match and firings")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules test [--builtins] [--quiet] RULEFILE|RULEDIR EVENTS.ndjson\n\nShows, for each event, which rules match it and which detections would fire.\nEVENTS is NDJSON ('-' for stdin); events without a time get the time they are read.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -110,7 +111,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if n := printRuleErrors(e.stderr, rs); n > 0 && rs.Len() == 0 {
+	if n := printRuleErrors(e, rs); n > 0 && rs.Len() == 0 {
 		return fmt.Errorf("rules test: no rule loaded (%d problem(s))", n)
 	}
 	var in io.Reader = e.stdin
@@ -119,7 +120,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("rules test: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read-only: closing cannot lose data
 		in = f
 	}
 	ev := detect.NewEvaluator(rs, 0, 0)
@@ -141,7 +142,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 			_, err = event.Normalize(evt, firstNonEmpty(evt.Tenant, auth.DefaultTenant), time.Now(), lim)
 		}
 		if err != nil {
-			fmt.Fprintf(e.stdout, "line %d: invalid event: %v\n", line, err)
+			e.printf("line %d: invalid event: %v\n", line, err)
 			continue
 		}
 		total++
@@ -153,19 +154,19 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 		}
 		if len(matches) == 0 && len(firings) == 0 {
 			if !*quiet {
-				fmt.Fprintf(e.stdout, "line %d  %s  %s: no match\n", line, evt.ID, evt.Type)
+				e.printf("line %d  %s  %s: no match\n", line, evt.ID, evt.Type)
 			}
 			continue
 		}
-		fmt.Fprintf(e.stdout, "line %d  %s  %s: matches %s\n", line, evt.ID, evt.Type, strings.Join(matches, ", "))
+		e.printf("line %d  %s  %s: matches %s\n", line, evt.ID, evt.Type, strings.Join(matches, ", "))
 		for _, f := range firings {
 			fired++
-			fmt.Fprintf(e.stdout, "    FIRES %s %q severity=%s group=[%s] events=%d\n", f.RuleID, f.Title, f.Severity, f.GroupKey, len(f.EventIDs))
+			e.printf("    FIRES %s %q severity=%s group=[%s] events=%d\n", f.RuleID, f.Title, f.Severity, f.GroupKey, len(f.EventIDs))
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("rules test: reading events: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "%d event(s), %d matched a rule, %d firing(s), %d rule(s) loaded\n", total, matched, fired, rs.Len())
+	e.printf("%d event(s), %d matched a rule, %d firing(s), %d rule(s) loaded\n", total, matched, fired, rs.Len())
 	return nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -13,6 +15,9 @@ import (
 )
 
 func runServe(ctx context.Context, e env, args []string) error {
+	if wantsHelp(args) && e.cmd != nil {
+		return serveHelp(e, args)
+	}
 	cfg, err := config.Load(args, e.getenv, e.stderr)
 	if err != nil {
 		return err
@@ -58,4 +63,21 @@ func memoryAvailable() (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// serveHelp prints serve's help: the description from the command table,
+// the flags as config declares them (one declaration for flag, env and
+// YAML key), the example.
+func serveHelp(e env, args []string) error {
+	var flags strings.Builder
+	_, err := config.Load(args, e.getenv, &flags)
+	if !errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	c := *e.cmd
+	c.example = ""
+	printCommandHelp(e.stderr, &c, flag.NewFlagSet("", flag.ContinueOnError))
+	text := strings.Replace(flags.String(), "Usage of vigil serve:\n", "\nFlags:\n", 1)
+	e.warnf("%s\nExample:\n  %s\n", text, e.cmd.example)
+	return flag.ErrHelp
 }

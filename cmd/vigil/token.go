@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -15,50 +14,25 @@ import (
 	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
-// runToken manages API tokens through the server's admin REST API
+// tokenCommands manage API tokens through the server's admin REST API
 // (/api/v1/tokens): the embedded NATS has no listener, so the CLI never
 // touches the token bucket directly.
-func runToken(ctx context.Context, e env, args []string) error {
-	usage := func() {
-		fmt.Fprintln(e.stderr, `Usage:
-  vigil token create --role ROLE [--categories a,b] [--tenant T] [--expires 720h] [--name N] [--json]
-  vigil token list [--json]
-  vigil token revoke ID
-  vigil token revoke-jwt (--jti JTI | --sub SUBJECT [--issued-before TIME]) [--expires 24h | --expires-at TIME]
-  vigil token jwt-revocations [--json]
-  vigil token unrevoke-jwt KEY
-
-Roles: admin, publisher, analyst, viewer. The new token is printed once on
-stdout; only its hash is stored. JWTs are revoked by jti, or all of a
-subject's issued at or before a time (default now); open connections using
-them close within seconds. TIME is RFC 3339. Common flags: --server,
---token, --data-dir.`)
+func tokenCommands() []command {
+	return []command{
+		{name: "create", summary: "create a token; it is printed once on stdout", args: "--role ROLE [flags]",
+			example: "vigil token create --role analyst --categories authentication,audit --tenant acme --expires 720h\nTOKEN=$(vigil token create --role publisher --name ci)", run: tokenCreate},
+		{name: "list", aliases: []string{"ls"}, summary: "list tokens (never their secrets)", args: "[flags]", example: "vigil token list --json", run: tokenList},
+		{name: "revoke", aliases: []string{"rm", "delete"}, summary: "revoke a token; its open connections close within seconds", args: "ID [flags]",
+			example: "vigil token revoke 01J9Z...", run: tokenRevoke},
+		{name: "revoke-jwt", summary: "revoke a JWT by jti, or all of a subject's issued before a time", args: "(--jti JTI | --sub SUBJECT [--issued-before TIME]) [--expires 24h | --expires-at TIME]",
+			about: "TIME is RFC 3339.", example: "vigil token revoke-jwt --sub alice@example.com --expires 24h", run: tokenRevokeJWT},
+		{name: "jwt-revocations", summary: "list JWT revocations", args: "[flags]", example: "vigil token jwt-revocations", run: tokenJWTRevocations},
+		{name: "unrevoke-jwt", summary: "lift a JWT revocation", args: "KEY [flags]", example: "vigil token unrevoke-jwt sub:alice@example.com", run: tokenUnrevokeJWT},
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
-		return nil
-	}
-	switch args[0] {
-	case "create":
-		return tokenCreate(ctx, e, args[1:])
-	case "list", "ls":
-		return tokenList(ctx, e, args[1:])
-	case "revoke", "rm", "delete":
-		return tokenRevoke(ctx, e, args[1:])
-	case "revoke-jwt":
-		return tokenRevokeJWT(ctx, e, args[1:])
-	case "jwt-revocations":
-		return tokenJWTRevocations(ctx, e, args[1:])
-	case "unrevoke-jwt":
-		return tokenUnrevokeJWT(ctx, e, args[1:])
-	}
-	usage()
-	return fmt.Errorf("token: unknown subcommand %q", args[0])
 }
 
 func tokenCreate(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil token create", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	role := fs.String("role", "", "admin, publisher, analyst or viewer (required)")
@@ -98,8 +72,8 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 	}
 	// The token alone on stdout, so TOKEN=$(vigil token create ...) works;
 	// the description on stderr.
-	fmt.Fprintln(e.stdout, out.Token)
-	fmt.Fprintf(e.stderr, "token %s: role %s, tenant %s, categories %s, expires %s\nIt is shown only now; store it safely.\n",
+	e.println(out.Token)
+	e.warnf("token %s: role %s, tenant %s, categories %s, expires %s\nIt is shown only now; store it safely.\n",
 		out.ID, out.Role, out.Tenant, orAll(out.Categories), expiry(out.ExpiresAt))
 	return nil
 }
@@ -108,20 +82,22 @@ func tokenList(ctx context.Context, e env, args []string) error {
 	var out struct {
 		Tokens []tokens.View `json:"tokens"`
 	}
-	return listCommand(ctx, e, "token list", "/api/v1/tokens", args, &out, func(tw io.Writer) {
-		fmt.Fprintln(tw, "ID\tNAME\tROLE\tTENANT\tCATEGORIES\tCREATED\tEXPIRES\tSTATUS")
+	return listCommand(ctx, e, "token list", "/api/v1/tokens", args, &out, func(row rowFunc) {
+		row("ID\tNAME\tROLE\tTENANT\tCATEGORIES\tCREATED\tEXPIRES\tSTATUS\n")
 		for _, t := range out.Tokens {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), t.Role, t.Tenant, orAll(t.Categories),
+			row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), t.Role, t.Tenant, orAll(t.Categories),
 				t.CreatedAt.Format(time.RFC3339), expiry(t.ExpiresAt), t.Status)
 		}
 	})
 }
 
+// rowFunc prints one row of a table (cells separated by tabs).
+type rowFunc func(format string, a ...any)
+
 // listCommand GETs path into out and prints it as JSON (--json) or, through
 // table, as aligned columns.
-func listCommand(ctx context.Context, e env, name, path string, args []string, out any, table func(io.Writer)) error {
-	fs := flag.NewFlagSet("vigil "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+func listCommand(ctx context.Context, e env, name, path string, args []string, out any, table func(rowFunc)) error {
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -139,13 +115,14 @@ func listCommand(ctx context.Context, e env, name, path string, args []string, o
 		return printJSON(e.stdout, out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	table(tw)
+	// A write error of the tabwriter is one of stdout's; Flush returns it
+	// (stdout is sticky), so single rows need not be checked.
+	table(func(format string, a ...any) { _, _ = fmt.Fprintf(tw, format, a...) })
 	return tw.Flush()
 }
 
 func tokenRevoke(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil token revoke", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -170,7 +147,7 @@ func tokenRevoke(ctx context.Context, e env, args []string) error {
 	if err := c.Do(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(id), nil, &out); err != nil {
 		return fmt.Errorf("token revoke: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "token %s revoked; its open connections close within seconds\n", out.ID)
+	e.printf("token %s revoked; its open connections close within seconds\n", out.ID)
 	return nil
 }
 
@@ -196,8 +173,7 @@ func expiry(t *time.Time) string {
 }
 
 func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil token revoke-jwt", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	var req tokens.JWTRevokeRequest
@@ -228,7 +204,7 @@ func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
 	if err := c.Do(ctx, "POST", "/api/v1/tokens/jwt-revocations", req, &out); err != nil {
 		return fmt.Errorf("token revoke-jwt: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "revoked (key %s); open connections using it close within seconds\n", out.Key)
+	e.printf("revoked (key %s); open connections using it close within seconds\n", out.Key)
 	return nil
 }
 
@@ -236,22 +212,21 @@ func tokenJWTRevocations(ctx context.Context, e env, args []string) error {
 	var out struct {
 		Revocations []tokens.JWTRevocation `json:"revocations"`
 	}
-	return listCommand(ctx, e, "token jwt-revocations", "/api/v1/tokens/jwt-revocations", args, &out, func(tw io.Writer) {
-		fmt.Fprintln(tw, "KEY\tJTI\tSUB\tISSUED BEFORE\tREVOKED\tBY\tEXPIRES")
+	return listCommand(ctx, e, "token jwt-revocations", "/api/v1/tokens/jwt-revocations", args, &out, func(row rowFunc) {
+		row("KEY\tJTI\tSUB\tISSUED BEFORE\tREVOKED\tBY\tEXPIRES\n")
 		for _, r := range out.Revocations {
 			before := "-"
 			if r.IssuedBefore != nil {
 				before = r.IssuedBefore.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Key, orDash(r.JTI), orDash(r.Subject), before,
+			row("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Key, orDash(r.JTI), orDash(r.Subject), before,
 				r.RevokedAt.Format(time.RFC3339), orDash(r.RevokedBy), expiry(r.ExpiresAt))
 		}
 	})
 }
 
 func tokenUnrevokeJWT(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil token unrevoke-jwt", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -267,7 +242,7 @@ func tokenUnrevokeJWT(ctx context.Context, e env, args []string) error {
 	if err := c.Do(ctx, "DELETE", "/api/v1/tokens/jwt-revocations/"+url.PathEscape(fs.Arg(0)), nil, nil); err != nil {
 		return fmt.Errorf("token unrevoke-jwt: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "revocation %s lifted\n", fs.Arg(0))
+	e.printf("revocation %s lifted\n", fs.Arg(0))
 	return nil
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,8 +12,7 @@ import (
 )
 
 func runVerify(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("vigil verify", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := e.flagSet()
 	var rf remoteFlags
 	rf.register(fs)
 	offline := fs.Bool("offline", false, "open --data-dir directly instead of asking the server (server must be stopped)")
@@ -55,19 +52,20 @@ func runVerify(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if *asJSON {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		fmt.Fprintln(e.stdout, string(b))
+		if err := printJSON(e.stdout, rep); err != nil {
+			return err
+		}
 	} else {
-		fmt.Fprintf(e.stdout, "checked %d events (seq %d..%d) in %d chain(s)\n", rep.Checked, rep.First, rep.Last, len(rep.Chains))
+		e.printf("checked %d events (seq %d..%d) in %d chain(s)\n", rep.Checked, rep.First, rep.Last, len(rep.Chains))
 	}
 	if rep.Broken != nil {
 		if !*asJSON {
-			fmt.Fprintf(e.stdout, "BROKEN at seq %d (id %s, chain %s): %s\n", rep.Broken.Seq, rep.Broken.ID, rep.Broken.Chain, rep.Broken.Reason)
+			e.printf("BROKEN at seq %d (id %s, chain %s): %s\n", rep.Broken.Seq, rep.Broken.ID, rep.Broken.Chain, rep.Broken.Reason)
 		}
 		return errors.New("integrity check failed")
 	}
 	if !*asJSON {
-		fmt.Fprintln(e.stdout, "OK: every hash and link checks out")
+		e.println("OK: every hash and link checks out")
 	}
 	return nil
 }

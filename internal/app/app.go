@@ -22,13 +22,18 @@ import (
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/datadir"
 	"github.com/vigil-sec/vigil/internal/detect"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/inputs/mapping"
+	"github.com/vigil-sec/vigil/internal/inputs/otlp"
 	"github.com/vigil-sec/vigil/internal/inputs/syslog"
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/natsingest"
+	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/types"
+	"github.com/vigil-sec/vigil/internal/outputs/webhook"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
@@ -36,9 +41,10 @@ import (
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
-// Run starts a node and blocks until ctx ends, then shuts it down
-// gracefully. onListen, if set, is called with the bound address.
-func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+// run assembles and runs the node until ctx ends, then shuts it down in
+// order (node.go: the producer-facing inputs first, the log last).
+// onListen is called with the bound address once the node is ready.
+func (n *Node) run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
 	// TLS first (SPEC 14): a refused address or a bad certificate fails the
 	// start before anything is created.
 	tlsSrv, err := startTLS(cfg, logger)
@@ -53,6 +59,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	if maps != nil {
 		logger.Info("input mappings loaded", "file", maps.Path, "mappings", len(maps.Mappings))
+	}
+	// Issue 10: a broken outputs: entry stops the start, with its index,
+	// name and reason, before anything is touched.
+	outputDefs, err := outputs.ParseDefinitions(cfg.Outputs, OutputTypes())
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
 	}
 	// Start order (issue 8): bind the port, then lock the data directory,
 	// and only then touch it, so that a busy port or a directory in use
@@ -74,7 +86,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	defer func() { _ = dirLock.Release() }() // after log.Close (deferred later)
+	defer func() { _ = dirLock.Release(); n.stopped("datadir") }() // after log.Close (deferred later)
 	adminToken, tokenPath, created, err := auth.LoadOrCreateAdminToken(cfg.DataDir)
 	if err != nil {
 		return err
@@ -103,7 +115,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
-	defer log.Close()
+	defer func() { log.Close(); n.stopped("log") }()
 	if log.Embedded() {
 		logger.Info("log: embedded NATS JetStream", "dir", cfg.DataDir)
 	} else {
@@ -123,8 +135,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, Policy: policy, Logger: logger})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() { wg.Wait(); n.stopped("background") }()
 	defer stopRun()
+	// The producer-facing inputs stop first at shutdown (no event enters
+	// once the rest begins to stop), or here on an early return.
+	var inputs stopList
+	defer inputs.stop(n)
 	hubErr := make(chan error, 1)
 	wg.Add(1)
 	go func() { // the hub's reader: stopped by stopRun
@@ -152,7 +168,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
-	defer func() { _ = bridge.Stop() }()
+	inputs.add("natsingest", func() { _ = bridge.Stop() })
 	if u := log.ClientURL(); u != "" {
 		logger.Info("embedded NATS listening for producers", "url", u, "subject", natsingest.SubjectPrefix+".<tenant>")
 	}
@@ -161,18 +177,40 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	}
 	// Issue 9: syslog (UDP, TCP, TLS) through the same ingest path; closed
 	// (listeners, connections, queued batches appended) before the log.
-	if cfg.Syslog.Listen != "" {
-		sl, err := startSyslog(cfg, maps, ing, m.Registry, logger)
+	if cfg.Syslog.Listen != "" || cfg.Syslog.RELPListen != "" {
+		sl, slTLS, err := startSyslog(cfg, maps, ing, m.Registry, logger)
 		if err != nil {
 			return err
 		}
-		defer func() {
+		if slTLS != nil {
+			wg.Add(1)
+			go func() { // reloads the syslog certificate (SIGHUP, file change): stopped by stopRun
+				defer wg.Done()
+				slTLS.Run(runCtx)
+			}()
+		}
+		inputs.add("syslog", func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := sl.Close(ctx); err != nil {
 				logger.Warn("syslog close", "err", err)
 			}
-		}()
+		})
+	}
+	// OTLP/gRPC on its own address: the same handler as POST /v1/logs,
+	// stopped (running calls finish) before the log closes.
+	if cfg.OTLPGRPCListen != "" {
+		g, err := startOTLPGRPC(cfg, tlsSrv, acc.Auth, ing, m.Registry, logger)
+		if err != nil {
+			return err
+		}
+		inputs.add("otlp-grpc", func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := g.Close(ctx); err != nil {
+				logger.Warn("otlp grpc close", "err", err)
+			}
+		})
 	}
 	if err := m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vigil_log_undecodable_total",
@@ -204,7 +242,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	// Every node runs an engine; one per stream, elected through a KV
 	// lease, evaluates (docs/detections.md, "Fail-over").
 	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
-		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log})
+		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log,
+		ReloadOnSIGHUP: true, RulesPoll: cfg.RulesPoll}) // issue 13: hot reload
 	if err != nil {
 		return err
 	}
@@ -216,6 +255,31 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		defer wg.Done()
 		if err := det.Run(runCtx); err != nil {
 			logger.Error("detection engine stopped", "err", err)
+		}
+	}()
+
+	// Issue 10: outputs, each reading the log through its own durable
+	// consumer; dead-letter records take the normal ingest path. Stopped
+	// by stopRun, before the log closes.
+	outs, err := outputs.NewManager(ctx, outputs.Options{
+		JetStream: log.JetStream(), Stream: store.StreamName, SubjectPrefix: store.SubjectPrefix,
+		Definitions: outputDefs, PublicURL: cfg.PublicURL, Logger: logger, Registerer: m.Registry,
+		DeadLetter: func(ctx context.Context, e *event.Event) error {
+			_, err := ing.Publish(ctx, &auth.Principal{ID: "outputs", Name: "outputs", Role: auth.RoleAdmin, Tenant: e.Tenant}, []*event.Event{e})
+			return err
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	for _, d := range outputDefs {
+		logger.Info("output configured", "output", d.Name, "type", d.Type.Name, "tenants", d.Tenants, "max_age", d.MaxAge)
+	}
+	wg.Add(1)
+	go func() { // the outputs: stopped by stopRun
+		defer wg.Done()
+		if err := outs.Run(runCtx); err != nil {
+			logger.Error("outputs stopped", "err", err)
 		}
 	}()
 
@@ -241,6 +305,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		Stats:  st,                                             // issue 4
 		Detect: det, Detections: server.GraphQLDetections(det), // issue 3
 		GraphQLLimits: cfg.GraphQL, // issue 8
+		Outputs:       outs,        // issue 10
 	})
 
 	addr := ln.Addr().String()
@@ -273,6 +338,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		return err
 	}
 	logger.Info("shutting down: closing connections with 'going away'")
+	inputs.stop(n)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h.Shutdown()
@@ -280,6 +346,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Warn("http shutdown", "err", err)
 	}
+	n.stopped("http")
 	stopRun()
 	logger.Info("stopped")
 	return nil
@@ -308,21 +375,30 @@ func startTLS(cfg config.Config, logger *slog.Logger) (*tlsconfig.Server, error)
 	return srv, nil
 }
 
-// startSyslog starts the syslog listener of cfg.Syslog.
-func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, error) {
+// startSyslog starts the syslog listener of cfg.Syslog. The TLS server it
+// returns (nil without TLS) reloads the certificate when its Run goes:
+// on SIGHUP and when the files change, polled as often as the main
+// listener's (--tls-reload-interval).
+func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*syslog.Server, *tlsconfig.Server, error) {
 	allow, err := cfg.Syslog.AllowPrefixes()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	loc, err := cfg.Syslog.Location()
+	if err != nil {
+		return nil, nil, err
 	}
 	im, err := inputs.NewMetrics(reg)
 	if err != nil {
-		return nil, fmt.Errorf("app: input metrics: %w", err)
+		return nil, nil, fmt.Errorf("app: input metrics: %w", err)
 	}
 	var tlsCfg *tls.Config
+	var ts *tlsconfig.Server
 	if cfg.Syslog.TLSCert != "" {
-		ts, err := tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey, Logger: logger})
+		ts, err = tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey,
+			PollInterval: cfg.TLS.ReloadInterval, Logger: logger.With("listener", "syslog")})
 		if err != nil {
-			return nil, fmt.Errorf("app: syslog tls: %w", err)
+			return nil, nil, fmt.Errorf("app: syslog tls: %w", err)
 		}
 		tlsCfg = ts.Config()
 	}
@@ -332,24 +408,69 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 		mappers = append(mappers, maps)
 	}
 	sl, err := syslog.Start(syslog.Options{
-		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers,
+		Listen: cfg.Syslog.Listen, Tenant: cfg.Syslog.Tenant, Allow: allow, TLS: tlsCfg, Mappers: mappers, Location: loc, RELPListen: cfg.Syslog.RELPListen,
 		MaxMessage: cfg.Syslog.MaxMessageKiB << 10, MaxConns: cfg.Syslog.MaxConnections, IdleTimeout: cfg.Syslog.IdleTimeout,
 		Ingest: ing, Metrics: im, Logger: logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("app: %w", err)
+		return nil, nil, fmt.Errorf("app: %w", err)
 	}
-	attrs := []any{"tcp", sl.Addr().String(), "tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
-	if u := sl.UDPAddr(); u != nil {
-		attrs = append(attrs, "udp", u.String())
+	attrs := []any{"tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
+	var addrs []net.Addr
+	for _, a := range []struct {
+		name string
+		addr net.Addr
+	}{{"tcp", sl.Addr()}, {"udp", sl.UDPAddr()}, {"relp", sl.RELPAddr()}} {
+		if a.addr != nil {
+			attrs = append(attrs, a.name, a.addr.String())
+			addrs = append(addrs, a.addr)
+		}
 	}
-	if len(allow) == 0 {
-		if host, _, _ := net.SplitHostPort(sl.Addr().String()); !tlsconfig.IsLoopback(host) {
+	for _, a := range addrs {
+		if host, _, _ := net.SplitHostPort(a.String()); len(allow) == 0 && !tlsconfig.IsLoopback(host) {
 			logger.Warn("syslog listening off loopback without an allow-list: any peer can write events (set --syslog-allow)")
+			break
 		}
 	}
 	logger.Info("syslog listening", attrs...)
-	return sl, nil
+	return sl, ts, nil
+}
+
+// startOTLPGRPC starts the OTLP/gRPC listener: TLS with the main
+// listener's certificate (and its reloads) when one is set; plaintext off
+// loopback needs --allow-plaintext, as for the main listener.
+func startOTLPGRPC(cfg config.Config, tlsSrv *tlsconfig.Server, authn auth.Authenticator, ing *ingest.Service, reg prometheus.Registerer, logger *slog.Logger) (*otlp.GRPCServer, error) {
+	if host, _, err := net.SplitHostPort(cfg.OTLPGRPCListen); err != nil {
+		return nil, fmt.Errorf("app: --otlp-grpc-listen %q: %w", cfg.OTLPGRPCListen, err)
+	} else if tlsSrv == nil && !cfg.AllowPlaintext && !tlsconfig.IsLoopback(host) {
+		return nil, fmt.Errorf("app: refusing to serve OTLP/gRPC in plaintext on %s: bearer tokens and logs would cross the network "+
+			"in clear; serve TLS with --tls-cert/--tls-key (the gRPC listener uses the same certificate) or say --allow-plaintext", cfg.OTLPGRPCListen)
+	}
+	im, err := inputs.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("app: input metrics: %w", err)
+	}
+	var tc *tls.Config
+	if tlsSrv != nil {
+		// gRPC needs ALPN "h2", which the HTTP listener does not offer.
+		base := tlsSrv.Config()
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"},
+			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+				c, err := base.GetConfigForClient(hello)
+				if err != nil || c == nil {
+					return c, err
+				}
+				c = c.Clone()
+				c.NextProtos = []string{"h2"}
+				return c, nil
+			}}
+	}
+	g, err := otlp.StartGRPC(otlp.GRPCOptions{Listen: cfg.OTLPGRPCListen, TLS: tc}, authn, otlp.NewHandler(ing, im, logger))
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	logger.Info("otlp grpc listening", "addr", g.Addr().String(), "tls", tc != nil)
+	return g, nil
 }
 
 // natsTLS is the embedded NATS listener's TLS: the HTTP listener's
@@ -392,4 +513,10 @@ func snapshotInterval(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// OutputTypes are the output types a node knows (issue 10): each type's
+// package offers its Type; there is no package-level registry.
+func OutputTypes() []outputs.Type {
+	return append([]outputs.Type{webhook.Type()}, types.Types()...)
 }

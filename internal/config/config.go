@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -17,9 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/graphql"
 )
 
 // Config is everything `vigil serve` can be told.
@@ -28,6 +27,9 @@ type Config struct {
 	DataDir    string `yaml:"data_dir"`
 	NATS       string `yaml:"nats"`
 	NATSListen string `yaml:"nats_listen"`
+	// OTLPGRPCListen serves OTLP/gRPC logs (LogsService/Export) on its
+	// own address; POST /v1/logs (OTLP/HTTP) is always on the listener.
+	OTLPGRPCListen string `yaml:"otlp_grpc_listen"`
 	// Replicas of the stream and KV buckets on an external NATS cluster;
 	// 0 chooses (3 on a cluster of at least 3 JetStream servers, else 1).
 	Replicas     int           `yaml:"replicas"`
@@ -53,18 +55,28 @@ type Config struct {
 	DedupSnapshotInterval time.Duration `yaml:"dedup_snapshot_interval"`
 	// Access is identity and access: JWT keys, masking per role, connection
 	// limits and the Origin allow-list (issue 5; internal/auth/access).
-	Access access.Config `yaml:"access"`
+	Access Access `yaml:"access"`
 	// TLS serves HTTPS (SPEC 14; internal/tlsconfig). AllowPlaintext lets
 	// plain HTTP (and the embedded NATS listener) listen off loopback.
 	TLS            TLS  `yaml:"tls"`
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// RulesPoll is how often --rules is checked for changed files (issue
+	// 13, hot reload; 0: detect.DefaultRulesPoll, negative: never).
+	RulesPoll time.Duration `yaml:"rules_poll"`
 	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
 	// depth, body size and time (internal/graphql.Limits).
-	GraphQL graphql.Limits `yaml:"graphql"`
+	GraphQL GraphQLLimits `yaml:"graphql"`
 	// Inputs configures the log inputs (issue 9).
 	Inputs Inputs `yaml:"inputs"`
 	// Syslog is the syslog listener (issue 9; internal/inputs/syslog).
 	Syslog Syslog `yaml:"syslog"`
+	// Outputs are the outputs: entries (issue 10), kept as YAML: the app
+	// decodes them with the output types it knows
+	// (outputs.ParseDefinitions), refusing a broken one at start.
+	Outputs []yaml.Node `yaml:"outputs"`
+	// PublicURL is where people reach this node's console (links in
+	// output messages); "" when unset.
+	PublicURL string `yaml:"public_url"`
 }
 
 // Inputs configures the log inputs shared by every listener (issue 9).
@@ -86,6 +98,24 @@ type Syslog struct {
 	MaxMessageKiB  int           `yaml:"max_message_kib"`
 	MaxConnections int           `yaml:"max_connections"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	// RELPListen serves RELP (rsyslog's omrelp) on this TCP address;
+	// messages are answered after they are in the log.
+	RELPListen string `yaml:"relp_listen"`
+	// Timezone is the IANA zone RFC 3164 timestamps are read in (they
+	// carry none): the senders' zone, "UTC" by default.
+	Timezone string `yaml:"timezone"`
+}
+
+// Location is the zone of Timezone ("" is UTC).
+func (s Syslog) Location() (*time.Location, error) {
+	if s.Timezone == "" {
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(s.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("config: syslog timezone %q: %w", s.Timezone, err)
+	}
+	return loc, nil
 }
 
 // TLS is the HTTPS listener's certificate, key and optional client CA.
@@ -112,8 +142,8 @@ func Defaults() Config {
 		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
-		GraphQL: graphql.DefaultLimits(),
-		Syslog:  Syslog{Tenant: "default", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
+		GraphQL: DefaultGraphQLLimits(),
+		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}
 }
 
@@ -183,6 +213,7 @@ func options() []option {
 		{"replicas", "VIGIL_REPLICAS", "copies of the stream and KV buckets on an external NATS cluster, 1-5 (default: 3 on a cluster of 3+ JetStream servers, else 1); never lowered", integer(func(c *Config) *int { return &c.Replicas })},
 		{"nats-listen", "VIGIL_NATS_LISTEN", "open the embedded NATS server to producers on host:port (token in <data-dir>/nats.token)", str(func(c *Config) *string { return &c.NATSListen })},
 		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
+		{"rules-poll", "VIGIL_RULES_POLL", "how often the rules directory is checked for changed files and reloaded (0: 2s; negative: only on SIGHUP or POST /api/v1/rules/reload)", dur(func(c *Config) *time.Duration { return &c.RulesPoll })},
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
 		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},
 		{"dedup-window", "VIGIL_DEDUP_WINDOW", "how long producer ids are remembered for idempotent retries", dur(func(c *Config) *time.Duration { return &c.DedupWindow })},
@@ -221,6 +252,7 @@ func options() []option {
 		// Inputs (issue 9).
 		{"input-mappings", "VIGIL_INPUT_MAPPINGS", "YAML file of user-defined mappings from log lines to events, tried before the built-in parsers (docs/inputs.md)", str(func(c *Config) *string { return &c.Inputs.Mappings })},
 		// Syslog input (issue 9).
+		{"otlp-grpc-listen", "VIGIL_OTLP_GRPC_LISTEN", "receive OTLP logs over gRPC at host:port, e.g. 127.0.0.1:4317 (empty: off; OTLP/HTTP is POST /v1/logs)", str(func(c *Config) *string { return &c.OTLPGRPCListen })},
 		{"syslog-listen", "VIGIL_SYSLOG_LISTEN", "receive syslog (RFC 5424/3164) on UDP and TCP at host:port (empty: off)", str(func(c *Config) *string { return &c.Syslog.Listen })},
 		{"syslog-tenant", "VIGIL_SYSLOG_TENANT", "tenant of the events received by syslog", str(func(c *Config) *string { return &c.Syslog.Tenant })},
 		{"syslog-allow", "VIGIL_SYSLOG_ALLOW", "comma-separated CIDRs allowed to send syslog (default: any peer)", strList(func(c *Config) *[]string { return &c.Syslog.Allow })},
@@ -229,6 +261,10 @@ func options() []option {
 		{"syslog-max-message-kib", "VIGIL_SYSLOG_MAX_MESSAGE_KIB", "largest syslog message (KiB); a longer one is dropped and its TCP connection closed", integer(func(c *Config) *int { return &c.Syslog.MaxMessageKiB })},
 		{"syslog-max-connections", "VIGIL_SYSLOG_MAX_CONNECTIONS", "concurrent syslog TCP connections", integer(func(c *Config) *int { return &c.Syslog.MaxConnections })},
 		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
+		{"syslog-relp-listen", "VIGIL_SYSLOG_RELP_LISTEN", "receive RELP (rsyslog omrelp) at host:port, each message acknowledged once in the log (empty: off)", str(func(c *Config) *string { return &c.Syslog.RELPListen })},
+		{"syslog-timezone", "VIGIL_SYSLOG_TIMEZONE", "IANA time zone of RFC 3164 timestamps, which carry none (e.g. Europe/Berlin)", str(func(c *Config) *string { return &c.Syslog.Timezone })},
+		// Outputs (issue 10).
+		{"public-url", "VIGIL_PUBLIC_URL", "the console's external URL (https://vigil.example.com), for links in output messages", str(func(c *Config) *string { return &c.PublicURL })},
 	}
 }
 
@@ -252,6 +288,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"graphql-timeout": def.GraphQL.Timeout.String(),
 		"syslog-tenant":   def.Syslog.Tenant, "syslog-max-message-kib": fmt.Sprint(def.Syslog.MaxMessageKiB),
 		"syslog-max-connections": fmt.Sprint(def.Syslog.MaxConnections), "syslog-idle-timeout": def.Syslog.IdleTimeout.String(),
+		"syslog-timezone": def.Syslog.Timezone,
 	}
 	boolFlags := map[string]bool{"allow-plaintext": true}
 	for _, o := range opts {
@@ -343,6 +380,12 @@ func (c *Config) finish() error {
 	if c.TLS.ReloadInterval < 0 {
 		return errors.New("config: tls-reload-interval must not be negative")
 	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: public-url %q: an absolute http:// or https:// URL", c.PublicURL)
+		}
+	}
 	return c.Syslog.check()
 }
 
@@ -370,6 +413,9 @@ func (s Syslog) check() error {
 	}
 	if s.Tenant != "" && !event.ValidTenant(s.Tenant) {
 		return fmt.Errorf("config: syslog tenant %q: letters, digits, '-' or '_'", s.Tenant)
+	}
+	if _, err := s.Location(); err != nil {
+		return err
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return errors.New("config: --syslog-tls-cert and --syslog-tls-key must be given together")

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/vigil-sec/vigil/internal/graphql"
 )
 
 // TestGraphQLLimits: the GraphQL limits (issue 8) have defaults and are set
@@ -18,8 +16,8 @@ func TestGraphQLLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GraphQL != graphql.DefaultLimits() {
-		t.Fatalf("defaults: %+v, want %+v", cfg.GraphQL, graphql.DefaultLimits())
+	if cfg.GraphQL != DefaultGraphQLLimits() {
+		t.Fatalf("defaults: %+v, want %+v", cfg.GraphQL, DefaultGraphQLLimits())
 	}
 	file := filepath.Join(t.TempDir(), "vigil.yaml")
 	yaml := "graphql:\n  max_depth: 7\n  max_fields: 50\n  timeout: 3s\n"
@@ -31,7 +29,7 @@ func TestGraphQLLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := graphql.Limits{MaxComplexity: 1234, MaxFields: 60, MaxDepth: 7, MaxBodyKiB: 16, Timeout: 2 * time.Second}
+	want := GraphQLLimits{MaxComplexity: 1234, MaxFields: 60, MaxDepth: 7, MaxBodyKiB: 16, Timeout: 2 * time.Second}
 	if cfg.GraphQL != want {
 		t.Fatalf("limits = %+v, want %+v", cfg.GraphQL, want)
 	}

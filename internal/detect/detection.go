@@ -3,10 +3,11 @@ package detect
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/vigil-sec/vigil/internal/domain"
 )
 
 // Status is a detection's lifecycle state (SPEC 6).
@@ -132,8 +133,9 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string { return e.Reason }
 
-// ErrNotFound is returned for an unknown or invisible detection id.
-var ErrNotFound = errors.New("detection not found")
+// ErrNotFound is returned for an unknown or invisible detection id. It is
+// of kind domain.KindNotFound: errors.Is(err, domain.ErrNotFound) holds.
+var ErrNotFound error = &domain.Error{Kind: domain.KindNotFound, Msg: "detection not found"}
 
 // Field limits keep a detection event within the event size limits.
 const (

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store"
 )
@@ -57,7 +58,7 @@ type Source interface {
 
 // Appender is the log as the engine writes to it (satisfied by *store.Log).
 type Appender interface {
-	Append(ctx context.Context, events []*event.Event) ([]store.Ack, error)
+	Append(ctx context.Context, events []*event.Event) ([]domain.Ack, error)
 }
 
 // Rewinder reads the log before the cursor (satisfied by *store.Log): an
@@ -105,16 +106,34 @@ type Options struct {
 	// cursor: the span of the longest correlation timespan.
 	Log       Rewinder
 	MaxReplay int
+
+	// Hot reload (docs/detections.md): ReloadOnSIGHUP reloads the rules
+	// on SIGHUP (the server sets it; tests leave it off, a process-wide
+	// signal cannot say which engine); RulesPoll is how often the rule
+	// sources are checked for changes (0: DefaultRulesPoll, negative:
+	// never).
+	ReloadOnSIGHUP bool
+	RulesPoll      time.Duration
+	// MaxBacktests is how many backtests this node runs at once (default
+	// 1); more are refused with 429.
+	MaxBacktests int
 }
 
 // Engine evaluates rules over the log and owns the detections.
 type Engine struct {
-	opts  Options
-	log   *slog.Logger
-	rules *RuleSet
-	eval  *Evaluator // owned by the Run goroutine
-	kv    jetstream.KeyValue
-	lease *lease // nil without JetStream: this engine always leads
+	opts Options
+	log  *slog.Logger
+	// rules and eval are swapped together by a hot reload (reload.go);
+	// evalMu is held by whoever runs eval (Run's goroutine) and by the
+	// swap, so a reload never lands in the middle of an event.
+	rules  atomic.Pointer[RuleSet]
+	eval   atomic.Pointer[Evaluator]
+	evalMu sync.Mutex
+	reload reloader
+	// backtests holds a token per running backtest (Options.MaxBacktests).
+	backtests chan struct{}
+	kv        jetstream.KeyValue
+	lease     *lease // nil without JetStream: this engine always leads
 
 	leader atomic.Bool // holds the lease and evaluates
 	// replayTo: events up to this seq are evaluated only to rebuild the
@@ -185,22 +204,34 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.MaxReplay <= 0 {
 		opts.MaxReplay = 1_000_000
 	}
+	if opts.RulesPoll == 0 {
+		opts.RulesPoll = DefaultRulesPoll
+	}
+	if opts.MaxBacktests <= 0 {
+		opts.MaxBacktests = 1
+	}
 	e := &Engine{opts: opts, log: opts.Logger.With("component", "detect"), byID: map[string]*Detection{},
-		open: map[string]string{}, dirty: map[string]bool{}, started: make(chan struct{})}
+		open: map[string]string{}, dirty: map[string]bool{}, started: make(chan struct{}),
+		backtests: make(chan struct{}, opts.MaxBacktests)}
+	e.reload.instance = newInstance()
 	rs := opts.Rules
-	if rs == nil {
+	if rs != nil {
+		e.reload.stamp = rulesStamp(rs.opts) // as good as we can: it loaded before we were called
+	} else {
+		lo := LoadOptions{Dir: opts.RulesDir}
+		e.reload.stamp = rulesStamp(lo)
 		var err error
-		rs, err = LoadRules(LoadOptions{Dir: opts.RulesDir})
+		rs, err = LoadRules(lo)
 		if err != nil {
 			return nil, err
 		}
 	}
-	e.rules = rs
+	e.rules.Store(rs)
 	for _, se := range rs.Errors() {
 		e.log.Error("rule not loaded", "path", se.Path, "line", se.Line, "rule", se.Rule, "reason", se.Reason)
 	}
 	e.log.Info("detection rules loaded", "loaded", rs.Len(), "failed", len(rs.Errors()))
-	e.eval = NewEvaluator(rs, opts.MaxKeys, opts.MaxEventIDs)
+	e.eval.Store(NewEvaluator(rs, opts.MaxKeys, opts.MaxEventIDs))
 	if opts.JetStream != nil {
 		kv, err := store.OpenKeyValue(ctx, opts.JetStream, jetstream.KeyValueConfig{
 			Bucket:      opts.Bucket,
@@ -235,7 +266,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 func (e *Engine) Started() <-chan struct{} { return e.started }
 
 // Rules returns the rule set.
-func (e *Engine) Rules() *RuleSet { return e.rules }
+func (e *Engine) Rules() *RuleSet { return e.rules.Load() }
 
 func openKey(tenant, ruleID, groupKey string) string {
 	return tenant + "\x1f" + ruleID + "\x1f" + groupKey
@@ -414,6 +445,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	followCtx, stopFollow := context.WithCancel(ctx)
 	defer func() { stopFollow(); wg.Wait() }()
+	wg.Add(1)
+	go func() { // the rules watcher (hot reload): stopped by stopFollow
+		defer wg.Done()
+		e.watchRules(followCtx)
+	}()
 	if e.kv != nil {
 		wg.Add(1)
 		go func() { // the bucket watch: stopped by stopFollow
@@ -572,7 +608,9 @@ func (e *Engine) lead(stop, ctx context.Context) error {
 			return err
 		}
 	}
-	e.eval.reset()
+	e.evalMu.Lock()
+	e.eval.Load().reset()
+	e.evalMu.Unlock()
 	from, err := e.position(ctx)
 	if err != nil {
 		return err
@@ -662,7 +700,7 @@ func (e *Engine) position(ctx context.Context) (uint64, error) {
 	if cursor == 0 {
 		return 1, nil
 	}
-	span := e.rules.maxTimespan()
+	span := e.rules.Load().maxTimespan()
 	if span <= 0 || e.opts.Log == nil {
 		return cursor + 1, nil
 	}
@@ -699,7 +737,9 @@ func (e *Engine) handle(ctx context.Context, ev *event.Event) {
 	if e.replayTo != 0 && ev.Seq <= e.replayTo {
 		// Evaluated before the cursor: it only rebuilds the windows.
 		if !own {
-			e.eval.Evaluate(ev)
+			e.evalMu.Lock()
+			e.eval.Load().Evaluate(ev)
+			e.evalMu.Unlock()
 		}
 		return
 	}
@@ -708,7 +748,11 @@ func (e *Engine) handle(ctx context.Context, ev *event.Event) {
 		return
 	}
 	start := time.Now()
-	fs := e.eval.Evaluate(ev)
+	// The firings stay valid after the unlock: a reload gives the next
+	// event a new evaluator and never touches this one again.
+	e.evalMu.Lock()
+	fs := e.eval.Load().Evaluate(ev)
+	e.evalMu.Unlock()
 	e.evalNs.Add(int64(time.Since(start)))
 	e.events.Add(1)
 	for _, f := range fs {
@@ -1177,7 +1221,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{Events: e.events.Load(), Firings: e.firings.Load(), Detections: len(e.byID), Open: len(e.open),
-		Cursor: e.lastSeq.Load(), EvalTime: time.Duration(e.evalNs.Load()), KeysOverflow: e.eval.overflowTotal(), Leader: e.leader.Load()}
+		Cursor: e.lastSeq.Load(), EvalTime: time.Duration(e.evalNs.Load()), KeysOverflow: e.overflowTotal(), Leader: e.leader.Load()}
 }
 
 // OpenBySeverity counts active and investigating detections per severity

@@ -20,6 +20,9 @@ type Evaluator struct {
 	out    []*firing
 	evals  uint64
 	events uint64
+	// matched, when set, is told of every detection rule match
+	// (backtests count them per rule).
+	matched func(*rule, *event.Event)
 }
 
 // NewEvaluator returns an evaluator with fresh correlation state.
@@ -88,6 +91,9 @@ func (ev *Evaluator) Evaluate(e *event.Event) []*firing {
 			ev.evals++
 			if !r.matcher.MatchCtx(ev.ctx) {
 				continue
+			}
+			if ev.matched != nil {
+				ev.matched(r, e)
 			}
 			if r.generate {
 				ev.out = append(ev.out, plainFiring(r, e))

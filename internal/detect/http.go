@@ -174,19 +174,20 @@ func (e *Engine) HandleRules(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read rules")
 		return
 	}
-	infos := e.rules.Infos()
+	rs := e.rules.Load()
+	infos := rs.Infos()
 	failed := 0
 	for _, in := range infos {
 		if in.State == "error" {
 			failed++
 		}
 	}
-	errs := e.rules.Errors()
+	errs := rs.Errors()
 	if errs == nil {
 		errs = []*sigma.Error{} // [] rather than null for clients
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"rules": infos, "count": len(infos), "loaded": e.rules.Len(), "failed": failed,
-		"errors": errs, "correlation_keys_overflow": e.eval.Overflow(),
+		"rules": infos, "count": len(infos), "loaded": rs.Len(), "failed": failed,
+		"stale": rs.Stale(), "errors": errs, "correlation_keys_overflow": e.eval.Load().Overflow(),
 	})
 }

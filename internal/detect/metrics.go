@@ -20,7 +20,7 @@ func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "Rule firings (new detections and updates of open ones)."}, func() float64 { return float64(e.firings.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_detect_correlation_keys_overflow_total",
 			Help: "Correlation group keys refused because a rule already tracked its maximum."},
-			func() float64 { return float64(e.eval.overflowTotal()) }),
+			func() float64 { return float64(e.overflowTotal()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_detect_open_detections",
 			Help: "Detections in state active or investigating."}, func() float64 {
 			n := 0
@@ -40,7 +40,7 @@ func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
 				return 0
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_detect_rules_failed",
-			Help: "Rules or rule files that failed to load."}, func() float64 { return float64(len(e.rules.Errors())) }),
+			Help: "Rules or rule files that failed to load."}, func() float64 { return float64(len(e.rules.Load().Errors())) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

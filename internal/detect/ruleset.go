@@ -1,11 +1,16 @@
 package detect
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +18,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/detect/builtin"
 	"github.com/vigil-sec/vigil/internal/detect/sigma"
 	"github.com/vigil-sec/vigil/internal/event"
+	"gopkg.in/yaml.v3"
 )
 
 // FieldMapFile is the optional file in the rules directory that extends the
@@ -37,6 +43,14 @@ type RuleInfo struct {
 	// correlations: Sigma's generate: false) or "error".
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
+	// LoadedAt is when the running version of the rule was loaded; a
+	// reload that leaves the rule unchanged keeps it (docs/detections.md,
+	// "Hot reload").
+	LoadedAt time.Time `json:"loaded_at"`
+	// Hash identifies the rule's content (with what it reads, for a
+	// correlation): a reload keeps the correlation state of a rule whose
+	// key and hash did not change.
+	Hash string `json:"hash,omitempty"`
 }
 
 // ruleMeta is what a detection inherits from its rule.
@@ -57,6 +71,7 @@ type rule struct {
 	groupBy    []string       // plain rules: Vigil fields forming the group key
 	generate   bool
 	downstream []*rule // correlations that read this rule's matches
+	hash       string  // content hash (see RuleInfo.Hash)
 }
 
 // RuleSet is an immutable set of compiled rules with their load report.
@@ -67,6 +82,12 @@ type RuleSet struct {
 	byCat    map[event.Category][]*rule // detection rules limited to one category
 	anyCat   []*rule                    // detection rules for every category
 	fieldMap sigma.FieldMap
+	// What it was loaded from, so a reload can read the same places and
+	// fall back, per file, to the version that loaded (hot reload).
+	opts     LoadOptions
+	srcs     []ruleSource
+	fmData   []byte // the fieldmap.yaml that loaded (nil: none)
+	loadedAt time.Time
 }
 
 // Infos returns the load report of every rule, in load order.
@@ -118,8 +139,24 @@ type LoadOptions struct {
 // (recursively), then Files. A broken file or rule is recorded in the
 // report and skipped; the others load. Only an unreadable directory is an
 // error.
-func LoadRules(opts LoadOptions) (*RuleSet, error) {
-	var srcs []ruleSource
+func LoadRules(opts LoadOptions) (*RuleSet, error) { return loadRules(opts, nil) }
+
+// ReloadRules loads the rules again from where prev was loaded (hot
+// reload). A file that changed and no longer loads keeps prev's version
+// running: its rules are reported with state "stale" and the new
+// version's errors. An unreadable directory is an error and prev stays.
+func ReloadRules(prev *RuleSet) (*RuleSet, error) { return loadRules(prev.opts, prev) }
+
+// gathered is what the rule sources hold before parsing.
+type gathered struct {
+	srcs     []ruleSource
+	fmPath   string
+	fmData   []byte // fieldmap.yaml, nil when absent
+	loadErrs []*sigma.Error
+}
+
+func gatherSources(opts LoadOptions) (gathered, error) {
+	var g gathered
 	if !opts.NoBuiltins {
 		err := fs.WalkDir(builtin.FS, ".", func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !isRuleFile(path) {
@@ -129,34 +166,28 @@ func LoadRules(opts LoadOptions) (*RuleSet, error) {
 			if err != nil {
 				return err
 			}
-			srcs = append(srcs, ruleSource{path: "builtin:" + path, origin: "builtin", data: b})
+			g.srcs = append(g.srcs, ruleSource{path: "builtin:" + path, origin: "builtin", data: b})
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("detect: built-in rules: %w", err)
+			return g, fmt.Errorf("detect: built-in rules: %w", err)
 		}
 	}
-	fm := sigma.DefaultFieldMap().Merge(opts.FieldMap)
-	var loadErrs []*sigma.Error
 	if opts.Dir != "" {
 		st, err := os.Stat(opts.Dir)
 		if err != nil {
-			return nil, fmt.Errorf("detect: rules dir: %w", err)
+			return g, fmt.Errorf("detect: rules dir: %w", err)
 		}
 		if !st.IsDir() {
-			return nil, fmt.Errorf("detect: rules dir %s: not a directory", opts.Dir)
+			return g, fmt.Errorf("detect: rules dir %s: not a directory", opts.Dir)
 		}
-		if b, err := os.ReadFile(filepath.Join(opts.Dir, FieldMapFile)); err == nil {
-			extra, perr := sigma.ParseFieldMap(b)
-			if perr != nil {
-				loadErrs = append(loadErrs, &sigma.Error{Path: filepath.Join(opts.Dir, FieldMapFile), Reason: perr.Error()})
-			} else {
-				fm = fm.Merge(extra)
-			}
+		g.fmPath = filepath.Join(opts.Dir, FieldMapFile)
+		if b, err := os.ReadFile(g.fmPath); err == nil {
+			g.fmData = b
 		}
 		err = filepath.WalkDir(opts.Dir, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
-				loadErrs = append(loadErrs, &sigma.Error{Path: path, Reason: err.Error()})
+				g.loadErrs = append(g.loadErrs, &sigma.Error{Path: path, Reason: err.Error()})
 				return nil
 			}
 			if d.IsDir() || !isRuleFile(path) || filepath.Base(path) == FieldMapFile {
@@ -164,29 +195,148 @@ func LoadRules(opts LoadOptions) (*RuleSet, error) {
 			}
 			b, err := os.ReadFile(path)
 			if err != nil {
-				loadErrs = append(loadErrs, &sigma.Error{Path: path, Reason: err.Error()})
+				g.loadErrs = append(g.loadErrs, &sigma.Error{Path: path, Reason: err.Error()})
 				return nil
 			}
-			srcs = append(srcs, ruleSource{path: path, origin: "file", data: b})
+			g.srcs = append(g.srcs, ruleSource{path: path, origin: "file", data: b})
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("detect: rules dir: %w", err)
+			return g, fmt.Errorf("detect: rules dir: %w", err)
 		}
 	}
 	for _, f := range opts.Files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("detect: rule file: %w", err)
+			return g, fmt.Errorf("detect: rule file: %w", err)
 		}
-		srcs = append(srcs, ruleSource{path: f, origin: "file", data: b})
+		g.srcs = append(g.srcs, ruleSource{path: f, origin: "file", data: b})
 	}
-	rs := buildRuleSet(srcs, fm)
-	rs.errs = append(loadErrs, rs.errs...)
-	for _, e := range loadErrs {
+	return g, nil
+}
+
+// maxStaleRounds bounds the rebuilds of a reload that puts back previous
+// versions of broken files (each round can only add files, so a few
+// suffice; the bound keeps a pathological set from looping).
+const maxStaleRounds = 4
+
+func loadRules(opts LoadOptions, prev *RuleSet) (*RuleSet, error) {
+	g, err := gatherSources(opts)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	fm := sigma.DefaultFieldMap().Merge(opts.FieldMap)
+	var staleInfos []*RuleInfo
+	var staleErrs []*sigma.Error
+	fmData := g.fmData
+	if fmData != nil {
+		extra, perr := sigma.ParseFieldMap(fmData)
+		switch {
+		case perr == nil:
+			fm = fm.Merge(extra)
+		case prev != nil && prev.fmData != nil:
+			// Keep the field map that loaded: every rule depends on it.
+			se := &sigma.Error{Path: g.fmPath, Reason: perr.Error()}
+			staleErrs = append(staleErrs, se)
+			staleInfos = append(staleInfos, &RuleInfo{Path: g.fmPath, Kind: "fieldmap", Origin: "file", State: "stale",
+				Error: se.Error(), LoadedAt: prev.loadedAt})
+			fmData = prev.fmData
+			if extra, perr := sigma.ParseFieldMap(fmData); perr == nil {
+				fm = fm.Merge(extra)
+			}
+		default:
+			g.loadErrs = append(g.loadErrs, &sigma.Error{Path: g.fmPath, Reason: perr.Error()})
+			fmData = nil
+		}
+	}
+	srcs := g.srcs
+	stale := map[string][]*sigma.Error{} // path → errors of the version on disk
+	var rs *RuleSet
+	for round := 0; ; round++ {
+		rs = buildRuleSet(srcs, fm)
+		if prev == nil || round == maxStaleRounds {
+			break
+		}
+		prevSrc := make(map[string]ruleSource, len(prev.srcs))
+		for _, s := range prev.srcs {
+			prevSrc[s.path] = s
+		}
+		errsBy := map[string][]*sigma.Error{}
+		for _, se := range rs.errs {
+			errsBy[se.Path] = append(errsBy[se.Path], se)
+		}
+		var next []ruleSource
+		for i, src := range srcs {
+			es := errsBy[src.path]
+			old, ok := prevSrc[src.path]
+			if len(es) == 0 || stale[src.path] != nil || !ok || bytes.Equal(old.data, src.data) {
+				continue
+			}
+			if next == nil {
+				next = slices.Clone(srcs)
+			}
+			stale[src.path] = es
+			next[i] = old
+		}
+		if next == nil {
+			break
+		}
+		srcs = next
+	}
+	rs.opts, rs.srcs, rs.fmData, rs.loadedAt = opts, srcs, fmData, now
+	rs.errs = append(g.loadErrs, rs.errs...)
+	for _, e := range g.loadErrs {
 		rs.infos = append(rs.infos, &RuleInfo{Path: e.Path, Line: e.Line, Kind: "file", Origin: "file", State: "error", Error: e.Reason})
 	}
+	for _, in := range rs.infos {
+		in.LoadedAt = now
+	}
+	if prev != nil {
+		// An unchanged rule keeps the time its running version loaded.
+		was := make(map[string]*rule, len(prev.rules))
+		for _, r := range prev.rules {
+			was[r.src.Key()+"\x1f"+r.hash] = r
+		}
+		for _, r := range rs.rules {
+			if p, ok := was[r.src.Key()+"\x1f"+r.hash]; ok {
+				r.info.LoadedAt = p.info.LoadedAt
+			}
+		}
+	}
+	paths := make([]string, 0, len(stale))
+	for p := range stale {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		es := stale[p]
+		msg := es[0].Error()
+		if len(es) > 1 {
+			msg += fmt.Sprintf(" (and %d more)", len(es)-1)
+		}
+		for _, in := range rs.infos {
+			if in.Path == p && in.State != "error" {
+				in.State, in.Error = "stale", msg
+			}
+		}
+		staleErrs = append(staleErrs, es...)
+	}
+	rs.errs = append(rs.errs, staleErrs...)
+	rs.infos = append(rs.infos, staleInfos...)
 	return rs, nil
+}
+
+// Stale counts the files whose previous version runs because the version
+// on disk does not load.
+func (rs *RuleSet) Stale() int {
+	seen := map[string]bool{}
+	for _, in := range rs.infos {
+		if in.State == "stale" {
+			seen[in.Path] = true
+		}
+	}
+	return len(seen)
 }
 
 func isRuleFile(p string) bool {
@@ -234,6 +384,7 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 					continue
 				}
 				r.matcher = m
+				r.hash = contentHash(sr, m.Fields())
 			}
 			dup := false
 			for _, ref := range []string{sr.ID, sr.Name} {
@@ -292,6 +443,13 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 		if err := corr.resolveFields(rs.fieldMap); err != nil {
 			return err
 		}
+		// A correlation's windows hold matches of the rules it reads:
+		// it is unchanged only if they are too.
+		var parts []string
+		for i, t := range corr.refs {
+			parts = append(parts, t.hash, strings.Join(corr.groupFields[i], ","), corr.valueField[i])
+		}
+		r.hash = contentHash(r.src, parts)
 		r.corr = corr
 		linked[r] = true
 		return nil
@@ -334,6 +492,7 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 		}
 		r.meta = metaFor(r)
 		r.groupBy = groupByFields(r.src, rs.fieldMap)
+		r.info.Hash = r.hash
 		r.idx = len(rs.rules)
 		rs.rules = append(rs.rules, r)
 		if r.matcher != nil {
@@ -346,6 +505,30 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 	}
 	sort.SliceStable(rs.errs, func(i, j int) bool { return rs.errs[i].Path < rs.errs[j].Path })
 	return rs
+}
+
+// contentHash identifies a rule's content (not where it sits in its file)
+// together with extra strings (resolved fields, what it reads).
+func contentHash(sr *sigma.Rule, extra []string) string {
+	h := sha256.New()
+	c := *sr
+	c.Path, c.Line = "", 0
+	b, _ := json.Marshal(&c) // the detection block is not in the JSON: below
+	h.Write(b)
+	if d := sr.Detection; d != nil {
+		for _, name := range d.Order {
+			h.Write([]byte("\x00" + name + "\x00"))
+			nb, _ := yaml.Marshal(d.Searches[name])
+			h.Write(nb)
+		}
+		for _, c := range d.Conditions {
+			h.Write([]byte("\x00cond\x00" + c))
+		}
+	}
+	for _, x := range extra {
+		h.Write([]byte("\x00" + x))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 func containsRule(list []*rule, r *rule) bool {

@@ -5,7 +5,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/vigil-sec/vigil/internal/dbsec"
+	"github.com/vigil-sec/vigil/internal/dbsecfilter"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
 	"github.com/vigil-sec/vigil/internal/stats"
@@ -157,7 +157,7 @@ func toAudit(e *event.Event) (*generated.AuditLogEvent, bool) {
 	return &generated.AuditLogEvent{
 		ID: e.ID, Seq: int(e.Seq), Timestamp: e.Time, Action: strings.ToLower(e.Action),
 		Username: sp(e.User), Resource: sp(e.Resource),
-		Severity: generated.AuditSeverity(enumName(dbsec.AuditSeverity(e.Severity))),
+		Severity: generated.AuditSeverity(enumName(dbsecfilter.AuditSeverity(e.Severity))),
 		Success:  success(e), Query: sp(dataString(e, "query")), SourceIP: sp(e.SrcIP),
 		Message: sp(e.Message), Event: toEvent(e),
 	}, true
@@ -182,7 +182,7 @@ func toRateLimit(e *event.Event) (*generated.RateLimitEvent, bool) {
 }
 
 // threatLevel is data.threat_level when valid, else the event's severity
-// (info and low are LOW), the same rule as dbsec.ThreatLevelExpr.
+// (info and low are LOW), the same rule as dbsecfilter.ThreatLevelExpr.
 func threatLevel(e *event.Event) generated.ThreatLevel {
 	if l := enum[generated.ThreatLevel](dataString(e, "threat_level")); l != nil {
 		return *l

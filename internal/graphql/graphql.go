@@ -8,7 +8,7 @@
 //
 // Resolvers are adapters: subscriptions compile their arguments into one
 // filter.Filter (the named database-security subscriptions through
-// dbsec.Config, the same translation the WebSocket dialect uses) and
+// dbsecfilter.Config, the same translation the WebSocket dialect uses) and
 // subscribe through a hub.Client; history goes through rest.Events.Query;
 // publishing through ingest.Service; metrics and posture through stats.
 package graphql
@@ -31,12 +31,12 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/stats"
-	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
@@ -50,7 +50,7 @@ const Transport = "graphql"
 
 // Publisher is the ingest path (ingest.Service).
 type Publisher interface {
-	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error)
+	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]domain.Ack, error)
 }
 
 // History is the history query (rest.Events.Query) and the lookup by id.
@@ -134,7 +134,7 @@ func New(deps Deps) *Server {
 	if deps.KeepAlive <= 0 {
 		deps.KeepAlive = 15 * time.Second
 	}
-	deps.Limits = deps.Limits.withDefaults()
+	deps.Limits = deps.Limits.WithDefaults()
 	if deps.PingInterval <= 0 {
 		deps.PingInterval = 30 * time.Second
 	}
@@ -142,7 +142,7 @@ func New(deps Deps) *Server {
 	r := &Resolver{deps: deps}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: complexityRoot()}))
 	var originOK func(*http.Request) bool
-	readLimit := deps.Limits.maxBodyBytes()
+	readLimit := deps.Limits.BodyBytes()
 	if readLimit == 0 {
 		readLimit = -1 // gqlgen: no limit
 	}
@@ -219,7 +219,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer release()
 	}
-	if !upgrade && !limitBody(w, r, s.deps.Limits.maxBodyBytes()) {
+	if !upgrade && !limitBody(w, r, s.deps.Limits.BodyBytes()) {
 		return
 	}
 	s.gql.ServeHTTP(w, r.WithContext(ctx))

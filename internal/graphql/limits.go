@@ -16,71 +16,17 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 
+	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
 )
 
 // Limits bound what one GraphQL operation may make the server spend (issue
-// 8): before issue 8 one 50 KB query of 1,000 aliases of events(limit:1000)
-// ran for 106 s in 2.7 GB. A zero value takes the default, a negative one
-// disables the limit. They apply to HTTP requests and to operations sent
-// over either WebSocket protocol alike.
-type Limits struct {
-	// MaxComplexity is gqlgen's complexity limit: every field costs 1 plus
-	// its selection, and a list query (events, detections) costs its
-	// limit argument (default 100) times its selection.
-	MaxComplexity int `yaml:"max_complexity"`
-	// MaxFields bounds the fields one request selects, aliases and
-	// fragment expansions included. It is checked on the parsed query
-	// before validation and the complexity walk, so a fragment that
-	// spreads another fragment twice, ten levels deep, costs at most this
-	// many steps to refuse.
-	MaxFields int `yaml:"max_fields"`
-	// MaxDepth bounds how deeply selections nest (a root field is depth 1).
-	MaxDepth int `yaml:"max_depth"`
-	// MaxBodyKiB bounds the HTTP request body and each WebSocket message.
-	MaxBodyKiB int `yaml:"max_body_kib"`
-	// Timeout bounds a query or mutation (subscriptions are streams: they
-	// end when the client or the server ends them, not by a deadline).
-	Timeout time.Duration `yaml:"timeout"`
-}
+// 8). The type is the configuration's (config.GraphQLLimits), so that
+// internal/config does not import this transport.
+type Limits = config.GraphQLLimits
 
 // DefaultLimits are the defaults of Limits.
-func DefaultLimits() Limits {
-	return Limits{MaxComplexity: 50_000, MaxFields: 500, MaxDepth: 15, MaxBodyKiB: 1024, Timeout: 10 * time.Second}
-}
-
-// withDefaults fills zero values with the defaults.
-func (l Limits) withDefaults() Limits {
-	d := DefaultLimits()
-	if l.MaxComplexity == 0 {
-		l.MaxComplexity = d.MaxComplexity
-	}
-	if l.MaxFields == 0 {
-		l.MaxFields = d.MaxFields
-	}
-	if l.MaxDepth == 0 {
-		l.MaxDepth = d.MaxDepth
-	}
-	if l.MaxBodyKiB == 0 {
-		l.MaxBodyKiB = d.MaxBodyKiB
-	}
-	if l.Timeout == 0 {
-		l.Timeout = d.Timeout
-	}
-	return l
-}
-
-// maxBodyBytes is the body limit in bytes, or 0 for none.
-func (l Limits) maxBodyBytes() int64 {
-	if l.MaxBodyKiB < 0 {
-		return 0
-	}
-	return int64(l.MaxBodyKiB) << 10
-}
-
-// MaxBodyBytes is the body limit in bytes once defaults apply, or 0 for none
-// (the server's strict-JSON check reads no more than this).
-func (l Limits) MaxBodyBytes() int64 { return l.withDefaults().maxBodyBytes() }
+func DefaultLimits() Limits { return config.DefaultGraphQLLimits() }
 
 // Error codes of the limits (extensions.code of the GraphQL error).
 const (

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
 	"github.com/vigil-sec/vigil/internal/stats"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // nativeFilter maps the GraphQL EventFilter onto filter.Filter, field for
@@ -97,7 +97,7 @@ func (q queryResolver) Event(ctx context.Context, id string) (*generated.Event, 
 	}
 	e, err := q.deps.Events.Get(ctx, id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, domain.ErrNotFound) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("event %s: %w", id, err)

@@ -11,7 +11,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/vigil-sec/vigil/internal/dbsec"
+	"github.com/vigil-sec/vigil/internal/dbsecfilter"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/graphql/generated"
@@ -94,8 +94,8 @@ func lagError(resumeFrom uint64) *gqlerror.Error {
 }
 
 // named compiles a database-security subscription through the dialect's
-// own translation (dbsec.Config), plus an extra CEL condition if any.
-func named(arg string, cat event.Category, c dbsec.Config, extra string) (*filter.Matcher, error) {
+// own translation (dbsecfilter.Config), plus an extra CEL condition if any.
+func named(arg string, cat event.Category, c dbsecfilter.Config, extra string) (*filter.Matcher, error) {
 	f, err := c.Filter([]event.Category{cat})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", arg, err)
@@ -144,7 +144,7 @@ func authActionsExpr(actions []generated.AuthAction) string {
 }
 
 func (s subscriptionResolver) AuthenticationEvents(ctx context.Context, filterUsername *string, filterActions []generated.AuthAction) (<-chan *generated.AuthenticationEvent, error) {
-	m, err := named("authenticationEvents", event.CategoryAuthentication, dbsec.Config{UsernameFilter: str(filterUsername)}, authActionsExpr(filterActions))
+	m, err := named("authenticationEvents", event.CategoryAuthentication, dbsecfilter.Config{UsernameFilter: str(filterUsername)}, authActionsExpr(filterActions))
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (s subscriptionResolver) AuthenticationEvents(ctx context.Context, filterUs
 }
 
 func (s subscriptionResolver) AuthorizationEvents(ctx context.Context, filterUsername, filterResource *string) (<-chan *generated.AuthorizationEvent, error) {
-	m, err := named("authorizationEvents", event.CategoryAuthorization, dbsec.Config{UsernameFilter: str(filterUsername), ResourceFilter: str(filterResource)}, "")
+	m, err := named("authorizationEvents", event.CategoryAuthorization, dbsecfilter.Config{UsernameFilter: str(filterUsername), ResourceFilter: str(filterResource)}, "")
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (s subscriptionResolver) AuthorizationEvents(ctx context.Context, filterUse
 }
 
 func (s subscriptionResolver) AuditLogStream(ctx context.Context, filterUsername *string, filterSeverity *generated.AuditSeverity, filterActions []string) (<-chan *generated.AuditLogEvent, error) {
-	c := dbsec.Config{UsernameFilter: str(filterUsername), EventTypes: filterActions}
+	c := dbsecfilter.Config{UsernameFilter: str(filterUsername), EventTypes: filterActions}
 	if filterSeverity != nil {
 		c.SeverityFilter = strings.ToLower(string(*filterSeverity))
 	}
@@ -172,7 +172,7 @@ func (s subscriptionResolver) AuditLogStream(ctx context.Context, filterUsername
 }
 
 func (s subscriptionResolver) EncryptionEvents(ctx context.Context, filterActions []generated.EncryptionAction) (<-chan *generated.EncryptionEvent, error) {
-	m, err := named("encryptionEvents", event.CategoryEncryption, dbsec.Config{EventTypes: lowerAll(filterActions)}, "")
+	m, err := named("encryptionEvents", event.CategoryEncryption, dbsecfilter.Config{EventTypes: lowerAll(filterActions)}, "")
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s subscriptionResolver) EncryptionEvents(ctx context.Context, filterAction
 }
 
 func (s subscriptionResolver) RateLimitEvents(ctx context.Context, filterSourceIP *string, onlyBlocked *bool) (<-chan *generated.RateLimitEvent, error) {
-	c := dbsec.Config{SourceIPFilter: str(filterSourceIP), BlockedOnly: onlyBlocked != nil && *onlyBlocked}
+	c := dbsecfilter.Config{SourceIPFilter: str(filterSourceIP), BlockedOnly: onlyBlocked != nil && *onlyBlocked}
 	m, err := named("rateLimitEvents", event.CategoryRateLimit, c, "")
 	if err != nil {
 		return nil, err
@@ -189,7 +189,7 @@ func (s subscriptionResolver) RateLimitEvents(ctx context.Context, filterSourceI
 }
 
 func (s subscriptionResolver) InsiderThreatAlerts(ctx context.Context, minThreatLevel *generated.ThreatLevel, filterUserID *string) (<-chan *generated.InsiderThreatEvent, error) {
-	c := dbsec.Config{UserIDFilter: str(filterUserID)}
+	c := dbsecfilter.Config{UserIDFilter: str(filterUserID)}
 	if minThreatLevel != nil {
 		c.MinThreatLevel = strings.ToLower(string(*minThreatLevel))
 	}
@@ -206,7 +206,7 @@ func (s subscriptionResolver) MemoryHardeningEvents(ctx context.Context, filterE
 		stem := strconv.Quote(memoryStems[t])
 		terms = append(terms, "action == "+stem+" || action.startsWith("+stem+` + "_")`)
 	}
-	m, err := named("memoryHardeningEvents", event.CategoryMemory, dbsec.Config{}, strings.Join(terms, " || "))
+	m, err := named("memoryHardeningEvents", event.CategoryMemory, dbsecfilter.Config{}, strings.Join(terms, " || "))
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func (s subscriptionResolver) MemoryHardeningEvents(ctx context.Context, filterE
 }
 
 func (s subscriptionResolver) CircuitBreakerEvents(ctx context.Context, filterCircuitID *string) (<-chan *generated.CircuitBreakerEvent, error) {
-	m, err := named("circuitBreakerEvents", event.CategoryCircuitBreaker, dbsec.Config{CircuitIDFilter: str(filterCircuitID)}, "")
+	m, err := named("circuitBreakerEvents", event.CategoryCircuitBreaker, dbsecfilter.Config{CircuitIDFilter: str(filterCircuitID)}, "")
 	if err != nil {
 		return nil, err
 	}

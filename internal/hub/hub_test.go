@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
@@ -53,7 +54,7 @@ func startNode(t *testing.T, opts hub.Options) *node {
 	return n
 }
 
-func (n *node) append(t *testing.T, events ...*event.Event) []store.Ack {
+func (n *node) append(t *testing.T, events ...*event.Event) []domain.Ack {
 	t.Helper()
 	for _, e := range events {
 		if _, err := event.Normalize(e, "default", time.Now(), event.DefaultLimits()); err != nil {

@@ -6,18 +6,17 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Appender is the log as ingest needs it.
 type Appender interface {
-	Append(ctx context.Context, events []*event.Event) ([]store.Ack, error)
+	Append(ctx context.Context, events []*event.Event) ([]domain.Ack, error)
 }
 
 // Observer receives ingest measurements (Prometheus in production).
@@ -27,7 +26,7 @@ type Observer interface {
 }
 
 // ErrForbidden is returned when the principal may not publish.
-var ErrForbidden = errors.New("ingest: role may not publish events")
+var ErrForbidden error = &domain.Error{Kind: domain.KindForbidden, Msg: "ingest: role may not publish events"}
 
 // Service validates and appends events.
 type Service struct {
@@ -48,7 +47,7 @@ func (s *Service) Limits() event.Limits { return s.limits }
 // Publish normalizes and appends events for p. The batch is atomic with
 // respect to validation: if any event is invalid, none is stored and the
 // error (*event.BatchError) lists every invalid one by index.
-func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error) {
+func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]domain.Ack, error) {
 	if !p.CanPublish() {
 		return nil, ErrForbidden
 	}

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
@@ -78,7 +78,7 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 	}
 	events, err := event.Decode(body, r.Header.Get("Content-Type"), lim)
 	if err == nil {
-		var acks []store.Ack
+		var acks []domain.Ack
 		acks, err = h.Ingest.Publish(r.Context(), p, events)
 		if err == nil {
 			WriteAcks(w, acks)
@@ -88,70 +88,27 @@ func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 	WritePublishError(w, err)
 }
 
-// The helpers below are shared by every HTTP ingest path (REST, and the
-// Falco and OTLP inputs of issue 9), so each answers a too-large body, a
-// refused batch and an unavailable log the same way.
+// The helpers shared by every HTTP ingest path live in internal/ingest
+// (http.go), so that the inputs (Falco, OTLP, CEF over HTTP) need not
+// import this transport; these names keep the package's API.
 
 // ErrBodyTooLarge is returned by ReadBody for a body over its limit.
-type ErrBodyTooLarge struct{ Limit int64 }
+type ErrBodyTooLarge = ingest.ErrBodyTooLarge
 
-func (e *ErrBodyTooLarge) Error() string {
-	return fmt.Sprintf("request body larger than %d bytes", e.Limit)
-}
-
-// ReadBody reads r's body, at most limit bytes: beyond it the answer is a
-// *ErrBodyTooLarge and the connection is not read further.
+// ReadBody reads r's body, at most limit bytes (ingest.ReadBody).
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, &ErrBodyTooLarge{Limit: limit}
-		}
-		return nil, fmt.Errorf("reading body: %w", err)
-	}
-	return body, nil
+	return ingest.ReadBody(w, r, limit)
 }
 
-// WriteBodyError answers a ReadBody error: 413 for a body over the limit,
-// 400 otherwise.
-func WriteBodyError(w http.ResponseWriter, err error) {
-	var tl *ErrBodyTooLarge
-	if errors.As(err, &tl) {
-		WriteJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: tl.Error()})
-		return
-	}
-	WriteJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
-}
+// WriteBodyError answers a ReadBody error (ingest.WriteBodyError).
+func WriteBodyError(w http.ResponseWriter, err error) { ingest.WriteBodyError(w, err) }
 
-// WriteAcks answers a stored batch: 200 with the log's acknowledgements.
-func WriteAcks(w http.ResponseWriter, acks []store.Ack) {
-	WriteJSON(w, http.StatusOK, map[string]any{"accepted": len(acks), "events": acks})
-}
+// WriteAcks answers a stored batch (ingest.WriteAcks).
+func WriteAcks(w http.ResponseWriter, acks []domain.Ack) { ingest.WriteAcks(w, acks) }
 
-// WritePublishError answers an error of decoding or ingest.Service.Publish:
-// 400/413/415 for a refused batch (with every problem), 403 for a role or
-// category the token may not publish, 503 when the log did not
-// acknowledge (a retry with the same ids is safe).
-func WritePublishError(w http.ResponseWriter, err error) {
-	var be *event.BatchError
-	switch {
-	case errors.As(err, &be):
-		status := http.StatusBadRequest
-		switch {
-		case be.TooLarge:
-			status = http.StatusRequestEntityTooLarge
-		case be.Unsupported:
-			status = http.StatusUnsupportedMediaType
-			w.Header().Set("Accept-Post", strings.Join(event.IngestMediaTypes(), ", "))
-		}
-		WriteJSON(w, status, errorBody{Error: be.Error(), Details: be.Problems})
-	case errors.Is(err, ingest.ErrForbidden):
-		auth.WriteError(w, http.StatusForbidden, err.Error())
-	default:
-		WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the log did not acknowledge every event (some may be stored; retrying with the same ids is safe): " + err.Error()})
-	}
-}
+// WritePublishError answers an error of decoding or Publish
+// (ingest.WritePublishError).
+func WritePublishError(w http.ResponseWriter, err error) { ingest.WritePublishError(w, err) }
 
 // Get handles GET /api/v1/events/{id}.
 func (h *Events) Get(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +120,7 @@ func (h *Events) Get(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	e, err := h.Log.Get(r.Context(), id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, domain.ErrNotFound) {
 			auth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no event %q", id))
 			return
 		}

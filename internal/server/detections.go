@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/vigil-sec/vigil/internal/auth"
@@ -24,18 +23,31 @@ func GraphQLDetections(e *detect.Engine) graphql.Detections {
 
 type gqlDetections struct{ e *detect.Engine }
 
-func toGQL(d detect.Detection) (graphql.Detection, error) {
-	// The two types share the SPEC 6 JSON shape; going through it keeps
-	// them in step without field-by-field copying.
-	b, err := json.Marshal(d)
-	if err != nil {
-		return graphql.Detection{}, fmt.Errorf("detections: encode: %w", err)
+// toGQL converts field by field (TestToGQLCoversEveryField checks that
+// every field of graphql.Detection is set and that the result is what the
+// SPEC 6 JSON shape of detect.Detection says). It used to go through a
+// JSON encode and decode per detection.
+func toGQL(d detect.Detection) graphql.Detection {
+	conf := d.Confidence // always present in detect's JSON, so never nil here
+	return graphql.Detection{
+		ID:              d.ID,
+		RuleID:          d.RuleID,
+		Title:           d.Title,
+		Category:        d.Category,
+		Severity:        d.Severity,
+		Confidence:      &conf,
+		Status:          string(d.Status),
+		MitreTactics:    d.MitreTactics,
+		MitreTechniques: d.MitreTechniques,
+		OwaspCategory:   d.OWASPCategory,
+		CreatedAt:       d.CreatedAt,
+		UpdatedAt:       d.UpdatedAt,
+		Notes:           d.Notes,
+		Assignee:        d.Assignee,
+		EventIDs:        d.EventIDs,
+		GroupKey:        d.GroupKey,
+		Count:           d.Count,
 	}
-	var out graphql.Detection
-	if err := json.Unmarshal(b, &out); err != nil {
-		return graphql.Detection{}, fmt.Errorf("detections: decode: %w", err)
-	}
-	return out, nil
 }
 
 func (g gqlDetections) ListDetections(_ context.Context, p *auth.Principal, q graphql.DetectionQuery) ([]graphql.Detection, error) {
@@ -59,11 +71,7 @@ func (g gqlDetections) ListDetections(_ context.Context, p *auth.Principal, q gr
 	list := g.e.List(p, dq)
 	out := make([]graphql.Detection, 0, len(list))
 	for _, d := range list {
-		gd, err := toGQL(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, gd)
+		out = append(out, toGQL(d))
 	}
 	return out, nil
 }
@@ -82,8 +90,8 @@ func (g gqlDetections) GetDetection(_ context.Context, p *auth.Principal, id str
 	if err != nil {
 		return nil, err
 	}
-	gd, err := toGQL(d)
-	return &gd, err
+	gd := toGQL(d)
+	return &gd, nil
 }
 
 func (g gqlDetections) UpdateDetection(ctx context.Context, p *auth.Principal, id string, u graphql.DetectionUpdate) (*graphql.Detection, error) {
@@ -91,8 +99,8 @@ func (g gqlDetections) UpdateDetection(ctx context.Context, p *auth.Principal, i
 	if err != nil {
 		return nil, err
 	}
-	gd, err := toGQL(d)
-	return &gd, err
+	gd := toGQL(d)
+	return &gd, nil
 }
 
 func (g gqlDetections) Rules(_ context.Context, p *auth.Principal) ([]graphql.Rule, error) {

@@ -136,9 +136,21 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		mux.Handle("GET /api/v1/detections/{id}", authed(http.HandlerFunc(d.Detect.HandleGet)))
 		mux.Handle("PATCH /api/v1/detections/{id}", authed(http.HandlerFunc(d.Detect.HandlePatch)))
 		mux.Handle("GET /api/v1/rules", authed(http.HandlerFunc(d.Detect.HandleRules)))
+		// Issue 13: hot reload.
+		mux.Handle("POST /api/v1/rules/reload", authed(http.HandlerFunc(d.Detect.HandleReload)))
+		mux.Handle("POST /api/v1/rules/backtest", authed(http.HandlerFunc(d.Detect.HandleBacktest)))
+		mux.Handle("GET /api/v1/attack/coverage", authed(http.HandlerFunc(d.Detect.HandleCoverage)))
 	}
 	mux.Handle("GET /ws/detections", wsdetections.Handler(d.wsDeps()))
 	mux.Handle("GET /api/v1/connections", authed(wsdetections.ListConnections(d.Hub)))
 	mux.Handle("POST /api/v1/connections/{id}/messages", authed(wsdetections.SendMessage(d.Hub)))
 	// --- end issue 3.
+
+	// --- Issue 10: outputs (admin; a tenant admin sees only outputs
+	// limited to its tenant). Owned by internal/outputs.
+	if d.Outputs != nil {
+		mux.Handle("GET /api/v1/outputs", authed(http.HandlerFunc(d.Outputs.HandleList)))
+		mux.Handle("POST /api/v1/outputs/{name}/test", authed(http.HandlerFunc(d.Outputs.HandleTest)))
+	}
+	// --- end issue 10.
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/metrics"
+	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/wsconn"
@@ -53,6 +54,9 @@ type Deps struct {
 	// Issue 9: the input counters shared by every input (syslog, OTLP,
 	// Falco); nil: addRoutes makes them and registers them on Metrics.
 	InputMetrics *inputs.Metrics
+	// Issue 10: the outputs (GET /api/v1/outputs, POST .../{name}/test);
+	// nil: the routes are not registered.
+	Outputs *outputs.Manager
 }
 
 // NewServer returns the HTTP handler for every Vigil endpoint.

@@ -21,18 +21,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
-// ErrNotFound is returned by Get for an unknown id.
-var ErrNotFound = errors.New("event not found")
+// ErrNotFound is what Get's error for an unknown id matches: the one
+// domain.ErrNotFound (kept so existing callers compile; prefer the domain
+// name).
+var ErrNotFound = domain.ErrNotFound
 
-// Ack is the log's answer for one appended event.
-type Ack struct {
-	ID        string `json:"id"`
-	Seq       uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-}
+// Ack is the log's answer for one appended event: domain.Ack (kept as an
+// alias so existing callers compile; prefer the domain name).
+type Ack = domain.Ack
 
 // Log is the durable event log.
 type Log struct {
@@ -561,12 +561,12 @@ func decode(data []byte, seq uint64) (*event.Event, error) {
 // Get returns the event with the given id, searching every tenant.
 func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
 	if id == "" {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("event: empty id: %w", domain.ErrNotFound)
 	}
 	raw, err := l.stream.GetLastMsgForSubject(ctx, SubjectPrefix+".*.*.*."+id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, ErrNotFound
+			return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
 		}
 		return nil, fmt.Errorf("store: get %s: %w", id, err)
 	}

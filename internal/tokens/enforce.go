@@ -7,8 +7,21 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
-	"github.com/vigil-sec/vigil/internal/hub"
 )
+
+// Conn is an open connection the enforcer may close. The hub's clients are
+// the connections (auth/access adapts *hub.Client); tokens does not import
+// the hub, so credentials stay inside the fan-out, not the reverse.
+type Conn interface {
+	ID() string
+	Principal() *auth.Principal // nil: not authenticated, never kicked
+	Kick(reason error)
+}
+
+// Conns lists the open connections a sweep checks.
+type Conns interface {
+	Conns() []Conn
+}
 
 // Enforcer closes open connections whose credential stopped being valid:
 // opaque tokens revoked (on any node) or expired, JWTs past their exp, and
@@ -23,15 +36,15 @@ import (
 type Enforcer struct {
 	Store    *Store          // nil: only expiry is enforced
 	JWT      *JWTRevocations // nil: JWTs are not revocable
-	Hub      *hub.Hub
-	Interval time.Duration // default 1s
+	Conns    Conns           // the hub's clients; nil: only Watch-ed connections
+	Interval time.Duration   // default 1s
 	Metrics  *auth.Metrics
 	Logger   *slog.Logger
 
 	kick chan struct{}
 
 	mu     sync.Mutex
-	kicked map[*hub.Client]bool // kicked but not yet gone: do not count twice
+	kicked map[Conn]bool // kicked but not yet gone: do not count twice
 
 	wmu     sync.Mutex
 	watched map[*watch]struct{}
@@ -44,11 +57,11 @@ type watch struct {
 }
 
 // NewEnforcer returns an enforcer; call Run.
-func NewEnforcer(s *Store, h *hub.Hub, m *auth.Metrics, logger *slog.Logger) *Enforcer {
+func NewEnforcer(s *Store, conns Conns, m *auth.Metrics, logger *slog.Logger) *Enforcer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Enforcer{Store: s, Hub: h, Interval: time.Second, Metrics: m, Logger: logger, kick: make(chan struct{}, 1)}
+	return &Enforcer{Store: s, Conns: conns, Interval: time.Second, Metrics: m, Logger: logger, kick: make(chan struct{}, 1)}
 }
 
 // Poke asks for a sweep now (after a local revocation) instead of at the
@@ -156,11 +169,14 @@ func (e *Enforcer) Sweep(now time.Time) int {
 	n := e.sweepWatched(now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	clients := e.Hub.Clients()
-	if e.kicked == nil {
-		e.kicked = map[*hub.Client]bool{}
+	if e.Conns == nil {
+		return n
 	}
-	present := make(map[*hub.Client]bool, len(e.kicked))
+	clients := e.Conns.Conns()
+	if e.kicked == nil {
+		e.kicked = map[Conn]bool{}
+	}
+	present := make(map[Conn]bool, len(e.kicked))
 	defer func() {
 		for c := range e.kicked {
 			if !present[c] {
@@ -173,7 +189,7 @@ func (e *Enforcer) Sweep(now time.Time) int {
 			present[c] = true
 			continue
 		}
-		p := c.Info().Principal
+		p := c.Principal()
 		if p == nil {
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/store"
 	"golang.org/x/time/rate"
 
@@ -42,8 +43,9 @@ const (
 	secretHexLen = 64 // 256-bit secret
 )
 
-// ErrNotFound is returned for an unknown token id.
-var ErrNotFound = errors.New("token not found")
+// ErrNotFound is returned for an unknown token id. It is of kind
+// domain.KindNotFound: errors.Is(err, domain.ErrNotFound) holds.
+var ErrNotFound error = &domain.Error{Kind: domain.KindNotFound, Msg: "token not found"}
 
 // Record is what is stored for one token. It never holds the token.
 type Record struct {

@@ -155,11 +155,13 @@ type startupProc struct {
 	log    bytes.Buffer // its stderr so far
 }
 
-// startupServe starts `vigil serve` on dataDir and waits for its
-// "vigil listening" line; the process is killed when the test ends.
-func startupServe(t *testing.T, bin, dataDir string) *startupProc {
+// startupServe starts `vigil serve` on dataDir (with extra flags, if any)
+// and waits for its "vigil listening" line; the process is killed when the
+// test ends.
+func startupServe(t *testing.T, bin, dataDir string, extra ...string) *startupProc {
 	t.Helper()
-	p := &startupProc{cmd: exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir), exited: make(chan struct{})}
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
+	p := &startupProc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -325,6 +325,29 @@ func TestSyslogTLS(t *testing.T) {
 	}
 }
 
+// TestSyslogTLSReload: the syslog listener's certificate is replaced when
+// its files change (polled every --tls-reload-interval, as the main
+// listener's; SIGHUP does the same), without a restart: new connections
+// see the new certificate and a connection opened before keeps sending.
+func TestSyslogTLSReload(t *testing.T) {
+	f := tlstest.New(t, t.TempDir())
+	n, addr := syslogNode(t, func(c *config.Config) {
+		c.Syslog.TLSCert, c.Syslog.TLSKey = f.CertFile, f.KeyFile
+		c.TLS.ReloadInterval = 50 * time.Millisecond
+	})
+	old, err := tls.Dial("tcp", addr, f.ClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	next := f.CA.Server(t)
+	next.Write(t, f.CertFile, f.KeyFile)
+	tlsWaitSerial(t, addr, f.ClientConfig, next.Leaf.SerialNumber.String())
+	msg := "<86>1 2026-11-30T10:00:00Z web2 sshd 991 - - Accepted password for erin from 192.0.2.46 port 2222 ssh2"
+	fmt.Fprintf(old, "%d %s", len(msg), msg)
+	syslogWaitEvent(t, n, "over the connection opened before the reload", func(e syslogEvent) bool { return e.User == "erin" })
+}
+
 // TestSyslogMaxConnections: past --syslog-max-connections a new TCP
 // connection is closed at once and counted; the open ones keep working.
 func TestSyslogMaxConnections(t *testing.T) {

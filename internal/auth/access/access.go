@@ -20,18 +20,16 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/jwtauth"
+	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
 // Config is the identity-and-access part of the serve configuration
-// (YAML key "access").
-type Config struct {
-	JWT     jwtauth.Config   `json:"jwt" yaml:"jwt"`
-	Masking auth.MaskConfig  `json:"masking,omitempty" yaml:"masking"` // laid over auth.DefaultMasking (viewer masked)
-	Limits  auth.LimitConfig `json:"limits" yaml:"limits"`
-}
+// (YAML key "access"): config.Access, declared there so that the
+// configuration model does not import this assembly.
+type Config = config.Access
 
 // Options are what New needs besides the configuration.
 type Options struct {
@@ -119,7 +117,7 @@ func (a *Access) HubPolicy() hub.Policy { return a.Policy.Visible }
 // Run keeps the token cache current and closes connections whose token is
 // revoked or expired, until ctx ends. h is the server's hub.
 func (a *Access) Run(ctx context.Context, h *hub.Hub) {
-	a.Enforcer.Hub = h // set before the goroutines below start: no race
+	a.Enforcer.Conns = HubConns(h) // set before the goroutines below start: no race
 	var wg sync.WaitGroup
 	if a.Tokens != nil {
 		wg.Add(1)
@@ -186,3 +184,25 @@ func ValidateCategories(names []string) error {
 	}
 	return nil
 }
+
+// HubConns gives the token enforcer the hub's clients as its connections
+// (tokens does not import the hub).
+func HubConns(h *hub.Hub) tokens.Conns { return hubConns{h} }
+
+type hubConns struct{ h *hub.Hub }
+
+func (hc hubConns) Conns() []tokens.Conn {
+	cs := hc.h.Clients()
+	out := make([]tokens.Conn, len(cs))
+	for i, c := range cs {
+		out[i] = hubConn{c}
+	}
+	return out
+}
+
+// hubConn is comparable (one pointer): the enforcer keys its kicked set on it.
+type hubConn struct{ c *hub.Client }
+
+func (c hubConn) ID() string                 { return c.c.ID() }
+func (c hubConn) Principal() *auth.Principal { return c.c.Info().Principal }
+func (c hubConn) Kick(reason error)          { c.c.Kick(reason) }

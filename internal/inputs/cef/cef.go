@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -267,7 +268,15 @@ func ToEvent(r *Record, raw string) *event.Event {
 				data["duser"] = v
 			}
 		case k == "src":
-			ev.SrcIP = v
+			// A device may send a host name or garbage in src; src_ip
+			// must be an address (ingest refuses the event otherwise,
+			// and a syslog record refused there is lost), so anything
+			// else stays in data.
+			if a, err := netip.ParseAddr(strings.TrimSpace(v)); err == nil {
+				ev.SrcIP = a.String()
+			} else {
+				data[k] = v
+			}
 		case k == "act":
 			ev.Action = strings.ToLower(v)
 		case k == "outcome":

@@ -117,6 +117,25 @@ func TestCategory(t *testing.T) {
 	}
 }
 
+// TestCEFSrcNotAnAddress: a device that sends a host name in src (seen in
+// the wild) keeps it under data.src instead of making an invalid event that
+// ingest refuses and syslog would drop; an address is normalised.
+func TestCEFSrcNotAnAddress(t *testing.T) {
+	for src, want := range map[string][2]string{"fw01.corp": {"", "fw01.corp"}, "0": {"", "0"}, " 203.0.113.7 ": {"203.0.113.7", ""}, "2001:DB8::1": {"2001:db8::1", ""}} {
+		r, err := Parse("CEF:0|V|P|1|sig|N|5|src=" + src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := ToEvent(r, "")
+		var data map[string]any
+		_ = json.Unmarshal(ev.Data, &data)
+		got, _ := data["src"].(string)
+		if ev.SrcIP != want[0] || strings.TrimSpace(got) != want[1] {
+			t.Errorf("src=%q: src_ip %q data.src %q, want %q %q", src, ev.SrcIP, got, want[0], want[1])
+		}
+	}
+}
+
 // FuzzCEF: Parse never panics, and whatever it accepts maps to an event
 // that passes ingest validation (type, category, UTF-8 strings).
 func FuzzCEF(f *testing.F) {

@@ -14,7 +14,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/rest"
 )
 
 // Input is the metric label and the source of the HTTP CEF input.
@@ -113,15 +112,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	lim := h.Ingest.Limits()
-	body, err := rest.ReadBody(w, r, int64(lim.MaxBatchBytes))
+	body, err := ingest.ReadBody(w, r, int64(lim.MaxBatchBytes))
 	if err != nil {
 		reason := "read"
-		var tl *rest.ErrBodyTooLarge
+		var tl *ingest.ErrBodyTooLarge
 		if errors.As(err, &tl) {
 			reason = "too_large"
 		}
 		h.refused(r, reason, 0, err)
-		rest.WriteBodyError(w, err)
+		ingest.WriteBodyError(w, err)
 		return
 	}
 	lines := splitLines(body)
@@ -155,11 +154,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	acks, err := h.Ingest.Publish(r.Context(), p, events)
 	if err != nil {
 		h.refused(r, publishReason(err), len(lines), err)
-		rest.WritePublishError(w, withLines(err, lines))
+		ingest.WritePublishError(w, withLines(err, lines))
 		return
 	}
 	h.Metrics.Store(Input, len(acks))
-	rest.WriteAcks(w, acks)
+	ingest.WriteAcks(w, acks)
 }
 
 // withLines names the body's line in each problem of a refused batch (the

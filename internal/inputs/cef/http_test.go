@@ -11,10 +11,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // memLog is an ingest.Appender that keeps what it is given (the handler's
@@ -22,11 +22,11 @@ import (
 // a real node and JetStream).
 type memLog struct{ events []*event.Event }
 
-func (l *memLog) Append(_ context.Context, evs []*event.Event) ([]store.Ack, error) {
-	acks := make([]store.Ack, len(evs))
+func (l *memLog) Append(_ context.Context, evs []*event.Event) ([]domain.Ack, error) {
+	acks := make([]domain.Ack, len(evs))
 	for i, e := range evs {
 		l.events = append(l.events, e)
-		acks[i] = store.Ack{ID: e.ID, Seq: uint64(len(l.events))}
+		acks[i] = domain.Ack{ID: e.ID, Seq: uint64(len(l.events))}
 	}
 	return acks, nil
 }
@@ -128,9 +128,9 @@ func TestCEFHTTPBadLineRefusesAll(t *testing.T) {
 		{"short header", cefLine1 + "\n" + cefLine2 + "\nCEF:0|Acme|X|1|2\n", "line 3: cef: header has 4 of its 7"},
 		{"bad version", "CEF:7|a|b|c|d|e|1|x=y\n" + cefLine1, `line 1: cef: version \"7\"`},
 		{"invalid utf-8", cefLine1 + "\nCEF:0|a|b|c|d|e|1|suser=\xff", "line 2: not valid UTF-8"},
-		// Maps, but the event is invalid (src_ip must be an IP): the
-		// ingest problem names the line too.
-		{"invalid event", cefLine1 + "\n\nCEF:0|a|b|c|d|e|1|src=not-an-ip", "line 3:"},
+		// Maps, but the event is invalid (a user name longer than
+		// max_string_len): the ingest problem names the line too.
+		{"invalid event", cefLine1 + "\n\nCEF:0|a|b|c|d|e|1|suser=" + strings.Repeat("u", 9000), "line 3:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newCEFFixture(event.DefaultLimits())

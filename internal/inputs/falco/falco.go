@@ -35,7 +35,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/rest"
 )
 
 // Input is the metric label and source suffix of this input.
@@ -319,10 +318,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := rest.ReadBody(w, r, int64(h.Ingest.Limits().MaxEventBytes))
+	body, err := ingest.ReadBody(w, r, int64(h.Ingest.Limits().MaxEventBytes))
 	if err != nil {
 		h.refused(r, bodyReason(err), err)
-		rest.WriteBodyError(w, err)
+		ingest.WriteBodyError(w, err)
 		return
 	}
 	h.Metrics.Receive(Input, 1)
@@ -339,16 +338,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	acks, err := h.Ingest.Publish(r.Context(), p, []*event.Event{ev})
 	if err != nil {
 		h.refused(r, reason(err), err)
-		rest.WritePublishError(w, err)
+		ingest.WritePublishError(w, err)
 		return
 	}
 	h.Metrics.Store(Input, len(acks))
-	rest.WriteAcks(w, acks)
+	ingest.WriteAcks(w, acks)
 }
 
 // bodyReason is the errors{reason} label of a body that could not be read.
 func bodyReason(err error) string {
-	var tl *rest.ErrBodyTooLarge
+	var tl *ingest.ErrBodyTooLarge
 	if errors.As(err, &tl) {
 		return "too_large"
 	}
@@ -357,7 +356,7 @@ func bodyReason(err error) string {
 
 // reason is the errors{reason} label of a refused publish.
 func reason(err error) string {
-	var tl *rest.ErrBodyTooLarge
+	var tl *ingest.ErrBodyTooLarge
 	var be *event.BatchError
 	switch {
 	case errors.As(err, &tl):

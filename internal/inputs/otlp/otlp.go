@@ -18,6 +18,7 @@ package otlp
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -42,11 +43,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
-	"github.com/vigil-sec/vigil/internal/rest"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Input is the metric label of this input.
@@ -399,7 +399,11 @@ func NewHandler(ing *ingest.Service, m *inputs.Metrics, log *slog.Logger) *Handl
 // refused counts n refused records (or one refused request) and logs the
 // refusal at a bounded rate.
 func (h *Handler) refused(r *http.Request, reason string, n int, err error) {
-	h.refusals.Refuse(r.RemoteAddr, reason, n, 0, err, "records", n)
+	h.refuse(r.RemoteAddr, reason, n, err)
+}
+
+func (h *Handler) refuse(remote, reason string, n int, err error) {
+	h.refusals.Refuse(remote, reason, n, 0, err, "records", n)
 }
 
 // gRPC status codes (google.rpc.Code) of the error responses.
@@ -431,12 +435,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := h.Ingest.Limits()
 	limit := int64(lim.MaxBatchBytes)
-	body, err := rest.ReadBody(w, r, limit)
+	body, err := ingest.ReadBody(w, r, limit)
 	if err == nil && enc == "gzip" {
 		body, err = gunzip(body, limit)
 	}
 	if err != nil {
-		var tl *rest.ErrBodyTooLarge
+		var tl *ingest.ErrBodyTooLarge
 		if errors.As(err, &tl) {
 			h.refused(r, "too_large", 1, err)
 			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted, err.Error())
@@ -488,7 +492,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := &collogs.ExportLogsServiceResponse{}
 	if n > 0 {
-		stored, rejected, msg, err := h.publish(r, p, Map(req, lim))
+		stored, rejected, msg, err := h.publish(r.Context(), p, Map(req, lim))
 		if err != nil {
 			h.refused(r, "store", n-rejected, err)
 			if errors.Is(err, ingest.ErrForbidden) {
@@ -512,15 +516,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // publish appends the events ingest accepts and reports those it refused:
 // ingest refuses a whole batch that holds an invalid event, so the refused
 // ones (named by index) are left out and the rest published again.
-func (h *Handler) publish(r *http.Request, p *auth.Principal, evs []*event.Event) (stored, rejected int, msg string, err error) {
+func (h *Handler) publish(ctx context.Context, p *auth.Principal, evs []*event.Event) (stored, rejected int, msg string, err error) {
 	orig := make([]int, len(evs)) // index in evs → record number in the request
 	for i := range orig {
 		orig[i] = i
 	}
 	var reasons []string
 	for len(evs) > 0 {
-		var acks []store.Ack
-		acks, err = h.Ingest.Publish(r.Context(), p, evs)
+		var acks []domain.Ack
+		acks, err = h.Ingest.Publish(ctx, p, evs)
 		var be *event.BatchError
 		if !errors.As(err, &be) || be.TooLarge || len(be.Problems) == 0 {
 			if err != nil {
@@ -572,7 +576,7 @@ func gunzip(body []byte, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("gzip body: %w", err)
 	}
 	if int64(len(out)) > limit {
-		return nil, &rest.ErrBodyTooLarge{Limit: limit}
+		return nil, &ingest.ErrBodyTooLarge{Limit: limit}
 	}
 	return out, nil
 }

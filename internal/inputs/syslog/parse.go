@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"bytes"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,15 +23,41 @@ const Input = "syslog"
 type Parser struct {
 	p5424 gosyslog.Machine
 	p3164 gosyslog.Machine
+	now   func() time.Time
 }
 
 // NewParser returns a parser. RFC 3164 timestamps carry no year nor zone:
-// the current year and UTC are assumed.
-func NewParser() *Parser {
+// they are read in loc (nil: UTC), the senders' zone, and in the year that
+// puts them nearest to now (see bsdYear).
+func NewParser(loc *time.Location) *Parser {
+	if loc == nil {
+		loc = time.UTC
+	}
 	return &Parser{
 		p5424: rfc5424.NewParser(rfc5424.WithBestEffort()),
-		p3164: rfc3164.NewParser(rfc3164.WithBestEffort(), rfc3164.WithYear(rfc3164.CurrentYear{}), rfc3164.WithTimezone(time.UTC)),
+		p3164: rfc3164.NewParser(rfc3164.WithBestEffort(), rfc3164.WithRFC3339(), rfc3164.WithLenientDay(), rfc3164.WithYear(rfc3164.CurrentYear{}), rfc3164.WithLocaleTimezone(loc)),
+		now:   time.Now,
 	}
+}
+
+// bsdYear gives an RFC 3164 timestamp ("Mmm dd hh:mm:ss", no year) the
+// year that puts it nearest to now: now's year, unless that is more than a
+// week ahead — "Dec 31 23:59:58" sent before midnight and received on 1
+// January (or held in a sender's queue over new year) is last year's, not
+// eleven months ahead. A week leaves room for skewed clocks and zones.
+func bsdYear(t, now time.Time) time.Time {
+	t = time.Date(now.In(t.Location()).Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+	if t.After(now.Add(7 * 24 * time.Hour)) {
+		return t.AddDate(-1, 0, 0)
+	}
+	return t
+}
+
+// bsdStamp reports whether the RFC 3164 message b has the yearless
+// "Mmm dd hh:mm:ss" timestamp (a letter after <PRI>), not an RFC 3339 one.
+func bsdStamp(b []byte) bool {
+	i := bytes.IndexByte(b, '>')
+	return i > 0 && i+1 < len(b) && (b[i+1]|0x20) >= 'a' && (b[i+1]|0x20) <= 'z'
 }
 
 // Parse decodes b. ok is false when b is not syslog at all (no valid
@@ -50,6 +77,7 @@ func (p *Parser) Parse(b []byte, remote string) (m inputs.Message, ok bool) {
 		return m, false
 	}
 	var base *gosyslog.Base
+	bsd := false
 	switch v := msg.(type) {
 	case *rfc5424.SyslogMessage:
 		base = &v.Base
@@ -63,6 +91,7 @@ func (p *Parser) Parse(b []byte, remote string) (m inputs.Message, ok bool) {
 		}
 	case *rfc3164.SyslogMessage:
 		base = &v.Base
+		bsd = bsdStamp(b)
 	default:
 		m.Text = clean(string(b))
 		return m, false
@@ -75,6 +104,9 @@ func (p *Parser) Parse(b []byte, remote string) (m inputs.Message, ok bool) {
 	}
 	if base.Timestamp != nil {
 		m.Time = *base.Timestamp
+		if bsd {
+			m.Time = bsdYear(m.Time, p.now())
+		}
 	}
 	m.Hostname = clean(deref(base.Hostname))
 	m.AppName = clean(deref(base.Appname))

@@ -27,16 +27,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/inputs/authlog"
 	"github.com/vigil-sec/vigil/internal/inputs/cef"
-	"github.com/vigil-sec/vigil/internal/store"
 )
 
 // Publisher is the ingest path (ingest.Service).
 type Publisher interface {
-	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]store.Ack, error)
+	Publish(ctx context.Context, p *auth.Principal, events []*event.Event) ([]domain.Ack, error)
 	Limits() event.Limits
 }
 
@@ -53,6 +53,12 @@ type Options struct {
 	TLS *tls.Config
 	// Mappers run before the built-in ones (user-defined mappings).
 	Mappers []inputs.Mapper
+	// Location is the zone RFC 3164 timestamps are read in (nil: UTC).
+	Location *time.Location
+	// RELPListen, when set, also serves RELP (rsyslog's omrelp) on this
+	// TCP address: each message is answered after it is in the log.
+	// Listen may then be empty (RELP only).
+	RELPListen string
 
 	MaxMessage  int           // bytes per message (default 64 KiB); longer: counted, TCP connection closed
 	MaxConns    int           // concurrent TCP connections (default 1000)
@@ -90,8 +96,9 @@ type Server struct {
 	log   *slog.Logger
 	m     *inputs.Metrics
 
-	tcp net.Listener
-	udp net.PacketConn
+	tcp  net.Listener // nil when only RELP is served
+	udp  net.PacketConn
+	relp net.Listener
 
 	events chan *event.Event
 	abort  chan struct{} // closed when Close gives up waiting: blocked senders drop
@@ -148,16 +155,43 @@ func Start(opts Options) (*Server, error) {
 		abort:  make(chan struct{}),
 		conns:  map[net.Conn]struct{}{},
 	}
-	if err := s.bind(); err != nil {
-		return nil, err
+	if opts.Listen == "" && opts.RELPListen == "" {
+		return nil, errors.New("syslog: neither a syslog nor a RELP address to listen on")
 	}
-	s.p = &auth.Principal{ID: "syslog:" + s.tcp.Addr().String(), Name: "syslog listener", Role: auth.RolePublisher, Tenant: opts.Tenant}
+	id := "syslog:"
+	if opts.Listen != "" {
+		if err := s.bind(); err != nil {
+			return nil, err
+		}
+		id += s.tcp.Addr().String()
+	}
+	if opts.RELPListen != "" {
+		ln, err := net.Listen("tcp", opts.RELPListen)
+		if err != nil {
+			if s.tcp != nil {
+				s.tcp.Close()
+			}
+			if s.udp != nil {
+				s.udp.Close()
+			}
+			return nil, fmt.Errorf("syslog: listen relp %s: %w", opts.RELPListen, err)
+		}
+		s.relp = ln
+		id += " relp:" + ln.Addr().String()
+	}
+	s.p = &auth.Principal{ID: id, Name: "syslog listener", Role: auth.RolePublisher, Tenant: opts.Tenant}
 	for range publishers {
 		s.pubs.Add(1)
 		go s.publish() // ends when Close closes s.events
 	}
-	s.readers.Add(1)
-	go s.accept() // ends when Close closes the listener
+	if s.tcp != nil {
+		s.readers.Add(1)
+		go s.accept(s.tcp, Input, s.serveConn) // ends when Close closes the listener
+	}
+	if s.relp != nil {
+		s.readers.Add(1)
+		go s.accept(s.relp, RELPInput, s.serveRELP) // ends when Close closes the listener
+	}
 	if s.udp != nil {
 		s.readers.Add(1)
 		go s.readUDP() // ends when Close closes the socket
@@ -190,8 +224,22 @@ func (s *Server) bind() error {
 	}
 }
 
-// Addr is the bound TCP address (the UDP one has the same port).
-func (s *Server) Addr() net.Addr { return s.tcp.Addr() }
+// Addr is the bound TCP address (the UDP one has the same port), nil when
+// only RELP is served.
+func (s *Server) Addr() net.Addr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr()
+}
+
+// RELPAddr is the bound RELP address, nil without RELP.
+func (s *Server) RELPAddr() net.Addr {
+	if s.relp == nil {
+		return nil
+	}
+	return s.relp.Addr()
+}
 
 // UDPAddr is the bound UDP address, nil with TLS.
 func (s *Server) UDPAddr() net.Addr {
@@ -215,7 +263,12 @@ func (s *Server) Close(ctx context.Context) error {
 		c.Close()
 	}
 	s.mu.Unlock()
-	s.tcp.Close()
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	if s.relp != nil {
+		s.relp.Close()
+	}
 	if s.udp != nil {
 		s.udp.Close()
 	}
@@ -258,10 +311,13 @@ func (s *Server) allowed(addr net.Addr) bool {
 	return false
 }
 
-func (s *Server) accept() {
+// accept serves the connections of ln with serve (its goroutine, one per
+// connection, ends at EOF, an error, the idle timeout or Close); input is
+// the metric label.
+func (s *Server) accept(ln net.Listener, input string, serve func(net.Conn)) {
 	defer s.readers.Done()
 	for {
-		c, err := s.tcp.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -271,12 +327,12 @@ func (s *Server) accept() {
 				continue
 			}
 			// EMFILE and the like: back off instead of spinning.
-			s.m.Error(s.log, Input, "accept", 1, "syslog: accept", "err", err)
+			s.m.Error(s.log, input, "accept", 1, input+": accept", "err", err)
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		if !s.allowed(c.RemoteAddr()) {
-			s.m.Error(s.log, Input, "refused", 1, "syslog: connection refused: peer not in the allow-list", "peer", c.RemoteAddr().String())
+			s.m.Error(s.log, input, "refused", 1, input+": connection refused: peer not in the allow-list", "peer", c.RemoteAddr().String())
 			c.Close()
 			continue
 		}
@@ -288,14 +344,14 @@ func (s *Server) accept() {
 			continue
 		case len(s.conns) >= s.opts.MaxConns:
 			s.mu.Unlock()
-			s.m.Error(s.log, Input, "too_many_connections", 1, "syslog: connection closed: too many connections", "peer", c.RemoteAddr().String(), "max", s.opts.MaxConns)
+			s.m.Error(s.log, input, "too_many_connections", 1, input+": connection closed: too many connections", "peer", c.RemoteAddr().String(), "max", s.opts.MaxConns)
 			c.Close()
 			continue
 		}
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.readers.Add(1)
-		go s.serveConn(c) // ends at EOF, an error, the idle timeout or Close
+		go serve(c)
 	}
 }
 
@@ -308,7 +364,7 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Close()
 	}()
 	remote := c.RemoteAddr().String()
-	p := NewParser()
+	p := NewParser(s.opts.Location)
 	fr := NewFrameReader(c, s.opts.MaxMessage)
 	for {
 		if err := c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout)); err != nil {
@@ -342,7 +398,7 @@ func (s *Server) serveConn(c net.Conn) {
 func (s *Server) readUDP() {
 	defer s.readers.Done()
 	buf := make([]byte, s.opts.MaxMessage+1)
-	p := NewParser()
+	p := NewParser(s.opts.Location)
 	for {
 		n, addr, err := s.udp.ReadFrom(buf)
 		if err != nil {

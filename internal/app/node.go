@@ -1,0 +1,179 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/vigil-sec/vigil/internal/config"
+)
+
+// Node is one Vigil node with a lifecycle (as centrifuge's Node or
+// nats-server's Server): New builds it from the configuration, Start
+// brings it up and returns once it serves, Shutdown stops it.
+//
+// Shutdown order (TestNodeShutdownOrder): the producer-facing inputs
+// (NATS request/reply ingest, syslog) stop first, so no event enters once
+// anything else stops; then every connection is closed with "going away"
+// and the HTTP server drains (REST ingest included); then the background
+// subsystems that read the log (hub reader, detection engine, statistics,
+// token enforcer, WebSocket poller, TLS reload); then the log; the data
+// directory lock is released last.
+type Node struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	addr    string
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
+	err     error         // run's result, set before done closes
+	stops   []string      // subsystems in the order they stopped
+}
+
+// New returns a node for cfg; nothing is touched before Start. A nil
+// logger discards.
+func New(cfg config.Config, logger *slog.Logger) *Node {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Node{cfg: cfg, logger: logger, done: make(chan struct{})}
+}
+
+// Start brings the node up and returns once it is listening and ready, or
+// with the error that stopped the start (nothing is left running then). ctx
+// bounds the start only; the node runs until Shutdown (or until it fails:
+// Done).
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	if n.started {
+		n.mu.Unlock()
+		return errors.New("app: node already started")
+	}
+	n.started = true
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	n.mu.Unlock()
+
+	ready := make(chan string, 1)
+	go func() { // the node: ends when Shutdown cancels runCtx (or it fails)
+		err := n.run(runCtx, n.cfg, n.logger, func(addr string) { ready <- addr })
+		n.mu.Lock()
+		n.err = err
+		n.mu.Unlock()
+		close(n.done)
+	}()
+	select {
+	case addr := <-ready:
+		n.mu.Lock()
+		n.addr = addr
+		n.mu.Unlock()
+		return nil
+	case <-n.done:
+		cancel()
+		if err := n.Err(); err != nil {
+			return err
+		}
+		return errors.New("app: node stopped during start")
+	case <-ctx.Done():
+		cancel()
+		<-n.done
+		return fmt.Errorf("app: start: %w", ctx.Err())
+	}
+}
+
+// Addr is the bound HTTP address (after Start).
+func (n *Node) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addr
+}
+
+// Done is closed when the node has stopped: after Shutdown, or on its own
+// when a subsystem fails (Err says why).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err is why the node stopped on its own (nil after a clean Shutdown).
+func (n *Node) Err() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+// Shutdown stops the node in order and waits for it, at most until ctx
+// ends (the node bounds each step itself: 10 s for connections and HTTP).
+// It returns the error the node stopped with, if any.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	cancel := n.cancel
+	n.mu.Unlock()
+	if cancel == nil {
+		return nil // never started
+	}
+	cancel()
+	select {
+	case <-n.done:
+		return n.Err()
+	case <-ctx.Done():
+		return fmt.Errorf("app: shutdown: %w", ctx.Err())
+	}
+}
+
+// Stopped lists the subsystems in the order they stopped.
+func (n *Node) Stopped() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.stops...)
+}
+
+func (n *Node) stopped(name string) {
+	n.mu.Lock()
+	n.stops = append(n.stops, name)
+	n.mu.Unlock()
+	n.logger.Debug("stopped", "subsystem", name)
+}
+
+// Run starts a node and blocks until ctx ends, then shuts it down
+// gracefully. onListen, if set, is called with the bound address. It is
+// New, Start and Shutdown for callers that need no more.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen func(addr string)) error {
+	n := New(cfg, logger)
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	if onListen != nil {
+		onListen(n.Addr())
+	}
+	select {
+	case <-ctx.Done():
+	case <-n.Done():
+	}
+	return n.Shutdown(context.Background())
+}
+
+// stopList is a set of stop functions run once, newest first, each
+// recorded as stopped by name.
+type stopList struct {
+	names []string
+	fns   []func()
+	done  bool
+}
+
+func (l *stopList) add(name string, fn func()) {
+	l.names = append(l.names, name)
+	l.fns = append(l.fns, fn)
+}
+
+func (l *stopList) stop(n *Node) {
+	if l.done {
+		return
+	}
+	l.done = true
+	for i := len(l.fns) - 1; i >= 0; i-- {
+		l.fns[i]()
+		n.stopped(l.names[i])
+	}
+}

@@ -1,0 +1,200 @@
+package otlp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"golang.org/x/net/netutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/ingest"
+)
+
+// GRPCOptions configure the OTLP/gRPC listener.
+type GRPCOptions struct {
+	Listen string      // host:port (OTLP's usual port is 4317)
+	TLS    *tls.Config // nil: plaintext (the caller decides whether that is allowed)
+	// MaxConns bounds concurrent connections, MaxStreams the concurrent
+	// Export calls on one connection (defaults 1000 and 100).
+	MaxConns   int
+	MaxStreams uint32
+}
+
+// GRPCServer serves the OTLP/gRPC LogsService (Export) on its own
+// listener, with the same mapping, limits, metrics and answer-after-append
+// as POST /v1/logs. The bearer token comes in the "authorization"
+// metadata, as OTLP exporters send headers. Stop it with Close.
+type GRPCServer struct {
+	collogs.UnimplementedLogsServiceServer
+	h     *Handler
+	authn auth.Authenticator
+	srv   *grpc.Server
+	ln    net.Listener
+	done  chan error
+}
+
+// StartGRPC binds opts.Listen and serves until Close.
+func StartGRPC(opts GRPCOptions, authn auth.Authenticator, h *Handler) (*GRPCServer, error) {
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 1000
+	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = 100
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("otlp grpc: listen %s: %w", opts.Listen, err)
+	}
+	lim := h.Ingest.Limits()
+	sopts := []grpc.ServerOption{
+		// A request larger than the REST batch limit is refused by gRPC
+		// itself (ResourceExhausted) before it is decoded.
+		grpc.MaxRecvMsgSize(lim.MaxBatchBytes),
+		grpc.MaxConcurrentStreams(opts.MaxStreams),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	sopts = append(sopts, grpc.ForceServerCodec(boundedCodec{maxRecords: lim.MaxBatchCount}))
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	g := &GRPCServer{h: h, authn: authn, srv: grpc.NewServer(sopts...), ln: netutil.LimitListener(ln, opts.MaxConns), done: make(chan error, 1)}
+	collogs.RegisterLogsServiceServer(g.srv, g)
+	go func() { // the gRPC server: ends in Close
+		g.done <- g.srv.Serve(g.ln)
+	}()
+	return g, nil
+}
+
+// Addr is the bound address.
+func (g *GRPCServer) Addr() net.Addr { return g.ln.Addr() }
+
+// Close stops accepting, lets running Export calls finish until ctx ends
+// (then cuts them), and returns once the server has stopped.
+func (g *GRPCServer) Close(ctx context.Context) error {
+	stopped := make(chan struct{})
+	go func() { // ends when GracefulStop returns (Stop below forces it)
+		g.srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		g.srv.Stop()
+		<-stopped
+	}
+	if err := <-g.done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("otlp grpc: %w", err)
+	}
+	return nil
+}
+
+// Export is LogsService.Export: authenticate, check the record count,
+// map, append, answer (partial success names refused records).
+func (g *GRPCServer) Export(ctx context.Context, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsServiceResponse, error) {
+	remote := ""
+	if pr, ok := peer.FromContext(ctx); ok {
+		remote = pr.Addr.String()
+	}
+	tok := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, v := range md.Get("authorization") {
+			if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+				tok = strings.TrimSpace(t)
+			}
+		}
+	}
+	if tok == "" {
+		g.h.refuse(remote, "unauthenticated", 1, errors.New("no bearer token"))
+		return nil, status.Error(codes.Unauthenticated, `missing bearer token (metadata "authorization: Bearer <token>")`)
+	}
+	p, err := g.authn.Authenticate(ctx, tok)
+	if err != nil {
+		g.h.refuse(remote, "unauthenticated", 1, err)
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	if !p.CanPublish() {
+		return nil, status.Errorf(codes.PermissionDenied, "role %s may not publish events", p.Role)
+	}
+	lim := g.h.Ingest.Limits()
+	n := Count(req)
+	g.h.Metrics.Receive(Input, n)
+	if n > lim.MaxBatchCount {
+		err := fmt.Errorf("%d log records in one request, more than %d: lower the exporter's batch size", n, lim.MaxBatchCount)
+		g.h.refuse(remote, "too_large", n, err)
+		// Not retryable: the same request would be refused again.
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	resp := &collogs.ExportLogsServiceResponse{}
+	if n == 0 {
+		return resp, nil
+	}
+	stored, rejected, msg, err := g.h.publish(ctx, p, Map(&Request{Logs: req}, lim))
+	if err != nil {
+		g.h.refuse(remote, "store", n-rejected, err)
+		if errors.Is(err, ingest.ErrForbidden) {
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
+		// Unavailable is retryable for an OTLP exporter; the record ids
+		// make the retry safe.
+		return nil, status.Error(codes.Unavailable, "the log did not acknowledge every record (retrying is safe): "+err.Error())
+	}
+	g.h.Metrics.Store(Input, stored)
+	if rejected > 0 {
+		g.h.refuse(remote, "invalid", rejected, errors.New(msg))
+		resp.PartialSuccess = &collogs.ExportLogsPartialSuccess{RejectedLogRecords: int64(rejected), ErrorMessage: msg}
+	}
+	return resp, nil
+}
+
+// boundedCodec is the protobuf codec of the gRPC listener with the same
+// scans as POST /v1/logs before a request is decoded: a 16 MiB message of
+// empty records (2 bytes each on the wire, hundreds once decoded) is
+// refused before the decoder allocates gigabytes. gRPC reports its error
+// as code Internal with the reason in the message.
+type boundedCodec struct{ maxRecords int }
+
+func (boundedCodec) Name() string { return "proto" }
+
+func (boundedCodec) Marshal(v any) ([]byte, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("otlp grpc: cannot marshal %T", v)
+	}
+	return proto.Marshal(m)
+}
+
+func (c boundedCodec) Unmarshal(b []byte, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("otlp grpc: cannot unmarshal into %T", v)
+	}
+	if _, isExport := v.(*collogs.ExportLogsServiceRequest); isExport {
+		if _, err := countProto(b, c.maxRecords); err != nil {
+			if errors.Is(err, errTooManyRecords) {
+				return fmt.Errorf("more than %d log records in one request: lower the exporter's batch size", c.maxRecords)
+			}
+			return err
+		}
+		budget := maxMessages
+		if err := countMessages(b, m.ProtoReflect().Descriptor(), &budget, 0); err != nil {
+			return err
+		}
+	}
+	return proto.Unmarshal(b, m)
+}
