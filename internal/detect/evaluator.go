@@ -90,7 +90,7 @@ func (ev *Evaluator) Evaluate(e *event.Event) []*firing {
 	ev.ctx.Reset(e)
 	// The index (issue 13) yields, in load order, only the rules whose
 	// required fields the event has; MatchCtx still checks the category.
-	for _, i := range ev.rs.index.Candidates(ev.ctx, &ev.scr) {
+	for _, i := range ev.rs.candidates(ev.ctx, &ev.scr) {
 		r := ev.rs.rules[i]
 		ev.evals++
 		if !r.matcher.MatchCtx(ev.ctx) {

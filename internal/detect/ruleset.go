@@ -91,6 +91,22 @@ type RuleSet struct {
 	index    *sigma.Index // detection rules by the event keys they need (issue 13)
 }
 
+// candidates are the positions of the detection rules ctx's event may
+// match (the index); a rule set built without one yields every detection
+// rule.
+func (rs *RuleSet) candidates(ctx *sigma.EvalCtx, sc *sigma.IndexScratch) []int32 {
+	if rs.index != nil {
+		return rs.index.Candidates(ctx, sc)
+	}
+	var out []int32
+	for i, r := range rs.rules {
+		if r.matcher != nil {
+			out = append(out, int32(i))
+		}
+	}
+	return out
+}
+
 // Infos returns the load report of every rule, in load order.
 func (rs *RuleSet) Infos() []RuleInfo {
 	out := make([]RuleInfo, len(rs.infos))

@@ -12,11 +12,15 @@ type acMachine struct {
 	delta    []int32 // node*nclass + class → next node
 	out      [][]int32
 	patterns int
+	ids      map[string]int32 // pattern → id
 }
 
 // newAC builds the automaton for pats (ids are positions in pats).
 func newAC(pats []string) *acMachine {
-	a := &acMachine{patterns: len(pats)}
+	a := &acMachine{patterns: len(pats), ids: make(map[string]int32, len(pats))}
+	for i, p := range pats {
+		a.ids[p] = int32(i)
+	}
 	a.nclass = 1
 	for _, p := range pats {
 		for i := 0; i < len(p); i++ {

@@ -96,12 +96,12 @@ func fieldKeys(field string) need {
 	return n
 }
 
-func (f *fieldCond) need() need {
+func (f *fieldCond) need(ac *acMachine) need {
 	if f.negate || len(f.vals) == 0 {
 		return nil
 	}
 	if f.key == "" && f.field == "" {
-		return f.keywordNeed()
+		return f.keywordNeed(ac)
 	}
 	for _, v := range f.vals {
 		switch x := v.(type) {
@@ -114,7 +114,7 @@ func (f *fieldCond) need() need {
 		case *anyFieldMatcher:
 			var out need = need{}
 			for i := range x.alts {
-				out = union(out, x.alts[i].need())
+				out = union(out, x.alts[i].need(ac))
 			}
 			return out
 		}
@@ -165,14 +165,21 @@ func (f *fieldCond) valueKeys(c string) need {
 
 // keywordNeed keys a keyword search by the automaton's pattern ids ("#7"):
 // one of its keywords must occur in the event's text.
-func (f *fieldCond) keywordNeed() need {
+func (f *fieldCond) keywordNeed(ac *acMachine) need {
+	if ac == nil {
+		return nil
+	}
 	out := need{}
 	for _, v := range f.vals {
 		sm, ok := v.(*strMatcher)
-		if !ok || sm.ac == nil {
+		if !ok || !sm.keyword {
 			return nil
 		}
-		k := "#" + strconv.Itoa(int(sm.acID))
+		id, ok := ac.ids[sm.pattern]
+		if !ok {
+			return nil
+		}
+		k := "#" + strconv.Itoa(int(id))
 		if f.all {
 			return need{k: true}
 		}
@@ -181,12 +188,12 @@ func (f *fieldCond) keywordNeed() need {
 	return out
 }
 
-func (s *search) need() need {
+func (s *search) need(ac *acMachine) need {
 	out := need{}
 	for _, g := range s.groups {
 		ns := make([]need, len(g))
 		for i := range g {
-			ns[i] = g[i].need()
+			ns[i] = g[i].need(ac)
 		}
 		out = union(out, best(ns))
 	}
@@ -227,10 +234,10 @@ func condNeed(c cond, ss []need) need {
 }
 
 // requirement is the set of event keys one of which the rule needs.
-func (m *Matcher) requirement() need {
+func (m *Matcher) requirement(ac *acMachine) need {
 	ss := make([]need, len(m.searches))
 	for i := range m.searches {
-		ss[i] = m.searches[i].need()
+		ss[i] = m.searches[i].need(ac)
 	}
 	out := need{}
 	for _, c := range m.conds {
@@ -244,10 +251,9 @@ func (m *Matcher) requirement() need {
 
 // NewIndex indexes ms; Candidates returns positions in ms. Nil entries
 // (rules without a matcher) are never candidates. It also builds one
-// Aho-Corasick automaton over the keyword values of every rule and
-// annotates their matchers with it, so call it once per compiled rule set,
-// before the matchers are used (an EvalCtx only uses the automaton after
-// UseIndex).
+// Aho-Corasick automaton over the keyword values of every rule (an EvalCtx
+// uses it after UseIndex). The matchers are only read, so several indexes
+// (rule sets) may share them.
 func NewIndex(ms []*Matcher) *Index {
 	ix := &Index{byKey: map[string][]int32{}, n: len(ms)}
 	ix.buildAC(ms)
@@ -258,7 +264,7 @@ func NewIndex(ms []*Matcher) *Index {
 		if m == nil {
 			continue
 		}
-		req := m.requirement()
+		req := m.requirement(ix.ac)
 		if req == nil {
 			ix.always = append(ix.always, int32(i))
 			continue
@@ -352,11 +358,11 @@ func (ix *Index) Candidates(ctx *EvalCtx, sc *IndexScratch) []int32 {
 }
 
 // buildAC collects the keyword (full-text) contains values of every rule,
-// case-insensitive ones, into one automaton.
+// case-insensitive ones, into one automaton. It reads the matchers and
+// never changes them.
 func (ix *Index) buildAC(ms []*Matcher) {
-	ids := map[string]int32{}
+	ids := map[string]bool{}
 	var pats []string
-	var annotate []*strMatcher
 	for _, m := range ms {
 		if m == nil {
 			continue
@@ -364,32 +370,17 @@ func (ix *Index) buildAC(ms []*Matcher) {
 		for si := range m.searches {
 			for _, g := range m.searches[si].groups {
 				for fi := range g {
-					if g[fi].key != "" || g[fi].field != "" {
-						continue
-					}
 					for _, v := range g[fi].vals {
-						sm, ok := v.(*strMatcher)
-						if !ok || sm.cased || sm.op != opContains || sm.pattern == "" {
-							continue
-						}
-						id, ok := ids[sm.pattern]
-						if !ok {
-							id = int32(len(pats))
-							ids[sm.pattern] = id
+						if sm, ok := v.(*strMatcher); ok && sm.keyword && !ids[sm.pattern] {
+							ids[sm.pattern] = true
 							pats = append(pats, sm.pattern)
 						}
-						sm.acID = id
-						annotate = append(annotate, sm)
 					}
 				}
 			}
 		}
 	}
-	if len(pats) == 0 {
-		return
-	}
-	ix.ac = newAC(pats)
-	for _, sm := range annotate {
-		sm.ac = ix.ac
+	if len(pats) > 0 {
+		ix.ac = newAC(pats)
 	}
 }

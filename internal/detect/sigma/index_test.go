@@ -2,6 +2,7 @@ package sigma
 
 import (
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -60,7 +61,7 @@ func TestIndexRequirement(t *testing.T) {
 		{"  a_1:\n    Image: x\n  a_2:\n    Hashes: y\n  condition: 1 of a_*", []string{"data.Image", "data.Hashes"}},
 	} {
 		m := compileOne(t, rule(c.detection))
-		got := m.requirement()
+		got := m.requirement(nil)
 		if (got == nil) != (c.want == nil) || len(got) != len(c.want) {
 			t.Errorf("%q: requirement %v, want %v", c.detection, got, c.want)
 			continue
@@ -122,6 +123,32 @@ func TestKeywordsThroughIndex(t *testing.T) {
 		ctx.Reset(mustEvent(t, c.ev))
 		if m1.MatchCtx(ctx) != c.w1 || m2.MatchCtx(ctx) != c.w2 {
 			t.Errorf("%s: got %v %v, want %v %v", c.ev, m1.MatchCtx(ctx), m2.MatchCtx(ctx), c.w1, c.w2)
+		}
+	}
+}
+
+// Two rule sets may share compiled matchers (a reload keeping unchanged
+// rules): each index numbers the keywords its own way, and neither
+// changes the matchers.
+func TestIndexesShareMatchers(t *testing.T) {
+	m1 := compileOne(t, rule("  keywords:\n    - 'mimikatz'\n  condition: keywords"))
+	m2 := compileOne(t, rule("  keywords:\n    - 'sekurlsa'\n    - 'lsadump'\n  condition: keywords"))
+	ix1 := NewIndex([]*Matcher{m1})
+	ix2 := NewIndex([]*Matcher{m2, m1}) // mimikatz gets another id here
+	e := mustEvent(t, `{"type":"audit.x","message":"ran MimiKatz lsadump::sam"}`)
+	for _, c := range []struct {
+		ix   *Index
+		want []int32
+	}{{ix1, []int32{0}}, {ix2, []int32{0, 1}}, {ix1, []int32{0}}} {
+		ctx := NewEvalCtx()
+		ctx.UseIndex(c.ix)
+		ctx.Reset(e)
+		got := c.ix.Candidates(ctx, &IndexScratch{})
+		if !slices.Equal(got, c.want) {
+			t.Fatalf("candidates %v, want %v", got, c.want)
+		}
+		if !m1.MatchCtx(ctx) || (c.ix == ix2 && !m2.MatchCtx(ctx)) {
+			t.Fatal("keyword rule does not match through a shared matcher")
 		}
 	}
 }

@@ -404,15 +404,18 @@ type strMatcher struct {
 	op      strOp
 	pattern string
 	cased   bool
-	// ac and acID are set by NewIndex for keyword contains values: the
-	// answer comes from one Aho-Corasick pass over the event's text.
-	ac   *acMachine
-	acID int32
+	// keyword: a case-insensitive keyword (full-text) contains value; with
+	// a context using an Index, the answer comes from one Aho-Corasick pass
+	// over the event's text. Set at compile time: a Matcher is never
+	// changed afterwards, so rule sets may share matchers.
+	keyword bool
 }
 
 func (m *strMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
-	if m.ac != nil && ev.ac == m.ac {
-		return ev.acHit(fv, m.acID)
+	if m.keyword && ev.ac != nil {
+		if id, ok := ev.ac.ids[m.pattern]; ok {
+			return ev.acHit(fv, id)
+		}
 	}
 	vals := fv.strs
 	if !m.cased {
@@ -1181,6 +1184,9 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 	out := make([]valueMatcher, 0, len(variants))
 	for _, s := range variants {
 		vm, err := stringMatcher(s, op, m.cased, literal)
+		if sm, ok := vm.(*strMatcher); ok && keyword && op == opContains && !m.cased && sm.pattern != "" {
+			sm.keyword = true // answered by the index's automaton (EvalCtx.UseIndex)
+		}
 		if err != nil {
 			return nil, nodeErr(rv.node, "%v", err)
 		}
