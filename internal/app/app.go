@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 		return err
 	}
 	policy := acc.HubPolicy()
-	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, Policy: policy, Logger: logger})
+	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, QueueBytes: cfg.QueueKiB << 10, Policy: policy, Logger: logger})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	defer wg.Wait()
