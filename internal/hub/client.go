@@ -42,11 +42,10 @@ type Delivery struct {
 
 // Client is one connection's view of the hub.
 type Client struct {
-	hub      *Hub
-	id       string
-	info     ClientInfo
-	cap      int
-	capBytes int // 0: no byte bound
+	hub  *Hub
+	id   string
+	info ClientInfo // info.QueueBytes <= 0: no byte bound
+	cap  int
 
 	ctx    context.Context // ends when the client closes; stops replays
 	cancel context.CancelFunc
@@ -54,7 +53,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	queue  []Delivery
-	bytes  int // event JSON bytes in queue (when capBytes > 0)
+	bytes  int // event JSON bytes in queue (when info.QueueBytes > 0)
 	spare  []Delivery
 	subs   map[string]*subscription
 	closed bool
@@ -75,7 +74,7 @@ func (h *Hub) NewClient(info ClientInfo) *Client {
 		info.QueueBytes = h.opts.QueueBytes
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{hub: h, info: info, cap: info.QueueSize, capBytes: max(info.QueueBytes, 0), ctx: ctx, cancel: cancel,
+	c := &Client{hub: h, info: info, cap: info.QueueSize, ctx: ctx, cancel: cancel,
 		subs: map[string]*subscription{}, space: make(chan struct{}, 1), since: time.Now()}
 	if info.OnReady == nil {
 		c.wake = make(chan struct{}, 1) // Next waits on it; OnReady clients never do
@@ -263,12 +262,12 @@ func (c *Client) enqueue(d Delivery, block bool) bool {
 			c.mu.Unlock()
 			return false
 		}
-		size := 0
-		if c.capBytes > 0 && d.Event != nil {
+		size, capBytes := 0, c.info.QueueBytes
+		if capBytes > 0 && d.Event != nil {
 			size = len(d.Event.JSON()) // encoded once per event (per masked form), shared
 		}
 		// One delivery always fits an empty queue, whatever its size.
-		if len(c.queue) < c.cap && (c.bytes+size <= c.capBytes || c.capBytes == 0 || len(c.queue) == 0) {
+		if len(c.queue) < c.cap && (capBytes <= 0 || c.bytes+size <= capBytes || len(c.queue) == 0) {
 			c.queue = append(c.queue, d)
 			c.bytes += size
 			c.depth.Store(int64(len(c.queue)))

@@ -588,6 +588,20 @@ func (s *Session) writeLoop() {
 // reference (VectorDialect) and written with writev, in as few system
 // calls as the batch needs (see Frames).
 func (s *Session) write(batch []hub.Delivery) bool {
+	if len(batch) == 1 && batch[0].Raw != nil && len(batch[0].Raw) <= 512 {
+		// A lone control message (subscribed, pong, error): the usual
+		// write of a connection that is otherwise idle. It takes no
+		// pooled buffers, which would stay in the pool's caches.
+		var small [512 + ws.MaxHeaderSize]byte
+		s.wmu.Lock()
+		err := s.writeAll(appendFrame(small[:0], batch[0].Raw))
+		s.wmu.Unlock()
+		if err != nil {
+			s.closeConn()
+			return false
+		}
+		return true
+	}
 	if s.frames == nil {
 		s.frames = framePool.Get().(*frameBufs)
 	}
