@@ -13,16 +13,17 @@ import (
 )
 
 // Issue 12, item 1: a client's queue is bounded in bytes as well as in
-// deliveries. With the default 4,096 deliveries and 64 KiB of queue, a
+// deliveries. With the default 4,096 deliveries and 256 KiB of queue, a
 // client that stops reading 8 KiB events is lagged after a few dozen of
 // them (not after 4,096, i.e. 32 MB held for it), told where to resume,
-// and a client that reads is not lagged.
+// and a client that reads is not lagged (the events come in requests of
+// 4, 32 KiB, so it would have to fall 8 requests behind).
 func TestFanoutQueueBytesLagsOnlyTheStalledClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("publishes a few MB of events")
 	}
 	t.Parallel()
-	n := testnode.Start(t, func(c *config.Config) { c.QueueKiB = 64 })
+	n := testnode.Start(t, func(c *config.Config) { c.QueueKiB = 256 })
 	const src = "fanout-bytes"
 	p := newSlowclientPublisher(t, n, src)
 	stalled := slowclientDial(t, n, "/api/v1/stream", slowclientRcvBuf)
@@ -60,12 +61,12 @@ func TestFanoutQueueBytesLagsOnlyTheStalledClient(t *testing.T) {
 	// would hold before the delivery bound lags anybody.
 	var published []uint64
 	for len(published) < 1000 && slowclientMetric(t, n, "vigil_clients_lagged_total") < 1 {
-		published = append(published, p.publish(slowclientBatch)...)
+		published = append(published, p.publish(fanoutBatch)...)
 	}
 	if lagged := slowclientMetric(t, n, "vigil_clients_lagged_total"); lagged != 1 {
 		t.Fatalf("after %d events of 8 KiB, %v clients lagged; want the stalled one only", len(published), lagged)
 	}
-	published = append(published, p.publish(slowclientBatch)...)
+	published = append(published, p.publish(fanoutBatch)...)
 	deadline := time.Now().Add(15 * time.Second)
 	for read.Load() < int64(len(published)) {
 		if time.Now().After(deadline) {
@@ -108,6 +109,10 @@ func TestFanoutQueueBytesLagsOnlyTheStalledClient(t *testing.T) {
 	}
 	slowclientCheckResume(t, n, src, got, published, resume)
 }
+
+// fanoutBatch is the events (8 KiB each) per request of
+// TestFanoutQueueBytesLagsOnlyTheStalledClient.
+const fanoutBatch = 4
 
 // Issue 12, item 2: a subscription with "batch": true receives
 // {"type":"events","sub":...,"events":[...]} messages holding several
