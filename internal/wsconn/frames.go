@@ -33,7 +33,7 @@ type VectorDialect interface {
 type Frames struct {
 	conn   net.Conn
 	vec    bool // conn takes vectored writes (TCP, Unix); otherwise everything is copied
-	bufs   *frameBufs
+	bufs   frameBufs
 	open   bool // the last iovec is the scratch tail, which Copy may extend
 	start  int  // where that scratch segment starts
 	err    error
@@ -55,13 +55,26 @@ type frameBufs struct {
 	iov     [][]byte
 }
 
-// framePool recycles the buffers between the bursts of all connections:
-// an idle connection holds none (SPEC 11 memory per connection), and a
-// buffer never grows, so a recycled one serves any burst as it is. A
-// sync.Pool is a cache, not state.
+// framePool recycles Frames (and their buffers) between the bursts of all
+// connections: an idle connection holds none (SPEC 11 memory per
+// connection), and a buffer never grows, so a recycled one serves any
+// burst as it is. A sync.Pool is a cache, not state.
 var framePool = sync.Pool{New: func() any {
-	return &frameBufs{scratch: make([]byte, 0, scratchSize), iov: make([][]byte, 0, maxIovecs)}
+	return &Frames{bufs: frameBufs{scratch: make([]byte, 0, scratchSize), iov: make([][]byte, 0, maxIovecs)}}
 }}
+
+// getFrames takes a Frames for one writer's burst on conn.
+func getFrames(conn net.Conn) *Frames {
+	f := framePool.Get().(*Frames)
+	f.conn, f.vec = conn, vectored(conn)
+	return f
+}
+
+// putFrames returns f to the pool; f's buffers were flushed (emptied).
+func putFrames(f *Frames) {
+	f.conn, f.err, f.frames, f.open = nil, nil, 0, false
+	framePool.Put(f)
+}
 
 // Frame starts a text frame whose payload is n bytes; the caller then
 // adds exactly n bytes with Copy and Share.

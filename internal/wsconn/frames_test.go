@@ -26,7 +26,8 @@ func TestFramesMatchContiguousEncoding(t *testing.T) {
 		want = appendFrame(want, append(append([]byte{}, prefix...), body...))
 	}
 	encode := func(t *testing.T, w net.Conn) {
-		f := Frames{conn: w, vec: vectored(w), bufs: framePool.Get().(*frameBufs)}
+		f := getFrames(w)
+		defer putFrames(f)
 		for _, m := range msgs {
 			f.Frame(len(m[0]) + len(m[1]))
 			f.Copy(m[0])

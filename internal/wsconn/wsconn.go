@@ -128,7 +128,7 @@ type Session struct {
 	ready     atomic.Bool // set once s.client is assigned; wake waits for it
 	missed    atomic.Bool // a wake that came before ready
 	writers   sync.WaitGroup
-	frames    *frameBufs // the writer's, while it runs (see Frames)
+	frames    *Frames // the writer's, while it runs
 	encodeBuf []byte     // dialects without EncodeFrames encode each message here
 
 	// The reader: a goroutine's loop, or, when polled, a goroutine per
@@ -563,7 +563,7 @@ func (s *Session) writeLoop() {
 			// holds none (they never grow, so any recycled one serves the
 			// next burst as it is).
 			if s.frames != nil {
-				framePool.Put(s.frames)
+				putFrames(s.frames)
 			}
 			putBuf(s.encodeBuf)
 			s.frames, s.encodeBuf = nil, nil
@@ -590,11 +590,12 @@ func (s *Session) writeLoop() {
 func (s *Session) write(batch []hub.Delivery) bool {
 	if len(batch) == 1 && batch[0].Raw != nil && len(batch[0].Raw) <= 512 {
 		// A lone control message (subscribed, pong, error): the usual
-		// write of a connection that is otherwise idle. It takes no
-		// pooled buffers, which would stay in the pool's caches.
-		var small [512 + ws.MaxHeaderSize]byte
+		// write of a connection that is otherwise idle. It is framed in
+		// a buffer of its own size instead of taking the pooled 40 KB
+		// of Frames, which a storm of new connections would leave in
+		// the pool's caches.
 		s.wmu.Lock()
-		err := s.writeAll(appendFrame(small[:0], batch[0].Raw))
+		err := s.writeAll(appendFrame(make([]byte, 0, len(batch[0].Raw)+ws.MaxHeaderSize), batch[0].Raw))
 		s.wmu.Unlock()
 		if err != nil {
 			s.closeConn()
@@ -603,9 +604,10 @@ func (s *Session) write(batch []hub.Delivery) bool {
 		return true
 	}
 	if s.frames == nil {
-		s.frames = framePool.Get().(*frameBufs)
+		s.frames = getFrames(s.conn)
 	}
-	f := Frames{conn: s.conn, vec: vectored(s.conn), bufs: s.frames}
+	f := s.frames
+	f.err, f.frames = nil, 0
 	vd, _ := s.dialect.(VectorDialect)
 	s.wmu.Lock()
 	s.armWriteDeadline()
@@ -617,7 +619,7 @@ func (s *Session) write(batch []hub.Delivery) bool {
 			f.Share(d.Raw)
 			i++
 		case vd != nil:
-			i += max(1, vd.EncodeFrames(&f, batch[i:]))
+			i += max(1, vd.EncodeFrames(f, batch[i:]))
 		default:
 			if s.encodeBuf == nil {
 				s.encodeBuf = getBuf()
