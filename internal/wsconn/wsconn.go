@@ -129,7 +129,7 @@ type Session struct {
 	missed    atomic.Bool // a wake that came before ready
 	writers   sync.WaitGroup
 	frames    *Frames // the writer's, while it runs
-	encodeBuf []byte     // dialects without EncodeFrames encode each message here
+	encodeBuf []byte  // dialects without EncodeFrames encode each message here
 
 	// The reader: a goroutine's loop, or, when polled, a goroutine per
 	// readable moment (readReady). The frame reader exists only while a
@@ -635,6 +635,8 @@ func (s *Session) write(batch []hub.Delivery) bool {
 	f.flush()
 	s.wmu.Unlock()
 	if f.err != nil {
+		putFrames(f) // flushed: holds no reference
+		s.frames = nil
 		s.closeConn()
 		return false
 	}
