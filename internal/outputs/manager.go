@@ -558,13 +558,15 @@ func (o *output) deliver(ctx context.Context, todo []pending) {
 			wait = backoff(o.m.opts.MinBackoff, o.m.opts.MaxBackoff, attempts)
 		}
 		reason := ""
+		deadline := oldest.Add(o.def.MaxAge)
 		switch {
 		case IsPermanent(err):
 			reason = "permanent"
-		case now.Add(wait).Sub(oldest) > o.def.MaxAge:
-			// The next attempt would be past max_age: give up now
-			// rather than wait for an attempt that may not come.
+		case !now.Before(deadline):
 			reason = "max_age"
+		case now.Add(wait).After(deadline):
+			// The last attempt is made at max_age, not skipped.
+			wait = deadline.Sub(now)
 		}
 		if reason != "" {
 			o.deadLetter(ctx, todo, reason, attempts, firstTime, lastErr)

@@ -173,6 +173,9 @@ func TestDeadLetterAfterMaxAge(t *testing.T) {
 	if data.Output != "down" || data.EventID != d.ID || data.Reason != "max_age" || data.Attempts < 2 || !strings.Contains(data.LastError, "HTTP 503") || data.DetectionID != "det-x" {
 		t.Fatalf("dead-letter data = %+v", data)
 	}
+	if age := data.FailedAt.Sub(d.ReceivedAt); age < 400*time.Millisecond {
+		t.Fatalf("dead-lettered %s after receipt, before max_age", age)
+	}
 	if dl[0].Tenant != "acme" || dl[0].Category != event.CategorySystem {
 		t.Fatalf("dead-letter event tenant %q category %q", dl[0].Tenant, dl[0].Category)
 	}
