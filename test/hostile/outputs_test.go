@@ -252,3 +252,50 @@ func TestOutputsBrokenDefinitionStopsTheStart(t *testing.T) {
 		t.Fatalf("the data directory was touched: %v", entries)
 	}
 }
+
+// TestOutputsOneTestAtATime: a caller cannot pile up test requests on a
+// slow receiver: while one test of an output is in flight, another is
+// refused with 429; once it ends, the next is accepted.
+func TestOutputsOneTestAtATime(t *testing.T) {
+	arrived := make(chan struct{}, 4)
+	release := make(chan struct{})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer recv.Close()
+	n := testnode.Start(t, func(c *config.Config) {
+		c.Outputs = outputsYAML(t, fmt.Sprintf("- name: slow\n  type: webhook\n  url: %s\n  timeout: 20s\n", recv.URL))
+	})
+	admin := n.AdminToken()
+	first := make(chan int, 1)
+	go func() { // the first test, held by the receiver until release
+		req, _ := http.NewRequest("POST", n.URL()+"/api/v1/outputs/slow/test", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first test never reached the receiver")
+	}
+	if st, body := outputsDo(t, "POST", n.URL()+"/api/v1/outputs/slow/test", admin, nil); st != http.StatusTooManyRequests {
+		t.Fatalf("second concurrent test: HTTP %d %s, want 429", st, body)
+	}
+	close(release)
+	if st := <-first; st != http.StatusOK {
+		t.Fatalf("first test: HTTP %d", st)
+	}
+	if st, body := outputsDo(t, "POST", n.URL()+"/api/v1/outputs/slow/test", admin, nil); st != http.StatusOK || !strings.Contains(body, `"ok":true`) {
+		t.Fatalf("test after the first ended: HTTP %d %s", st, body)
+	}
+}
