@@ -127,7 +127,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 
 func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) {
 	env := Env{
-		HTTP:      &http.Client{Timeout: d.Timeout},
+		// Its own connection pool: closing one output's idle
+		// connections (Close) touches no other's.
+		HTTP:      &http.Client{Timeout: d.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		Logger:    m.opts.Logger.With("output", d.Name, "type", d.Type.Name),
 		PublicURL: m.opts.PublicURL,
 		Now:       m.opts.Now,

@@ -339,10 +339,16 @@ func TestRepeatIntervalAndStatusChanges(t *testing.T) {
 			t.Fatalf("count update %s sent within repeat_interval", u.ID)
 		}
 	}
-	st := m.Statuses(context.Background(), &auth.Principal{Role: auth.RoleAdmin, Tenant: auth.AllTenants})
-	if st[0].Suppressed != 5 || st[0].Delivered != 2 {
-		t.Fatalf("status %+v", st[0])
-	}
+	r.mu.Unlock()
+	// The receiver answers before the output counts: poll the counts.
+	checkFor(t, 5*time.Second, "the counts", func() error {
+		st := m.Statuses(context.Background(), &auth.Principal{Role: auth.RoleAdmin, Tenant: auth.AllTenants})
+		if st[0].Suppressed != 5 || st[0].Delivered != 2 {
+			return fmt.Errorf("status %+v", st[0])
+		}
+		return nil
+	})
+	r.mu.Lock()
 }
 
 // groupType records the groups a Groups output is handed.

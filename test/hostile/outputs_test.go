@@ -165,24 +165,38 @@ func TestOutputsOverRealNode(t *testing.T) {
 	r.mu.Unlock()
 
 	// The list: admin sees both, never the secret nor the secret's path.
-	st, body := outputsDo(t, "GET", n.URL()+"/api/v1/outputs", admin, nil)
-	if st != http.StatusOK || !strings.Contains(body, `"name":"soc"`) || !strings.Contains(body, `"name":"acme-hook"`) {
-		t.Fatalf("list: HTTP %d %s", st, body)
+	// The receiver answers before the output counts and acknowledges:
+	// poll until soc has counted all and its lag is 0.
+	var (
+		st   int
+		body string
+	)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		st, body = outputsDo(t, "GET", n.URL()+"/api/v1/outputs", admin, nil)
+		if st != http.StatusOK || !strings.Contains(body, `"name":"soc"`) || !strings.Contains(body, `"name":"acme-hook"`) {
+			t.Fatalf("list: HTTP %d %s", st, body)
+		}
+		var list struct {
+			Outputs []struct {
+				Name      string `json:"name"`
+				Delivered int64  `json:"delivered"`
+				Pending   int64  `json:"pending"`
+				State     string `json:"state"`
+			} `json:"outputs"`
+		}
+		_ = json.Unmarshal([]byte(body), &list)
+		soc := list.Outputs[0]
+		if soc.Delivered == int64(len(ids)) && soc.State == "running" && soc.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("soc status %+v", soc)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if strings.Contains(body, secret) || strings.Contains(body, sf) {
 		t.Fatalf("the list shows the secret or its file: %s", body)
-	}
-	var list struct {
-		Outputs []struct {
-			Name      string `json:"name"`
-			Delivered int64  `json:"delivered"`
-			Pending   int64  `json:"pending"`
-			State     string `json:"state"`
-		} `json:"outputs"`
-	}
-	_ = json.Unmarshal([]byte(body), &list)
-	if list.Outputs[0].Delivered != int64(len(ids)) || list.Outputs[0].State != "running" || list.Outputs[0].Pending < 0 {
-		t.Fatalf("soc status %+v", list.Outputs[0])
 	}
 	// A tenant admin sees only the output limited to its tenant; a viewer
 	// nothing; nobody without a token.
