@@ -604,12 +604,13 @@ func (o *output) accepted(todo []pending) {
 			o.m.metrics.latency.WithLabelValues(o.def.Name).Observe(now.Sub(t).Seconds())
 		}
 	}
-	o.nDelivered.Add(int64(len(todo)))
 	o.nRetrying.Store(0)
 	o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultDelivered).Add(float64(len(todo)))
 	o.statMu.Lock()
 	o.state, o.lastOKAt = "running", now
 	o.statMu.Unlock()
+	// Last: whoever reads the count sees the metrics and state above.
+	o.nDelivered.Add(int64(len(todo)))
 }
 
 // remember records a detection sent, for repeat_interval, within a
