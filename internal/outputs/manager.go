@@ -252,11 +252,19 @@ type sent struct {
 func (o *output) run(ctx context.Context) {
 	o.held = map[jetstream.Msg]struct{}{}
 	o.setState("running")
-	it, err := o.cons.Messages(jetstream.PullMaxMessages(maxInFlight))
-	if err != nil {
+	var it jetstream.MessagesContext
+	for try := 1; ; try++ {
+		var err error
+		if it, err = o.cons.Messages(jetstream.PullMaxMessages(maxInFlight)); err == nil {
+			break
+		}
+		// The log may be briefly unreachable (an external NATS
+		// restarting): keep trying rather than stop the output.
 		o.noteErr(fmt.Errorf("consume: %w", err))
-		o.setState("stopped")
-		return
+		if !sleep(ctx, backoff(o.m.opts.MinBackoff, o.m.opts.MaxBackoff, try)) {
+			o.setState("stopped")
+			return
+		}
 	}
 	ch := make(chan jetstream.Msg, maxInFlight) // never blocks the reader: MaxAckPending bounds what it gets
 	var wg sync.WaitGroup
