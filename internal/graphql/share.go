@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -241,7 +240,7 @@ func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (sr
 		return nil, nil, nil
 	}
 	key := shareKey(gql.GetOperationContext(ctx), p)
-	if key == "" || strings.TrimSpace(key) == "" {
+	if key == "" {
 		return nil, nil, nil
 	}
 	g := r.shares.join(key)
