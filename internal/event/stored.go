@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	gojson "github.com/goccy/go-json"
 )
@@ -19,8 +20,23 @@ import (
 // else (an unknown key, a null, a key in another case, a malformed value)
 // is decoded by goccy instead, so the result never depends on the path.
 func DecodeStored(data []byte) (*Event, error) {
+	return decodeStored(data, string(data))
+}
+
+// DecodeStoredOwned is DecodeStored for a body the caller hands over for
+// good, such as a message the NATS client allocated for this delivery: the
+// event's strings then point into data itself instead of into a copy of
+// it, which saves a body-sized allocation and copy per event on the replay
+// path. data must never be modified afterwards (Data and SetStored keep it
+// anyway).
+func DecodeStoredOwned(data []byte) (*Event, error) {
+	return decodeStored(data, unsafe.String(unsafe.SliceData(data), len(data)))
+}
+
+// decodeStored decodes data; s holds the same bytes, for the strings.
+func decodeStored(data []byte, s string) (*Event, error) {
 	e := new(Event)
-	if decodeFast(data, e) {
+	if decodeFast(data, s, e) {
 		return e, nil
 	}
 	*e = Event{}
@@ -34,15 +50,18 @@ var errSlow = errors.New("slow path")
 
 type scanner struct {
 	b   []byte
-	s   string // the same bytes as b, copied once: field strings share it
+	s   string // the same bytes as b: field strings share it
 	pos int
+	// arena backs every string list of the event (tags, tactics,
+	// techniques): one allocation for all of them.
+	arena []string
 }
 
-func decodeFast(data []byte, e *Event) bool {
+func decodeFast(data []byte, s string, e *Event) bool {
 	if !utf8.Valid(data) {
 		return false // goccy replaces invalid bytes; let it
 	}
-	sc := scanner{b: data, s: string(data)}
+	sc := scanner{b: data, s: s}
 	sc.ws()
 	if !sc.eat('{') {
 		return false
@@ -217,24 +236,28 @@ func (sc *scanner) strings() ([]string, error) {
 	if !sc.eat('[') {
 		return nil, errSlow
 	}
-	var out []string
 	sc.ws()
 	if sc.eat(']') {
 		return []string{}, nil
 	}
+	if sc.arena == nil {
+		sc.arena = make([]string, 0, 8)
+	}
+	start := len(sc.arena)
 	for {
 		sc.ws()
 		s, err := sc.str()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		sc.arena = append(sc.arena, s)
 		sc.ws()
 		if sc.eat(',') {
 			continue
 		}
 		if sc.eat(']') {
-			return out, nil
+			// Capped: an append to one list never writes into the next.
+			return sc.arena[start:len(sc.arena):len(sc.arena)], nil
 		}
 		return nil, errSlow
 	}

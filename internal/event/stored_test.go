@@ -100,6 +100,28 @@ func checkDecode(t *testing.T, i int, b []byte) {
 	if !reflect.DeepEqual(got.Clone(), want.Clone()) {
 		t.Fatalf("case %d %s:\n got %+v\nwant %+v", i, b, got.Clone(), want.Clone())
 	}
+	owned, err := event.DecodeStoredOwned(append([]byte(nil), b...))
+	if err != nil || !reflect.DeepEqual(owned.Clone(), want.Clone()) {
+		t.Fatalf("case %d %s: DecodeStoredOwned gave %+v, %v; want %+v", i, b, owned, err, want.Clone())
+	}
+}
+
+// TestDecodeStoredListsAreSeparate: the string lists of one event share one
+// backing array, so each must be capped: appending to one list must not
+// overwrite the next.
+func TestDecodeStoredListsAreSeparate(t *testing.T) {
+	b := []byte(`{"mitre_tactics":["TA0001"],"mitre_techniques":["T1110"],"tags":["a","b"]}`)
+	for name, decode := range map[string]func([]byte) (*event.Event, error){"DecodeStored": event.DecodeStored, "DecodeStoredOwned": event.DecodeStoredOwned} {
+		e, err := decode(append([]byte(nil), b...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = append(e.MitreTactics, "overwritten")
+		_ = append(e.MitreTechniques, "overwritten")
+		if e.MitreTechniques[0] != "T1110" || e.Tags[0] != "a" {
+			t.Fatalf("%s: an append to one list changed another: techniques %v, tags %v", name, e.MitreTechniques, e.Tags)
+		}
+	}
 }
 
 func FuzzDecodeStored(f *testing.F) {

@@ -26,6 +26,7 @@ type gqlEnv struct {
 	*env
 	srv   *httptest.Server
 	stats *stats.Stats
+	gql   *graphql.Server
 }
 
 func newGQL(t testing.TB) *gqlEnv { return newGQLWith(t, nil) }
@@ -49,7 +50,7 @@ func newGQLWith(t testing.TB, adjust func(*env, *graphql.Deps)) *gqlEnv {
 	mux.Handle("GET /graphql/schema.graphql", graphql.SchemaHandler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &gqlEnv{env: e, srv: srv, stats: st}
+	return &gqlEnv{env: e, srv: srv, stats: st, gql: g}
 }
 
 // post runs one query or mutation over HTTP.

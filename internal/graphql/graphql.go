@@ -121,6 +121,7 @@ type ConnWatcher interface {
 type Server struct {
 	deps Deps
 	gql  *handler.Server
+	r    *Resolver
 }
 
 // New builds the GraphQL server.
@@ -140,6 +141,7 @@ func New(deps Deps) *Server {
 	}
 	s := &Server{deps: deps}
 	r := &Resolver{deps: deps}
+	s.r = r
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: complexityRoot()}))
 	var originOK func(*http.Request) bool
 	readLimit := deps.Limits.BodyBytes()
@@ -167,6 +169,7 @@ func New(deps Deps) *Server {
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(shareExt{}) // one execution per event for identical subscriptions
 	// The limits (issue 8). The shape limit runs on the raw query, before
 	// gqlgen's own validation and the complexity walk (both expand
 	// fragments); the complexity limit then prices list fields by their
@@ -324,6 +327,8 @@ type Resolver struct {
 	// masking copied it), so one conversion serves them all. gqlgen only
 	// reads resolver results, so sharing is safe.
 	lastEvent atomic.Pointer[convertedEvent]
+	// shares groups subscriptions that share executed responses (share.go).
+	shares shares
 }
 
 type convertedEvent struct {

@@ -44,10 +44,38 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 		release()
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	out := make(chan T, 64)
+	// A subscription that can share (shareSource) sends its deliveries to
+	// the operation's slot, which executes only the events no subscriber
+	// of its group has executed yet; otherwise they go straight to gqlgen.
+	src, shared, leave := shareSource[T](ctx, r, p)
+	var out chan T
+	if src == nil {
+		out = make(chan T, 64)
+	}
+	send := func(e *event.Event, v T) bool {
+		if src != nil {
+			select {
+			case src <- shareItem{ev: e, v: v}:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		select {
+		case out <- v:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	go func() {
 		defer release()
-		defer close(out)
+		if src != nil {
+			defer leave()
+			defer close(src)
+		} else {
+			defer close(out)
+		}
 		defer c.Close()
 		for {
 			batch, err := c.Next(ctx)
@@ -72,14 +100,15 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 				if !ok {
 					continue
 				}
-				select {
-				case out <- v:
-				case <-ctx.Done():
+				if !send(d.Event, v) {
 					return
 				}
 			}
 		}
 	}()
+	if src != nil {
+		return shared, nil
+	}
 	return out, nil
 }
 

@@ -1,8 +1,20 @@
 package store
 
+import (
+	"context"
+
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
 // WithRebuildGate returns cfg with its dedup rebuild held until gate is
 // closed (for the external tests of this package).
 func WithRebuildGate(cfg Config, gate <-chan struct{}) Config {
 	cfg.rebuildGate = gate
 	return cfg
+}
+
+// ConsumerScanForBench reads [from, to] through the ordered-consumer path
+// alone, to measure it against the batched direct get.
+func (l *Log) ConsumerScanForBench(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
+	return l.consumerScan(ctx, from, to, fn)
 }

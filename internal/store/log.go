@@ -549,7 +549,7 @@ func (l *Log) UndecodableSkipped() uint64 { return l.undecodable.Load() }
 // data must not be modified afterwards (the event's strings and Data
 // share it).
 func decode(data []byte, seq uint64) (*event.Event, error) {
-	e, err := event.DecodeStored(data)
+	e, err := event.DecodeStoredOwned(data) // every caller passes a message body of its own
 	if err != nil {
 		return nil, fmt.Errorf("store: decode seq %d: %w", seq, err)
 	}

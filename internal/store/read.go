@@ -225,7 +225,7 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 		}
 		// Decoded here, on the subscription's goroutine, while the
 		// caller's goroutine runs fn over the previous batch.
-		e, err := event.DecodeStored(m.Data)
+		e, err := event.DecodeStoredOwned(m.Data) // the client allocated m.Data for this message
 		if err == nil {
 			e.SetStored(m.Data)
 		} else {
