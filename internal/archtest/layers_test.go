@@ -102,6 +102,7 @@ var layerOf = map[string]string{
 	m + "client":                      public,
 	m + "internal/testenv":            testbench,
 	m + "internal/testnode":           testbench,
+	m + "internal/testkit":            testbench,
 	m + "test/":                       testbench,
 }
 
