@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 	"github.com/vigil-sec/vigil/internal/wsdetections"
 )
@@ -327,10 +328,20 @@ func TestDeadClientTerminated(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(400 * time.Millisecond)
+	// Wait until the server has given up on the dead client (it answers
+	// no ping), instead of sleeping a few ping intervals.
+	testkit.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for _, c := range e.hub.Clients() {
+			if c.Info().Remote == dead.LocalAddr().String() && !c.Ended() {
+				return errors.New("the dead client is still connected")
+			}
+		}
+		return nil
+	})
 	// Now read the dead client's frames raw: pings, then a close frame.
 	_ = dead.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
+		//lint:ignore SA1019 the peer is the server under test and its frames are small; the test reads raw frames for their opcode and close code
 		f, err := ws.ReadFrame(dead)
 		if err != nil {
 			t.Fatalf("no close frame: %v", err)
