@@ -137,9 +137,16 @@ func TestErrorsNameTheProblemOnce(t *testing.T) {
 		}
 	}
 
+	// A host name that does not resolve (.invalid never does, RFC 2606).
+	code, stderr := run(map[string]string{"VIGIL_SERVER": "http://vigil.invalid:8080", "VIGIL_TOKEN": "x"}, "", "token", "list")
+	if code != 1 || !strings.HasPrefix(stderr, "vigil: cannot reach http://vigil.invalid:8080: lookup vigil.invalid") ||
+		!strings.Contains(stderr, "hint: check the host name in --server / VIGIL_SERVER") {
+		t.Errorf("unresolvable host: exit %d, stderr %q", code, stderr)
+	}
+
 	// A rejected event from stdin: "stdin", the event's number in it, no
 	// "-: events 0..0".
-	code, stderr := run(cliNodeVars(n), `{"type":"audit.query"}`+"\n"+`{"type":"x.y","category":"nope"}`, "publish")
+	code, stderr = run(cliNodeVars(n), `{"type":"audit.query"}`+"\n"+`{"type":"x.y","category":"nope"}`, "publish")
 	if code != 1 || strings.Contains(stderr, "-:") || strings.Contains(stderr, "0..") ||
 		!strings.Contains(stderr, "vigil: stdin: HTTP 400") || !strings.Contains(stderr, "event 2 category") {
 		t.Errorf("bad event on stdin: exit %d, stderr %q", code, stderr)

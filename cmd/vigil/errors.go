@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"syscall"
 
@@ -49,7 +50,11 @@ func explain(err error, s *session) error {
 	}
 	var he *client.Error
 	var verify *tls.CertificateVerificationError
+	var dns *net.DNSError
 	switch {
+	case errors.As(err, &dns):
+		return &hintError{err: err, msg: fmt.Sprintf("cannot reach %s: %v", server, dns),
+			hint: "check the host name in --server / VIGIL_SERVER"}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return &hintError{err: err, msg: fmt.Sprintf("cannot connect to %s: connection refused", server),
 			hint: fmt.Sprintf("is `vigil serve` running at %s? (set --server or VIGIL_SERVER)", server)}

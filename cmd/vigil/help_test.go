@@ -97,7 +97,7 @@ func TestBadUsageExitsNonZero(t *testing.T) {
 		t.Errorf("tail --bogus: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, _, errOut = cliExit("rules")
-	if code != 1 || !strings.Contains(errOut, "missing subcommand (test, check)") {
+	if code != 1 || !strings.Contains(errOut, "missing subcommand (test, check, backtest, coverage, lint)") {
 		t.Errorf("rules: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -10,34 +10,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/outputs"
 )
 
-// runOutputs lists the server's outputs and sends test messages through
-// them (issue 10), over the admin REST API.
-func runOutputs(ctx context.Context, e env, args []string) error {
-	usage := func() {
-		fmt.Fprintln(e.stderr, `Usage:
-  vigil outputs list [--json]
-  vigil outputs test NAME [--json]
-
-list shows each output's state, deliveries, failures (dead-lettered),
-messages being retried and pending (consumer lag). test sends a clearly
-labelled test message through NAME now and reports the receiver's answer.
-Outputs are declared in the server's YAML config (docs/outputs.md). Common
-flags: --server, --token, --data-dir.`)
-	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
-		return nil
-	}
-	switch args[0] {
-	case "list", "ls":
-		return outputsList(ctx, e, args[1:])
-	case "test":
-		return outputsTest(ctx, e, args[1:])
-	}
-	usage()
-	return fmt.Errorf("outputs: unknown subcommand %q", args[0])
-}
-
 func outputsList(ctx context.Context, e env, args []string) error {
 	var out struct {
 		Outputs []outputs.Status `json:"outputs"`
@@ -91,7 +63,7 @@ func outputsTest(ctx context.Context, e env, args []string) error {
 			return err
 		}
 	} else if res.OK {
-		fmt.Fprintf(e.stdout, "%s: test message %s delivered in %.0f ms\n", res.Output, res.EventID, res.TookMS)
+		e.printf("%s: test message %s delivered in %.0f ms\n", res.Output, res.EventID, res.TookMS)
 	}
 	if !res.OK {
 		kind := "temporary"

@@ -27,18 +27,22 @@ func rulesCommands() []command {
 		{name: "check", summary: "load rule files and report every problem (file:line)", args: "[flags] RULES...",
 			example: "vigil rules check examples/rules", run: runRulesCheck},
 		// Issue 13: detection engineering over the durable log.
-		{name: "backtest", summary: "evaluate rules over stored history without creating detections", args: "[--since 24h|--from-seq N] [--tenant T] [RULES...]",
+		{name: "backtest", summary: "evaluate rules over stored history without creating detections", args: "[--since 24h|--from-seq N] [--tenant T] [RULEFILE|RULEDIR...]",
+			about:   "Reports, per rule, events scanned, matches, firings and the detections it would have created\n(correlations included, by event time). Without rule files: the rules the server runs.",
 			example: "vigil rules backtest --since 24h examples/rules", run: runRulesBacktest},
-		{name: "coverage", summary: "ATT&CK techniques the loaded rules cover and which fired (Navigator layer)", args: "[--navigator out.json] [RULES...]",
+		{name: "coverage", summary: "ATT&CK techniques the loaded rules cover and which fired (Navigator layer)", args: "[--navigator out.json] [RULEFILE|RULEDIR...]",
+			about:   "With rule files it works offline (coverage only); without, it asks the server (GET /api/v1/attack/coverage).",
 			example: "vigil rules coverage --navigator layer.json", run: runRulesCoverage},
-		{name: "lint", summary: "check rule files for missing ids, bad tags, unknown ATT&CK ids, dead selections", args: "[--warnings-as-errors] RULES...",
+		{name: "lint", summary: "check rule files for missing ids, bad tags, unknown ATT&CK ids, dead selections", args: "[--warnings-as-errors] [--builtins] RULEDIR|RULEFILE...",
+			about:   "Checks what the loader refuses, id (UUID), title, level, status, logsource, tags, ATT&CK ids,\nunused search identifiers, always-true/false conditions. Prints file:line: severity: message [check];\nexits 1 on errors (and on warnings with --warnings-as-errors).",
 			example: "vigil rules lint examples/rules", run: func(_ context.Context, e env, args []string) error { return runRulesLint(e, args) }},
 	}
 }
 
 // loadRuleArgs loads rule files and directories given on the command line.
-func loadRuleArgs(paths []string, builtins bool) (*detect.RuleSet, error) {
+func loadRuleArgs(paths []string, builtins bool, cf *compileFlags) (*detect.RuleSet, error) {
 	opts := detect.LoadOptions{NoBuiltins: !builtins}
+	cf.apply(&opts)
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -72,6 +76,7 @@ func printRuleErrors(e env, rs *detect.RuleSet) int {
 func runRulesCheck(_ context.Context, e env, args []string) error {
 	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "also load the built-in rules (so correlations may reference them)")
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,7 +84,7 @@ func runRulesCheck(_ context.Context, e env, args []string) error {
 		fs.Usage()
 		return errors.New("rules check: give at least one rule file or directory")
 	}
-	rs, err := loadRuleArgs(fs.Args(), *builtins)
+	rs, err := loadRuleArgs(fs.Args(), *builtins, cf)
 	if err != nil {
 		return err
 	}
@@ -97,6 +102,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 	fs := e.flagSet()
 	builtins := fs.Bool("builtins", false, "also load the built-in rules")
 	quiet := fs.Bool("quiet", false, "print only events that match and firings")
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,7 +110,7 @@ func runRulesTest(ctx context.Context, e env, args []string) error {
 		fs.Usage()
 		return errors.New("rules test: need a rule file (or directory) and an events file")
 	}
-	rs, err := loadRuleArgs([]string{fs.Arg(0)}, *builtins)
+	rs, err := loadRuleArgs([]string{fs.Arg(0)}, *builtins, cf)
 	if err != nil {
 		return err
 	}

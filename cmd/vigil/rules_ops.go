@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/detect"
@@ -76,10 +75,6 @@ func runRulesBacktest(ctx context.Context, e env, args []string) error {
 	maxSeconds := fs.Int("max-seconds", 50, "stop after this long on the server (the client waits 60 s at most)")
 	first := fs.Int("first", 5, "matches and detections listed per rule")
 	asJSON := fs.Bool("json", false, "print the server's report as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules backtest [flags] [RULEFILE|RULEDIR...]\n\nEvaluates rules over the events stored on the server without creating detections\nand reports, per rule, events scanned, matches, firings and the detections it would\nhave created (correlations included, by event time). Without rule files: the rules the server runs.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,34 +106,36 @@ func runRulesBacktest(ctx context.Context, e env, args []string) error {
 		return printJSON(e.stdout, rep)
 	}
 	for _, se := range rep.Errors {
-		fmt.Fprintf(e.stderr, "error: %s\n", se.Error())
+		e.warnf("error: %s\n", se.Error())
 	}
-	fmt.Fprintf(e.stdout, "seq %d..%d: %d event(s) read, %d evaluated, in %s (%.0f events/s)\n",
+	e.printf("seq %d..%d: %d event(s) read, %d evaluated, in %s (%.0f events/s)\n",
 		rep.FromSeq, rep.ToSeq, rep.Read, rep.Evaluated, rep.Elapsed.Round(time.Millisecond), rep.EventsPerSecond)
 	if rep.Truncated != "" {
-		fmt.Fprintf(e.stdout, "STOPPED at %s after seq %d: raise the bound or backtest from --from-seq %d\n", rep.Truncated, rep.LastSeq, rep.LastSeq+1)
+		e.printf("STOPPED at %s after seq %d: raise the bound or backtest from --from-seq %d\n", rep.Truncated, rep.LastSeq, rep.LastSeq+1)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE\tSCANNED\tMATCHES\tFIRINGS\tDETECTIONS\tTITLE")
-	for _, r := range rep.Rules {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", r.RuleID, r.Scanned, r.Matches, r.Firings, r.Detections, r.Title)
+	if err := printTable(e, func(row rowFunc) {
+		row("RULE\tSCANNED\tMATCHES\tFIRINGS\tDETECTIONS\tTITLE\n")
+		for _, r := range rep.Rules {
+			row("%s\t%d\t%d\t%d\t%d\t%s\n", r.RuleID, r.Scanned, r.Matches, r.Firings, r.Detections, r.Title)
+		}
+	}); err != nil {
+		return err
 	}
-	_ = tw.Flush()
 	for _, r := range rep.Rules {
 		if len(r.FirstMatches) == 0 && len(r.FirstDetections) == 0 {
 			continue
 		}
-		fmt.Fprintf(e.stdout, "\n%s (%s)\n", r.RuleID, r.Title)
+		e.printf("\n%s (%s)\n", r.RuleID, r.Title)
 		if len(r.FirstMatches) > 0 {
-			fmt.Fprintf(e.stdout, "  first matches: %s\n", strings.Join(r.FirstMatches, " "))
+			e.printf("  first matches: %s\n", strings.Join(r.FirstMatches, " "))
 		}
 		for _, d := range r.FirstDetections {
-			fmt.Fprintf(e.stdout, "  would create: tenant=%s [%s] %s..%s count=%d first_seq=%d\n", d.Tenant, d.GroupKey,
+			e.printf("  would create: tenant=%s [%s] %s..%s count=%d first_seq=%d\n", d.Tenant, d.GroupKey,
 				d.FirstSeen.Format(time.RFC3339), d.LastSeen.Format(time.RFC3339), d.Count, d.FirstSeq)
 		}
 	}
 	if rep.Approximate {
-		fmt.Fprintln(e.stdout, "note: too many group keys to track suppression exactly; detection counts are an upper bound")
+		e.println("note: too many group keys to track suppression exactly; detection counts are an upper bound")
 	}
 	return nil
 }
@@ -150,16 +147,13 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 	builtins := fs.Bool("builtins", false, "with rule files: also count the built-in rules")
 	navigator := fs.String("navigator", "", "write an ATT&CK Navigator layer (format 4.5) to this file")
 	name := fs.String("name", "Vigil detection coverage", "layer name")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules coverage [--navigator out.json] [RULEFILE|RULEDIR...]\n\nATT&CK Enterprise techniques covered by rules and, from a server, fired by detections.\nWith rule files it works offline (coverage only); without, it asks the server\n(GET /api/v1/attack/coverage).")
-		fs.PrintDefaults()
-	}
+	cf := addCompileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var cov detect.Coverage
 	if fs.NArg() > 0 {
-		rs, err := loadRuleArgs(fs.Args(), *builtins)
+		rs, err := loadRuleArgs(fs.Args(), *builtins, cf)
 		if err != nil {
 			return err
 		}
@@ -174,7 +168,7 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 			return fmt.Errorf("rules coverage: %w", err)
 		}
 	}
-	fmt.Fprintf(e.stdout, "ATT&CK Enterprise %s: %d of %d techniques covered by rules, %d with detections\n",
+	e.printf("ATT&CK Enterprise %s: %d of %d techniques covered by rules, %d with detections\n",
 		cov.AttackVersion, cov.Covered, cov.TotalTechniques, cov.Fired)
 	perTactic := map[string]int{}
 	for _, t := range cov.Techniques {
@@ -184,14 +178,16 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 			}
 		}
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TACTIC\tNAME\tTECHNIQUES COVERED")
-	for _, ta := range attack.Enterprise().Tactics() {
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", ta.ID, ta.Name, perTactic[ta.ID])
+	if err := printTable(e, func(row rowFunc) {
+		row("TACTIC\tNAME\tTECHNIQUES COVERED\n")
+		for _, ta := range attack.Enterprise().Tactics() {
+			row("%s\t%s\t%d\n", ta.ID, ta.Name, perTactic[ta.ID])
+		}
+	}); err != nil {
+		return err
 	}
-	_ = tw.Flush()
 	if len(cov.Unknown) > 0 {
-		fmt.Fprintf(e.stdout, "not ATT&CK Enterprise %s techniques (typo, revoked, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
+		e.printf("not ATT&CK Enterprise %s techniques (typo, revoked, a newer ATT&CK release, or another domain): %s\n", cov.AttackVersion, strings.Join(cov.Unknown, ", "))
 	}
 	if *navigator != "" {
 		b, err := json.MarshalIndent(cov.Layer(*name), "", "  ")
@@ -201,7 +197,7 @@ func runRulesCoverage(ctx context.Context, e env, args []string) error {
 		if err := os.WriteFile(*navigator, append(b, '\n'), 0o644); err != nil {
 			return fmt.Errorf("rules coverage: %w", err)
 		}
-		fmt.Fprintf(e.stdout, "Navigator layer written to %s (open it at https://mitre-attack.github.io/attack-navigator/)\n", *navigator)
+		e.printf("Navigator layer written to %s (open it at https://mitre-attack.github.io/attack-navigator/)\n", *navigator)
 	}
 	return nil
 }
@@ -211,10 +207,6 @@ func runRulesLint(e env, args []string) error {
 	builtins := fs.Bool("builtins", false, "load the built-in rules too, so correlations may name them (they are not linted)")
 	strict := fs.Bool("warnings-as-errors", false, "exit non-zero on warnings too")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: vigil rules lint [--warnings-as-errors] [--builtins] RULEDIR|RULEFILE...\n\nChecks Sigma rules: what the loader refuses, id (UUID), title, level, status,\nlogsource, tags, ATT&CK ids, unused search identifiers, always-true/false conditions.\nPrints file:line: severity: message [check]; exits 1 on errors (and warnings with\n--warnings-as-errors).")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -235,12 +227,12 @@ func runRulesLint(e env, args []string) error {
 		}
 	} else {
 		for _, f := range findings {
-			fmt.Fprintln(e.stdout, f.String())
+			e.println(f.String())
 		}
 	}
 	errs, warns := lint.Summary(findings)
 	if !*asJSON {
-		fmt.Fprintf(e.stdout, "%d error(s), %d warning(s)\n", errs, warns)
+		e.printf("%d error(s), %d warning(s)\n", errs, warns)
 	}
 	if errs > 0 || *strict && warns > 0 {
 		return fmt.Errorf("rules lint: %d error(s), %d warning(s)", errs, warns)

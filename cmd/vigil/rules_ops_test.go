@@ -111,8 +111,8 @@ func TestRulesLintCommand(t *testing.T) {
 		t.Fatal("--warnings-as-errors passed a warning")
 	}
 	// An error: an ATT&CK technique that does not exist.
-	write(strings.Replace(backtestCLIRule, "attack.t1110.001", "attack.t1110.009", 1) + "status: test\n")
-	if out, err := vigil("rules", "lint", dir); err == nil || !strings.Contains(out, rule+`:8: error: tag "attack.t1110.009"`) {
+	write(strings.Replace(backtestCLIRule, "attack.t1110.001", "attack.t1109", 1) + "status: test\n")
+	if out, err := vigil("rules", "lint", dir); err == nil || !strings.Contains(out, rule+`:8: error: tag "attack.t1109"`) {
 		t.Fatalf("error: %v\n%s", err, out)
 	}
 }

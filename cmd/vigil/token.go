@@ -114,9 +114,14 @@ func listCommand(ctx context.Context, e env, name, path string, args []string, o
 	if *asJSON {
 		return printJSON(e.stdout, out)
 	}
+	return printTable(e, table)
+}
+
+// printTable prints rows as aligned columns on stdout. A write error of the
+// tabwriter is one of stdout's; Flush returns it (stdout is sticky), so
+// single rows need not be checked.
+func printTable(e env, table func(rowFunc)) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	// A write error of the tabwriter is one of stdout's; Flush returns it
-	// (stdout is sticky), so single rows need not be checked.
 	table(func(format string, a ...any) { _, _ = fmt.Fprintf(tw, format, a...) })
 	return tw.Flush()
 }

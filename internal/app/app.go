@@ -242,8 +242,8 @@ func (n *Node) run(ctx context.Context, cfg config.Config, logger *slog.Logger, 
 	// Every node runs an engine; one per stream, elected through a KV
 	// lease, evaluates (docs/detections.md, "Fail-over").
 	det, err := detect.New(ctx, detect.Options{Source: h.Consumer("detect"), Appender: log, JetStream: log.JetStream(), Replicas: log.Replicas(),
-		RulesDir: cfg.Rules, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log,
-		ReloadOnSIGHUP: true, RulesPoll: cfg.RulesPoll}) // issue 13: hot reload
+		RulesDir: cfg.Rules, Pipelines: cfg.Pipelines, Placeholders: cfg.SigmaPlaceholders, Limits: cfg.Limits, Logger: logger, NodeID: cfg.NodeID, Log: log,
+		ReloadOnSIGHUP: true, RulesPoll: cfg.RulesPoll}) // issue 13: pipelines, placeholders, hot reload
 	if err != nil {
 		return err
 	}

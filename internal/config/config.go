@@ -77,6 +77,13 @@ type Config struct {
 	// PublicURL is where people reach this node's console (links in
 	// output messages); "" when unset.
 	PublicURL string `yaml:"public_url"`
+
+	// Pipelines are pySigma processing pipeline files applied to Sigma
+	// rules (issue 13; docs/detections.md, "Processing pipelines").
+	Pipelines []string `yaml:"pipeline"`
+	// SigmaPlaceholders is a YAML file of values for Sigma's expand
+	// modifier (issue 13).
+	SigmaPlaceholders string `yaml:"sigma_placeholders"`
 }
 
 // Inputs configures the log inputs shared by every listener (issue 9).
@@ -214,6 +221,8 @@ func options() []option {
 		{"nats-listen", "VIGIL_NATS_LISTEN", "open the embedded NATS server to producers on host:port (token in <data-dir>/nats.token)", str(func(c *Config) *string { return &c.NATSListen })},
 		{"rules", "VIGIL_RULES", "extra detection rule directory", str(func(c *Config) *string { return &c.Rules })},
 		{"rules-poll", "VIGIL_RULES_POLL", "how often the rules directory is checked for changed files and reloaded (0: 2s; negative: only on SIGHUP or POST /api/v1/rules/reload)", dur(func(c *Config) *time.Duration { return &c.RulesPoll })},
+		{"pipeline", "VIGIL_PIPELINE", "pySigma processing pipeline files applied to Sigma rules (comma-separated; the flag may be repeated)", strList(func(c *Config) *[]string { return &c.Pipelines })},
+		{"sigma-placeholders", "VIGIL_SIGMA_PLACEHOLDERS", "YAML file of values for the Sigma expand modifier's %placeholders%", str(func(c *Config) *string { return &c.SigmaPlaceholders })},
 		{"node-id", "VIGIL_NODE_ID", "node name (integrity chain id; distinct per node in a cluster)", str(func(c *Config) *string { return &c.NodeID })},
 		{"sync", "VIGIL_SYNC", `"always" fsyncs every write (survives power loss); "default" fsyncs every 2m`, str(func(c *Config) *string { return &c.Sync })},
 		{"dedup-window", "VIGIL_DEDUP_WINDOW", "how long producer ids are remembered for idempotent retries", dur(func(c *Config) *time.Duration { return &c.DedupWindow })},
@@ -291,12 +300,23 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"syslog-timezone": def.Syslog.Timezone,
 	}
 	boolFlags := map[string]bool{"allow-plaintext": true}
+	repeatable := map[string]bool{"pipeline": true}
 	for _, o := range opts {
 		usage := o.usage + " (env " + o.env
 		if d, ok := shown[o.flag]; ok {
 			usage += ", default " + d
 		}
 		record := func(v string) error { given[o.flag] = v; return nil }
+		if repeatable[o.flag] {
+			// A repeated list flag adds to the list (--pipeline a --pipeline b).
+			record = func(v string) error {
+				if prev, ok := given[o.flag]; ok {
+					v = prev + "," + v
+				}
+				given[o.flag] = v
+				return nil
+			}
+		}
 		if boolFlags[o.flag] {
 			fs.BoolFunc(o.flag, usage+")", record)
 			continue

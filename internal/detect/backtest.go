@@ -376,8 +376,12 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusForbidden, "tenant "+strconv.Quote(req.Tenant)+" is not visible to this token")
 		return
 	}
+	if req.FieldMap != "" && len(req.Rules) == 0 {
+		auth.WriteError(w, http.StatusBadRequest, "fieldmap: applies to the rules sent with it; send rules too")
+		return
+	}
 	rs := e.rules.Load()
-	if len(req.Rules) > 0 || req.FieldMap != "" {
+	if len(req.Rules) > 0 {
 		fm := rs.fieldMap
 		if req.FieldMap != "" {
 			extra, err := sigma.ParseFieldMap([]byte(req.FieldMap))
@@ -387,11 +391,9 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 			}
 			fm = fm.Merge(extra)
 		}
-		if len(req.Rules) > 0 {
-			if rs, err = LoadRuleFiles(req.Rules, req.Builtins, fm); err != nil {
-				auth.WriteError(w, http.StatusInternalServerError, err.Error())
-				return
-			}
+		if rs, err = LoadRuleFiles(req.Rules, req.Builtins, fm); err != nil {
+			auth.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
 		}
 		if rs.Len() == 0 {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "no rule loaded", "errors": rs.Errors()})

@@ -181,6 +181,7 @@ func TestBacktestBounds(t *testing.T) {
 		{"max_events": -1},
 		{"from_seq": 5, "to_seq": 2},
 		{"bogus": 1},
+		{"fieldmap": "fields: {A: user}"}, // a field map without the rules it is for
 	} {
 		if code, body := postBacktest(t, e, admin, bad); code != http.StatusBadRequest {
 			t.Errorf("%v: %d %s, want 400", bad, code, body)
@@ -284,4 +285,44 @@ func openLogTB(tb testing.TB, dir string) *store.Log {
 		tb.Fatal(err)
 	}
 	return l
+}
+
+// TestBacktestStopsWhenCancelled: a backtest whose client goes away in the
+// middle of the scan (its context ends) stops with the context's error
+// instead of reading the rest of the log.
+func TestBacktestStopsWhenCancelled(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	var evs []*event.Event
+	for i := 0; i < 5000; i++ {
+		evs = append(evs, actionEvent(t, fmt.Sprintf("u%d", i), "other"))
+		if len(evs) == 1000 {
+			publish(t, l, evs...)
+			evs = evs[:0]
+		}
+	}
+	rs := reloadRuleSetOf(t, fmt.Sprintf(reloadPlain, "marker"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := 0
+	rep, err := Backtest(ctx, l, rs, BacktestOptions{FromSeq: 1, Visible: func(*event.Event) bool {
+		seen++
+		if seen == 1 {
+			cancel() // the client disconnects while the first batch is evaluated
+		}
+		return true
+	}})
+	if !errors.Is(err, context.Canceled) || rep != nil {
+		t.Fatalf("backtest after the client left: %v (report %v)", err, rep)
+	}
+	if seen >= 5000 {
+		t.Fatalf("read all %d events after the cancel", seen)
+	}
+}
+
+func reloadRuleSetOf(t *testing.T, body string) *RuleSet {
+	t.Helper()
+	dir := t.TempDir()
+	writeRule(t, dir, "r.yml", body)
+	return reloadRuleSet(t, dir)
 }

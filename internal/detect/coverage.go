@@ -33,6 +33,8 @@ type Coverage struct {
 	Covered         int                `json:"covered"`
 	Fired           int                `json:"fired"`
 	Techniques      []CoveredTechnique `json:"techniques"`
+	// Tactics of the matrix, in its order (for drawing it).
+	Tactics []attack.Tactic `json:"tactics"`
 	// Unknown ids in rule tags or detections: not Enterprise techniques
 	// of this ATT&CK version (a typo, a revoked or a Mobile/ICS id).
 	Unknown []string `json:"unknown"`
@@ -42,7 +44,8 @@ type Coverage struct {
 // techniques. Rules that failed to load cover nothing.
 func ComputeCoverage(rs *RuleSet, detections []Detection) Coverage {
 	tb := attack.Enterprise()
-	c := Coverage{AttackVersion: tb.Version, TotalTechniques: len(tb.Techniques()), Techniques: []CoveredTechnique{}, Unknown: []string{}}
+	c := Coverage{AttackVersion: tb.Version, TotalTechniques: len(tb.Techniques()), Techniques: []CoveredTechnique{}, Unknown: []string{},
+		Tactics: tb.Tactics()}
 	byID := map[string]*CoveredTechnique{}
 	unknown := map[string]bool{}
 	get := func(id string) *CoveredTechnique {
@@ -250,7 +253,7 @@ func (e *Engine) HandleCoverage(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read rules")
 		return
 	}
-	c := ComputeCoverage(e.rules.Load(), e.List(p, Query{}))
+	c := ComputeCoverage(e.rules.Load(), e.techniqueSightings(p))
 	switch f := r.URL.Query().Get("format"); f {
 	case "", "json":
 		writeJSON(w, http.StatusOK, c)
@@ -267,4 +270,18 @@ func (e *Engine) HandleCoverage(w http.ResponseWriter, r *http.Request) {
 	default:
 		auth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("format: unknown value %q (valid: json, navigator)", f))
 	}
+}
+
+// techniqueSightings returns, for every detection p may see, only what
+// coverage reads (techniques and last seen): no clone of ids and history.
+func (e *Engine) techniqueSightings(p *auth.Principal) []Detection {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Detection, 0, len(e.byID))
+	for _, d := range e.byID {
+		if len(d.MitreTechniques) > 0 && visible(p, d) {
+			out = append(out, Detection{MitreTechniques: d.MitreTechniques, LastSeen: d.LastSeen})
+		}
+	}
+	return out
 }

@@ -78,6 +78,10 @@ type Options struct {
 	// Rules is the rule set; nil loads the built-ins and RulesDir.
 	Rules    *RuleSet
 	RulesDir string
+	// Pipelines and Placeholders are LoadOptions.Pipelines and
+	// .Placeholders for the rules loaded from RulesDir (issue 13).
+	Pipelines    []string
+	Placeholders string
 	// Suppression: a firing for a rule and group key that has an open
 	// detection last seen less than this long ago updates that detection
 	// instead of creating a new one. Default 1h.
@@ -217,7 +221,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if rs != nil {
 		e.reload.stamp = rulesStamp(rs.opts) // as good as we can: it loaded before we were called
 	} else {
-		lo := LoadOptions{Dir: opts.RulesDir}
+		lo := LoadOptions{Dir: opts.RulesDir, Pipelines: opts.Pipelines, Placeholders: opts.Placeholders}
 		e.reload.stamp = rulesStamp(lo)
 		var err error
 		rs, err = LoadRules(lo)

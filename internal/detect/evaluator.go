@@ -18,6 +18,7 @@ type Evaluator struct {
 	state  []*corrState // by rule idx; nil for detection rules
 	lim    stateLimits
 	out    []*firing
+	scr    sigma.IndexScratch
 	evals  uint64
 	events uint64
 	// matched, when set, is told of every detection rule match
@@ -37,6 +38,7 @@ func NewEvaluator(rs *RuleSet, maxKeys, maxEventIDs int) *Evaluator {
 	}
 	ev := &Evaluator{rs: rs, ctx: sigma.NewEvalCtx(), state: make([]*corrState, len(rs.rules)),
 		lim: stateLimits{maxKeys: maxKeys, maxEventIDs: maxEventIDs}}
+	ev.ctx.UseIndex(rs.index)
 	for _, r := range rs.rules {
 		if r.corr != nil {
 			ev.state[r.idx] = &corrState{windows: map[string]*window{}}
@@ -86,20 +88,21 @@ func (ev *Evaluator) Evaluate(e *event.Event) []*firing {
 	ev.out = ev.out[:0]
 	ev.events++
 	ev.ctx.Reset(e)
-	for _, list := range [2][]*rule{ev.rs.byCat[e.Category], ev.rs.anyCat} {
-		for _, r := range list {
-			ev.evals++
-			if !r.matcher.MatchCtx(ev.ctx) {
-				continue
-			}
-			if ev.matched != nil {
-				ev.matched(r, e)
-			}
-			if r.generate {
-				ev.out = append(ev.out, plainFiring(r, e))
-			}
-			ev.propagate(r, e, nil, 0)
+	// The index (issue 13) yields, in load order, only the rules whose
+	// required fields the event has; MatchCtx still checks the category.
+	for _, i := range ev.rs.candidates(ev.ctx, &ev.scr) {
+		r := ev.rs.rules[i]
+		ev.evals++
+		if !r.matcher.MatchCtx(ev.ctx) {
+			continue
 		}
+		if ev.matched != nil {
+			ev.matched(r, e) // backtests count matches of every rule
+		}
+		if r.generate {
+			ev.out = append(ev.out, plainFiring(r, e))
+		}
+		ev.propagate(r, e, nil, 0)
 	}
 	return ev.out
 }

@@ -88,6 +88,23 @@ type RuleSet struct {
 	srcs     []ruleSource
 	fmData   []byte // the fieldmap.yaml that loaded (nil: none)
 	loadedAt time.Time
+	index    *sigma.Index // detection rules by the event keys they need (issue 13)
+}
+
+// candidates are the positions of the detection rules ctx's event may
+// match (the index); a rule set built without one yields every detection
+// rule.
+func (rs *RuleSet) candidates(ctx *sigma.EvalCtx, sc *sigma.IndexScratch) []int32 {
+	if rs.index != nil {
+		return rs.index.Candidates(ctx, sc)
+	}
+	var out []int32
+	for i, r := range rs.rules {
+		if r.matcher != nil {
+			out = append(out, int32(i))
+		}
+	}
+	return out
 }
 
 // Infos returns the load report of every rule, in load order.
@@ -133,6 +150,12 @@ type LoadOptions struct {
 	Files []string
 	// FieldMap extends the default Sigma field mapping.
 	FieldMap sigma.FieldMap
+	// Pipelines are pySigma-compatible processing pipeline files
+	// (--pipeline), applied in priority order when rules compile.
+	Pipelines []string
+	// Placeholders is a YAML file of values for the expand modifier's
+	// %placeholders% (--sigma-placeholders); may be empty.
+	Placeholders string
 }
 
 // LoadRules loads the built-in rules, then every *.yml / *.yaml under Dir
@@ -225,6 +248,10 @@ func loadRules(opts LoadOptions, prev *RuleSet) (*RuleSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	copts, err := compileOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now().UTC()
 	fm := sigma.DefaultFieldMap().Merge(opts.FieldMap)
 	var staleInfos []*RuleInfo
@@ -254,7 +281,8 @@ func loadRules(opts LoadOptions, prev *RuleSet) (*RuleSet, error) {
 	stale := map[string][]*sigma.Error{} // path → errors of the version on disk
 	var rs *RuleSet
 	for round := 0; ; round++ {
-		rs = buildRuleSet(srcs, fm)
+		copts.FieldMap = fm
+		rs = buildRuleSetWith(srcs, copts)
 		if prev == nil || round == maxStaleRounds {
 			break
 		}
@@ -344,10 +372,38 @@ func isRuleFile(p string) bool {
 	return ext == ".yml" || ext == ".yaml"
 }
 
+// compileOptions loads the pipelines and the placeholders file: a broken
+// one is a configuration error (every rule depends on it), not a rule's.
+func compileOptions(opts LoadOptions) (sigma.CompileOptions, error) {
+	var c sigma.CompileOptions
+	pipes, err := sigma.LoadPipelines(opts.Pipelines)
+	if err != nil {
+		return c, fmt.Errorf("detect: %w", err)
+	}
+	c.Pipelines = pipes
+	if opts.Placeholders != "" {
+		b, err := os.ReadFile(opts.Placeholders)
+		if err != nil {
+			return c, fmt.Errorf("detect: placeholders: %w", err)
+		}
+		if c.Placeholders, err = sigma.ParsePlaceholders(opts.Placeholders, b); err != nil {
+			return c, fmt.Errorf("detect: %w", err)
+		}
+	}
+	return c, nil
+}
+
 // buildRuleSet parses, compiles and links rules. Correlations are linked
 // after every file is parsed, so a correlation may name rules of any file.
 func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
+	return buildRuleSetWith(srcs, sigma.CompileOptions{FieldMap: fm})
+}
+
+// buildRuleSetWith is buildRuleSet with pipelines and placeholders.
+func buildRuleSetWith(srcs []ruleSource, copts sigma.CompileOptions) *RuleSet {
+	fm := copts.FieldMap
 	rs := &RuleSet{byCat: map[event.Category][]*rule{}, fieldMap: fm}
+	var filters []*rule // Sigma v2 filters, applied once every rule is parsed
 	var parsed []*rule
 	byRef := map[string]*rule{}
 	fail := func(r *rule, err error) {
@@ -373,18 +429,30 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 			r.info.MitreTactics, r.info.MitreTechniques = sigma.Mitre(sr.Tags)
 			r.info.OWASPCategory = firstNonEmpty(sr.Vigil.OWASP, sigma.OWASP(sr.Tags))
 			rs.infos = append(rs.infos, r.info)
-			if sr.Correlation != nil {
-				r.info.Kind = "correlation:" + sr.Correlation.Type
-				r.info.References = sr.Correlation.Rules
-			} else {
-				r.info.Kind = "sigma"
-				m, err := sigma.Compile(sr, fm)
+			if sr.Filter != nil {
+				r.info.Kind, r.info.References = "filter", sr.Filter.Rules
+				m, err := sigma.CompileWith(sr, copts)
 				if err != nil {
 					fail(r, err)
 					continue
 				}
 				r.matcher = m
-				r.hash = contentHash(sr, m.Fields())
+				filters = append(filters, r)
+				continue
+			}
+			if sr.Correlation != nil {
+				r.info.Kind = "correlation:" + sr.Correlation.Type
+				r.info.References = sr.Correlation.Rules
+			} else {
+				r.info.Kind = "sigma"
+				m, err := sigma.CompileWith(sr, copts)
+				if err != nil {
+					fail(r, err)
+					continue
+				}
+				r.matcher = m
+				// Sorted: the matcher lists its fields in map order.
+				r.hash = contentHash(sr, slices.Sorted(slices.Values(m.Fields())))
 			}
 			dup := false
 			for _, ref := range []string{sr.ID, sr.Name} {
@@ -409,6 +477,7 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 			parsed = append(parsed, r)
 		}
 	}
+	applyFilters(rs, filters, parsed, byRef, fail)
 	// Link correlations to the rules they read, rejecting unknown
 	// references and cycles.
 	linked := map[*rule]bool{}
@@ -503,6 +572,11 @@ func buildRuleSet(srcs []ruleSource, fm sigma.FieldMap) *RuleSet {
 			}
 		}
 	}
+	ms := make([]*sigma.Matcher, len(rs.rules))
+	for i, r := range rs.rules {
+		ms[i] = r.matcher
+	}
+	rs.index = sigma.NewIndex(ms)
 	sort.SliceStable(rs.errs, func(i, j int) bool { return rs.errs[i].Path < rs.errs[j].Path })
 	return rs
 }
@@ -529,6 +603,29 @@ func contentHash(sr *sigma.Rule, extra []string) string {
 		h.Write([]byte("\x00" + x))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// applyFilters ANDs each Sigma filter's condition into the rules it names
+// (or every rule of its logsource for rules: any). A filter naming a rule
+// that is not loaded is reported and applied to the others.
+func applyFilters(rs *RuleSet, filters, parsed []*rule, byRef map[string]*rule, fail func(*rule, error)) {
+	for _, f := range filters {
+		var missing []string
+		for _, ref := range f.src.Filter.Rules {
+			if _, ok := byRef[ref]; !ok {
+				missing = append(missing, ref)
+			}
+		}
+		for _, r := range parsed {
+			if r.matcher != nil && f.src.AppliesTo(r.src) {
+				r.matcher = r.matcher.WithFilter(f.matcher)
+			}
+		}
+		if len(missing) > 0 {
+			fail(f, &sigma.Error{Path: f.src.Path, Line: f.src.Line, Rule: f.src.Label(),
+				Reason: fmt.Sprintf("filter.rules: no rule with id or name %s", strings.Join(missing, ", "))})
+		}
+	}
 }
 
 func containsRule(list []*rule, r *rule) bool {

@@ -37,6 +37,10 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	// The dashboard's static files: no token needed to load the page; it
 	// asks for one and uses the APIs below like any client.
 	mux.Handle("GET /", dashboard.Handler())
+	// Issue 11: the console's own endpoints (who the token is; overview
+	// counts over the last hour/day read from the log).
+	mux.Handle("GET /api/v1/whoami", authed(http.HandlerFunc(dashboard.WhoAmI)))
+	mux.Handle("GET /api/v1/stats", authed(&dashboard.Stats{Log: d.Log, Policy: d.Policy}))
 
 	// Core event API (SPEC 3, 5).
 	mux.Handle("POST /api/v1/events", authed(http.HandlerFunc(events.Publish)))
@@ -120,9 +124,12 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		}
 	}
 	strictGQL := strictGraphQL(gql, maxGraphQLBody)
-	for _, method := range []string{"GET", "POST", "OPTIONS"} {
+	for _, method := range []string{"POST", "OPTIONS"} {
 		mux.Handle(method+" /graphql", strictGQL)
 	}
+	// Issue 11: a browser asking GET /graphql for HTML gets GraphiQL;
+	// every other GET (queries, the WebSocket upgrade) goes to gql.
+	mux.Handle("GET /graphql", dashboard.GraphiQL(strictGQL))
 	mux.Handle("GET /graphql/schema.graphql", authed(graphql.SchemaHandler()))
 	// --- end issue 4.
 

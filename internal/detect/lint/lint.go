@@ -139,10 +139,10 @@ var (
 	// Sigma's tag namespaces (Sigma tags appendix), plus Vigil's owasp.
 	tagNamespaces = map[string]bool{"attack": true, "car": true, "cve": true, "d3fend": true, "detection": true,
 		"stp": true, "tlp": true, "owasp": true}
-	tagFormat       = regexp.MustCompile(`^[a-z0-9_-]+\.[a-z0-9._-]+$`)
-	techniqueTag    = regexp.MustCompile(`^t\d{4}(\.\d{3})?$`)
-	tacticIDTag     = regexp.MustCompile(`^ta\d{4}$`)
-	groupOrSoftware = regexp.MustCompile(`^[gs]\d{4}$`)
+	tagFormat     = regexp.MustCompile(`^[a-z0-9_-]+\.[a-z0-9._-]+$`)
+	techniqueTag  = regexp.MustCompile(`^t\d{4}(\.\d{3})?$`)
+	tacticIDTag   = regexp.MustCompile(`^ta\d{4}$`)
+	otherAttackID = regexp.MustCompile(`^([gsc]|ds|m)\d{4}$`)
 )
 
 // File lints one file's documents (without the loader's checks).
@@ -257,19 +257,50 @@ func checkTag(n *yaml.Node, add func(int, Severity, string, string, ...any)) {
 	tb := attack.Enterprise()
 	switch {
 	case techniqueTag.MatchString(v):
-		if _, ok := tb.Technique(v); !ok {
-			add(n.Line, Error, "attack", "tag %q: %s is not an ATT&CK Enterprise %s technique (typo, revoked or deprecated)", tag, strings.ToUpper(v), tb.Version)
+		id := strings.ToUpper(v)
+		if _, ok := tb.Technique(id); ok {
+			return
 		}
+		if newerThanTable(tb, id) {
+			add(n.Line, Warning, "attack", "tag %q: %s is not in ATT&CK Enterprise %s (the embedded table) and is numbered after its last entry: a newer ATT&CK release? (regenerate the table with scripts/attackgen)", tag, id, tb.Version)
+			return
+		}
+		add(n.Line, Error, "attack", "tag %q: %s is not an ATT&CK Enterprise %s technique (typo, revoked or deprecated)", tag, id, tb.Version)
 	case tacticIDTag.MatchString(v):
 		if _, ok := tb.Tactic(v); !ok {
 			add(n.Line, Error, "attack", "tag %q: %s is not an ATT&CK Enterprise %s tactic", tag, strings.ToUpper(v), tb.Version)
 		}
-	case groupOrSoftware.MatchString(v):
+	case otherAttackID.MatchString(v):
+		// Groups, software, campaigns, mitigations, data sources: not
+		// in the table; not checked.
 	default:
 		if _, ok := tb.Tactic(v); !ok {
-			add(n.Line, Error, "attack", "tag %q: %q is not an ATT&CK tactic, technique, group or software id", tag, v)
+			// Tactic names change between releases (ATT&CK v19 split
+			// defense-evasion): a warning, not an error.
+			add(n.Line, Warning, "attack", "tag %q: %q is not a tactic name of ATT&CK Enterprise %s (the embedded table), nor a technique, group or software id", tag, v, tb.Version)
 		}
 	}
+}
+
+// newerThanTable reports whether a technique id the table lacks is
+// numbered after every technique (or every sub-technique of its parent)
+// the table has: likely from a newer ATT&CK release rather than a typo.
+func newerThanTable(tb *attack.Table, id string) bool {
+	parent, sub, isSub := strings.Cut(id, ".")
+	maxParent, maxSub := "", ""
+	for _, t := range tb.Techniques() {
+		p, s, ok := strings.Cut(t.ID, ".")
+		if !ok && p > maxParent {
+			maxParent = p
+		}
+		if ok && p == parent && s > maxSub {
+			maxSub = s
+		}
+	}
+	if parent > maxParent {
+		return true
+	}
+	return isSub && maxSub != "" && sub > maxSub
 }
 
 func checkDetection(n *yaml.Node, add func(int, Severity, string, string, ...any)) {

@@ -25,8 +25,8 @@ id: not-a-uuid
 status: wip
 logsource: {product: windows}
 tags:
-    - attack.t9999
-    - attack.nonsense
+    - attack.t1109
+    - attack.ta0099
     - foo.bar
     - NotATag
 detection:
@@ -80,8 +80,8 @@ func TestLintChecks(t *testing.T) {
 	want := []string{
 		`bad.yml:2: warning: id "not-a-uuid" is not a UUID`,
 		`bad.yml:3: error: status "wip" is not one of`,
-		`bad.yml:6: error: tag "attack.t9999": T9999 is not an ATT&CK Enterprise 18.1 technique`,
-		`bad.yml:7: error: tag "attack.nonsense"`,
+		`bad.yml:6: error: tag "attack.t1109": T1109 is not an ATT&CK Enterprise 18.1 technique`,
+		`bad.yml:7: error: tag "attack.ta0099": TA0099 is not an ATT&CK Enterprise 18.1 tactic`,
 		`bad.yml:8: warning: tag "foo.bar": unknown namespace "foo"`,
 		`bad.yml:9: warning: tag "NotATag" is not namespace.value`,
 		`bad.yml:12: warning: search identifier "unused" is not used by the condition [unused]`,
@@ -138,5 +138,28 @@ func TestLintCondition(t *testing.T) {
 		if got := constant(e, refs); got != c.want {
 			t.Errorf("%s: %d, want %d", c.cond, got, c.want)
 		}
+	}
+}
+
+// TestLintNewerAttack: ids numbered after the table's last technique (or
+// its parent's last sub-technique) and unknown tactic names are warnings
+// (a newer ATT&CK release, e.g. v19's attack.stealth, T1685), not errors;
+// a gap inside the table's range is an error.
+func TestLintNewerAttack(t *testing.T) {
+	doc := "title: x\nid: 0d8a3b6e-2c4f-4e1a-9b7d-5f6e7a8b9c03\nstatus: test\nlevel: low\nlogsource: {product: vigil}\n" +
+		"tags: [attack.t9999, attack.t1110.009, attack.stealth, attack.t1110.000, attack.g0016, attack.s0002, attack.ds0005]\n" +
+		"detection:\n  sel: {a: 1}\n  condition: sel\n"
+	var got []string
+	for _, f := range File("x.yml", []byte(doc)) {
+		got = append(got, string(f.Severity)+" "+f.Message)
+	}
+	all := strings.Join(got, "\n")
+	for _, w := range []string{`warning tag "attack.t9999"`, `warning tag "attack.t1110.009"`, `warning tag "attack.stealth"`, `error tag "attack.t1110.000"`} {
+		if !strings.Contains(all, w) {
+			t.Errorf("missing %q in\n%s", w, all)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("%d findings, want 4:\n%s", len(got), all)
 	}
 }

@@ -68,6 +68,31 @@ func (m FieldMap) Resolve(name string) string {
 	return "data." + name
 }
 
+// alwaysSet are Vigil fields every event has, so a fallback after them
+// would never be read: for these, data.<Field> is tried first.
+var alwaysSet = map[string]bool{"id": true, "seq": true, "time": true, "received_at": true, "type": true,
+	"category": true, "severity": true, "tenant": true}
+
+// ResolveAll returns the Vigil fields a Sigma field is read from, in order:
+// the first one present in an event is used. A name the map sends to
+// another field falls back to data.<name>, where producers that forward
+// Sysmon, Windows or cloud records unchanged put them (TargetObject,
+// User, eventName, …). When the mapped field is one every event has
+// (type, category, severity, …) data.<name> comes first, since "absent"
+// never happens there (Sysmon's EventType is data.EventType, not Vigil's
+// type).
+func (m FieldMap) ResolveAll(name string) []string {
+	mapped := m.Resolve(name)
+	fallback := "data." + name
+	if mapped == fallback || vigilFields[name] || strings.HasPrefix(name, "data.") {
+		return []string{mapped}
+	}
+	if alwaysSet[mapped] {
+		return []string{fallback, mapped}
+	}
+	return []string{mapped, fallback}
+}
+
 // Merge returns a copy of m with the entries of extra added (extra wins).
 func (m FieldMap) Merge(extra FieldMap) FieldMap {
 	out := make(FieldMap, len(m)+len(extra))

@@ -55,6 +55,39 @@ func (m *Matcher) MatchCtx(ctx *EvalCtx) bool {
 	return false
 }
 
+// WithFilter returns a copy of m whose condition is ANDed with the
+// condition of the filter rule f (compiled with Compile; Sigma v2 filters,
+// as pySigma applies them: "(rule condition) and (filter condition)"). The
+// filter's logsource category does not limit m further.
+func (m *Matcher) WithFilter(f *Matcher) *Matcher {
+	out := *m
+	out.conds = make([]cond, len(m.conds))
+	for i, c := range m.conds {
+		out.conds[i] = condAnd{c, condFilter{f}}
+	}
+	out.fields = nil
+	seen := map[string]bool{}
+	for _, x := range append(append([]string(nil), m.fields...), f.fields...) {
+		if !seen[x] {
+			seen[x] = true
+			out.fields = append(out.fields, x)
+		}
+	}
+	return &out
+}
+
+// condFilter evaluates a filter's own conditions over its own searches.
+type condFilter struct{ f *Matcher }
+
+func (c condFilter) eval(_ []search, ev *EvalCtx) bool {
+	for _, x := range c.f.conds {
+		if x.eval(c.f.searches, ev) {
+			return true
+		}
+	}
+	return false
+}
+
 // EvalCtx caches the values of the fields looked up while evaluating rules
 // against one event. It is not safe for concurrent use.
 type EvalCtx struct {
@@ -62,6 +95,50 @@ type EvalCtx struct {
 	cache map[string]*fieldVal
 	pool  []*fieldVal
 	used  int
+	// keyword Aho-Corasick state (UseIndex): hits[id] == gen when keyword
+	// pattern id occurs in this event's text.
+	ac     *acMachine
+	acHits []uint32
+	acList []int32
+	acGen  uint32
+	acDone bool
+}
+
+// UseIndex lets the context answer the keyword searches of the index's
+// rules with one pass over the event (Index, Aho-Corasick).
+func (c *EvalCtx) UseIndex(ix *Index) {
+	if ix == nil || ix.ac == nil {
+		c.ac = nil
+		return
+	}
+	c.ac = ix.ac
+	c.acHits = make([]uint32, ix.ac.patterns)
+	c.acGen = 0
+}
+
+// acHit reports whether keyword pattern id occurs in fv, the keyword
+// text, running the automaton once per event.
+func (c *EvalCtx) acHit(fv *fieldVal, id int32) bool {
+	c.acScan(fv)
+	return c.acHits[id] == c.acGen
+}
+
+// acScan runs the automaton over the keyword text once per event and
+// returns the ids of the patterns that occur.
+func (c *EvalCtx) acScan(fv *fieldVal) []int32 {
+	if !c.acDone {
+		c.acDone = true
+		c.acGen++
+		if c.acGen == 0 {
+			clear(c.acHits)
+			c.acGen = 1
+		}
+		c.acList = c.acList[:0]
+		for _, s := range fv.lowerStrs() {
+			c.acList = c.ac.scan(s, c.acHits, c.acGen, c.acList)
+		}
+	}
+	return c.acList
 }
 
 // NewEvalCtx returns an empty context.
@@ -72,6 +149,7 @@ func (c *EvalCtx) Reset(e *event.Event) {
 	c.e = e
 	clear(c.cache)
 	c.used = 0
+	c.acDone = false
 }
 
 // Event is the event being evaluated.
@@ -85,8 +163,14 @@ type fieldVal struct {
 	lowered bool
 }
 
-func (c *EvalCtx) get(field string) *fieldVal {
-	if fv, ok := c.cache[field]; ok {
+func (c *EvalCtx) get(field string) *fieldVal { return c.getChain(field, nil) }
+
+// getChain returns the value of the first present field of chain (cached
+// under key), or of key alone when chain is empty. A chain is how a Sigma
+// field that the field map sends to a Vigil field falls back to
+// data.<Field> (FieldMap.ResolveAll).
+func (c *EvalCtx) getChain(key string, chain []string) *fieldVal {
+	if fv, ok := c.cache[key]; ok {
 		return fv
 	}
 	var fv *fieldVal
@@ -98,46 +182,73 @@ func (c *EvalCtx) get(field string) *fieldVal {
 		c.pool = append(c.pool, fv)
 	}
 	c.used++
-	if field == "" {
+	switch {
+	case key == "":
 		fv.present = true
 		fv.strs = keywordValues(c.e, fv.strs)
-	} else {
-		v, ok := lookup(c.e, field)
-		fv.present = ok
-		if ok {
-			if v == nil {
-				fv.null = true
-			} else {
-				fv.strs = appendStrings(fv.strs, v, 0)
+	case len(chain) == 0:
+		fv.fill(lookup(c.e, key))
+	default:
+		for _, f := range chain {
+			if v, ok := lookup(c.e, f); ok {
+				fv.fill(v, true)
+				break
 			}
 		}
 	}
-	c.cache[field] = fv
+	c.cache[key] = fv
 	return fv
 }
 
+func (fv *fieldVal) fill(v any, ok bool) {
+	fv.present = ok
+	if !ok {
+		return
+	}
+	if v == nil {
+		fv.null = true
+		return
+	}
+	fv.strs = appendStrings(fv.strs, v, 0)
+}
+
 // lookup is event.Field without the path split allocation for data paths
-// (rules read data fields on every event).
+// (rules read data fields on every event). A dotted path under data matches
+// nested objects and flat keys alike: data.process.executable finds
+// {"process":{"executable":…}} and {"process.executable":…} (Sigma v2.1:
+// a dotted field name may be either).
 func lookup(e *event.Event, field string) (any, bool) {
 	path, ok := strings.CutPrefix(field, "data.")
 	if !ok {
 		return e.Field(field)
 	}
-	var cur any = e.DataMap()
-	for {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		part, rest, more := strings.Cut(path, ".")
-		if cur, ok = m[part]; !ok {
-			return nil, false
-		}
-		if !more {
-			return cur, true
-		}
-		path = rest
+	m := e.DataMap()
+	if m == nil {
+		return nil, false
 	}
+	return lookupPath(m, path, 0)
+}
+
+func lookupPath(m map[string]any, path string, depth int) (any, bool) {
+	if v, ok := m[path]; ok {
+		return v, true
+	}
+	if depth > 16 {
+		return nil, false
+	}
+	for i := 0; i < len(path); i++ {
+		if path[i] != '.' {
+			continue
+		}
+		sub, ok := m[path[:i]].(map[string]any)
+		if !ok {
+			continue
+		}
+		if v, ok := lookupPath(sub, path[i+1:], depth+1); ok {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 func (fv *fieldVal) lowerStrs() []string {
@@ -242,13 +353,20 @@ func (s *search) match(ev *EvalCtx) bool {
 }
 
 type fieldCond struct {
-	field string // Vigil field; "" for keyword search
-	all   bool
-	vals  []valueMatcher
+	field  string   // Vigil field (the first of chain); "" for keyword search
+	key    string   // cache key of chain in EvalCtx
+	chain  []string // fields tried in order, the first present one is read
+	all    bool
+	negate bool // neq: the detection item is negated
+	vals   []valueMatcher
 }
 
 func (f *fieldCond) match(ev *EvalCtx) bool {
-	fv := ev.get(f.field)
+	return f.matchVals(ev) != f.negate
+}
+
+func (f *fieldCond) matchVals(ev *EvalCtx) bool {
+	fv := ev.getChain(f.key, f.chain)
 	if len(f.vals) == 0 {
 		return false
 	}
@@ -286,9 +404,19 @@ type strMatcher struct {
 	op      strOp
 	pattern string
 	cased   bool
+	// keyword: a case-insensitive keyword (full-text) contains value; with
+	// a context using an Index, the answer comes from one Aho-Corasick pass
+	// over the event's text. Set at compile time: a Matcher is never
+	// changed afterwards, so rule sets may share matchers.
+	keyword bool
 }
 
-func (m *strMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
+func (m *strMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
+	if m.keyword && ev.ac != nil {
+		if id, ok := ev.ac.ids[m.pattern]; ok {
+			return ev.acHit(fv, id)
+		}
+	}
 	vals := fv.strs
 	if !m.cased {
 		vals = fv.lowerStrs()
@@ -338,26 +466,88 @@ func (m *numMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
 		if err != nil {
 			continue
 		}
-		switch m.op {
-		case "lt":
-			if n < m.v {
-				return true
-			}
-		case "lte":
-			if n <= m.v {
-				return true
-			}
-		case "gt":
-			if n > m.v {
-				return true
-			}
-		case "gte":
-			if n >= m.v {
-				return true
-			}
+		if m.holds(n) {
+			return true
 		}
 	}
 	return false
+}
+
+func (m *numMatcher) holds(n float64) bool {
+	switch m.op {
+	case "eq":
+		return n == m.v
+	case "lt":
+		return n < m.v
+	case "lte":
+		return n <= m.v
+	case "gt":
+		return n > m.v
+	case "gte":
+		return n >= m.v
+	}
+	return false
+}
+
+// timeMatcher is a Sigma v2.1 time modifier: it reads the field as a date
+// and compares one part of it (minute 0-59, hour 0-23, day 1-31, ISO week
+// 1-53, month 1-12, year). As the spec warns, there is no time-zone
+// conversion: a date with an offset is read in that offset, one without
+// as UTC.
+type timeMatcher struct {
+	part string
+	num  numMatcher
+}
+
+func (m *timeMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
+	for _, s := range fv.strs {
+		t, ok := parseDate(s)
+		if !ok {
+			continue
+		}
+		var n int
+		switch m.part {
+		case "minute":
+			n = t.Minute()
+		case "hour":
+			n = t.Hour()
+		case "day":
+			n = t.Day()
+		case "week":
+			_, n = t.ISOWeek()
+		case "month":
+			n = int(t.Month())
+		case "year":
+			n = t.Year()
+		}
+		if m.num.holds(float64(n)) {
+			return true
+		}
+	}
+	return false
+}
+
+// dateLayouts are the date forms the time modifiers read: RFC 3339 (Vigil's
+// own time fields), the space-separated form of Windows / Sysmon (UtcTime)
+// and a bare date.
+var dateLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999", "2006-01-02"}
+
+// parseDate reads a date string; a number is Unix time in seconds (in
+// milliseconds when larger than 1e11).
+func parseDate(s string) (time.Time, bool) {
+	for _, l := range dateLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, true
+		}
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f > 1e11 || f < -1e11 {
+			return time.UnixMilli(int64(f)).UTC(), true
+		}
+		return time.Unix(int64(f), 0).UTC(), true
+	}
+	return time.Time{}, false
 }
 
 type cidrMatcher struct{ p netip.Prefix }
@@ -380,19 +570,22 @@ func (nullMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
 
 type existsMatcher struct{ want bool }
 
+// match is presence only: the spec's exists "only verifies the presence of
+// a field, not its value, be it empty or null".
 func (m existsMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
-	return (fv.present && !fv.null) == m.want
+	return fv.present == m.want
 }
 
 // fieldrefMatcher compares a field with another field of the same event.
 type fieldrefMatcher struct {
-	other string
+	key   string
+	chain []string
 	op    strOp
 	cased bool
 }
 
 func (m *fieldrefMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
-	ov := ev.get(m.other)
+	ov := ev.getChain(m.key, m.chain)
 	a, b := fv.strs, ov.strs
 	if !m.cased {
 		a, b = fv.lowerStrs(), ov.lowerStrs()
@@ -422,23 +615,66 @@ func (m *fieldrefMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
 	return false
 }
 
+// CompileOptions say how rules are compiled: the field map, the processing
+// pipelines (pySigma format, applied in priority order) and the values of
+// the placeholders the expand modifier names.
+type CompileOptions struct {
+	FieldMap     FieldMap
+	Pipelines    []*Pipeline
+	Placeholders map[string][]string
+}
+
+// maxExpand bounds the values one expanded value may turn into (the product
+// of its placeholders' lists), so a placeholder file cannot make a rule
+// cost unbounded memory.
+const maxExpand = 10_000
+
+// compiler holds what compiling one rule needs.
+type compiler struct {
+	fm    FieldMap
+	items []*pipelineItem // pipeline items that apply to the rule, in order
+	vars  map[string][]string
+	seen  map[string]bool
+	rule  *Rule
+}
+
 // Compile turns a parsed detection rule into a Matcher, resolving Sigma
 // field names with fm. Errors carry the line of the offending node.
 func Compile(r *Rule, fm FieldMap) (*Matcher, error) {
-	if r.Detection == nil {
+	return CompileWith(r, CompileOptions{FieldMap: fm})
+}
+
+// CompileWith is Compile with processing pipelines and placeholders.
+func CompileWith(r *Rule, opts CompileOptions) (*Matcher, error) {
+	d := r.Detection
+	if r.Filter != nil {
+		d = r.Filter.Detection
+	}
+	if d == nil {
 		return nil, &Error{Path: r.Path, Line: r.Line, Rule: r.Label(), Reason: "not a detection rule"}
 	}
+	fm := opts.FieldMap
 	if fm == nil {
 		fm = DefaultFieldMap()
 	}
-	m := &Matcher{Rule: r}
-	if c := event.Category(strings.ToLower(r.Logsource.Category)); c.Valid() {
-		m.category = c
+	c := &compiler{fm: fm, seen: map[string]bool{}, rule: r, vars: map[string][]string{}}
+	for k, v := range opts.Placeholders {
+		c.vars[k] = v
 	}
-	seen := map[string]bool{}
-	d := r.Detection
+	ls := r.Logsource
+	items, err := pipelineItemsFor(opts.Pipelines, r, &ls, c.vars)
+	if err != nil {
+		err.Path, err.Rule = r.Path, r.Label()
+		return nil, err
+	}
+	c.items = items
+	m := &Matcher{Rule: r}
+	if cat := event.Category(strings.ToLower(ls.Category)); cat.Valid() {
+		m.category = cat
+	}
+	order := d.Order
 	for _, name := range d.Order {
-		s, err := compileSearch(d.Searches[name], fm, seen)
+		s, err := c.compileSearch(d.Searches[name])
 		if err != nil {
 			err.Path, err.Rule = r.Path, r.Label()
 			if err.Reason != "" {
@@ -448,24 +684,47 @@ func Compile(r *Rule, fm FieldMap) (*Matcher, error) {
 		}
 		m.searches = append(m.searches, s)
 	}
+	// add_condition items of the pipelines: searches ANDed with the rule's
+	// condition.
+	var extra []cond
+	for _, it := range c.items {
+		if it.Type != "add_condition" {
+			continue
+		}
+		s, err := c.compileSearch(it.conditions)
+		if err != nil {
+			err.Path, err.Rule = it.path, r.Label()
+			err.Reason = "pipeline add_condition: " + err.Reason
+			return nil, err
+		}
+		var sel cond = condSel(len(m.searches))
+		if it.negated {
+			sel = condNot{sel}
+		}
+		extra = append(extra, sel)
+		m.searches = append(m.searches, s)
+	}
 	for _, expr := range d.Conditions {
-		c, err := parseCondition(expr, d.Order)
+		cnd, err := parseCondition(expr, order)
 		if err != nil {
 			return nil, &Error{Path: r.Path, Line: d.condLine, Rule: r.Label(), Reason: err.Error()}
 		}
-		m.conds = append(m.conds, c)
+		if len(extra) > 0 {
+			cnd = append(condAnd{cnd}, extra...)
+		}
+		m.conds = append(m.conds, cnd)
 	}
-	for f := range seen {
+	for f := range c.seen {
 		m.fields = append(m.fields, f)
 	}
 	return m, nil
 }
 
-func compileSearch(n *yaml.Node, fm FieldMap, seen map[string]bool) (search, *Error) {
+func (c *compiler) compileSearch(n *yaml.Node) (search, *Error) {
 	var s search
 	switch n.Kind {
 	case yaml.MappingNode:
-		g, err := compileMap(n, fm, seen)
+		g, err := c.compileMap(n)
 		if err != nil {
 			return s, err
 		}
@@ -476,7 +735,7 @@ func compileSearch(n *yaml.Node, fm FieldMap, seen map[string]bool) (search, *Er
 			el = resolveAlias(el)
 			switch el.Kind {
 			case yaml.MappingNode:
-				g, err := compileMap(el, fm, seen)
+				g, err := c.compileMap(el)
 				if err != nil {
 					return s, err
 				}
@@ -488,18 +747,18 @@ func compileSearch(n *yaml.Node, fm FieldMap, seen map[string]bool) (search, *Er
 			}
 		}
 		if len(keywords) > 0 {
-			fc, err := compileField("", &yaml.Node{Kind: yaml.SequenceNode, Content: keywords, Line: keywords[0].Line}, fm, keywords[0])
+			fcs, err := c.compileField("", &yaml.Node{Kind: yaml.SequenceNode, Content: keywords, Line: keywords[0].Line}, keywords[0])
 			if err != nil {
 				return s, err
 			}
-			s.groups = append(s.groups, []fieldCond{fc})
+			s.groups = append(s.groups, fcs)
 		}
 	case yaml.ScalarNode:
-		fc, err := compileField("", n, fm, n)
+		fcs, err := c.compileField("", n, n)
 		if err != nil {
 			return s, err
 		}
-		s.groups = append(s.groups, []fieldCond{fc})
+		s.groups = append(s.groups, fcs)
 	default:
 		return s, nodeErr(n, "must be a mapping or a list")
 	}
@@ -509,36 +768,51 @@ func compileSearch(n *yaml.Node, fm FieldMap, seen map[string]bool) (search, *Er
 	return s, nil
 }
 
-func compileMap(n *yaml.Node, fm FieldMap, seen map[string]bool) ([]fieldCond, *Error) {
+func (c *compiler) compileMap(n *yaml.Node) ([]fieldCond, *Error) {
 	var g []fieldCond
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
-		fc, err := compileField(k.Value, v, fm, k)
+		fcs, err := c.compileField(k.Value, v, k)
 		if err != nil {
 			return nil, err
 		}
-		if fc.field != "" {
-			seen[fc.field] = true
+		for _, fc := range fcs {
+			if fc.field != "" {
+				c.seen[fc.field] = true
+			}
 		}
-		g = append(g, fc)
+		g = append(g, fcs...)
 	}
 	if len(g) == 0 {
-		return nil, nodeErr(n, "empty mapping")
+		// Every item was dropped by a pipeline (drop_detection_item): an
+		// empty AND is true, as in pySigma.
+		return []fieldCond{{vals: []valueMatcher{alwaysMatcher{}}}}, nil
 	}
 	return g, nil
 }
+
+type alwaysMatcher struct{}
+
+func (alwaysMatcher) match(*fieldVal, *EvalCtx) bool { return true }
 
 // modifiers applied to one field condition, in the order written.
 type mods struct {
 	transforms []string // wide, utf16*, base64, base64offset, windash
 	match      string   // "", contains, startswith, endswith, re, cidr, lt, lte, gt, gte, exists, fieldref
+	timePart   string   // minute, hour, day, week, month, year
 	all, cased bool
+	neq        bool
+	expand     bool
 	reFlags    string
 }
 
 var transformMods = map[string]bool{"wide": true, "utf16le": true, "utf16be": true, "utf16": true, "base64": true, "base64offset": true, "windash": true}
 var matchMods = map[string]bool{"contains": true, "startswith": true, "endswith": true, "re": true, "cidr": true,
 	"lt": true, "lte": true, "gt": true, "gte": true, "exists": true, "fieldref": true}
+var timeMods = map[string]bool{"minute": true, "hour": true, "day": true, "week": true, "month": true, "year": true}
+
+const supportedMods = "contains, startswith, endswith, all, re with i/m/s, cidr, exists, cased, neq, lt, lte, gt, gte, " +
+	"minute, hour, day, week, month, year, base64, base64offset, wide/utf16le/utf16be/utf16, windash, fieldref, expand"
 
 func parseMods(key string, at *yaml.Node) (string, mods, *Error) {
 	parts := strings.Split(key, "|")
@@ -551,6 +825,18 @@ func parseMods(key string, at *yaml.Node) (string, mods, *Error) {
 			m.all = true
 		case p == "cased":
 			m.cased = true
+		case p == "neq":
+			m.neq = true
+		case p == "expand":
+			m.expand = true
+		case timeMods[p]:
+			if m.timePart != "" {
+				return "", m, nodeErr(at, "modifiers %q and %q cannot be combined", m.timePart, p)
+			}
+			if m.match != "" {
+				return "", m, nodeErr(at, "time modifier %q must come before %q", p, m.match)
+			}
+			m.timePart = p
 		case p == "i" || p == "m" || p == "s" || p == "ignorecase" || p == "multiline" || p == "dotall":
 			if m.match != "re" {
 				return "", m, nodeErr(at, "modifier %q only follows re", p)
@@ -561,6 +847,9 @@ func parseMods(key string, at *yaml.Node) (string, mods, *Error) {
 				!(p == "fieldref" && (m.match == "contains" || m.match == "startswith" || m.match == "endswith")) {
 				return "", m, nodeErr(at, "modifiers %q and %q cannot be combined", m.match, p)
 			}
+			if m.timePart != "" && p != "lt" && p != "lte" && p != "gt" && p != "gte" {
+				return "", m, nodeErr(at, "modifier %q cannot follow the time modifier %q (valid after it: lt, lte, gt, gte, neq)", p, m.timePart)
+			}
 			if p == "fieldref" && m.match != "" {
 				m.match = "fieldref+" + m.match
 			} else if m.match == "fieldref" {
@@ -568,15 +857,32 @@ func parseMods(key string, at *yaml.Node) (string, mods, *Error) {
 			} else {
 				m.match = p
 			}
-		case p == "expand":
-			return "", m, nodeErr(at, "modifier expand (placeholders) is not supported by Vigil")
 		case p == "":
 			return "", m, nodeErr(at, "empty modifier in %q", key)
 		default:
-			return "", m, nodeErr(at, "unknown modifier %q (supported: contains, startswith, endswith, all, re with i/m/s, cidr, exists, cased, lt, lte, gt, gte, base64, base64offset, wide/utf16le/utf16be/utf16, windash, fieldref)", p)
+			return "", m, nodeErr(at, "unknown modifier %q (supported: %s)", p, supportedMods)
 		}
 	}
+	if m.timePart != "" && (len(m.transforms) > 0 || m.cased || m.expand) {
+		return "", m, nodeErr(at, "time modifier %q only combines with lt, lte, gt, gte, neq and all", m.timePart)
+	}
+	if m.match == "exists" && (m.neq || m.all || len(m.transforms) > 0 || m.expand) {
+		return "", m, nodeErr(at, "exists only applies to an unmodified true or false")
+	}
 	return parts[0], m, nil
+}
+
+// stringValues reports whether the item's values are strings (plain,
+// wildcard or encoded) rather than regular expressions, numbers, CIDR
+// ranges, booleans or field references: pipeline value transformations
+// (replace_string, map_string, set_value, case) apply only to those, as
+// pySigma's apply to SigmaString values.
+func (m mods) stringValues() bool {
+	switch m.match {
+	case "", "contains", "startswith", "endswith":
+		return m.timePart == ""
+	}
+	return false
 }
 
 type rawValue struct {
@@ -603,18 +909,77 @@ func values(v *yaml.Node) ([]rawValue, *Error) {
 	return nil, nodeErr(v, "value must be a scalar or a list of scalars")
 }
 
-func compileField(key string, v *yaml.Node, fm FieldMap, at *yaml.Node) (fieldCond, *Error) {
+// compileField compiles one detection item. It usually yields one field
+// condition; a pipeline's one-to-many field mapping yields one per target
+// field, ORed in a single condition via fieldAny; drop_detection_item
+// yields none.
+func (c *compiler) compileField(key string, v *yaml.Node, at *yaml.Node) ([]fieldCond, *Error) {
 	name, m, err := parseMods(key, at)
 	if err != nil {
-		return fieldCond{}, err
-	}
-	fc := fieldCond{all: m.all}
-	if name != "" {
-		fc.field = fm.Resolve(name)
+		return nil, err
 	}
 	vals, err := values(v)
 	if err != nil {
-		return fc, err
+		return nil, err
+	}
+	names := []string{name}
+	if name != "" || len(c.items) > 0 {
+		var drop bool
+		names, vals, drop, err = c.applyItems(name, vals, at, m.stringValues())
+		if err != nil {
+			return nil, err
+		}
+		if drop {
+			return nil, nil
+		}
+	}
+	if m.expand {
+		if vals, err = c.expand(vals); err != nil {
+			return nil, err
+		}
+	}
+	var alts []fieldCond
+	for _, n := range names {
+		fc, err := c.compileFieldFor(n, m, vals, v, at)
+		if err != nil {
+			return nil, err
+		}
+		alts = append(alts, fc)
+	}
+	if len(alts) == 1 {
+		return alts, nil
+	}
+	// One-to-many mapping: the item matches when any target field does
+	// (pySigma turns it into an OR of the mapped items).
+	// The outer condition reads alts[0]'s (cached) field so that its own
+	// lookup costs nothing extra; anyFieldMatcher reads each target.
+	or := fieldCond{field: alts[0].field, key: alts[0].key, chain: alts[0].chain, vals: []valueMatcher{&anyFieldMatcher{alts: alts}}}
+	return []fieldCond{or}, nil
+}
+
+// anyFieldMatcher ORs the conditions of a one-to-many field mapping.
+type anyFieldMatcher struct{ alts []fieldCond }
+
+func (m *anyFieldMatcher) match(_ *fieldVal, ev *EvalCtx) bool {
+	for i := range m.alts {
+		if m.alts[i].match(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) compileFieldFor(name string, m mods, vals []rawValue, v, at *yaml.Node) (fieldCond, *Error) {
+	fc := fieldCond{all: m.all, negate: m.neq}
+	if name != "" {
+		fc.chain = c.fm.ResolveAll(name)
+		fc.field = fc.chain[0]
+		fc.key = strings.Join(fc.chain, "\x00")
+		if len(fc.chain) == 1 {
+			fc.key, fc.chain = fc.field, nil
+		}
+	} else if m.timePart != "" || m.neq || m.match == "exists" {
+		return fc, nodeErr(at, "modifiers on a keyword search are not allowed")
 	}
 	if m.match == "exists" {
 		if len(vals) != 1 {
@@ -632,7 +997,7 @@ func compileField(key string, v *yaml.Node, fm FieldMap, at *yaml.Node) (fieldCo
 			fc.vals = append(fc.vals, nullMatcher{})
 			continue
 		}
-		ms, err := compileValue(rv, m, fm, name == "")
+		ms, err := compileValue(rv, m, c.fm, name == "")
 		if err != nil {
 			return fc, err
 		}
@@ -640,17 +1005,89 @@ func compileField(key string, v *yaml.Node, fm FieldMap, at *yaml.Node) (fieldCo
 	}
 	if m.all && len(m.transforms) > 0 && len(fc.vals) != len(vals) {
 		// A transform expanded each value into variants; "all" over the
-		// variants would demand every encoding at once. Keep the ANY of
-		// variants per value by grouping.
+		// variants would demand every encoding at once.
 		return fc, nodeErr(at, "all cannot be combined with base64offset or windash")
 	}
 	return fc, nil
+}
+
+// expand replaces %name% placeholders in values by every value configured
+// for the placeholder (a placeholders file, or a pipeline's vars through
+// value_placeholders / wildcard_placeholders). An unknown placeholder is
+// an error naming it.
+func (c *compiler) expand(vals []rawValue) ([]rawValue, *Error) {
+	var out []rawValue
+	for _, rv := range vals {
+		if rv.null {
+			out = append(out, rv)
+			continue
+		}
+		cur := []string{""}
+		var lit strings.Builder // text since the last placeholder; \% is a plain %
+		flush := func() {
+			for k := range cur {
+				cur[k] += lit.String()
+			}
+			lit.Reset()
+		}
+		for i := 0; i < len(rv.s); i++ {
+			ch := rv.s[i]
+			if ch == '\\' && i+1 < len(rv.s) && rv.s[i+1] == '%' {
+				lit.WriteByte('%')
+				i++
+				continue
+			}
+			end := -1
+			if ch == '%' {
+				end = strings.IndexByte(rv.s[i+1:], '%')
+			}
+			if end < 0 {
+				lit.WriteByte(ch)
+				continue
+			}
+			name := rv.s[i+1 : i+1+end]
+			repl, ok := c.vars[name]
+			if !ok {
+				return nil, nodeErr(rv.node, "expand: no value configured for placeholder %%%s%% (give it in a placeholders file or a pipeline's vars)", name)
+			}
+			if len(cur)*len(repl) > maxExpand {
+				return nil, nodeErr(rv.node, "expand: %q expands to more than %d values", rv.s, maxExpand)
+			}
+			flush()
+			next := make([]string, 0, len(cur)*len(repl))
+			for _, p := range cur {
+				for _, r := range repl {
+					next = append(next, p+r)
+				}
+			}
+			cur = next
+			i += end + 1
+		}
+		flush()
+		for _, s := range cur {
+			out = append(out, rawValue{s: s, node: rv.node})
+		}
+	}
+	if len(out) == 0 {
+		return nil, nodeErr(vals[0].node, "expand: the placeholders expand to no value")
+	}
+	return out, nil
 }
 
 // compileValue returns the matchers for one value (several when a
 // transform expands it into variants, which are ORed).
 func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatcher, *Error) {
 	switch {
+	case m.timePart != "":
+		f, err := strconv.ParseFloat(rv.s, 64)
+		if err != nil {
+			return nil, nodeErr(rv.node, "%s needs a number, not %q", m.timePart, rv.s)
+		}
+		op := m.match
+		if op == "" {
+			op = "eq"
+		}
+		return []valueMatcher{&timeMatcher{part: m.timePart, num: numMatcher{op: op, v: f}}}, nil
 	case m.match == "re":
 		flags := ""
 		for _, f := range []string{"i", "m", "s"} {
@@ -689,7 +1126,12 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 		case "endswith":
 			op = opSuffix
 		}
-		return []valueMatcher{&fieldrefMatcher{other: fm.Resolve(rv.s), op: op, cased: m.cased}}, nil
+		chain := fm.ResolveAll(rv.s)
+		fr := &fieldrefMatcher{key: chain[0], op: op, cased: m.cased}
+		if len(chain) > 1 {
+			fr.key, fr.chain = strings.Join(chain, "\x00"), chain
+		}
+		return []valueMatcher{fr}, nil
 	}
 	// Plain string matching, possibly transformed first. windash works
 	// on the escaped form (dashes are not special); encodings work on the
@@ -742,6 +1184,9 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 	out := make([]valueMatcher, 0, len(variants))
 	for _, s := range variants {
 		vm, err := stringMatcher(s, op, m.cased, literal)
+		if sm, ok := vm.(*strMatcher); ok && keyword && op == opContains && !m.cased && sm.pattern != "" {
+			sm.keyword = true // answered by the index's automaton (EvalCtx.UseIndex)
+		}
 		if err != nil {
 			return nil, nodeErr(rv.node, "%v", err)
 		}
@@ -762,6 +1207,12 @@ func stringMatcher(s string, op strOp, cased, literal bool) (valueMatcher, error
 		}
 		return &strMatcher{op: op, pattern: s, cased: cased}, nil
 	}
+	return newGlob(s, op, cased), nil
+}
+
+// wildcardRegexp is the former regexp form of a wildcard value, kept as
+// the reference the glob matcher is tested against.
+func wildcardRegexp(s string, op strOp, cased bool) (*regexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString("(?s")
 	if !cased {
@@ -793,7 +1244,7 @@ func stringMatcher(s string, op strOp, cased, literal bool) (valueMatcher, error
 	if err != nil {
 		return nil, fmt.Errorf("value %q: %v", s, err)
 	}
-	return &reMatcher{re}, nil
+	return re, nil
 }
 
 func hasWildcard(s string) bool {

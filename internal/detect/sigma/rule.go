@@ -82,6 +82,41 @@ type Rule struct {
 	Vigil       Extension    `json:"vigil"`
 	Detection   *Detection   `json:"-"`
 	Correlation *Correlation `json:"correlation,omitempty"`
+	Filter      *Filter      `json:"filter,omitempty"`
+}
+
+// Filter is a Sigma v2 filter document (`filter:`): its condition is ANDed
+// with the condition of every rule it names (or of every rule when rules
+// is "any") whose logsource matches the filter's, so matches it does not
+// accept are suppressed. A filter creates no detections of its own.
+type Filter struct {
+	Rules     []string   `json:"rules,omitempty"`
+	Any       bool       `json:"any,omitempty"`
+	Detection *Detection `json:"-"`
+}
+
+// AppliesTo reports whether the filter f (a rule with Filter set) applies
+// to the detection rule r: the logsource fields f sets equal r's, and r is
+// named by id or name in filter.rules (or rules is "any").
+func (f *Rule) AppliesTo(r *Rule) bool {
+	if f.Filter == nil || r.Detection == nil {
+		return false
+	}
+	for _, p := range [][2]string{{f.Logsource.Category, r.Logsource.Category}, {f.Logsource.Product, r.Logsource.Product},
+		{f.Logsource.Service, r.Logsource.Service}} {
+		if p[0] != "" && !strings.EqualFold(p[0], p[1]) {
+			return false
+		}
+	}
+	if f.Filter.Any {
+		return true
+	}
+	for _, ref := range f.Filter.Rules {
+		if ref != "" && (ref == r.ID || ref == r.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Label names the rule in messages: its title, else id, else name.
@@ -260,7 +295,8 @@ func parseDoc(root *yaml.Node) (*Rule, error) {
 		return nil, nodeErr(root, "a rule must be a YAML mapping")
 	}
 	r := &Rule{Line: root.Line}
-	var detection, correlation *yaml.Node
+	var detection, correlation, filter *yaml.Node
+	var logsource *yaml.Node
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], resolveAlias(root.Content[i+1])
 		var err error
@@ -292,7 +328,10 @@ func parseDoc(root *yaml.Node) (*Rule, error) {
 		case "falsepositives":
 			r.FalsePos, err = stringList(v, "falsepositives")
 		case "logsource":
+			logsource = v
 			err = parseLogsource(v, &r.Logsource)
+		case "filter":
+			filter = v
 		case "detection":
 			detection = v
 		case "correlation":
@@ -310,9 +349,24 @@ func parseDoc(root *yaml.Node) (*Rule, error) {
 	if r.Title == "" {
 		return r, nodeErr(root, "missing required field title")
 	}
+	blocks := 0
+	for _, b := range []*yaml.Node{detection, correlation, filter} {
+		if b != nil {
+			blocks++
+		}
+	}
 	switch {
-	case detection != nil && correlation != nil:
-		return r, nodeErr(correlation, "a rule has either detection or correlation, not both")
+	case blocks > 1:
+		return r, nodeErr(root, "a rule has one of detection, correlation or filter, not several")
+	case filter != nil:
+		if logsource == nil {
+			return r, nodeErr(root, "a filter needs a logsource (the rules it applies to must share it)")
+		}
+		f, err := parseFilter(filter)
+		if err != nil {
+			return r, err
+		}
+		r.Filter = f
 	case detection != nil:
 		d, err := parseDetection(detection)
 		if err != nil {
@@ -326,7 +380,7 @@ func parseDoc(root *yaml.Node) (*Rule, error) {
 		}
 		r.Correlation = c
 	default:
-		return r, nodeErr(root, "missing detection (or correlation) block")
+		return r, nodeErr(root, "missing detection (or correlation, or filter) block")
 	}
 	return r, nil
 }
@@ -437,6 +491,47 @@ func parseDetection(n *yaml.Node) (*Detection, error) {
 		return nil, nodeErr(n, "detection has no search identifiers")
 	}
 	return d, nil
+}
+
+// parseFilter reads a filter block: rules (a list of rule ids or names, or
+// "any"), search identifiers and a condition, like a detection.
+func parseFilter(n *yaml.Node) (*Filter, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, nodeErr(n, "filter must be a mapping")
+	}
+	f := &Filter{}
+	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	var rulesNode *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolveAlias(n.Content[i+1])
+		if k.Value != "rules" {
+			rest.Content = append(rest.Content, k, v)
+			continue
+		}
+		rulesNode = v
+		if v.Kind == yaml.ScalarNode && strings.EqualFold(v.Value, "any") {
+			f.Any = true
+			continue
+		}
+		refs, err := stringList(v, "filter.rules")
+		if err != nil {
+			return nil, err
+		}
+		f.Rules = refs
+	}
+	if rulesNode == nil || (!f.Any && len(f.Rules) == 0) {
+		return nil, nodeErr(n, "filter.rules must name at least one rule id or name (or be \"any\")")
+	}
+	d, err := parseDetection(rest)
+	if err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			pe.Reason = "filter: " + pe.Reason
+		}
+		return nil, err
+	}
+	f.Detection = d
+	return f, nil
 }
 
 // ParseTimespan reads a Sigma timespan: a number followed by s, m, h, d or w.

@@ -442,7 +442,7 @@ func (s *sender) subject(msgs []outputs.Message, digest bool, dropped int, now t
 	var subj string
 	switch {
 	case digest:
-		subj = fmt.Sprintf("digest: %d alerts", len(msgs)+dropped)
+		subj = "digest: " + alerts(len(msgs)+dropped)
 		if len(msgs) > 0 {
 			subj += ": " + outhttp.Title(msgs[0])
 			if len(msgs) > 1 {
@@ -488,7 +488,7 @@ func stateWord(m outputs.Message) string {
 func (s *sender) text(msgs []outputs.Message, digest bool, dropped int) string {
 	var b strings.Builder
 	if digest {
-		fmt.Fprintf(&b, "Vigil digest: %d alerts fired (at most one mail every %v).\n\n", len(msgs)+dropped, s.opts.DigestInterval)
+		fmt.Fprintf(&b, "Vigil digest: %s fired (at most one mail every %v).\n\n", alerts(len(msgs)+dropped), s.opts.DigestInterval)
 	}
 	for i, m := range msgs {
 		if i > 0 {
@@ -528,6 +528,13 @@ func (s *sender) text(msgs []outputs.Message, digest bool, dropped int) string {
 		fmt.Fprintf(&b, "\n… and %d more not listed (see the console).\n", dropped)
 	}
 	return b.String()
+}
+
+func alerts(n int) string {
+	if n == 1 {
+		return "1 alert"
+	}
+	return strconv.Itoa(n) + " alerts"
 }
 
 // oneLine keeps a header value on one line: a title must not add headers.

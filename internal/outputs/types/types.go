@@ -8,6 +8,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/outputs/elasticsearch"
 	"github.com/vigil-sec/vigil/internal/outputs/email"
 	"github.com/vigil-sec/vigil/internal/outputs/kafka"
+	"github.com/vigil-sec/vigil/internal/outputs/loki"
 	"github.com/vigil-sec/vigil/internal/outputs/opsgenie"
 	"github.com/vigil-sec/vigil/internal/outputs/pagerduty"
 	"github.com/vigil-sec/vigil/internal/outputs/slack"
@@ -26,5 +27,6 @@ func Types() []outputs.Type {
 		syslog.Type(),
 		kafka.Type(),
 		elasticsearch.Type(),
+		loki.Type(),
 	}
 }

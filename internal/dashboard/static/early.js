@@ -1,0 +1,1 @@
+(()=>{window.__vigilCSP=[];document.addEventListener("securitypolicyviolation",i=>{let e=`${i.violatedDirective} ${i.blockedURI||"inline"}`;window.__vigilCSP.push(e),window.dispatchEvent(new CustomEvent("vigil:csp",{detail:e}))});})();

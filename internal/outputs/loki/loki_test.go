@@ -1,0 +1,224 @@
+package loki
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/outputs/outputtest"
+)
+
+const testPass = "l0ki-S3CRET"
+
+// The format checked here is Loki's push API, as documented at
+// https://grafana.com/docs/loki/latest/reference/loki-http-api/#ingest-logs:
+//
+//	POST /loki/api/v1/push, Content-Type: application/json
+//	{"streams": [{"stream": {"label": "value"}, "values": [["<unix epoch in nanoseconds, as a string>", "<log line>"]]}]}
+//
+// label names match [a-zA-Z_][a-zA-Z0-9_]* (https://grafana.com/docs/loki/latest/get-started/labels/);
+// X-Scope-OrgID names the tenant in multi-tenant mode
+// (https://grafana.com/docs/loki/latest/operations/multi-tenancy/);
+// the answer is 204 No Content; 400 for entries Loki refuses (out of
+// order, too old), 429 when rate limited.
+type wirePush struct {
+	Streams []struct {
+		Stream map[string]string `json:"stream"`
+		Values [][]string        `json:"values"`
+	} `json:"streams"`
+}
+
+var (
+	wireLabel = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	wireTS    = regexp.MustCompile(`^[0-9]{1,19}$`)
+)
+
+type receiver struct {
+	t      *testing.T
+	mu     sync.Mutex
+	pushes []wirePush
+	orgs   []string
+	auth   string
+	reply  func(w http.ResponseWriter) bool
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	bad := func(format string, args ...any) {
+		rc.t.Errorf("request does not follow the documented format: "+format, args...)
+		http.Error(w, "bad", http.StatusBadRequest)
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/loki/api/v1/push" {
+		bad("%s %s", r.Method, r.URL.Path)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		bad("Content-Type %q", ct)
+		return
+	}
+	if got := r.Header.Get("Authorization"); got != rc.auth {
+		http.Error(w, "no org id / bad auth "+got, http.StatusUnauthorized)
+		return
+	}
+	if rc.reply != nil && rc.reply(w) {
+		return
+	}
+	b, _ := io.ReadAll(r.Body)
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var p wirePush
+	if err := dec.Decode(&p); err != nil {
+		bad("%v", err)
+		return
+	}
+	for _, st := range p.Streams {
+		if len(st.Stream) == 0 {
+			bad("stream without labels")
+			return
+		}
+		for k, v := range st.Stream {
+			if !wireLabel.MatchString(k) || v == "" {
+				bad("label %q=%q", k, v)
+				return
+			}
+		}
+		var last int64
+		for _, v := range st.Values {
+			if len(v) != 2 || !wireTS.MatchString(v[0]) {
+				bad("value %q", v)
+				return
+			}
+			ts, _ := strconv.ParseInt(v[0], 10, 64)
+			if ts < last {
+				bad("entries out of order in a stream")
+				return
+			}
+			last = ts
+		}
+	}
+	rc.mu.Lock()
+	rc.pushes = append(rc.pushes, p)
+	rc.orgs = append(rc.orgs, r.Header.Get("X-Scope-OrgID"))
+	rc.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func newLoki(t *testing.T, o Options, auth string) (*receiver, outputs.Sender, *outputtest.LogBuffer) {
+	t.Helper()
+	rc := &receiver{t: t, auth: auth}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	env, logs := outputtest.Env(t, srv.Client())
+	o.URL = srv.URL + "/"
+	s, err := Type().New(&o, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, s, logs
+}
+
+func TestLokiPush(t *testing.T) {
+	t.Setenv("VIGIL_TEST_LOKI_PASS", testPass)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("vigil:"+testPass))
+	rc, s, logs := newLoki(t, Options{OrgID: "soc", Labels: map[string]string{"env": "prod"}, Username: "vigil",
+		Password: "${VIGIL_TEST_LOKI_PASS}"}, auth)
+	early := outputtest.Event("ev0")
+	early.Event.Time = outputtest.Now.Add(-time.Second)
+	msgs := []outputs.Message{outputtest.Event("ev1"), outputtest.Detection("ev2", "det-1", "active", 1), early, outputtest.Test("ev3")}
+	if s.(outputs.Batcher).MaxBatch() < 2 {
+		t.Error("loki is a Batcher")
+	}
+	if err := s.Send(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.pushes) != 1 || rc.orgs[0] != "soc" {
+		t.Fatalf("pushes %d, X-Scope-OrgID %v", len(rc.pushes), rc.orgs)
+	}
+	got := map[string][][]string{}
+	for _, st := range rc.pushes[0].Streams {
+		if st.Stream["job"] != "vigil" || st.Stream["env"] != "prod" || st.Stream["tenant"] != "acme" {
+			t.Errorf("labels %v", st.Stream)
+		}
+		key := st.Stream["category"] + "/" + st.Stream["severity"] + "/" + st.Stream["test"]
+		got[key] = append(got[key], st.Values...)
+	}
+	auth0 := got["authentication/medium/"]
+	if len(got) != 3 || len(auth0) != 2 || len(got["detection/high/"]) != 1 || len(got["system/medium/true"]) != 1 {
+		t.Fatalf("streams %v", got)
+	}
+	if auth0[0][0] != fmt.Sprint(early.Event.Time.UnixNano()) || auth0[0][1] != string(early.Body) ||
+		auth0[1][0] != fmt.Sprint(outputtest.Now.UnixNano()) {
+		t.Errorf("entries %v", auth0)
+	}
+	if strings.Contains(logs.String(), testPass) {
+		t.Error("the password is in the logs")
+	}
+}
+
+func TestLokiErrors(t *testing.T) {
+	t.Setenv("VIGIL_TEST_LOKI_TOKEN", testPass)
+	rc, s, _ := newLoki(t, Options{BearerToken: "${VIGIL_TEST_LOKI_TOKEN}"}, "Bearer "+testPass)
+	m := outputtest.Event("ev1")
+	for _, c := range []struct {
+		status    int
+		header    string
+		permanent bool
+		after     time.Duration
+	}{
+		{400, "", true, 0}, // "entry too far behind": retrying cannot help
+		{429, "2", false, 2 * time.Second},
+		{500, "", false, 0},
+	} {
+		rc.reply = func(w http.ResponseWriter) bool {
+			if c.header != "" {
+				w.Header().Set("Retry-After", c.header)
+			}
+			http.Error(w, "entry for stream has timestamp too old", c.status)
+			return true
+		}
+		err := s.Send(context.Background(), []outputs.Message{m})
+		var de *outputs.DeliveryError
+		if !errors.As(err, &de) || de.Permanent != c.permanent || de.RetryAfter != c.after {
+			t.Errorf("%d: %v", c.status, err)
+		}
+	}
+	rc.reply = nil
+	rc.auth = "Bearer other"
+	err := s.Send(context.Background(), []outputs.Message{m})
+	if !outputs.IsPermanent(err) || strings.Contains(err.Error(), testPass) {
+		t.Errorf("401: %v", err)
+	}
+}
+
+func TestLokiConfig(t *testing.T) {
+	env, _ := outputtest.Env(t, nil)
+	t.Setenv("VIGIL_TEST_LOKI_PASS", testPass)
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, "url must be"},
+		{Options{URL: "http://loki:3100", Labels: map[string]string{"bad-name": "x"}}, "not a Loki label name"},
+		{Options{URL: "http://loki:3100", Labels: map[string]string{"__name__": "x"}}, "not a Loki label name"},
+		{Options{URL: "http://loki:3100", Labels: map[string]string{"tenant": "x"}}, "set per event"},
+		{Options{URL: "http://loki:3100", Username: "u"}, "go together"},
+		{Options{URL: "http://loki:3100", BearerToken: "${VIGIL_TEST_LOKI_PASS}", Username: "u", Password: "${VIGIL_TEST_LOKI_PASS}"}, "both set"},
+		{Options{URL: "http://loki:3100", OrgID: "a\nb"}, "org_id"},
+	} {
+		o := c.o
+		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testPass) {
+			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
+		}
+	}
+}
