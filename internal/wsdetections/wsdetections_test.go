@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
+	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/wsconn"
@@ -67,8 +68,8 @@ func newEnv(t *testing.T, ping time.Duration) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws/detections", wsdetections.Handler(wsconn.Deps{Hub: h, Auth: authn, PingInterval: ping}))
-	mux.Handle("GET /api/v1/connections", auth.Require(authn, wsdetections.ListConnections(h)))
-	mux.Handle("POST /api/v1/connections/{id}/messages", auth.Require(authn, wsdetections.SendMessage(h)))
+	mux.Handle("GET /api/v1/connections", auth.Require(authn, server.ListConnections(h)))
+	mux.Handle("POST /api/v1/connections/{id}/messages", auth.Require(authn, server.SendMessage(h)))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
@@ -219,7 +220,7 @@ func TestBruteForceOverWebSocket(t *testing.T) {
 	code, body := httpDo(t, http.MethodGet, e.srv.URL+"/api/v1/connections", "admintok", "")
 	var list struct {
 		Count       int                       `json:"count"`
-		Connections []wsdetections.Connection `json:"connections"`
+		Connections []server.Connection `json:"connections"`
 	}
 	if err := json.Unmarshal(body, &list); code != 200 || err != nil || list.Count != 3 {
 		t.Fatalf("connections: %d %s", code, body)
