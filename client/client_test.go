@@ -148,3 +148,45 @@ func TestSubscribeBadFilterIsFinal(t *testing.T) {
 		t.Fatalf("err = %v, want a bad_filter error naming min_severity", err)
 	}
 }
+
+// Issue 12, item 2: with Batch the server sends {"type":"events"} frames;
+// fn still sees every event once, in order.
+func TestSubscribeBatch(t *testing.T) {
+	n := testnode.Start(t)
+	c := newClient(t, n)
+	evs := make([]*client.Event, 200)
+	for i := range evs {
+		evs[i] = &client.Event{Type: "audit.query"}
+	}
+	if _, err := c.Publish(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	// A client that ignored "events" frames would see none and time out.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var seqs []uint64
+	err := c.Subscribe(ctx, client.SubscribeOptions{
+		Filter: client.Filter{Categories: []string{"audit"}}, From: client.Cursor{Seq: 1}, Batch: true,
+		OnState: func(up bool, err error) {
+			if !up {
+				t.Errorf("disconnected: %v", err)
+			}
+		},
+	}, func(e *client.Event) error {
+		seqs = append(seqs, e.Seq)
+		if len(seqs) == len(evs) {
+			return errDone
+		}
+		return nil
+	})
+	if !errors.Is(err, errDone) {
+		t.Fatalf("Subscribe: %v after %d events", err, len(seqs))
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("event %d has seq %d", i, s)
+		}
+	}
+}
+
+var errDone = errors.New("done")

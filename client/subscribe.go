@@ -29,6 +29,10 @@ type SubscribeOptions struct {
 	OnState func(connected bool, err error)
 	// MaxBackoff caps the reconnect delay (default 10 s).
 	MaxBackoff time.Duration
+	// Batch asks the server for batched frames ({"type":"events"}: every
+	// event of a burst in one message, docs/protocol.md): fewer frames to
+	// parse under load. fn is still called once per event, in order.
+	Batch bool
 }
 
 // ServerError is a {"type":"error"} message, e.g. a filter that does not
@@ -54,7 +58,7 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions, fn func(*
 		if last > 0 {
 			from = Cursor{Seq: last + 1}
 		}
-		delivered, err := c.streamOnce(ctx, opts.Filter, from, func(e *Event) error {
+		delivered, err := c.streamOnce(ctx, opts.Filter, from, opts.Batch, func(e *Event) error {
 			last = e.Seq
 			return fn(e)
 		}, opts.OnState)
@@ -96,17 +100,18 @@ type callbackError struct{ err error }
 func (e *callbackError) Error() string { return e.err.Error() }
 
 type serverMsg struct {
-	Type       string          `json:"type"`
-	ID         string          `json:"id"`
-	Sub        string          `json:"sub"`
-	Head       uint64          `json:"head"`
-	Code       string          `json:"code"`
-	Message    string          `json:"message"`
-	ResumeFrom uint64          `json:"resume_from"`
-	Event      json.RawMessage `json:"event"`
+	Type       string            `json:"type"`
+	ID         string            `json:"id"`
+	Sub        string            `json:"sub"`
+	Head       uint64            `json:"head"`
+	Code       string            `json:"code"`
+	Message    string            `json:"message"`
+	ResumeFrom uint64            `json:"resume_from"`
+	Event      json.RawMessage   `json:"event"`
+	Events     []json.RawMessage `json:"events"`
 }
 
-func (c *Client) streamOnce(ctx context.Context, f Filter, from Cursor, fn func(*Event) error, onState func(bool, error)) (delivered bool, err error) {
+func (c *Client) streamOnce(ctx context.Context, f Filter, from Cursor, batch bool, fn func(*Event) error, onState func(bool, error)) (delivered bool, err error) {
 	dialer := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": []string{"Bearer " + c.token}}), Timeout: 10 * time.Second,
 		TLSConfig: c.tlsConfig}
 	conn, br, _, err := dialer.Dial(ctx, c.wsURL("/api/v1/stream"))
@@ -122,6 +127,9 @@ func (c *Client) streamOnce(ctx context.Context, f Filter, from Cursor, fn func(
 	defer stop()
 
 	sub := map[string]any{"op": "subscribe", "id": "client", "filter": f}
+	if batch {
+		sub["batch"] = true
+	}
 	switch {
 	case from.Seq > 0:
 		sub["from"] = map[string]uint64{"seq": from.Seq}
@@ -181,6 +189,17 @@ func (c *Client) streamOnce(ctx context.Context, f Filter, from Cursor, fn func(
 			delivered = true
 			if err := fn(&e); err != nil {
 				return delivered, &callbackError{err}
+			}
+		case "events":
+			for _, raw := range m.Events {
+				var e Event
+				if err := gojson.Unmarshal(raw, &e); err != nil {
+					return delivered, fmt.Errorf("client: bad event: %w", err)
+				}
+				delivered = true
+				if err := fn(&e); err != nil {
+					return delivered, &callbackError{err}
+				}
 			}
 		case "error":
 			return delivered, &ServerError{Code: m.Code, Message: m.Message}

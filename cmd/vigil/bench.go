@@ -25,6 +25,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	subscribers := fs.Int("subscribers", 10, "WebSocket subscribers measuring end-to-end latency")
 	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
 	spread := fs.Int("spread", 0, "spread events over this many users and give each subscriber one of them (0: every subscriber gets every event)")
+	batchFrames := fs.Bool("batch-frames", false, `subscribers ask for batched frames ({"type":"events"}, docs/protocol.md)`)
 	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections and report server memory per connection")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (it shares the machine with the server)")
 	realistic := fs.Bool("realistic", false, "send the demo's realistic mix instead of neutral events: it fires built-in rules and CREATES REAL DETECTIONS")
@@ -90,6 +91,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 			once := sync.Once{}
 			_ = c.Subscribe(subCtx, client.SubscribeOptions{
 				Filter:  f,
+				Batch:   *batchFrames,
 				OnState: func(connected bool, _ error) { once.Do(ready.Done) },
 			}, func(ev *client.Event) error {
 				now := time.Now()

@@ -132,7 +132,7 @@ func (n *Node) run(ctx context.Context, cfg config.Config, logger *slog.Logger, 
 		return err
 	}
 	policy := acc.HubPolicy()
-	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, Policy: policy, Logger: logger})
+	h := hub.New(log, hub.Options{QueueSize: cfg.QueueSize, QueueBytes: cfg.QueueKiB << 10, Policy: policy, Logger: logger})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	defer func() { wg.Wait(); n.stopped("background") }()

@@ -32,14 +32,17 @@ type Config struct {
 	OTLPGRPCListen string `yaml:"otlp_grpc_listen"`
 	// Replicas of the stream and KV buckets on an external NATS cluster;
 	// 0 chooses (3 on a cluster of at least 3 JetStream servers, else 1).
-	Replicas     int           `yaml:"replicas"`
-	Rules        string        `yaml:"rules"`
-	NodeID       string        `yaml:"node_id"`
-	Sync         string        `yaml:"sync"` // "default" or "always"
-	DedupWindow  time.Duration `yaml:"dedup_window"`
-	MaxAge       time.Duration `yaml:"retention_max_age"`
-	MaxBytes     int64         `yaml:"retention_max_bytes"`
-	QueueSize    int           `yaml:"queue_size"`
+	Replicas    int           `yaml:"replicas"`
+	Rules       string        `yaml:"rules"`
+	NodeID      string        `yaml:"node_id"`
+	Sync        string        `yaml:"sync"` // "default" or "always"
+	DedupWindow time.Duration `yaml:"dedup_window"`
+	MaxAge      time.Duration `yaml:"retention_max_age"`
+	MaxBytes    int64         `yaml:"retention_max_bytes"`
+	QueueSize   int           `yaml:"queue_size"`
+	// QueueKiB bounds each connection's queue in bytes of event JSON as
+	// well as in deliveries (issue 12): a client past either is lagged.
+	QueueKiB     int           `yaml:"queue_kib"`
 	PingInterval time.Duration `yaml:"ping_interval"`
 	MaxSubs      int           `yaml:"max_subscriptions"`
 	LogLevel     string        `yaml:"log_level"`
@@ -146,7 +149,7 @@ func Defaults() Config {
 	lim := event.DefaultLimits()
 	return Config{
 		Listen: "127.0.0.1:8080", DataDir: "./vigil-data", Sync: "default",
-		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, PingInterval: 30 * time.Second,
+		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, QueueKiB: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		GraphQL: DefaultGraphQLLimits(),
@@ -234,6 +237,7 @@ func options() []option {
 			return err
 		}},
 		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},
+		{"queue-kib", "VIGIL_QUEUE_KIB", "per-connection queue (KiB of event JSON) before a client is lagged", integer(func(c *Config) *int { return &c.QueueKiB })},
 		{"ping-interval", "VIGIL_PING_INTERVAL", "WebSocket ping interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
 		{"max-subscriptions", "VIGIL_MAX_SUBSCRIPTIONS", "subscriptions per connection", integer(func(c *Config) *int { return &c.MaxSubs })},
 		{"max-event-kib", "VIGIL_MAX_EVENT_KIB", "largest event (KiB)", integer(func(c *Config) *int { return &c.MaxEventKiB })},
@@ -288,7 +292,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	def := Defaults()
 	shown := map[string]string{
 		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(), "dedup-snapshot-interval": def.DedupSnapshotInterval.String(),
-		"queue-size": fmt.Sprint(def.QueueSize), "ping-interval": def.PingInterval.String(),
+		"queue-size": fmt.Sprint(def.QueueSize), "queue-kib": fmt.Sprint(def.QueueKiB), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
 		"tls-reload-interval":    def.TLS.ReloadInterval.String(),
@@ -375,6 +379,9 @@ func (c *Config) finish() error {
 	case "default", "always":
 	default:
 		return fmt.Errorf(`config: sync: %q is not "default" or "always"`, c.Sync)
+	}
+	if c.QueueKiB <= 0 {
+		return errors.New("config: queue-kib must be positive")
 	}
 	if c.MaxEventKiB <= 0 || c.MaxBatch <= 0 || c.MaxBatchMiB <= 0 {
 		return errors.New("config: size limits must be positive")

@@ -90,3 +90,26 @@ func TestInputMappingsOption(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12: the per-connection byte bound, from flag, environment or
+// file; a bound of zero or less is refused, naming the option.
+func TestQueueKiBOption(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := Load(nil, none, io.Discard)
+	if err != nil || cfg.QueueKiB != 4096 {
+		t.Fatalf("default queue-kib %d, %v", cfg.QueueKiB, err)
+	}
+	if cfg, err = Load(nil, func(k string) string { return map[string]string{"VIGIL_QUEUE_KIB": "512"}[k] }, io.Discard); err != nil || cfg.QueueKiB != 512 {
+		t.Fatalf("VIGIL_QUEUE_KIB: %d, %v", cfg.QueueKiB, err)
+	}
+	file := filepath.Join(t.TempDir(), "q.yaml")
+	_ = os.WriteFile(file, []byte("queue_kib: 64\n"), 0o600)
+	if cfg, err = Load([]string{"--config", file}, none, io.Discard); err != nil || cfg.QueueKiB != 64 {
+		t.Fatalf("queue_kib in YAML: %d, %v", cfg.QueueKiB, err)
+	}
+	for _, v := range []string{"0", "-1"} {
+		if _, err := Load([]string{"--queue-kib", v}, none, io.Discard); err == nil || !strings.Contains(err.Error(), "queue-kib") {
+			t.Errorf("--queue-kib %s: %v; want an error naming queue-kib", v, err)
+		}
+	}
+}

@@ -51,7 +51,7 @@ func (c *Consumer) Tail(ctx context.Context, from uint64, fn func(*event.Event))
 	}
 	p := &auth.Principal{ID: "internal:" + c.name, Name: c.name, Role: auth.RoleAdmin, Tenant: auth.AllTenants}
 	for {
-		client := c.hub.NewClient(ClientInfo{Transport: InternalTransport, Remote: c.name, Principal: p, QueueSize: c.hub.opts.ConsumerQueue})
+		client := c.hub.NewClient(ClientInfo{Transport: InternalTransport, Remote: c.name, Principal: p, QueueSize: c.hub.opts.ConsumerQueue, QueueBytes: -1})
 		next, err := c.consume(ctx, client, from, fn)
 		client.Close()
 		switch {

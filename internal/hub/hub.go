@@ -41,6 +41,11 @@ func DefaultPolicy(p *auth.Principal, e *event.Event) (*event.Event, bool) {
 // Options configure a Hub.
 type Options struct {
 	QueueSize int // per client; default 4096 deliveries
+	// QueueBytes bounds each client's queue in bytes of event JSON as
+	// well (default 4 MiB): events of a few hundred bytes and of 64 KiB
+	// must not cost a slow client's queue the same. A client past either
+	// bound is lagged (told where to resume) and the others go on.
+	QueueBytes int
 	// PendingSize bounds live events buffered while a subscription replays.
 	PendingSize int
 	// ConsumerQueue is the queue of each in-process Consumer; default 65536.
@@ -96,6 +101,9 @@ func (h *Hub) DeliveredByCategory() map[event.Category]uint64 {
 func New(src Source, opts Options) *Hub {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 4096
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = 4 << 20
 	}
 	if opts.PendingSize <= 0 {
 		opts.PendingSize = 16384

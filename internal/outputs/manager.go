@@ -127,7 +127,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 
 func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) {
 	env := Env{
-		HTTP:      &http.Client{Timeout: d.Timeout},
+		// Its own connection pool: closing one output's idle
+		// connections (Close) touches no other's.
+		HTTP:      &http.Client{Timeout: d.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		Logger:    m.opts.Logger.With("output", d.Name, "type", d.Type.Name),
 		PublicURL: m.opts.PublicURL,
 		Now:       m.opts.Now,
@@ -250,11 +252,19 @@ type sent struct {
 func (o *output) run(ctx context.Context) {
 	o.held = map[jetstream.Msg]struct{}{}
 	o.setState("running")
-	it, err := o.cons.Messages(jetstream.PullMaxMessages(maxInFlight))
-	if err != nil {
+	var it jetstream.MessagesContext
+	for try := 1; ; try++ {
+		var err error
+		if it, err = o.cons.Messages(jetstream.PullMaxMessages(maxInFlight)); err == nil {
+			break
+		}
+		// The log may be briefly unreachable (an external NATS
+		// restarting): keep trying rather than stop the output.
 		o.noteErr(fmt.Errorf("consume: %w", err))
-		o.setState("stopped")
-		return
+		if !sleep(ctx, backoff(o.m.opts.MinBackoff, o.m.opts.MaxBackoff, try)) {
+			o.setState("stopped")
+			return
+		}
 	}
 	ch := make(chan jetstream.Msg, maxInFlight) // never blocks the reader: MaxAckPending bounds what it gets
 	var wg sync.WaitGroup
@@ -558,13 +568,15 @@ func (o *output) deliver(ctx context.Context, todo []pending) {
 			wait = backoff(o.m.opts.MinBackoff, o.m.opts.MaxBackoff, attempts)
 		}
 		reason := ""
+		deadline := oldest.Add(o.def.MaxAge)
 		switch {
 		case IsPermanent(err):
 			reason = "permanent"
-		case now.Add(wait).Sub(oldest) > o.def.MaxAge:
-			// The next attempt would be past max_age: give up now
-			// rather than wait for an attempt that may not come.
+		case !now.Before(deadline):
 			reason = "max_age"
+		case now.Add(wait).After(deadline):
+			// The last attempt is made at max_age, not skipped.
+			wait = deadline.Sub(now)
 		}
 		if reason != "" {
 			o.deadLetter(ctx, todo, reason, attempts, firstTime, lastErr)
@@ -600,12 +612,13 @@ func (o *output) accepted(todo []pending) {
 			o.m.metrics.latency.WithLabelValues(o.def.Name).Observe(now.Sub(t).Seconds())
 		}
 	}
-	o.nDelivered.Add(int64(len(todo)))
 	o.nRetrying.Store(0)
 	o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultDelivered).Add(float64(len(todo)))
 	o.statMu.Lock()
 	o.state, o.lastOKAt = "running", now
 	o.statMu.Unlock()
+	// Last: whoever reads the count sees the metrics and state above.
+	o.nDelivered.Add(int64(len(todo)))
 }
 
 // remember records a detection sent, for repeat_interval, within a

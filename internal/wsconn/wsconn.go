@@ -128,8 +128,8 @@ type Session struct {
 	ready     atomic.Bool // set once s.client is assigned; wake waits for it
 	missed    atomic.Bool // a wake that came before ready
 	writers   sync.WaitGroup
-	writeBuf  []byte
-	encodeBuf []byte
+	frames    *Frames // the writer's, while it runs
+	encodeBuf []byte  // dialects without EncodeFrames encode each message here
 
 	// The reader: a goroutine's loop, or, when polled, a goroutine per
 	// readable moment (readReady). The frame reader exists only while a
@@ -235,14 +235,19 @@ func (s *Session) closeWithTail(code ws.StatusCode, reason string, tail []byte) 
 // buffers for a long time, which must not keep a stalled client alive. A
 // client that reads takes a batch well within the tolerated time.
 func (s *Session) writeAll(b []byte) error {
+	s.armWriteDeadline()
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// armWriteDeadline starts the WriteTimeout of one batch (under wmu).
+func (s *Session) armWriteDeadline() {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.deps.WriteTimeout))
 	if s.ending.Load() {
 		// After the Store above's counterpart in kicked: whichever of the
 		// two deadlines is set last, the short one wins.
 		_ = s.conn.SetWriteDeadline(time.Now().Add(endingWriteTimeout))
 	}
-	_, err := s.conn.Write(b)
-	return err
 }
 
 // endingWriteTimeout bounds each write once the hub has ended the stream
@@ -555,10 +560,13 @@ func (s *Session) writeLoop() {
 		}
 		if batch == nil {
 			// Idle again: hand the buffers back, so a quiet connection
-			// holds none and the next burst starts with a grown one.
-			putBuf(s.writeBuf)
+			// holds none (they never grow, so any recycled one serves the
+			// next burst as it is).
+			if s.frames != nil {
+				putFrames(s.frames)
+			}
 			putBuf(s.encodeBuf)
-			s.writeBuf, s.encodeBuf = nil, nil
+			s.frames, s.encodeBuf = nil, nil
 			s.writing.Store(false)
 			// A delivery queued between TryNext and the Store above found
 			// the writer still running and did not start another: look again.
@@ -576,41 +584,67 @@ func (s *Session) writeLoop() {
 	}
 }
 
+// write sends one batch under one WriteTimeout: event bodies shared by
+// reference (VectorDialect) and written with writev, in as few system
+// calls as the batch needs (see Frames).
 func (s *Session) write(batch []hub.Delivery) bool {
-	if s.writeBuf == nil {
-		s.writeBuf, s.encodeBuf = getBuf(), getBuf()
-	}
-	buf := s.writeBuf[:0]
-	for _, d := range batch {
-		if d.Raw != nil {
-			buf = appendFrame(buf, d.Raw)
-			continue
-		}
-		s.encodeBuf = s.dialect.Encode(s.encodeBuf[:0], d)
-		if len(s.encodeBuf) > 0 {
-			buf = appendFrame(buf, s.encodeBuf)
-		}
-	}
-	if len(buf) > 0 {
+	if len(batch) == 1 && batch[0].Raw != nil && len(batch[0].Raw) <= 512 {
+		// A lone control message (subscribed, pong, error): the usual
+		// write of a connection that is otherwise idle. It is framed in
+		// a buffer of its own size instead of taking the pooled 40 KB
+		// of Frames, which a storm of new connections would leave in
+		// the pool's caches.
 		s.wmu.Lock()
-		err := s.writeAll(buf)
+		err := s.writeAll(appendFrame(make([]byte, 0, len(batch[0].Raw)+ws.MaxHeaderSize), batch[0].Raw))
 		s.wmu.Unlock()
 		if err != nil {
 			s.closeConn()
 			return false
 		}
-		if s.deps.Delivered != nil {
-			s.deps.Delivered(batch, time.Now())
+		return true
+	}
+	if s.frames == nil {
+		s.frames = getFrames(s.conn)
+	}
+	f := s.frames
+	f.err, f.frames = nil, 0
+	vd, _ := s.dialect.(VectorDialect)
+	s.wmu.Lock()
+	s.armWriteDeadline()
+	for i := 0; i < len(batch) && f.err == nil; {
+		d := batch[i]
+		switch {
+		case d.Raw != nil:
+			f.Frame(len(d.Raw))
+			f.Share(d.Raw)
+			i++
+		case vd != nil:
+			i += max(1, vd.EncodeFrames(f, batch[i:]))
+		default:
+			if s.encodeBuf == nil {
+				s.encodeBuf = getBuf()
+			}
+			s.encodeBuf = s.dialect.Encode(s.encodeBuf[:0], d)
+			if len(s.encodeBuf) > 0 {
+				f.Frame(len(s.encodeBuf))
+				f.Copy(s.encodeBuf)
+			}
+			i++
 		}
 	}
-	// Keep the buffer for the rest of this burst unless it grew large.
-	if cap(buf) <= 16<<10 {
-		s.writeBuf = buf
-	} else {
-		s.writeBuf = nil
+	f.flush()
+	s.wmu.Unlock()
+	if f.err != nil {
+		putFrames(f) // flushed: holds no reference
+		s.frames = nil
+		s.closeConn()
+		return false
+	}
+	if f.frames > 0 && s.deps.Delivered != nil {
+		s.deps.Delivered(batch, time.Now())
 	}
 	if cap(s.encodeBuf) > 16<<10 {
-		s.encodeBuf = nil
+		s.encodeBuf = nil // do not keep one exceptional message's capacity
 	}
 	return true
 }
@@ -668,10 +702,10 @@ func putHeader(b []byte, n int) int {
 	}
 }
 
-// writeBufs recycles write buffers between the bursts of all connections:
-// an idle connection keeps none (SPEC 11 memory per connection) and a busy
-// one does not grow a fresh buffer for every burst. A sync.Pool is a
-// cache, not state: any buffer may be dropped at any time.
+// writeBufs recycles the encode buffers of dialects without EncodeFrames
+// between the bursts of all connections: an idle connection keeps none
+// (SPEC 11 memory per connection). A sync.Pool is a cache, not state: any
+// buffer may be dropped at any time.
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 func getBuf() []byte { return (*writeBufs.Get().(*[]byte))[:0] }

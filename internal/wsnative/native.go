@@ -45,6 +45,10 @@ type ClientMessage struct {
 	ID     string          `json:"id,omitempty"`
 	Filter json.RawMessage `json:"filter,omitempty"`
 	From   json.RawMessage `json:"from,omitempty"`
+	// Batch asks for {"type":"events","sub":...,"events":[...]} messages
+	// carrying every event of the subscription queued at that moment (up
+	// to maxBatchEvents), instead of one {"type":"event"} message each.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // ServerMessage is every control message the server sends (events are
@@ -176,8 +180,11 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	}
 	idJSON, _ := json.Marshal(m.ID)
 	prefix := append(append([]byte(`{"type":"event","sub":`), idJSON...), `,"event":`...)
+	if m.Batch {
+		prefix = append(append([]byte(`{"type":"events","sub":`), idJSON...), `,"events":[`...)
+	}
 	d.mu.Lock()
-	d.prefixes = append(slices.DeleteFunc(d.prefixes, func(p subPrefix) bool { return p.id == m.ID }), subPrefix{m.ID, prefix})
+	d.prefixes = append(slices.DeleteFunc(d.prefixes, func(p subPrefix) bool { return p.id == m.ID }), subPrefix{m.ID, prefix, m.Batch})
 	d.mu.Unlock()
 	if err := d.subscribe(s, m.ID, matcher, cursor); err != nil {
 		var dup hub.ErrDuplicateSub
@@ -202,25 +209,78 @@ func (d *dialect) subscribe(s *wsconn.Session, id string, m *filter.Matcher, c h
 
 type subPrefix struct {
 	id     string
-	prefix []byte
+	prefix []byte // `{"type":"event","sub":<id>,"event":` or, batched, `...,"events":[`
+	batch  bool
+}
+
+// maxBatchEvents bounds one {"type":"events"} message: a client parses a
+// burst in few frames, and no frame grows without limit.
+const maxBatchEvents = 256
+
+// lookup returns the subscription's prefix; nil once it was unsubscribed.
+func (d *dialect) lookup(sub string) ([]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.prefixes {
+		if p.id == sub {
+			return p.prefix, p.batch
+		}
+	}
+	return nil, false
 }
 
 func (d *dialect) Encode(dst []byte, del hub.Delivery) []byte {
-	var prefix []byte
-	d.mu.Lock()
-	for _, p := range d.prefixes {
-		if p.id == del.SubID {
-			prefix = p.prefix
-			break
-		}
-	}
-	d.mu.Unlock()
+	prefix, batch := d.lookup(del.SubID)
 	if prefix == nil {
 		return dst // unsubscribed while queued
 	}
 	dst = append(dst, prefix...)
 	dst = append(dst, del.Event.JSON()...)
+	if batch {
+		return append(dst, "]}"...)
+	}
 	return append(dst, '}')
+}
+
+var (
+	closeEvent  = []byte("}")
+	closeEvents = []byte("]}")
+	comma       = []byte(",")
+)
+
+// EncodeFrames writes the event's shared JSON by reference: the only bytes
+// copied per client are the frame header and the subscription's prefix.
+// A batched subscription's consecutive deliveries share one message.
+func (d *dialect) EncodeFrames(f *wsconn.Frames, batch []hub.Delivery) int {
+	del := batch[0]
+	prefix, batched := d.lookup(del.SubID)
+	if prefix == nil {
+		return 1 // unsubscribed while queued
+	}
+	if !batched {
+		body := del.Event.JSON()
+		f.Frame(len(prefix) + len(body) + 1)
+		f.Copy(prefix)
+		f.Share(body)
+		f.Copy(closeEvent)
+		return 1
+	}
+	n, size := 0, len(prefix)+len(closeEvents)
+	for n < len(batch) && n < maxBatchEvents && batch[n].SubID == del.SubID && batch[n].Event != nil && batch[n].Raw == nil {
+		size += len(batch[n].Event.JSON())
+		n++
+	}
+	size += n - 1 // commas
+	f.Frame(size)
+	f.Copy(prefix)
+	for i := range n {
+		if i > 0 {
+			f.Copy(comma)
+		}
+		f.Share(batch[i].Event.JSON())
+	}
+	f.Copy(closeEvents)
+	return n
 }
 
 func (d *dialect) Lagged(_ *wsconn.Session, lag *hub.LagError) [][]byte {

@@ -165,24 +165,38 @@ func TestOutputsOverRealNode(t *testing.T) {
 	r.mu.Unlock()
 
 	// The list: admin sees both, never the secret nor the secret's path.
-	st, body := outputsDo(t, "GET", n.URL()+"/api/v1/outputs", admin, nil)
-	if st != http.StatusOK || !strings.Contains(body, `"name":"soc"`) || !strings.Contains(body, `"name":"acme-hook"`) {
-		t.Fatalf("list: HTTP %d %s", st, body)
+	// The receiver answers before the output counts and acknowledges:
+	// poll until soc has counted all and its lag is 0.
+	var (
+		st   int
+		body string
+	)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		st, body = outputsDo(t, "GET", n.URL()+"/api/v1/outputs", admin, nil)
+		if st != http.StatusOK || !strings.Contains(body, `"name":"soc"`) || !strings.Contains(body, `"name":"acme-hook"`) {
+			t.Fatalf("list: HTTP %d %s", st, body)
+		}
+		var list struct {
+			Outputs []struct {
+				Name      string `json:"name"`
+				Delivered int64  `json:"delivered"`
+				Pending   int64  `json:"pending"`
+				State     string `json:"state"`
+			} `json:"outputs"`
+		}
+		_ = json.Unmarshal([]byte(body), &list)
+		soc := list.Outputs[0]
+		if soc.Delivered == int64(len(ids)) && soc.State == "running" && soc.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("soc status %+v", soc)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if strings.Contains(body, secret) || strings.Contains(body, sf) {
 		t.Fatalf("the list shows the secret or its file: %s", body)
-	}
-	var list struct {
-		Outputs []struct {
-			Name      string `json:"name"`
-			Delivered int64  `json:"delivered"`
-			Pending   int64  `json:"pending"`
-			State     string `json:"state"`
-		} `json:"outputs"`
-	}
-	_ = json.Unmarshal([]byte(body), &list)
-	if list.Outputs[0].Delivered != int64(len(ids)) || list.Outputs[0].State != "running" || list.Outputs[0].Pending < 0 {
-		t.Fatalf("soc status %+v", list.Outputs[0])
 	}
 	// A tenant admin sees only the output limited to its tenant; a viewer
 	// nothing; nobody without a token.
@@ -250,5 +264,52 @@ func TestOutputsBrokenDefinitionStopsTheStart(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(cfg.DataDir); len(entries) != 0 {
 		t.Fatalf("the data directory was touched: %v", entries)
+	}
+}
+
+// TestOutputsOneTestAtATime: a caller cannot pile up test requests on a
+// slow receiver: while one test of an output is in flight, another is
+// refused with 429; once it ends, the next is accepted.
+func TestOutputsOneTestAtATime(t *testing.T) {
+	arrived := make(chan struct{}, 4)
+	release := make(chan struct{})
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer recv.Close()
+	n := testnode.Start(t, func(c *config.Config) {
+		c.Outputs = outputsYAML(t, fmt.Sprintf("- name: slow\n  type: webhook\n  url: %s\n  timeout: 20s\n", recv.URL))
+	})
+	admin := n.AdminToken()
+	first := make(chan int, 1)
+	go func() { // the first test, held by the receiver until release
+		req, _ := http.NewRequest("POST", n.URL()+"/api/v1/outputs/slow/test", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first test never reached the receiver")
+	}
+	if st, body := outputsDo(t, "POST", n.URL()+"/api/v1/outputs/slow/test", admin, nil); st != http.StatusTooManyRequests {
+		t.Fatalf("second concurrent test: HTTP %d %s, want 429", st, body)
+	}
+	close(release)
+	if st := <-first; st != http.StatusOK {
+		t.Fatalf("first test: HTTP %d", st)
+	}
+	if st, body := outputsDo(t, "POST", n.URL()+"/api/v1/outputs/slow/test", admin, nil); st != http.StatusOK || !strings.Contains(body, `"ok":true`) {
+		t.Fatalf("test after the first ended: HTTP %d %s", st, body)
 	}
 }
