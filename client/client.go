@@ -1,6 +1,3 @@
-// Package client is Vigil's Go client: publish events (batched, retried
-// with idempotent ids) and subscribe to the live stream (reconnecting and
-// resuming from the last seq seen, so a dropped connection loses nothing).
 package client
 
 import (
@@ -21,16 +18,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/filter"
 )
-
-// Event is Vigil's event (SPEC 2).
-type Event = event.Event
-
-// Filter is Vigil's filter (SPEC 4).
-type Filter = filter.Filter
 
 // Ack is the server's answer for one published event.
 type Ack struct {
@@ -133,8 +121,8 @@ func (c *Client) Token() string { return c.token }
 // Error is a non-2xx answer from the server.
 type Error struct {
 	Status  int
-	Message string          `json:"error"`
-	Details []event.Problem `json:"details"`
+	Message string    `json:"error"`
+	Details []Problem `json:"details"`
 }
 
 func (e *Error) Error() string {

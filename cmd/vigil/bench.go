@@ -216,7 +216,7 @@ const benchSource = "vigil-bench"
 // and a benchmark leaves no detections behind (TestBenchEventsMatchNoBuiltinRule).
 // With realistic it keeps the demo's type, action, outcome and data.
 func benchEvent(gen *demo.Generator, runID string, realistic bool) *client.Event {
-	ev := gen.Next()
+	ev := toClientEvent(gen.Next())
 	if !realistic {
 		ev.Category, ev.Type, ev.Action, ev.Outcome, ev.Data = "system", "system.bench", "bench", "", nil
 		ev.MitreTactics, ev.MitreTechniques = nil, nil

@@ -71,8 +71,9 @@ func runDemo(ctx context.Context, e env, args []string) error {
 		batch := make([]*client.Event, n)
 		now := time.Now()
 		for i := range batch {
-			batch[i] = gen.Next()
-			demo.Stamp(batch[i], now)
+			ev := gen.Next()
+			demo.Stamp(ev, now)
+			batch[i] = toClientEvent(ev)
 		}
 		if err := publishUntilStored(ctx, e, c, batch); err != nil {
 			if ctx.Err() != nil {

@@ -57,10 +57,7 @@ func TestKill9KeepsAcknowledgedEvents(t *testing.T) {
 		t.Skip("builds and kills a child vigil process; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vigil")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := vigilBin.Path(t)
 	dataDir := filepath.Join(dir, "data")
 	cmd, addr := startServe(t, bin, dataDir)
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))

@@ -86,10 +86,7 @@ func TestOutputsKill9WhileReceiverDown(t *testing.T) {
 	defer recv.Close()
 
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vigil")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := vigilBin.Path(t)
 	sf := filepath.Join(dir, "secret")
 	_ = os.WriteFile(sf, []byte(secret), 0o600)
 	cfgPath := filepath.Join(dir, "vigil.yaml")

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/client"
-	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 )
 
@@ -45,10 +44,10 @@ func filterFromFlags(vals map[string]*string) (client.Filter, url.Values, error)
 	}
 	f, err := filter.FromQuery(q)
 	if err != nil {
-		return f, q, err
+		return toClientFilter(f), q, err
 	}
 	_, err = filter.Compile(f) // report a bad filter before connecting
-	return f, q, err
+	return toClientFilter(f), q, err
 }
 
 // maxTail is the history API's page limit (SPEC 5: limit max 10,000).
@@ -191,9 +190,9 @@ func tailStart(ctx context.Context, c *client.Client, q url.Values, n int, since
 	return client.Cursor{Seq: oldest}, nil
 }
 
-var severityColor = map[event.Severity]string{
-	event.SeverityInfo: "\x1b[37m", event.SeverityLow: "\x1b[36m", event.SeverityMedium: "\x1b[33m",
-	event.SeverityHigh: "\x1b[31m", event.SeverityCritical: "\x1b[1;41;97m",
+var severityColor = map[client.Severity]string{
+	client.SeverityInfo: "\x1b[37m", client.SeverityLow: "\x1b[36m", client.SeverityMedium: "\x1b[33m",
+	client.SeverityHigh: "\x1b[31m", client.SeverityCritical: "\x1b[1;41;97m",
 }
 
 // formatLine renders one event for people: time, severity, category, type

@@ -154,10 +154,7 @@ func TestServeReloadsCertificateOnSIGHUP(t *testing.T) {
 		t.Skip("builds and signals a child vigil process; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vigil")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := vigilBin.Path(t)
 	f := tlstest.New(t, dir)
 	dataDir := filepath.Join(dir, "data")
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir,

@@ -2,12 +2,14 @@ package app_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
@@ -65,11 +67,12 @@ func bruteForce(t *testing.T, n *testnode.Node) map[string]detection {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.CheckFor(t, 15*time.Second, 5*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
-	}
+		return errors.New("waiting for " + what)
+	})
 }
 
 // TestDetectionEngineInANode: in a whole node the engine reads events

@@ -40,7 +40,7 @@ var mayImport = map[string][]string{
 	output:    {core, lib, identity, log, fanout, service, output},
 	assembly:  {core, lib, settings, identity, log, fanout, service, wire, transport, input, output, assembly},
 	cmd:       {core, lib, settings, identity, log, fanout, service, wire, transport, input, output, assembly, public},
-	public:    {core},
+	public:    {}, // the public client imports nothing of the server: the wire format is its contract
 	testbench: {core, lib, settings, identity, log, fanout, service, wire, transport, input, output, assembly, testbench, public},
 }
 
@@ -102,6 +102,7 @@ var layerOf = map[string]string{
 	m + "client":                      public,
 	m + "internal/testenv":            testbench,
 	m + "internal/testnode":           testbench,
+	m + "internal/testkit":            testbench,
 	m + "test/":                       testbench,
 }
 

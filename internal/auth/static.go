@@ -52,7 +52,7 @@ func LoadOrCreateSecretFile(dataDir, name, prefix string) (token, path string, c
 		return "", path, false, fmt.Errorf("auth: create admin token: %w", err)
 	}
 	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return "", path, false, fmt.Errorf("auth: write admin token: %w", err)
 	}
 	if err := f.Close(); err != nil {

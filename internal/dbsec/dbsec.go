@@ -179,40 +179,13 @@ func Flatten(e *event.Event) map[string]any {
 		"vigil_severity": e.Severity.String(), "tenant": e.Tenant,
 		"timestamp": e.Time.UTC().Format(time.RFC3339Nano),
 	}
-	put := func(k, v string) {
-		if v != "" {
-			m[k] = v
-		}
-	}
-	put("username", e.User)
-	put("user_id", e.UserID)
-	put("source_ip", e.SrcIP)
-	put("resource", e.Resource)
-	put("source", e.Source)
-	put("message", e.Message)
-	put("outcome", e.Outcome)
 	switch e.Outcome {
 	case "success":
 		m["success"] = true
 	case "failure":
 		m["success"] = false
 	}
-	if e.Confidence != nil {
-		m["confidence"] = *e.Confidence
-	}
-	if e.RiskScore != nil {
-		m["risk_score"] = *e.RiskScore
-	}
-	if len(e.MitreTactics) > 0 {
-		m["mitre_tactics"] = e.MitreTactics
-	}
-	if len(e.MitreTechniques) > 0 {
-		m["mitre_techniques"] = e.MitreTechniques
-	}
-	for k, v := range e.DataMap() {
-		if _, taken := m[k]; !taken && !reserved[k] {
-			m[k] = v
-		}
-	}
+	e.FlattenInto(m, event.FlatNames{User: "username", UserID: "user_id", SrcIP: "source_ip", Resource: "resource",
+		Source: "source", Message: "message", Outcome: "outcome"}, reserved, true)
 	return m
 }

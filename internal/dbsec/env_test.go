@@ -20,5 +20,3 @@ func newEnv(t testing.TB) *env { return testenv.New(t) }
 func dial(t testing.TB, srv *httptest.Server, path string) *wsClient {
 	return testenv.Dial(t, srv, path)
 }
-
-func f64(v float64) *float64 { return testenv.F64(v) }

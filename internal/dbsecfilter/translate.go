@@ -7,7 +7,6 @@ package dbsecfilter
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -232,4 +231,3 @@ func nativeToDialect(field string) string {
 }
 
 // inCategories reports whether c is one of cats.
-func inCategories(cats []event.Category, c event.Category) bool { return slices.Contains(cats, c) }

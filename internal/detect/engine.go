@@ -173,7 +173,6 @@ type Engine struct {
 	evalNs   atomic.Int64
 	events   atomic.Uint64
 	firings  atomic.Uint64
-	overflow atomic.Uint64
 }
 
 // New loads rules and persisted detections. Run starts evaluation.

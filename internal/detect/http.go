@@ -113,7 +113,7 @@ func (e *Engine) HandleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := e.Get(p, r.PathValue("id"))
 	if err != nil {
-		auth.WriteError(w, http.StatusNotFound, err.Error())
+		auth.WriteErr(w, err) // of kind not found: 404
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
@@ -152,7 +152,7 @@ func (e *Engine) HandlePatch(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		writeJSON(w, http.StatusOK, d)
 	case errors.Is(err, ErrNotFound):
-		auth.WriteError(w, http.StatusNotFound, err.Error())
+		auth.WriteErr(w, err)
 	case errors.As(err, &inv):
 		auth.WriteError(w, http.StatusBadRequest, inv.Reason)
 	case errors.As(err, &conflict):

@@ -75,25 +75,24 @@ func Decode(raw []byte) (Filter, error) {
 
 // Matcher is a compiled filter. It is immutable and safe for concurrent use.
 type Matcher struct {
-	src         Filter
-	categories  uint32 // bit per category index; 0 = any
-	severities  uint8  // bit per severity; 0 = any
-	typeExact   []string
-	typePrefix  []string
-	users       []string
-	userIDs     []string
-	prefixes    []netip.Prefix
-	resources   []string
-	actions     []string
-	outcomes    []string
-	sources     []string
-	tactics     []string
-	techniques  []string
-	statuses    []string
-	minConf     float64
-	hasMinConf  bool
-	program     *celProgram
-	matchAllAny bool
+	src        Filter
+	categories uint32 // bit per category index; 0 = any
+	severities uint8  // bit per severity; 0 = any
+	typeExact  []string
+	typePrefix []string
+	users      []string
+	userIDs    []string
+	prefixes   []netip.Prefix
+	resources  []string
+	actions    []string
+	outcomes   []string
+	sources    []string
+	tactics    []string
+	techniques []string
+	statuses   []string
+	minConf    float64
+	hasMinConf bool
+	program    *celProgram
 }
 
 // MatchAll is the matcher of the empty filter.

@@ -1,7 +1,6 @@
 package graphql_test
 
 import (
-	"net/http/httptest"
 	"testing"
 
 	"github.com/vigil-sec/vigil/internal/testenv"
@@ -11,14 +10,7 @@ import (
 const testToken = testenv.Token
 
 type (
-	env      = testenv.Env
-	wsClient = testenv.WSClient
+	env = testenv.Env
 )
 
 func newEnv(t testing.TB) *env { return testenv.New(t) }
-
-func dial(t testing.TB, srv *httptest.Server, path string) *wsClient {
-	return testenv.Dial(t, srv, path)
-}
-
-func f64(v float64) *float64 { return testenv.F64(v) }

@@ -182,7 +182,7 @@ func (l timeLimit) InterceptOperation(ctx context.Context, next gql.OperationHan
 	if op == nil || op.Operation == nil || op.Operation.Operation == ast.Subscription {
 		return next(ctx)
 	}
-	cause := errTimeLimit{l.d}
+	cause := errTimeLimit(l)
 	tctx, cancel := context.WithTimeoutCause(ctx, l.d, cause)
 	h := next(tctx)
 	first := true

@@ -326,39 +326,8 @@ func Flatten(e *event.Event) map[string]any {
 		"timestamp": e.Time.UTC().Format(time.RFC3339Nano), "severity": e.Severity.String(),
 		"category": string(e.Category), "tenant": e.Tenant,
 	}
-	put := func(k, v string) {
-		if v != "" {
-			m[k] = v
-		}
-	}
-	put("source", e.Source)
-	put("message", e.Message)
-	put("user", e.User)
-	put("user_id", e.UserID)
-	put("src_ip", e.SrcIP)
-	put("resource", e.Resource)
-	put("action", e.Action)
-	put("outcome", e.Outcome)
-	if e.Confidence != nil {
-		m["confidence"] = *e.Confidence
-	}
-	if e.RiskScore != nil {
-		m["risk_score"] = *e.RiskScore
-	}
-	if len(e.MitreTactics) > 0 {
-		m["mitre_tactics"] = e.MitreTactics
-	}
-	if len(e.MitreTechniques) > 0 {
-		m["mitre_techniques"] = e.MitreTechniques
-	}
-	if len(e.Tags) > 0 {
-		m["tags"] = e.Tags
-	}
-	for k, v := range e.DataMap() {
-		if !reserved[k] {
-			m[k] = v
-		}
-	}
+	e.FlattenInto(m, event.FlatNames{Source: "source", Message: "message", User: "user", UserID: "user_id", SrcIP: "src_ip",
+		Resource: "resource", Action: "action", Outcome: "outcome", Tags: "tags"}, reserved, false)
 	return m
 }
 

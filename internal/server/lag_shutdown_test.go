@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/metrics"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // smallQueueServer is a node whose clients lag after a few queued events.
@@ -83,13 +84,21 @@ func (w *wsConn) readUntilClose(timeout time.Duration) ([]string, ws.StatusCode)
 // events pile up gets "lagged" with resume_from and close 4000; resuming
 // from there delivers the rest without a gap.
 func TestLaggedClientIsToldWhereToResume(t *testing.T) {
-	srv, _, ing := smallQueueServer(t, 8)
+	srv, h, ing := smallQueueServer(t, 8)
 	admin := &auth.Principal{ID: "admin", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
 	slow := dialNative(t, srv)
 	if err := wsutil.WriteClientText(slow.c, []byte(`{"op":"subscribe","id":"s","filter":{},"from":"latest"}`)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Subscribed before the events are published.
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		for _, c := range h.Clients() {
+			if c.HasSubscription("s") {
+				return nil
+			}
+		}
+		return errors.New("subscription s not registered")
+	})
 	// 2,000 events of 6 KB while the client reads nothing: the socket
 	// buffers fill, the writer blocks, the queue of 8 overflows.
 	pad := strings.Repeat("x", 6000)
@@ -100,7 +109,15 @@ func TestLaggedClientIsToldWhereToResume(t *testing.T) {
 	if _, err := ing.Publish(context.Background(), admin, evs); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the client starts reading only now
+	// The client starts reading only once the hub has marked it lagged.
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		for _, c := range h.Clients() {
+			if !c.Ended() {
+				return errors.New("client not lagged yet")
+			}
+		}
+		return nil
+	})
 	msgs, code := slow.readUntilClose(10 * time.Second)
 	if code != 4000 {
 		t.Fatalf("close code %d, want 4000 (lagged)", code)
@@ -146,7 +163,11 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	if err := wsutil.WriteClientText(c.c, []byte(`{"op":"ping"}`)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The pong says the connection is up and registered with the hub.
+	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := wsutil.ReadServerText(c.c); err != nil || !strings.Contains(string(b), "pong") {
+		t.Fatalf("ping: %s, %v", b, err)
+	}
 	h.Shutdown()
 	if _, code := c.readUntilClose(5 * time.Second); code != ws.StatusGoingAway {
 		t.Fatalf("close code %d on shutdown, want 1001", code)

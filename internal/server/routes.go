@@ -149,8 +149,8 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 		mux.Handle("GET /api/v1/attack/coverage", authed(http.HandlerFunc(d.Detect.HandleCoverage)))
 	}
 	mux.Handle("GET /ws/detections", wsdetections.Handler(d.wsDeps()))
-	mux.Handle("GET /api/v1/connections", authed(wsdetections.ListConnections(d.Hub)))
-	mux.Handle("POST /api/v1/connections/{id}/messages", authed(wsdetections.SendMessage(d.Hub)))
+	mux.Handle("GET /api/v1/connections", authed(ListConnections(d.Hub)))
+	mux.Handle("POST /api/v1/connections/{id}/messages", authed(SendMessage(d.Hub)))
 	// --- end issue 3.
 
 	// --- Issue 10: outputs (admin; a tenant admin sees only outputs

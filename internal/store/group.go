@@ -97,10 +97,10 @@ func (g *groupCommitter) submit(ctx context.Context, events []*event.Event, fl *
 	select {
 	case g.queue <- r:
 	case <-ctx.Done():
-		giveUp(nil)
+		_, _, _ = giveUp(nil) // withdraws the queued batch; the error to report is ours
 		return nil, nil, fmt.Errorf("store: append: %w", ctx.Err())
 	case <-g.stop:
-		giveUp(nil)
+		_, _, _ = giveUp(nil) // withdraws the queued batch; the error to report is ours
 		return nil, nil, errClosed
 	}
 	select {

@@ -121,22 +121,22 @@ func (e *Enforcer) Watching() int {
 }
 
 // invalid says why p's credential is no longer valid at now (nil: valid),
-// with the metric label.
-func (e *Enforcer) invalid(p *auth.Principal, now time.Time) (error, string) {
+// with the metric label first.
+func (e *Enforcer) invalid(p *auth.Principal, now time.Time) (string, error) {
 	switch {
 	case p.Expired(now):
-		return auth.ErrTokenExpired, "expired"
+		return "expired", auth.ErrTokenExpired
 	case e.JWT != nil && e.JWT.Revoked(p):
-		return auth.ErrTokenRevoked, "revoked"
+		return "revoked", auth.ErrTokenRevoked
 	case e.Store != nil:
 		if ok, why := e.Store.Valid(p.ID, now); !ok {
 			if why == "expired" {
-				return auth.ErrTokenExpired, why
+				return why, auth.ErrTokenExpired
 			}
-			return auth.ErrTokenRevoked, why
+			return why, auth.ErrTokenRevoked
 		}
 	}
-	return nil, ""
+	return "", nil
 }
 
 // sweepWatched kicks and forgets the watched connections whose credential
@@ -149,7 +149,7 @@ func (e *Enforcer) sweepWatched(now time.Time) int {
 	var gone []kicked
 	e.wmu.Lock()
 	for w := range e.watched {
-		if reason, label := e.invalid(w.p, now); reason != nil {
+		if label, reason := e.invalid(w.p, now); reason != nil {
 			delete(e.watched, w) // kicked once
 			gone = append(gone, kicked{w, reason})
 			e.Logger.Info("closing connection: credential no longer valid", "token_id", w.p.ID, "reason", label)
@@ -193,7 +193,7 @@ func (e *Enforcer) Sweep(now time.Time) int {
 		if p == nil {
 			continue
 		}
-		reason, label := e.invalid(p, now)
+		label, reason := e.invalid(p, now)
 		if reason == nil {
 			continue
 		}

@@ -5,6 +5,7 @@ package wsconn_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"runtime"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/testenv"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 )
 
@@ -83,6 +85,7 @@ func startPolled(t *testing.T, maxMessage int64, guard wsconn.Guard) (*testenv.E
 func readFrame(t *testing.T, c *testenv.WSClient) ws.Frame {
 	t.Helper()
 	_ = c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	//lint:ignore SA1019 the peer is the server under test and its frames are small; the test reads raw frames for their opcode and close code
 	f, err := ws.ReadFrame(c.Conn)
 	if err != nil {
 		t.Fatalf("read frame: %v", err)
@@ -133,11 +136,12 @@ func write(t *testing.T, c *testenv.WSClient, b []byte) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
-	}
+		return errors.New("waiting for " + what)
+	})
 }
 
 // TestPolledReader drives the epoll reader over loopback sockets: frames

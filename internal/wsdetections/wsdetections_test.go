@@ -23,7 +23,9 @@ import (
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
+	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 	"github.com/vigil-sec/vigil/internal/wsdetections"
 )
@@ -66,8 +68,8 @@ func newEnv(t *testing.T, ping time.Duration) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws/detections", wsdetections.Handler(wsconn.Deps{Hub: h, Auth: authn, PingInterval: ping}))
-	mux.Handle("GET /api/v1/connections", auth.Require(authn, wsdetections.ListConnections(h)))
-	mux.Handle("POST /api/v1/connections/{id}/messages", auth.Require(authn, wsdetections.SendMessage(h)))
+	mux.Handle("GET /api/v1/connections", auth.Require(authn, server.ListConnections(h)))
+	mux.Handle("POST /api/v1/connections/{id}/messages", auth.Require(authn, server.SendMessage(h)))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
@@ -218,7 +220,7 @@ func TestBruteForceOverWebSocket(t *testing.T) {
 	code, body := httpDo(t, http.MethodGet, e.srv.URL+"/api/v1/connections", "admintok", "")
 	var list struct {
 		Count       int                       `json:"count"`
-		Connections []wsdetections.Connection `json:"connections"`
+		Connections []server.Connection `json:"connections"`
 	}
 	if err := json.Unmarshal(body, &list); code != 200 || err != nil || list.Count != 3 {
 		t.Fatalf("connections: %d %s", code, body)
@@ -327,10 +329,20 @@ func TestDeadClientTerminated(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(400 * time.Millisecond)
+	// Wait until the server has given up on the dead client (it answers
+	// no ping), instead of sleeping a few ping intervals.
+	testkit.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for _, c := range e.hub.Clients() {
+			if c.Info().Remote == dead.LocalAddr().String() && !c.Ended() {
+				return errors.New("the dead client is still connected")
+			}
+		}
+		return nil
+	})
 	// Now read the dead client's frames raw: pings, then a close frame.
 	_ = dead.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
+		//lint:ignore SA1019 the peer is the server under test and its frames are small; the test reads raw frames for their opcode and close code
 		f, err := ws.ReadFrame(dead)
 		if err != nil {
 			t.Fatalf("no close frame: %v", err)

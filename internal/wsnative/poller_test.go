@@ -3,6 +3,7 @@ package wsnative_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/testenv"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/wsconn"
 	"github.com/vigil-sec/vigil/internal/wsnative"
 )
@@ -78,6 +80,7 @@ func TestPolledConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	//lint:ignore SA1019 the peer is the server under test and its frames are small; the test reads raw frames for their opcode and close code
 	f, err := ws.ReadFrame(c.Conn)
 	if err != nil || f.Header.OpCode != ws.OpPong || string(f.Payload) != "hi" {
 		t.Fatalf("pong: %+v %q %v", f.Header, f.Payload, err)
@@ -104,9 +107,10 @@ func TestPolledConnections(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
-	}
+		return errors.New("waiting for " + what)
+	})
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/vigil-sec/vigil/client"
 	"github.com/vigil-sec/vigil/internal/demo"
+	"github.com/vigil-sec/vigil/internal/testenv"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
@@ -480,8 +481,9 @@ func TestConsoleScreenshots(t *testing.T) {
 	for batch := 0; batch < 6; batch++ {
 		evs := make([]*client.Event, 500)
 		for i := range evs {
-			evs[i] = gen.Next()
-			demo.Stamp(evs[i], time.Now())
+			ev := gen.Next()
+			demo.Stamp(ev, time.Now())
+			evs[i] = testenv.ClientEvent(ev)
 		}
 		publish(t, c, evs...)
 	}
@@ -513,9 +515,9 @@ func TestConsoleScreenshots(t *testing.T) {
 	go func() { // live traffic while the events view is open; waited for below
 		defer close(traffic)
 		for i := 0; i < 20; i++ {
-			evs := []*client.Event{gen.Next(), gen.Next(), gen.Next()}
+			evs := []*client.Event{testenv.ClientEvent(gen.Next()), testenv.ClientEvent(gen.Next()), testenv.ClientEvent(gen.Next())}
 			for _, e := range evs {
-				demo.Stamp(e, time.Now())
+				e.Time = time.Now() // what demo.Stamp does, on the client's type
 			}
 			if _, err := c.Publish(context.Background(), evs); err != nil {
 				return

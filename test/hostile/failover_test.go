@@ -50,15 +50,10 @@ func failoverNATS(t *testing.T) string {
 	return ns.ClientURL()
 }
 
-// failoverBuild builds the vigil binary once for the test.
+// failoverBuild is the vigil binary (built once per run: archVigilBin).
 func failoverBuild(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vigil")
-	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/vigil")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return archVigilBin.Path(t)
 }
 
 var failoverAddrLine = regexp.MustCompile(`msg="vigil listening" addr=(\S+)`)

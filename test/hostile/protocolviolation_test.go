@@ -94,6 +94,7 @@ func TestProtocolViolationGetsClose1002(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				//lint:ignore SA1019 the peer is the server under test and its frames are small; the test reads raw frames for their opcode and close code
 				f, err := ws.ReadFrame(br)
 				if err != nil {
 					t.Fatalf("no close frame before the connection ended: %v", err)

@@ -22,7 +22,6 @@ import (
 
 	"github.com/vigil-sec/vigil/client"
 	"github.com/vigil-sec/vigil/internal/config"
-	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
@@ -81,7 +80,7 @@ func (p *slowclientPublisher) publish(count int) []uint64 {
 		if typ == "" {
 			typ = "audit.slowclient"
 		}
-		evs[i] = &client.Event{Type: typ, Severity: event.SeverityLow, Source: p.src, User: "slow@example.com",
+		evs[i] = &client.Event{Type: typ, Severity: client.SeverityLow, Source: p.src, User: "slow@example.com",
 			Action: "select", Data: json.RawMessage(`{` + p.data + `"pad":"` + p.pad + `"}`)}
 	}
 	acks, err := p.c.Publish(context.Background(), evs)

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,19 +128,10 @@ func startupPortInUse(t *testing.T, bin string) {
 	}
 }
 
-// startupBuildVigil builds cmd/vigil with the toolchain running this test.
+// startupBuildVigil is the vigil binary (built once per run: archVigilBin).
 func startupBuildVigil(t *testing.T) string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	bin := filepath.Join(t.TempDir(), "vigil")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/vigil-sec/vigil/cmd/vigil")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return archVigilBin.Path(t)
 }
 
 var startupListening = regexp.MustCompile(`msg="vigil listening" addr=(\S+)`)

@@ -437,9 +437,7 @@ func lookup(claims jwt.MapClaims, name string) (any, bool) {
 func stringsOf(v any) []string {
 	var out []string
 	add := func(s string) {
-		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-			out = append(out, part)
-		}
+		out = append(out, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })...)
 	}
 	switch x := v.(type) {
 	case string:

@@ -79,28 +79,3 @@ func TestCorpusLoads(t *testing.T) {
 		t.Errorf("only %d corpus rules load", loaded)
 	}
 }
-
-// loadCorpusMatchers compiles every corpus rule that compiles.
-func loadCorpusMatchers(t testing.TB) []*Matcher {
-	dir := corpusDir(t)
-	var out []*Matcher
-	for _, sub := range []string{"rules", "rules-emerging-threats", "rules-threat-hunting"} {
-		filepath.WalkDir(filepath.Join(dir, sub), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yml") {
-				return err
-			}
-			b, _ := os.ReadFile(path)
-			rules, _ := ParseFile(path, b)
-			for _, r := range rules {
-				if r.Detection == nil {
-					continue
-				}
-				if m, err := Compile(r, nil); err == nil {
-					out = append(out, m)
-				}
-			}
-			return nil
-		})
-	}
-	return out
-}

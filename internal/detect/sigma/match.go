@@ -163,8 +163,6 @@ type fieldVal struct {
 	lowered bool
 }
 
-func (c *EvalCtx) get(field string) *fieldVal { return c.getChain(field, nil) }
-
 // getChain returns the value of the first present field of chain (cached
 // under key), or of key alone when chain is empty. A chain is how a Sigma
 // field that the field map sends to a Vigil field falls back to

@@ -31,7 +31,7 @@ type Record struct {
 func Parse(s string) (*Record, error) {
 	rest, ok := strings.CutPrefix(s, "CEF:")
 	if !ok {
-		return nil, errors.New("cef: does not start with CEF:")
+		return nil, errors.New(`cef: does not start with "CEF:"`)
 	}
 	var hdr [7]string
 	for i := range hdr {

@@ -367,7 +367,7 @@ func (s *sender) transact(ctx context.Context, msg []byte) error {
 			return fmt.Errorf("email: STARTTLS with %s: %w", s.addr, err)
 		}
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // after Quit, or abandoning a failed session
 	if s.opts.Username != "" {
 		if ok, _ := c.Extension("AUTH"); !ok {
 			return outputs.Permanent(fmt.Errorf("email: %s offers no AUTH but a username is configured", s.addr))
@@ -433,8 +433,8 @@ func (s *sender) Compose(msgs []outputs.Message, digest bool, dropped int) []byt
 	header("Content-Transfer-Encoding", "quoted-printable")
 	b.WriteString("\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	qp.Write([]byte(s.text(msgs, digest, dropped)))
-	qp.Close()
+	_, _ = qp.Write([]byte(s.text(msgs, digest, dropped))) // into a bytes.Buffer: cannot fail
+	_ = qp.Close()
 	return b.Bytes()
 }
 

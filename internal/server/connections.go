@@ -1,4 +1,11 @@
-package wsdetections
+package server
+
+// The connections admin API (GET /api/v1/connections, POST
+// /api/v1/connections/{id}/messages) lists and messages the hub's clients
+// of every transport, so it lives here where every transport registers,
+// not in the detections dialect (issue 14). A message that is not already
+// a typed JSON object is wrapped in the detections dialect's envelope, as
+// before the move.
 
 import (
 	"bytes"
@@ -11,6 +18,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
+	"github.com/vigil-sec/vigil/internal/wsdetections"
 )
 
 // Connection is one entry of GET /api/v1/connections.
@@ -116,7 +124,7 @@ func SendMessage(h *hub.Hub) http.Handler {
 		}
 		msg := body
 		if body[0] != '{' || json.Unmarshal(body, &probe) != nil || probe.Type == nil {
-			msg, err = json.Marshal(Message{Type: "message", Data: json.RawMessage(body), Timestamp: now()})
+			msg, err = json.Marshal(wsdetections.Message{Type: "message", Data: json.RawMessage(body), Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
 			if err != nil {
 				auth.WriteError(w, http.StatusInternalServerError, err.Error())
 				return
