@@ -15,7 +15,6 @@ package opsgenie
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -89,12 +88,9 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if !ok {
 		return nil, fmt.Errorf("opsgenie: options are %T, not *opsgenie.Options", o)
 	}
-	key, err := outputs.ResolveSecret("api_key", opts.APIKey, opts.APIKeyFile)
+	key, err := outhttp.RequiredSecret("api_key", opts.APIKey, opts.APIKeyFile)
 	if err != nil {
 		return nil, err
-	}
-	if key == "" {
-		return nil, errors.New("api_key or api_key_file is required")
 	}
 	s := &sender{key: key, opts: *opts, source: opts.Source, env: env}
 	switch strings.ToLower(opts.Region) {

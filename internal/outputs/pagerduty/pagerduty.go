@@ -13,7 +13,6 @@ package pagerduty
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -65,12 +64,9 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if !ok {
 		return nil, fmt.Errorf("pagerduty: options are %T, not *pagerduty.Options", o)
 	}
-	key, err := outputs.ResolveSecret("routing_key", opts.RoutingKey, opts.RoutingKeyFile)
+	key, err := outhttp.RequiredSecret("routing_key", opts.RoutingKey, opts.RoutingKeyFile)
 	if err != nil {
 		return nil, err
-	}
-	if key == "" {
-		return nil, errors.New("routing_key or routing_key_file is required")
 	}
 	s := &sender{key: key, url: opts.APIURL, source: opts.Source, env: env}
 	if s.url == "" {
