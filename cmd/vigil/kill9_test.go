@@ -19,10 +19,21 @@ import (
 
 var addrLine = regexp.MustCompile(`msg="vigil listening" addr=(\S+)`)
 
-// startServe runs `vigil serve` as a child process and returns its address.
-func startServe(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
+// buildVigil builds the vigil binary into dir and returns its path.
+func buildVigil(t *testing.T, dir string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	bin := filepath.Join(dir, "vigil")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startServe runs `vigil serve` with args (after --listen on a loopback
+// port) as a child process and returns its address.
+func startServe(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,12 +68,9 @@ func TestKill9KeepsAcknowledgedEvents(t *testing.T) {
 		t.Skip("builds and kills a child vigil process; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "vigil")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildVigil(t, dir)
 	dataDir := filepath.Join(dir, "data")
-	cmd, addr := startServe(t, bin, dataDir)
+	cmd, addr := startServe(t, bin, "--data-dir", dataDir)
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +123,7 @@ func TestKill9KeepsAcknowledgedEvents(t *testing.T) {
 	}
 	t.Logf("%d events acknowledged before SIGKILL (max seq %d)", len(acked), maxSeq)
 
-	cmd2, addr2 := startServe(t, bin, dataDir)
+	cmd2, addr2 := startServe(t, bin, "--data-dir", dataDir)
 	defer func() { _ = cmd2.Process.Signal(syscall.SIGTERM); _ = cmd2.Wait() }()
 	c2, err := client.New("http://"+addr2, strings.TrimSpace(string(token)))
 	if err != nil {
