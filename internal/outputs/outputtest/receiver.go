@@ -1,0 +1,126 @@
+package outputtest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/outputs"
+)
+
+// Recorder is the bookkeeping of a loopback receiver (a fake PagerDuty,
+// Slack, ...): what it accepted, and a reply hook that answers instead
+// of accepting, to play the service's errors. The receiver's handler
+// checks the vendor format; Recorder only keeps what it is given.
+type Recorder[T any] struct {
+	mu    sync.Mutex
+	got   []T
+	reply func(w http.ResponseWriter) bool
+}
+
+// SetReply makes the receiver answer with f (nil: accept again); f
+// returns false to let the request through.
+func (r *Recorder[T]) SetReply(f func(w http.ResponseWriter) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reply = f
+}
+
+// Replied runs the reply hook, if any: true when it answered the request.
+func (r *Recorder[T]) Replied(w http.ResponseWriter) bool {
+	r.mu.Lock()
+	f := r.reply
+	r.mu.Unlock()
+	return f != nil && f(w)
+}
+
+// Record keeps an accepted request.
+func (r *Recorder[T]) Record(v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, v)
+}
+
+// Take returns the requests accepted since the last Take.
+func (r *Recorder[T]) Take() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.got
+	r.got = nil
+	return got
+}
+
+// Serve starts h on a loopback port for the test's lifetime and returns
+// the server and an Env (see Env) whose client trusts it.
+func Serve(t testing.TB, h http.Handler) (*httptest.Server, outputs.Env, *LogBuffer) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	env, logs := Env(t, srv.Client())
+	return srv, env, logs
+}
+
+// NewSender builds typ's sender from opts and closes it when the test
+// ends.
+func NewSender(t testing.TB, typ outputs.Type, opts any, env outputs.Env) outputs.Sender {
+	t.Helper()
+	s, err := typ.New(opts, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// StatusCase is one error answer of a receiver and how the output must
+// classify it.
+type StatusCase struct {
+	Status     int
+	RetryAfter string // the Retry-After header; "" for none
+	Body       string
+	Permanent  bool
+	After      time.Duration // the DeliveryError's RetryAfter, to the second
+}
+
+// Answer is a reply hook answering with c.
+func (c StatusCase) Answer(w http.ResponseWriter) bool {
+	if c.RetryAfter != "" {
+		w.Header().Set("Retry-After", c.RetryAfter)
+	}
+	w.WriteHeader(c.Status)
+	io.WriteString(w, c.Body)
+	return true
+}
+
+// CheckStatuses plays each case: setReply installs the case's answer,
+// send delivers one message; the error must be a DeliveryError classified
+// as the case says and must not hold any of secrets. The reply hook is
+// cleared at the end.
+func CheckStatuses(t testing.TB, setReply func(func(http.ResponseWriter) bool), send func(context.Context) error, cases []StatusCase, secrets ...string) {
+	t.Helper()
+	defer setReply(nil)
+	for _, c := range cases {
+		setReply(c.Answer)
+		err := send(context.Background())
+		var de *outputs.DeliveryError
+		if err == nil || !errors.As(err, &de) {
+			t.Errorf("%d %q: %v, want a delivery error", c.Status, c.Body, err)
+			continue
+		}
+		if outputs.IsPermanent(err) != c.Permanent || de.RetryAfter.Round(time.Second) != c.After {
+			t.Errorf("%d %q: permanent %v, retry after %v; want %v, %v (%v)", c.Status, c.Body,
+				outputs.IsPermanent(err), de.RetryAfter, c.Permanent, c.After, err)
+		}
+		for _, sec := range secrets {
+			if strings.Contains(err.Error(), sec) {
+				t.Errorf("%d: the secret %q is in the error: %v", c.Status, sec, err)
+			}
+		}
+	}
+}
