@@ -3,13 +3,11 @@ package teams
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,10 +152,8 @@ func checkMessage(raw []byte) (wireMessage, error) {
 }
 
 type receiver struct {
-	t     *testing.T
-	mu    sync.Mutex
-	raw   []string
-	reply func(w http.ResponseWriter) bool
+	t *testing.T
+	outputtest.Recorder[string]
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -173,7 +169,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bad("Content-Type %q", ct)
 		return
 	}
-	if rc.reply != nil && rc.reply(w) {
+	if rc.Replied(w) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
@@ -181,33 +177,18 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bad("%v", err)
 		return
 	}
-	rc.mu.Lock()
-	rc.raw = append(rc.raw, string(raw))
-	rc.mu.Unlock()
+	rc.Record(string(raw))
 	w.WriteHeader(http.StatusAccepted)
-}
-
-func (rc *receiver) take() []string {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	r := rc.raw
-	rc.raw = nil
-	return r
 }
 
 func newTest(t *testing.T) (*receiver, *httptest.Server, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
+	srv, env, logs := outputtest.Serve(t, rc)
 	t.Setenv("VIGIL_TEST_TEAMS_URL", srv.URL+flowPath+"?"+flowQuery)
-	env, logs := outputtest.Env(t, srv.Client())
 	opts := Type().NewOptions().(*Options)
 	opts.WebhookURL = "${VIGIL_TEST_TEAMS_URL}"
-	s, err := Type().New(opts, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := outputtest.NewSender(t, Type(), opts, env)
 	return rc, srv, s, logs
 }
 
@@ -227,7 +208,7 @@ func TestTeamsLifecycle(t *testing.T) {
 		if err := s.Send(context.Background(), []outputs.Message{c.m}); err != nil {
 			t.Fatal(err)
 		}
-		got := rc.take()
+		got := rc.Take()
 		if len(got) != 1 {
 			t.Fatalf("%s: %d messages", c.m.Event.ID, len(got))
 		}
@@ -248,7 +229,7 @@ func TestTeamsGrouped(t *testing.T) {
 	if err := s.Send(context.Background(), group); err != nil {
 		t.Fatal(err)
 	}
-	got := rc.take()
+	got := rc.Take()
 	if len(got) != 1 || !strings.Contains(got[0], "3 Vigil alerts") || strings.Count(got[0], `"Container"`) != 3 {
 		t.Fatalf("group of 3: %v", got)
 	}
@@ -262,7 +243,7 @@ func TestTeamsGrouped(t *testing.T) {
 	if err := s.Send(context.Background(), group); err != nil {
 		t.Fatal(err)
 	}
-	got = rc.take()
+	got = rc.Take()
 	if len(got) != 1 || !strings.Contains(got[0], " more") {
 		t.Fatalf("group of 40: %d messages", len(got))
 	}
@@ -271,37 +252,15 @@ func TestTeamsGrouped(t *testing.T) {
 func TestTeamsErrors(t *testing.T) {
 	rc, srv, s, logs := newTest(t)
 	m := outputtest.Detection("ev1", "det-1", "active", 1)
-	for _, c := range []struct {
-		status    int
-		header    string
-		permanent bool
-		after     time.Duration
-	}{
-		{400, "", true, 0},
-		{401, "", true, 0},
-		{404, "", true, 0},
-		{429, "9", false, 9 * time.Second},
-		{502, "", false, 0},
-	} {
-		rc.reply = func(w http.ResponseWriter) bool {
-			if c.header != "" {
-				w.Header().Set("Retry-After", c.header)
-			}
-			w.WriteHeader(c.status)
-			io.WriteString(w, `{"error":{"code":"x","message":"trigger `+flowQuery+`"}}`)
-			return true
-		}
-		err := s.Send(context.Background(), []outputs.Message{m})
-		var de *outputs.DeliveryError
-		if err == nil || !errors.As(err, &de) || de.Permanent != c.permanent || de.RetryAfter != c.after {
-			t.Errorf("%d: %v", c.status, err)
-			continue
-		}
-		if strings.Contains(err.Error(), "S1GNATURE") {
-			t.Errorf("the signature is in the error: %v", err)
-		}
-	}
-	rc.reply = nil
+	body := `{"error":{"code":"x","message":"trigger ` + flowQuery + `"}}`
+	outputtest.CheckStatuses(t, rc.SetReply, func(ctx context.Context) error { return s.Send(ctx, []outputs.Message{m}) },
+		[]outputtest.StatusCase{
+			{Status: 400, Body: body, Permanent: true},
+			{Status: 401, Body: body, Permanent: true},
+			{Status: 404, Body: body, Permanent: true},
+			{Status: 429, RetryAfter: "9", Body: body, After: 9 * time.Second},
+			{Status: 502, Body: body},
+		}, "S1GNATURE")
 	srv.Close()
 	err := s.Send(context.Background(), []outputs.Message{m})
 	if err == nil || outputs.IsPermanent(err) || strings.Contains(err.Error(), "S1GNATURE") {
