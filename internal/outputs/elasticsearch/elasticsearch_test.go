@@ -273,9 +273,7 @@ func TestElasticsearchConfig(t *testing.T) {
 		{Options{URL: "http://es:9200", Password: testPass}, "must be ${ENV_NAME}"},
 	} {
 		o := c.o
-		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testPass) {
-			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testPass)
 	}
 }
 

@@ -192,8 +192,6 @@ func TestLokiConfig(t *testing.T) {
 		{Options{URL: "http://loki:3100", OrgID: "a\nb"}, "org_id"},
 	} {
 		o := c.o
-		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testPass) {
-			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testPass)
 	}
 }

@@ -240,10 +240,7 @@ func TestOpsgenieConfig(t *testing.T) {
 		{Options{APIKey: k, Tags: []string{strings.Repeat("t", 51)}}, "tags[0]"},
 	} {
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testKey) {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testKey)
 	}
 	o := Options{APIKey: k, Region: "eu"}
 	s, err := Type().New(&o, env)

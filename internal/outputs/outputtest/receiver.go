@@ -124,3 +124,23 @@ func CheckStatuses(t testing.TB, setReply func(func(http.ResponseWriter) bool), 
 		}
 	}
 }
+
+// ConfigError checks that typ refuses opts (a pointer to its options)
+// with an error saying want and holding none of secrets.
+func ConfigError(t testing.TB, typ outputs.Type, opts any, env outputs.Env, want string, secrets ...string) {
+	t.Helper()
+	s, err := typ.New(opts, env)
+	if err == nil {
+		s.Close()
+		t.Errorf("%+v: accepted, want an error saying %q", opts, want)
+		return
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("%+v: %v, want %q", opts, err, want)
+	}
+	for _, sec := range secrets {
+		if strings.Contains(err.Error(), sec) {
+			t.Errorf("%+v: the secret %q is in the error: %v", opts, sec, err)
+		}
+	}
+}

@@ -269,13 +269,7 @@ func TestPagerDutyConfig(t *testing.T) {
 	} {
 		t.Setenv("VIGIL_TEST_PD", testKey)
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
-		if err != nil && strings.Contains(err.Error(), testKey) {
-			t.Errorf("the key is in the error %v", err)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testKey)
 	}
 	o := Options{RoutingKey: "${VIGIL_TEST_PD}"}
 	if _, err := Type().New(&o, env); err != nil {

@@ -301,10 +301,7 @@ func TestSlackConfig(t *testing.T) {
 		{Options{WebhookURL: "https://hooks.slack.com/services/T/B/SECRETPART"}, "must be ${ENV_NAME}"},
 	} {
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "SECRETPART") {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, "SECRETPART")
 	}
 	t.Setenv("VIGIL_TEST_SLACK_BAD", "hooks.slack.com/SECRETPART")
 	o := Options{WebhookURL: "${VIGIL_TEST_SLACK_BAD}"}

@@ -282,10 +282,7 @@ func TestTeamsConfig(t *testing.T) {
 		{Options{WebhookURLFile: "/nonexistent"}, "webhook_url_file"},
 	} {
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "SECRETPART") {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, "SECRETPART")
 	}
 }
 
