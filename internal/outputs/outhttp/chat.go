@@ -2,6 +2,7 @@ package outhttp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ func RequiredSecret(name, inline, file string) (outputs.Secret, error) {
 type Webhook struct {
 	URL outputs.Secret
 	Env outputs.Env
-	// What names the receiver in errors and logs ("slack webhook").
+	// What names the receiver in errors ("slack webhook").
 	What string
 }
 
@@ -155,3 +156,41 @@ func Fields(m outputs.Message) []Field {
 	}
 	return out
 }
+
+// WebhookSender is the outputs.Sender of a chat webhook output: each Send
+// posts one message laid out by Build; the vendor's format stays in its
+// package.
+type WebhookSender struct {
+	*Webhook
+	// Name is the output type, prefixing logs and errors ("slack").
+	Name string
+	// Build lays out a group of messages as the JSON body.
+	Build func(msgs []outputs.Message, publicURL string) any
+	// Check, when set, reads a 2xx answer (a receiver may refuse in it).
+	Check func(body []byte) error
+}
+
+// Send posts msgs as one message.
+func (s *WebhookSender) Send(ctx context.Context, msgs []outputs.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	body, err := json.Marshal(s.Build(msgs, s.Env.PublicURL))
+	if err != nil {
+		return outputs.Permanent(fmt.Errorf("%s: encoding the message: %w", s.Name, err))
+	}
+	resp, err := s.Post(ctx, body)
+	if err != nil {
+		return err
+	}
+	if s.Check != nil {
+		if err := s.Check(resp); err != nil {
+			return err
+		}
+	}
+	s.Env.Logger.Debug(s.Name+": delivered", "messages", len(msgs), "first_event_id", EventID(msgs[0]))
+	return nil
+}
+
+// Close has nothing to release: requests end with Send.
+func (s *WebhookSender) Close() error { return nil }

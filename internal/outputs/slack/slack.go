@@ -12,7 +12,6 @@
 package slack
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -52,8 +51,6 @@ func Type() outputs.Type {
 	}
 }
 
-type sender struct{ hook *outhttp.Webhook }
-
 func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	opts, ok := o.(*Options)
 	if !ok {
@@ -63,7 +60,10 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sender{hook: hook}, nil
+	return &outhttp.WebhookSender{Webhook: hook, Name: "slack",
+		Build: func(msgs []outputs.Message, publicURL string) any { return Build(msgs, publicURL) },
+		Check: CheckResponse,
+	}, nil
 }
 
 // Message is the webhook body: text is the notification fallback, blocks
@@ -187,25 +187,6 @@ func blocks(m outputs.Message, publicURL string) []Block {
 	return out
 }
 
-func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	body, err := json.Marshal(Build(msgs, s.hook.Env.PublicURL))
-	if err != nil {
-		return outputs.Permanent(fmt.Errorf("slack: encoding the message: %w", err))
-	}
-	resp, err := s.hook.Post(ctx, body)
-	if err != nil {
-		return err
-	}
-	if err := CheckResponse(resp); err != nil {
-		return err
-	}
-	s.hook.Env.Logger.Debug("slack: delivered", "messages", len(msgs), "first_event_id", outhttp.EventID(msgs[0]))
-	return nil
-}
-
 // CheckResponse reads a 2xx answer: incoming webhooks answer "ok";
 // webhooks of Slack's workflow builder answer {"ok":true}. A JSON
 // {"ok":false,"error":...} is a refusal that retrying cannot fix; any
@@ -224,5 +205,3 @@ func CheckResponse(b []byte) error {
 	}
 	return outputs.Permanent(fmt.Errorf("slack webhook refused the message: %s", outhttp.Excerpt([]byte(r.Error))))
 }
-
-func (s *sender) Close() error { return nil }

@@ -13,7 +13,6 @@
 package teams
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -51,8 +50,6 @@ func Type() outputs.Type {
 	}
 }
 
-type sender struct{ hook *outhttp.Webhook }
-
 func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	opts, ok := o.(*Options)
 	if !ok {
@@ -62,7 +59,9 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sender{hook: hook}, nil
+	return &outhttp.WebhookSender{Webhook: hook, Name: "teams",
+		Build: func(msgs []outputs.Message, publicURL string) any { return Build(msgs, publicURL) },
+	}, nil
 }
 
 // Message is the webhook body: a message with one Adaptive Card
@@ -213,20 +212,3 @@ func container(m outputs.Message, separator bool) Element {
 	items = append(items, Element{Type: "FactSet", Facts: facts})
 	return Element{Type: "Container", Items: items, Separator: separator}
 }
-
-func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	body, err := json.Marshal(Build(msgs, s.hook.Env.PublicURL))
-	if err != nil {
-		return outputs.Permanent(fmt.Errorf("teams: encoding the card: %w", err))
-	}
-	if _, err := s.hook.Post(ctx, body); err != nil {
-		return err
-	}
-	s.hook.Env.Logger.Debug("teams: delivered", "messages", len(msgs), "first_event_id", outhttp.EventID(msgs[0]))
-	return nil
-}
-
-func (s *sender) Close() error { return nil }
