@@ -55,16 +55,8 @@ type push struct {
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		http.Error(w, "bad", http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/loki/api/v1/push" {
-		bad("%s %s", r.Method, r.URL.Path)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "bad")
+	if !outputtest.JSONPost(r, "/loki/api/v1/push", bad) {
 		return
 	}
 	if got := r.Header.Get("Authorization"); got != rc.auth {

@@ -62,21 +62,12 @@ type receiver struct {
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		w.WriteHeader(http.StatusUnprocessableEntity)
-		io.WriteString(w, `{"message":"Request body is not processable","took":0.0,"requestId":"x"}`)
-	}
-	if r.Method != http.MethodPost {
-		bad("method %s", r.Method)
+	bad := outputtest.Refusal(rc.t, w, http.StatusUnprocessableEntity, `{"message":"Request body is not processable","took":0.0,"requestId":"x"}`)
+	if !outputtest.JSONPost(r, "", bad) {
 		return
 	}
 	if got := r.Header.Get("Authorization"); got != "GenieKey "+testKey {
 		bad("Authorization %q", got)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
 		return
 	}
 	if rc.Replied(w) {

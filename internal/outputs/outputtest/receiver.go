@@ -144,3 +144,29 @@ func ConfigError(t testing.TB, typ outputs.Type, opts any, env outputs.Env, want
 		}
 	}
 }
+
+// Refusal is a receiver's answer to a request that does not follow the
+// vendor's documented format: the test fails (the output sent it), and
+// the output gets status and body, what the vendor answers.
+func Refusal(t testing.TB, w http.ResponseWriter, status int, body string) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		t.Errorf("request does not follow the documented format: "+format, args...)
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// JSONPost checks what every JSON API receiver checks first: a POST of
+// application/json to target (the path, with ?query when it has one; ""
+// for any). It refuses the request with bad and returns false otherwise.
+func JSONPost(r *http.Request, target string, bad func(format string, args ...any)) bool {
+	if r.Method != http.MethodPost || (target != "" && r.URL.RequestURI() != target) {
+		bad("%s %s", r.Method, r.URL.RequestURI())
+		return false
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		bad("Content-Type %q", ct)
+		return false
+	}
+	return true
+}

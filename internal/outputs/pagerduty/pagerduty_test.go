@@ -69,17 +69,8 @@ type receiver struct {
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		w.WriteHeader(http.StatusBadRequest)
-		io.WriteString(w, `{"status":"invalid event","message":"Event object is invalid","errors":["bad"]}`)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/v2/enqueue" {
-		bad("%s %s", r.Method, r.URL.Path)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, `{"status":"invalid event","message":"Event object is invalid","errors":["bad"]}`)
+	if !outputtest.JSONPost(r, "/v2/enqueue", bad) {
 		return
 	}
 	if rc.Replied(w) {

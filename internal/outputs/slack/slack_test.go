@@ -139,16 +139,8 @@ type receiver struct {
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		http.Error(w, "invalid_payload", http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != hookPath {
-		bad("%s %s", r.Method, r.URL.Path)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "invalid_payload")
+	if !outputtest.JSONPost(r, hookPath, bad) {
 		return
 	}
 	if rc.Replied(w) {

@@ -157,16 +157,8 @@ type receiver struct {
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		w.WriteHeader(http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != flowPath || r.URL.RawQuery != flowQuery {
-		bad("%s %s", r.Method, r.URL)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "")
+	if !outputtest.JSONPost(r, flowPath + "?" + flowQuery, bad) {
 		return
 	}
 	if rc.Replied(w) {
