@@ -147,10 +147,7 @@ func TestElasticsearchBulkECS(t *testing.T) {
 	det := outputtest.Detection("ev1", "det-1", "active", 2)
 	plain := outputtest.Event("ev2")
 	plain.Event.Time = time.Date(2026, 12, 31, 23, 59, 59, 0, time.FixedZone("x", -3600)) // 2027-01-01 UTC
-	if err := s.Send(context.Background(), []outputs.Message{det, plain}); err != nil {
-		t.Fatal(err)
-	}
-	docs := rc.Take()
+	docs := rc.Deliver(t, s, det, plain)
 	if len(docs) != 2 {
 		t.Fatalf("%d documents", len(docs))
 	}
@@ -204,10 +201,7 @@ func TestElasticsearchPartialFailure(t *testing.T) {
 		t.Fatalf("%d documents taken, want 2", n)
 	}
 	rc.status = nil
-	if err := s.Send(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	docs := rc.Take()
+	docs := rc.Deliver(t, s, batch...)
 	if len(docs) != 1 || docs[0].id != "ev2" {
 		t.Fatalf("the retry sent %v, want only ev2", docs)
 	}

@@ -122,10 +122,7 @@ func TestLokiPush(t *testing.T) {
 	if s.(outputs.Batcher).MaxBatch() < 2 {
 		t.Error("loki is a Batcher")
 	}
-	if err := s.Send(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
-	pushes := rc.Take()
+	pushes := rc.Deliver(t, s, msgs...)
 	if len(pushes) != 1 || pushes[0].org != "soc" {
 		t.Fatalf("pushes %+v", pushes)
 	}

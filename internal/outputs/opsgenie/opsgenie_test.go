@@ -158,10 +158,7 @@ func TestOpsgenieLifecycle(t *testing.T) {
 		{outputtest.Detection("ev4", "det-1", "resolved", 6), "close"},
 		{outputtest.Detection("ev5", "det-2", "false_positive", 1), "close"},
 	} {
-		if err := s.Send(context.Background(), []outputs.Message{st.m}); err != nil {
-			t.Fatal(err)
-		}
-		calls := rc.Take()
+		calls := rc.Deliver(t, s, st.m)
 		if len(calls) != 1 || calls[0].action != st.action || calls[0].alias != st.m.Detection.ID {
 			t.Fatalf("step %d: %+v, want %s %s", i, calls, st.action, st.m.Detection.ID)
 		}
@@ -182,17 +179,11 @@ func TestOpsgenieLifecycle(t *testing.T) {
 
 func TestOpsgenieEventAndTestMessage(t *testing.T) {
 	rc, s, _ := newTest(t, Options{})
-	if err := s.Send(context.Background(), []outputs.Message{outputtest.Event("ev-plain")}); err != nil {
-		t.Fatal(err)
-	}
-	calls := rc.Take()
+	calls := rc.Deliver(t, s, outputtest.Event("ev-plain"))
 	if len(calls) != 1 || calls[0].action != "create" || calls[0].alias != "ev-plain" || calls[0].create.Priority != "P3" {
 		t.Fatalf("plain event: %+v", calls)
 	}
-	if err := s.Send(context.Background(), []outputs.Message{outputtest.Test("ev-test")}); err != nil {
-		t.Fatal(err)
-	}
-	calls = rc.Take()
+	calls = rc.Deliver(t, s, outputtest.Test("ev-test"))
 	if len(calls) != 2 || calls[0].action != "create" || !strings.HasPrefix(calls[0].create.Message, "[TEST] ") ||
 		calls[1].action != "close" || calls[1].alias != calls[0].alias {
 		t.Fatalf("test message must be created labelled and closed: %+v", calls)

@@ -56,6 +56,16 @@ func (r *Recorder[T]) Take() []T {
 	return got
 }
 
+// Deliver sends msgs through s, which must succeed, and returns what the
+// receiver accepted for them.
+func (r *Recorder[T]) Deliver(t testing.TB, s outputs.Sender, msgs ...outputs.Message) []T {
+	t.Helper()
+	if err := s.Send(context.Background(), msgs); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	return r.Take()
+}
+
 // Serve starts h on a loopback port for the test's lifetime and returns
 // the server and an Env (see Env) whose client trusts it.
 func Serve(t testing.TB, h http.Handler) (*httptest.Server, outputs.Env, *LogBuffer) {
@@ -150,6 +160,7 @@ func ConfigError(t testing.TB, typ outputs.Type, opts any, env outputs.Env, want
 // the output gets status and body, what the vendor answers.
 func Refusal(t testing.TB, w http.ResponseWriter, status int, body string) func(format string, args ...any) {
 	return func(format string, args ...any) {
+		t.Helper()
 		t.Errorf("request does not follow the documented format: "+format, args...)
 		w.WriteHeader(status)
 		io.WriteString(w, body)

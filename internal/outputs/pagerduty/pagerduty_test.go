@@ -141,13 +141,6 @@ func newTest(t *testing.T) (*receiver, outputs.Sender, *outputtest.LogBuffer) {
 	return rc, outputtest.NewSender(t, Type(), opts, env), logs
 }
 
-func send(t *testing.T, s outputs.Sender, m outputs.Message) {
-	t.Helper()
-	if err := s.Send(context.Background(), []outputs.Message{m}); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-}
-
 func TestPagerDutyLifecycle(t *testing.T) {
 	rc, s, logs := newTest(t)
 	steps := []struct {
@@ -161,8 +154,7 @@ func TestPagerDutyLifecycle(t *testing.T) {
 		{outputtest.Detection("ev5", "det-2", "false_positive", 1), "resolve"},
 	}
 	for i, st := range steps {
-		send(t, s, st.msg)
-		evs := rc.Take()
+		evs := rc.Deliver(t, s, st.msg)
 		if len(evs) != 1 {
 			t.Fatalf("step %d: %d requests, want 1", i, len(evs))
 		}
@@ -197,15 +189,13 @@ func TestPagerDutyLifecycle(t *testing.T) {
 
 func TestPagerDutyEventAndTestMessage(t *testing.T) {
 	rc, s, _ := newTest(t)
-	send(t, s, outputtest.Event("ev-plain"))
-	evs := rc.Take()
+	evs := rc.Deliver(t, s, outputtest.Event("ev-plain"))
 	if len(evs) != 1 || evs[0].EventAction != "trigger" || evs[0].DedupKey != "ev-plain" ||
 		evs[0].Payload.Severity != "warning" || evs[0].Payload.Summary != "login failed for root" {
 		t.Fatalf("plain event: %+v", evs)
 	}
 
-	send(t, s, outputtest.Test("ev-test"))
-	evs = rc.Take()
+	evs = rc.Deliver(t, s, outputtest.Test("ev-test"))
 	if len(evs) != 2 {
 		t.Fatalf("test message: %d requests, want a trigger and a resolve", len(evs))
 	}

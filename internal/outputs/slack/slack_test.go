@@ -194,10 +194,7 @@ func TestSlackLifecycle(t *testing.T) {
 		{outputtest.Event("ev5"), []string{"Event", "login failed for root", "auth.login_failed"}},
 		{outputtest.Test("ev6"), []string{"[TEST]", "Vigil output test"}},
 	} {
-		if err := s.Send(context.Background(), []outputs.Message{c.m}); err != nil {
-			t.Fatal(err)
-		}
-		got := rc.Take()
+		got := rc.Deliver(t, s, c.m)
 		if len(got) != 1 {
 			t.Fatalf("%s: %d messages", c.m.Event.ID, len(got))
 		}
@@ -225,10 +222,7 @@ func TestSlackGroupedAndEscaped(t *testing.T) {
 	// mrkdwn control characters in a title must not become a mention or a link.
 	group[1].Detection.Title = "<!channel> <http://evil.example|click> & co"
 	group[1].Text = group[1].Detection.Title
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got := rc.Take()
+	got := rc.Deliver(t, s, group...)
 	if len(got) != 1 {
 		t.Fatalf("%d messages for a group, want 1", len(got))
 	}
@@ -252,10 +246,7 @@ func TestSlackGroupedAndEscaped(t *testing.T) {
 		group = append(group, outputtest.Detection(fmt.Sprint("ev", i), fmt.Sprint("det-", i), "active", 1))
 	}
 	group[0].Text = strings.Repeat("long ", 2000)
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got = rc.Take()
+	got = rc.Deliver(t, s, group...)
 	if len(got) != 1 || !strings.Contains(all(got[0]), "and 28 more") {
 		t.Fatalf("large group: %d messages %v", len(got), got)
 	}

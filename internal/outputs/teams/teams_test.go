@@ -158,7 +158,7 @@ type receiver struct {
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "")
-	if !outputtest.JSONPost(r, flowPath + "?" + flowQuery, bad) {
+	if !outputtest.JSONPost(r, flowPath+"?"+flowQuery, bad) {
 		return
 	}
 	if rc.Replied(w) {
@@ -197,10 +197,7 @@ func TestTeamsLifecycle(t *testing.T) {
 		{outputtest.Event("ev5"), []string{"Event: login failed for root", "auth.login_failed"}},
 		{outputtest.Test("ev6"), []string{"[TEST] Vigil output test"}},
 	} {
-		if err := s.Send(context.Background(), []outputs.Message{c.m}); err != nil {
-			t.Fatal(err)
-		}
-		got := rc.Take()
+		got := rc.Deliver(t, s, c.m)
 		if len(got) != 1 {
 			t.Fatalf("%s: %d messages", c.m.Event.ID, len(got))
 		}
@@ -218,10 +215,7 @@ func TestTeamsGrouped(t *testing.T) {
 	for i := range 3 {
 		group = append(group, outputtest.Detection(fmt.Sprint("ev", i), fmt.Sprint("det-", i), "active", 1))
 	}
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got := rc.Take()
+	got := rc.Deliver(t, s, group...)
 	if len(got) != 1 || !strings.Contains(got[0], "3 Vigil alerts") || strings.Count(got[0], `"Container"`) != 3 {
 		t.Fatalf("group of 3: %v", got)
 	}
@@ -232,10 +226,7 @@ func TestTeamsGrouped(t *testing.T) {
 		m.Text = strings.Repeat("long text ", 300)
 		group = append(group, m)
 	}
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got = rc.Take()
+	got = rc.Deliver(t, s, group...)
 	if len(got) != 1 || !strings.Contains(got[0], " more") {
 		t.Fatalf("group of 40: %d messages", len(got))
 	}
