@@ -181,3 +181,20 @@ func JSONPost(r *http.Request, target string, bad func(format string, args ...an
 	}
 	return true
 }
+
+// CheckDown closes srv (the receiver is down): send must then fail with
+// a retryable error that holds none of secrets.
+func CheckDown(t testing.TB, srv *httptest.Server, send func(context.Context) error, secrets ...string) {
+	t.Helper()
+	srv.Close()
+	err := send(context.Background())
+	if err == nil || outputs.IsPermanent(err) {
+		t.Errorf("receiver down: %v, want a retryable error", err)
+		return
+	}
+	for _, sec := range secrets {
+		if strings.Contains(err.Error(), sec) {
+			t.Errorf("receiver down: the secret %q is in the error: %v", sec, err)
+		}
+	}
+}
