@@ -157,6 +157,39 @@ func Fields(m outputs.Message) []Field {
 	return out
 }
 
+// WebhookOptions are the keys of a chat webhook output: WebhookURL is
+// the webhook's URL, which is its credential, as ${ENV} or
+// WebhookURLFile.
+type WebhookOptions struct {
+	WebhookURL     string `yaml:"webhook_url"`
+	WebhookURLFile string `yaml:"webhook_url_file"`
+}
+
+// WebhookType is the output type of a chat webhook taking
+// WebhookOptions: name is the type ("slack"), what names the receiver in
+// errors ("slack webhook"), build and check are WebhookSender's Build and
+// Check. Detections are grouped: a group becomes one message.
+func WebhookType[M any](name, what string, build func(msgs []outputs.Message, publicURL string) M, check func(body []byte) error) outputs.Type {
+	return outputs.Type{
+		Name:       name,
+		NewOptions: func() any { return &WebhookOptions{} },
+		New: func(o any, env outputs.Env) (outputs.Sender, error) {
+			opts, ok := o.(*WebhookOptions)
+			if !ok {
+				return nil, fmt.Errorf("%s: options are %T, not *outhttp.WebhookOptions", name, o)
+			}
+			hook, err := NewWebhook(what, opts.WebhookURL, opts.WebhookURLFile, env)
+			if err != nil {
+				return nil, err
+			}
+			return &WebhookSender{Webhook: hook, Name: name, Check: check,
+				Build: func(msgs []outputs.Message, publicURL string) any { return build(msgs, publicURL) },
+			}, nil
+		},
+		Groups: true,
+	}
+}
+
 // WebhookSender is the outputs.Sender of a chat webhook output: each Send
 // posts one message laid out by Build; the vendor's format stays in its
 // package.

@@ -33,37 +33,13 @@ const (
 	blocksPerMessage = 4 // section, fields, context, divider
 )
 
-// Options are the slack output's own keys.
-type Options struct {
-	// WebhookURL is the incoming webhook's URL, which is its credential:
-	// as ${ENV} or WebhookURLFile.
-	WebhookURL     string `yaml:"webhook_url"`
-	WebhookURLFile string `yaml:"webhook_url_file"`
-}
+// Options are the slack output's own keys: webhook_url, the incoming
+// webhook's URL, which is its credential (as ${ENV}), or webhook_url_file.
+type Options = outhttp.WebhookOptions
 
 // Type is the slack output type.
 func Type() outputs.Type {
-	return outputs.Type{
-		Name:       "slack",
-		NewOptions: func() any { return &Options{} },
-		New:        newSender,
-		Groups:     true,
-	}
-}
-
-func newSender(o any, env outputs.Env) (outputs.Sender, error) {
-	opts, ok := o.(*Options)
-	if !ok {
-		return nil, fmt.Errorf("slack: options are %T, not *slack.Options", o)
-	}
-	hook, err := outhttp.NewWebhook("slack webhook", opts.WebhookURL, opts.WebhookURLFile, env)
-	if err != nil {
-		return nil, err
-	}
-	return &outhttp.WebhookSender{Webhook: hook, Name: "slack",
-		Build: func(msgs []outputs.Message, publicURL string) any { return Build(msgs, publicURL) },
-		Check: CheckResponse,
-	}, nil
+	return outhttp.WebhookType("slack", "slack webhook", Build, CheckResponse)
 }
 
 // Message is the webhook body: text is the notification fallback, blocks

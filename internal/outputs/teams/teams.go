@@ -32,36 +32,13 @@ const (
 	maxFact      = 300
 )
 
-// Options are the teams output's own keys.
-type Options struct {
-	// WebhookURL is the Workflow's HTTP trigger URL, as ${ENV} or
-	// WebhookURLFile.
-	WebhookURL     string `yaml:"webhook_url"`
-	WebhookURLFile string `yaml:"webhook_url_file"`
-}
+// Options are the teams output's own keys: webhook_url, the Workflow's
+// HTTP trigger URL (as ${ENV}), or webhook_url_file.
+type Options = outhttp.WebhookOptions
 
 // Type is the teams output type.
 func Type() outputs.Type {
-	return outputs.Type{
-		Name:       "teams",
-		NewOptions: func() any { return &Options{} },
-		New:        newSender,
-		Groups:     true,
-	}
-}
-
-func newSender(o any, env outputs.Env) (outputs.Sender, error) {
-	opts, ok := o.(*Options)
-	if !ok {
-		return nil, fmt.Errorf("teams: options are %T, not *teams.Options", o)
-	}
-	hook, err := outhttp.NewWebhook("teams workflow", opts.WebhookURL, opts.WebhookURLFile, env)
-	if err != nil {
-		return nil, err
-	}
-	return &outhttp.WebhookSender{Webhook: hook, Name: "teams",
-		Build: func(msgs []outputs.Message, publicURL string) any { return Build(msgs, publicURL) },
-	}, nil
+	return outhttp.WebhookType("teams", "teams workflow", Build, nil)
 }
 
 // Message is the webhook body: a message with one Adaptive Card
