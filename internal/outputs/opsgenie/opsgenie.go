@@ -178,21 +178,19 @@ func Priority(sev string) string {
 func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
 	for _, m := range msgs {
 		alias := outhttp.Truncate(outhttp.Key(m), maxAlias)
-		var err error
-		switch {
-		case m.Test:
-			if err = s.create(ctx, m, alias); err == nil {
+		for _, a := range outhttp.PageActions(m) {
+			var err error
+			switch a {
+			case outhttp.PageTrigger:
+				err = s.create(ctx, m, alias)
+			case outhttp.PageAcknowledge:
+				err = s.action(ctx, m, alias, "acknowledge")
+			case outhttp.PageResolve:
 				err = s.action(ctx, m, alias, "close")
 			}
-		case m.Lifecycle() == outputs.LifecycleAcknowledge:
-			err = s.action(ctx, m, alias, "acknowledge")
-		case m.Lifecycle() == outputs.LifecycleResolve:
-			err = s.action(ctx, m, alias, "close")
-		default:
-			err = s.create(ctx, m, alias)
-		}
-		if err != nil {
-			return err
+			if err != nil {
+				return err
+			}
 		}
 		s.env.Logger.Debug("opsgenie: delivered", "event_id", outhttp.EventID(m), "alias", alias)
 	}

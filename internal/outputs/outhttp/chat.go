@@ -227,3 +227,30 @@ func (s *WebhookSender) Send(ctx context.Context, msgs []outputs.Message) error 
 
 // Close has nothing to release: requests end with Send.
 func (s *WebhookSender) Close() error { return nil }
+
+// PageAction is what a paging service (PagerDuty, Opsgenie) is asked to
+// do with its alert for a message, keyed by Key.
+type PageAction int
+
+// The paging actions.
+const (
+	PageTrigger PageAction = iota // open the alert, or repeat it (a count update)
+	PageAcknowledge
+	PageResolve
+)
+
+// PageActions is what m asks of a paging service (SPEC 13): investigating
+// acknowledges, resolved and false positive resolve, anything else
+// triggers; a test message triggers and resolves right away, so that it
+// leaves no open alert.
+func PageActions(m outputs.Message) []PageAction {
+	switch {
+	case m.Test:
+		return []PageAction{PageTrigger, PageResolve}
+	case m.Lifecycle() == outputs.LifecycleAcknowledge:
+		return []PageAction{PageAcknowledge}
+	case m.Lifecycle() == outputs.LifecycleResolve:
+		return []PageAction{PageResolve}
+	}
+	return []PageAction{PageTrigger}
+}

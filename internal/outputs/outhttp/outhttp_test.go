@@ -3,6 +3,7 @@ package outhttp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -124,6 +125,28 @@ func TestStepOf(t *testing.T) {
 	} {
 		if got := StepOf(c.m).String(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.m.Detection, got, c.want)
+		}
+	}
+}
+
+func TestPageActions(t *testing.T) {
+	det := func(status string) outputs.Message {
+		return outputs.Message{Detection: &outputs.Detection{ID: "d", Status: status, Count: 2}}
+	}
+	for _, c := range []struct {
+		m    outputs.Message
+		want []PageAction
+	}{
+		{outputs.Message{Test: true, Event: &event.Event{ID: "e"}}, []PageAction{PageTrigger, PageResolve}},
+		{outputs.Message{Event: &event.Event{ID: "e"}}, []PageAction{PageTrigger}},
+		{det("active"), []PageAction{PageTrigger}},
+		{det("investigating"), []PageAction{PageAcknowledge}},
+		{det("resolved"), []PageAction{PageResolve}},
+		{det("false_positive"), []PageAction{PageResolve}},
+	} {
+		got := PageActions(c.m)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%+v: %v, want %v", c.m.Detection, got, c.want)
 		}
 	}
 }

@@ -143,16 +143,18 @@ func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
 // a test message.
 func (s *sender) events(m outputs.Message) []Event {
 	key := outhttp.Truncate(outhttp.Key(m), maxDedupKey)
-	switch {
-	case m.Test:
-		return []Event{s.trigger(m, key), {RoutingKey: s.key.Reveal(), EventAction: "resolve", DedupKey: key}}
-	case m.Lifecycle() == outputs.LifecycleAcknowledge:
-		return []Event{{RoutingKey: s.key.Reveal(), EventAction: "acknowledge", DedupKey: key}}
-	case m.Lifecycle() == outputs.LifecycleResolve:
-		return []Event{{RoutingKey: s.key.Reveal(), EventAction: "resolve", DedupKey: key}}
-	default:
-		return []Event{s.trigger(m, key)}
+	var out []Event
+	for _, a := range outhttp.PageActions(m) {
+		switch a {
+		case outhttp.PageTrigger:
+			out = append(out, s.trigger(m, key))
+		case outhttp.PageAcknowledge:
+			out = append(out, Event{RoutingKey: s.key.Reveal(), EventAction: "acknowledge", DedupKey: key})
+		case outhttp.PageResolve:
+			out = append(out, Event{RoutingKey: s.key.Reveal(), EventAction: "resolve", DedupKey: key})
+		}
 	}
+	return out
 }
 
 func (s *sender) trigger(m outputs.Message, key string) Event {
