@@ -19,10 +19,11 @@ import (
 
 var addrLine = regexp.MustCompile(`msg="vigil listening" addr=(\S+)`)
 
-// startServe runs `vigil serve` as a child process and returns its address.
-func startServe(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
+// startServe runs `vigil serve` with args (after --listen on a loopback
+// port) as a child process and returns its address.
+func startServe(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestKill9KeepsAcknowledgedEvents(t *testing.T) {
 	dir := t.TempDir()
 	bin := vigilBin.Path(t)
 	dataDir := filepath.Join(dir, "data")
-	cmd, addr := startServe(t, bin, dataDir)
+	cmd, addr := startServe(t, bin, "--data-dir", dataDir)
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ func TestKill9KeepsAcknowledgedEvents(t *testing.T) {
 	}
 	t.Logf("%d events acknowledged before SIGKILL (max seq %d)", len(acked), maxSeq)
 
-	cmd2, addr2 := startServe(t, bin, dataDir)
+	cmd2, addr2 := startServe(t, bin, "--data-dir", dataDir)
 	defer func() { _ = cmd2.Process.Signal(syscall.SIGTERM); _ = cmd2.Wait() }()
 	c2, err := client.New("http://"+addr2, strings.TrimSpace(string(token)))
 	if err != nil {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,37 +16,6 @@ import (
 	"github.com/vigil-sec/vigil/client"
 	"github.com/vigil-sec/vigil/internal/outputs/webhook"
 )
-
-// outputsServe runs `vigil serve` with extra flags as a child process and
-// returns its address.
-func outputsServe(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrCh := make(chan string, 1)
-	go func() { // drains the child's log until it exits
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := addrLine.FindStringSubmatch(sc.Text()); m != nil {
-				addrCh <- m[1]
-			}
-		}
-	}()
-	select {
-	case addr := <-addrCh:
-		return cmd, addr
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("vigil serve did not log its address within 60s")
-	}
-	return nil, ""
-}
 
 // TestOutputsKill9WhileReceiverDown (issue 10): detections are delivered
 // to a webhook; the receiver goes down and more detections are appended;
@@ -98,7 +65,7 @@ func TestOutputsKill9WhileReceiverDown(t *testing.T) {
     filter: {categories: [detection]}
 `, recv.URL, sf)), 0o600)
 	dataDir := filepath.Join(dir, "data")
-	cmd, addr := outputsServe(t, bin, "--data-dir", dataDir, "--config", cfgPath)
+	cmd, addr := startServe(t, bin, "--data-dir", dataDir, "--config", cfgPath)
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
@@ -157,7 +124,7 @@ func TestOutputsKill9WhileReceiverDown(t *testing.T) {
 	down = false
 	mu.Unlock()
 
-	cmd, _ = outputsServe(t, bin, "--data-dir", dataDir, "--config", cfgPath)
+	cmd, _ = startServe(t, bin, "--data-dir", dataDir, "--config", cfgPath)
 	waitFor(30*time.Second, "every detection delivered after the restart", func() bool {
 		for _, id := range ids {
 			if byID[id] == 0 {

@@ -90,26 +90,23 @@ func waitFor(expr string, d time.Duration) chromedp.Action[chromedp.Void] {
 // screenshot writes the viewport as <dir>/<name>.png when
 // VIGIL_SCREENSHOTS names a directory.
 func (b *browser) screenshot(name string) {
-	dir := os.Getenv("VIGIL_SCREENSHOTS")
-	if dir == "" {
-		return
-	}
-	shot, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		b.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), shrinkPNG(b.t, shot), 0o644); err != nil {
-		b.t.Fatal(err)
-	}
+	b.t.Helper()
+	b.writeShot(name, chromedp.CaptureScreenshot())
 }
 
 // fullScreenshot is screenshot of the whole page, below the fold too.
 func (b *browser) fullScreenshot(name string) {
+	b.t.Helper()
+	b.writeShot(name, chromedp.FullScreenshot(100))
+}
+
+func (b *browser) writeShot(name string, capture chromedp.Action[[]byte]) {
+	b.t.Helper()
 	dir := os.Getenv("VIGIL_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	shot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	shot, err := chromedp.Run(b.ctx, capture)
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -176,6 +173,36 @@ func (b *browser) signIn(addr, token string) {
 	}
 }
 
+// start starts a node and a browser and returns the node's address, its
+// admin token and a client with it.
+func start(t *testing.T) (b *browser, addr, token string, c *client.Client) {
+	t.Helper()
+	b = newBrowser(t)
+	n := testnode.Start(t)
+	addr, token = n.Addr(), n.AdminToken()
+	c, err := client.New("http://"+addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, addr, token, c
+}
+
+// mintedToken is a token POST /api/v1/tokens made.
+type mintedToken struct {
+	ID    string `json:"id"`
+	Token string `json:"token"`
+}
+
+// mint makes a token with c (an admin's client).
+func mint(t *testing.T, c *client.Client, req map[string]any) mintedToken {
+	t.Helper()
+	var out mintedToken
+	if err := c.Do(context.Background(), "POST", "/api/v1/tokens", req, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func publish(t *testing.T, c *client.Client, evs ...*client.Event) {
 	t.Helper()
 	if _, err := c.Publish(context.Background(), evs); err != nil {
@@ -233,13 +260,7 @@ func TestConsoleRefusesWrongToken(t *testing.T) {
 // assignee changes persist (checked over REST); the ATT&CK matrix shows
 // T1110.
 func TestConsoleDetectionWorkflow(t *testing.T) {
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	c, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, addr, token, c := start(t)
 	b.signIn(addr, token)
 
 	bruteForce(t, c)
@@ -356,13 +377,7 @@ func TestConsoleDetectionWorkflow(t *testing.T) {
 // filter that does not compile shows its column and keeps the previous
 // filter's stream flowing.
 func TestConsoleLiveEvents(t *testing.T) {
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	c, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, addr, token, c := start(t)
 	b.signIn(addr, token)
 	b.do("events view", chromedp.Navigate("http://"+addr+"/#/events"), waitFor(`document.querySelector("#filter-form") !== null`, 5*time.Second))
 
@@ -429,19 +444,8 @@ func TestConsoleLiveEvents(t *testing.T) {
 // TestConsoleViewer: a viewer token sees the detection but no status or
 // edit controls, and no bulk selection.
 func TestConsoleViewer(t *testing.T) {
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	c, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var minted struct {
-		Token string `json:"token"`
-	}
-	if err := c.Do(context.Background(), "POST", "/api/v1/tokens", map[string]any{"name": "soc-viewer", "role": "viewer"}, &minted); err != nil {
-		t.Fatal(err)
-	}
+	b, addr, _, c := start(t)
+	minted := mint(t, c, map[string]any{"name": "soc-viewer", "role": "viewer"})
 	bruteForce(t, c)
 	b.signIn(addr, minted.Token)
 	row := fmt.Sprintf(`#det-table tbody tr[data-id=%q]`, b.bruteForceRow())
@@ -470,13 +474,7 @@ func TestConsoleScreenshots(t *testing.T) {
 	if os.Getenv("VIGIL_SCREENSHOTS") == "" {
 		t.Skip("set VIGIL_SCREENSHOTS=dir to write the console's screenshots")
 	}
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	c, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, addr, token, c := start(t)
 	gen := demo.New(7)
 	for batch := 0; batch < 6; batch++ {
 		evs := make([]*client.Event, 500)
@@ -542,13 +540,7 @@ func TestConsoleScreenshots(t *testing.T) {
 // GraphiQL; with the console's token it runs a query and a subscription
 // (graphql-ws) that delivers an event published afterwards.
 func TestGraphiQL(t *testing.T) {
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	c, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, addr, token, c := start(t)
 	publish(t, c, &client.Event{Type: "authentication.login", User: "alice@example.com", Action: "login", Outcome: "success", Message: "before graphiql"})
 	setQuery := func(q string) chromedp.Action[chromedp.Void] {
 		return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror.setValue(%q)`, q))
@@ -595,23 +587,11 @@ func TestGraphiQL(t *testing.T) {
 // TestConsoleTenantToken: a tenant-scoped token sees its tenant's
 // detections only, and the top bar says which tenant it is.
 func TestConsoleTenantToken(t *testing.T) {
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	admin, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
+	b, addr, _, admin := start(t)
+	tenantToken := func(role, tenant string) string {
+		return mint(t, admin, map[string]any{"name": tenant + "-" + role, "role": role, "tenant": tenant}).Token
 	}
-	mint := func(role, tenant string) string {
-		var out struct {
-			Token string `json:"token"`
-		}
-		if err := admin.Do(context.Background(), "POST", "/api/v1/tokens", map[string]any{"name": tenant + "-" + role, "role": role, "tenant": tenant}, &out); err != nil {
-			t.Fatal(err)
-		}
-		return out.Token
-	}
-	acmePub, err := client.New("http://"+addr, mint("publisher", "acme"))
+	acmePub, err := client.New("http://"+addr, tenantToken("publisher", "acme"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,7 +610,7 @@ func TestConsoleTenantToken(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.signIn(addr, mint("analyst", "acme"))
+	b.signIn(addr, tenantToken("analyst", "acme"))
 	b.bruteForceRow()
 	if got := b.text("#who"); !strings.Contains(got, "tenant acme") {
 		t.Fatalf("top bar = %q, want tenant acme", got)
@@ -643,20 +623,8 @@ func TestConsoleTenantToken(t *testing.T) {
 // TestConsoleRevokedToken: a token revoked while the console is open ends
 // the session with the plain refusal instead of a reconnect loop.
 func TestConsoleRevokedToken(t *testing.T) {
-	b := newBrowser(t)
-	n := testnode.Start(t)
-	addr, token := n.Addr(), n.AdminToken()
-	admin, err := client.New("http://"+addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var minted struct {
-		ID    string `json:"id"`
-		Token string `json:"token"`
-	}
-	if err := admin.Do(context.Background(), "POST", "/api/v1/tokens", map[string]any{"name": "soon-revoked", "role": "analyst"}, &minted); err != nil {
-		t.Fatal(err)
-	}
+	b, addr, _, admin := start(t)
+	minted := mint(t, admin, map[string]any{"name": "soon-revoked", "role": "analyst"})
 	b.signIn(addr, minted.Token)
 	if err := admin.Do(context.Background(), "DELETE", "/api/v1/tokens/"+minted.ID, nil, nil); err != nil {
 		t.Fatal(err)

@@ -162,13 +162,7 @@ type relpPending struct {
 // is buffered (up to BatchSize or half the batch byte limit), appended in
 // one batch, and each answered in order once the log has acknowledged it.
 func (s *Server) serveRELP(c net.Conn) {
-	defer s.readers.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
+	defer s.connDone(c)
 	remote := c.RemoteAddr().String()
 	rr := newRELPReader(c, s.opts.MaxMessage)
 	p := NewParser(s.opts.Location)

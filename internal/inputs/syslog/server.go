@@ -355,14 +355,19 @@ func (s *Server) accept(ln net.Listener, input string, serve func(net.Conn)) {
 	}
 }
 
+// connDone ends the bookkeeping of a served connection: it leaves the
+// open set, is closed, and its reader is accounted done (last, so that
+// Close waiting on readers sees the set already without it).
+func (s *Server) connDone(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+	s.readers.Done()
+}
+
 func (s *Server) serveConn(c net.Conn) {
-	defer s.readers.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
+	defer s.connDone(c)
 	remote := c.RemoteAddr().String()
 	p := NewParser(s.opts.Location)
 	fr := NewFrameReader(c, s.opts.MaxMessage)

@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,8 +41,7 @@ type doc struct {
 type receiver struct {
 	t    *testing.T
 	auth string
-	mu   sync.Mutex
-	docs []doc
+	outputtest.Recorder[doc]
 	// status, when set, gives the item status of a document by its id
 	// (200/201 otherwise).
 	status func(id string) int
@@ -115,9 +112,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			failed = true
 			item += `,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [x]"}`
 		} else {
-			rc.mu.Lock()
-			rc.docs = append(rc.docs, d)
-			rc.mu.Unlock()
+			rc.Record(d)
 		}
 		items = append(items, item+"}}")
 	}
@@ -125,26 +120,12 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"took":3,"errors":%v,"items":[%s]}`, failed, strings.Join(items, ","))
 }
 
-func (rc *receiver) take() []doc {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	d := rc.docs
-	rc.docs = nil
-	return d
-}
-
 func newES(t *testing.T, o Options, auth string) (*receiver, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t, auth: auth}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
-	env, logs := outputtest.Env(t, srv.Client())
+	srv, env, logs := outputtest.Serve(t, rc)
 	o.URL = srv.URL
-	s, err := Type().New(&o, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rc, s, logs
+	return rc, outputtest.NewSender(t, Type(), &o, env), logs
 }
 
 func get(m map[string]any, path string) any {
@@ -166,10 +147,7 @@ func TestElasticsearchBulkECS(t *testing.T) {
 	det := outputtest.Detection("ev1", "det-1", "active", 2)
 	plain := outputtest.Event("ev2")
 	plain.Event.Time = time.Date(2026, 12, 31, 23, 59, 59, 0, time.FixedZone("x", -3600)) // 2027-01-01 UTC
-	if err := s.Send(context.Background(), []outputs.Message{det, plain}); err != nil {
-		t.Fatal(err)
-	}
-	docs := rc.take()
+	docs := rc.Deliver(t, s, det, plain)
 	if len(docs) != 2 {
 		t.Fatalf("%d documents", len(docs))
 	}
@@ -219,14 +197,11 @@ func TestElasticsearchPartialFailure(t *testing.T) {
 	if err == nil || outputs.IsPermanent(err) || !strings.Contains(err.Error(), "ev2: 429") {
 		t.Fatalf("429 item: %v", err)
 	}
-	if n := len(rc.take()); n != 2 {
+	if n := len(rc.Take()); n != 2 {
 		t.Fatalf("%d documents taken, want 2", n)
 	}
 	rc.status = nil
-	if err := s.Send(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	docs := rc.take()
+	docs := rc.Deliver(t, s, batch...)
 	if len(docs) != 1 || docs[0].id != "ev2" {
 		t.Fatalf("the retry sent %v, want only ev2", docs)
 	}
@@ -234,7 +209,7 @@ func TestElasticsearchPartialFailure(t *testing.T) {
 	if err := s.Send(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(rc.take()); n != 3 {
+	if n := len(rc.Take()); n != 3 {
 		t.Errorf("a new send of the batch sent %d", n)
 	}
 
@@ -292,9 +267,7 @@ func TestElasticsearchConfig(t *testing.T) {
 		{Options{URL: "http://es:9200", Password: testPass}, "must be ${ENV_NAME}"},
 	} {
 		o := c.o
-		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testPass) {
-			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testPass)
 	}
 }
 

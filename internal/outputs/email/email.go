@@ -450,7 +450,7 @@ func (s *sender) subject(msgs []outputs.Message, digest bool, dropped int, now t
 			}
 		}
 	case len(msgs) == 1:
-		word := stateWord(msgs[0])
+		word := outhttp.StepOf(msgs[0]).String()
 		subj = word + ": " + outhttp.Title(msgs[0]) + " (" + outhttp.Severity(msgs[0]) + ")"
 		if msgs[0].Test {
 			subj = "[TEST] " + word + ": " + msgs[0].Text
@@ -462,27 +462,6 @@ func (s *sender) subject(msgs []outputs.Message, digest bool, dropped int, now t
 		}
 	}
 	return outhttp.Truncate(s.opts.SubjectPrefix+" "+oneLine(subj), maxSubject)
-}
-
-func stateWord(m outputs.Message) string {
-	if m.Test {
-		return "Test"
-	}
-	switch m.Lifecycle() {
-	case outputs.LifecycleAcknowledge:
-		return "Investigating"
-	case outputs.LifecycleResolve:
-		if m.Detection.Status == "false_positive" {
-			return "False positive"
-		}
-		return "Resolved"
-	case outputs.LifecycleTrigger:
-		if m.Detection.Count > 1 {
-			return "Updated"
-		}
-		return "New detection"
-	}
-	return "Event"
 }
 
 func (s *sender) text(msgs []outputs.Message, digest bool, dropped int) string {
@@ -497,7 +476,7 @@ func (s *sender) text(msgs []outputs.Message, digest bool, dropped int) string {
 		if m.Test {
 			b.WriteString("[TEST] This is a test message from Vigil, not an alert.\n\n")
 		}
-		b.WriteString(stateWord(m) + ": " + oneLine(outhttp.Title(m)) + "\n\n")
+		b.WriteString(outhttp.StepOf(m).String() + ": " + oneLine(outhttp.Title(m)) + "\n\n")
 		line := func(k, v string) {
 			if v != "" {
 				b.WriteString(k + ": " + v + "\n")

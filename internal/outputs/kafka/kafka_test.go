@@ -175,9 +175,7 @@ func TestKafkaConfig(t *testing.T) {
 		{Options{Brokers: []string{"k1:9092"}, Topic: "t", CAFile: "x"}, "tls is not"},
 	} {
 		o := c.o
-		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want)
 	}
 }
 

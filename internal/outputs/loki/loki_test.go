@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,32 +43,27 @@ var (
 )
 
 type receiver struct {
-	t      *testing.T
-	mu     sync.Mutex
-	pushes []wirePush
-	orgs   []string
-	auth   string
-	reply  func(w http.ResponseWriter) bool
+	t    *testing.T
+	auth string
+	outputtest.Recorder[push]
+}
+
+// push is an accepted push and its X-Scope-OrgID.
+type push struct {
+	wirePush
+	org string
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		http.Error(w, "bad", http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/loki/api/v1/push" {
-		bad("%s %s", r.Method, r.URL.Path)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "bad")
+	if !outputtest.JSONPost(r, "/loki/api/v1/push", bad) {
 		return
 	}
 	if got := r.Header.Get("Authorization"); got != rc.auth {
 		http.Error(w, "no org id / bad auth "+got, http.StatusUnauthorized)
 		return
 	}
-	if rc.reply != nil && rc.reply(w) {
+	if rc.Replied(w) {
 		return
 	}
 	b, _ := io.ReadAll(r.Body)
@@ -107,25 +99,16 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			last = ts
 		}
 	}
-	rc.mu.Lock()
-	rc.pushes = append(rc.pushes, p)
-	rc.orgs = append(rc.orgs, r.Header.Get("X-Scope-OrgID"))
-	rc.mu.Unlock()
+	rc.Record(push{p, r.Header.Get("X-Scope-OrgID")})
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func newLoki(t *testing.T, o Options, auth string) (*receiver, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t, auth: auth}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
-	env, logs := outputtest.Env(t, srv.Client())
+	srv, env, logs := outputtest.Serve(t, rc)
 	o.URL = srv.URL + "/"
-	s, err := Type().New(&o, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rc, s, logs
+	return rc, outputtest.NewSender(t, Type(), &o, env), logs
 }
 
 func TestLokiPush(t *testing.T) {
@@ -139,14 +122,12 @@ func TestLokiPush(t *testing.T) {
 	if s.(outputs.Batcher).MaxBatch() < 2 {
 		t.Error("loki is a Batcher")
 	}
-	if err := s.Send(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
-	if len(rc.pushes) != 1 || rc.orgs[0] != "soc" {
-		t.Fatalf("pushes %d, X-Scope-OrgID %v", len(rc.pushes), rc.orgs)
+	pushes := rc.Deliver(t, s, msgs...)
+	if len(pushes) != 1 || pushes[0].org != "soc" {
+		t.Fatalf("pushes %+v", pushes)
 	}
 	got := map[string][][]string{}
-	for _, st := range rc.pushes[0].Streams {
+	for _, st := range pushes[0].Streams {
 		if st.Stream["job"] != "vigil" || st.Stream["env"] != "prod" || st.Stream["tenant"] != "acme" {
 			t.Errorf("labels %v", st.Stream)
 		}
@@ -170,30 +151,13 @@ func TestLokiErrors(t *testing.T) {
 	t.Setenv("VIGIL_TEST_LOKI_TOKEN", testPass)
 	rc, s, _ := newLoki(t, Options{BearerToken: "${VIGIL_TEST_LOKI_TOKEN}"}, "Bearer "+testPass)
 	m := outputtest.Event("ev1")
-	for _, c := range []struct {
-		status    int
-		header    string
-		permanent bool
-		after     time.Duration
-	}{
-		{400, "", true, 0}, // "entry too far behind": retrying cannot help
-		{429, "2", false, 2 * time.Second},
-		{500, "", false, 0},
-	} {
-		rc.reply = func(w http.ResponseWriter) bool {
-			if c.header != "" {
-				w.Header().Set("Retry-After", c.header)
-			}
-			http.Error(w, "entry for stream has timestamp too old", c.status)
-			return true
-		}
-		err := s.Send(context.Background(), []outputs.Message{m})
-		var de *outputs.DeliveryError
-		if !errors.As(err, &de) || de.Permanent != c.permanent || de.RetryAfter != c.after {
-			t.Errorf("%d: %v", c.status, err)
-		}
-	}
-	rc.reply = nil
+	body := "entry for stream has timestamp too old\n"
+	outputtest.CheckStatuses(t, rc.SetReply, func(ctx context.Context) error { return s.Send(ctx, []outputs.Message{m}) },
+		[]outputtest.StatusCase{
+			{Status: 400, Body: body, Permanent: true}, // "entry too far behind": retrying cannot help
+			{Status: 429, RetryAfter: "2", Body: body, After: 2 * time.Second},
+			{Status: 500, Body: body},
+		}, testPass)
 	rc.auth = "Bearer other"
 	err := s.Send(context.Background(), []outputs.Message{m})
 	if !outputs.IsPermanent(err) || strings.Contains(err.Error(), testPass) {
@@ -217,8 +181,6 @@ func TestLokiConfig(t *testing.T) {
 		{Options{URL: "http://loki:3100", OrgID: "a\nb"}, "org_id"},
 	} {
 		o := c.o
-		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testPass) {
-			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testPass)
 	}
 }

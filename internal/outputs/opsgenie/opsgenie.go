@@ -15,7 +15,6 @@ package opsgenie
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -89,12 +88,9 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if !ok {
 		return nil, fmt.Errorf("opsgenie: options are %T, not *opsgenie.Options", o)
 	}
-	key, err := outputs.ResolveSecret("api_key", opts.APIKey, opts.APIKeyFile)
+	key, err := outhttp.RequiredSecret("api_key", opts.APIKey, opts.APIKeyFile)
 	if err != nil {
 		return nil, err
-	}
-	if key == "" {
-		return nil, errors.New("api_key or api_key_file is required")
 	}
 	s := &sender{key: key, opts: *opts, source: opts.Source, env: env}
 	switch strings.ToLower(opts.Region) {
@@ -182,21 +178,19 @@ func Priority(sev string) string {
 func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
 	for _, m := range msgs {
 		alias := outhttp.Truncate(outhttp.Key(m), maxAlias)
-		var err error
-		switch {
-		case m.Test:
-			if err = s.create(ctx, m, alias); err == nil {
+		for _, a := range outhttp.PageActions(m) {
+			var err error
+			switch a {
+			case outhttp.PageTrigger:
+				err = s.create(ctx, m, alias)
+			case outhttp.PageAcknowledge:
+				err = s.action(ctx, m, alias, "acknowledge")
+			case outhttp.PageResolve:
 				err = s.action(ctx, m, alias, "close")
 			}
-		case m.Lifecycle() == outputs.LifecycleAcknowledge:
-			err = s.action(ctx, m, alias, "acknowledge")
-		case m.Lifecycle() == outputs.LifecycleResolve:
-			err = s.action(ctx, m, alias, "close")
-		default:
-			err = s.create(ctx, m, alias)
-		}
-		if err != nil {
-			return err
+			if err != nil {
+				return err
+			}
 		}
 		s.env.Logger.Debug("opsgenie: delivered", "event_id", outhttp.EventID(m), "alias", alias)
 	}

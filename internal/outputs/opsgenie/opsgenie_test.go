@@ -3,13 +3,10 @@ package opsgenie
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,31 +57,20 @@ type call struct {
 }
 
 type receiver struct {
-	t     *testing.T
-	mu    sync.Mutex
-	calls []call
-	reply func(w http.ResponseWriter) bool
+	t *testing.T
+	outputtest.Recorder[call]
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		w.WriteHeader(http.StatusUnprocessableEntity)
-		io.WriteString(w, `{"message":"Request body is not processable","took":0.0,"requestId":"x"}`)
-	}
-	if r.Method != http.MethodPost {
-		bad("method %s", r.Method)
+	bad := outputtest.Refusal(rc.t, w, http.StatusUnprocessableEntity, `{"message":"Request body is not processable","took":0.0,"requestId":"x"}`)
+	if !outputtest.JSONPost(r, "", bad) {
 		return
 	}
 	if got := r.Header.Get("Authorization"); got != "GenieKey "+testKey {
 		bad("Authorization %q", got)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
-		return
-	}
-	if rc.reply != nil && rc.reply(w) {
+	if rc.Replied(w) {
 		return
 	}
 	dec := json.NewDecoder(r.Body)
@@ -145,35 +131,19 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bad("path %s", r.URL)
 		return
 	}
-	rc.mu.Lock()
-	rc.calls = append(rc.calls, c)
-	rc.mu.Unlock()
+	rc.Record(c)
 	w.WriteHeader(http.StatusAccepted)
 	io.WriteString(w, `{"result":"Request will be processed","took":0.302,"requestId":"43a29c5c-3dbf-4fa4-9c26-f4f71023e120"}`)
-}
-
-func (rc *receiver) take() []call {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	c := rc.calls
-	rc.calls = nil
-	return c
 }
 
 func newTest(t *testing.T, opts Options) (*receiver, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
+	srv, env, logs := outputtest.Serve(t, rc)
 	t.Setenv("VIGIL_TEST_GENIE", testKey)
-	env, logs := outputtest.Env(t, srv.Client())
 	opts.APIKey = "${VIGIL_TEST_GENIE}"
 	opts.APIURL = srv.URL
-	s, err := Type().New(&opts, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rc, s, logs
+	return rc, outputtest.NewSender(t, Type(), &opts, env), logs
 }
 
 func TestOpsgenieLifecycle(t *testing.T) {
@@ -188,10 +158,7 @@ func TestOpsgenieLifecycle(t *testing.T) {
 		{outputtest.Detection("ev4", "det-1", "resolved", 6), "close"},
 		{outputtest.Detection("ev5", "det-2", "false_positive", 1), "close"},
 	} {
-		if err := s.Send(context.Background(), []outputs.Message{st.m}); err != nil {
-			t.Fatal(err)
-		}
-		calls := rc.take()
+		calls := rc.Deliver(t, s, st.m)
 		if len(calls) != 1 || calls[0].action != st.action || calls[0].alias != st.m.Detection.ID {
 			t.Fatalf("step %d: %+v, want %s %s", i, calls, st.action, st.m.Detection.ID)
 		}
@@ -212,17 +179,11 @@ func TestOpsgenieLifecycle(t *testing.T) {
 
 func TestOpsgenieEventAndTestMessage(t *testing.T) {
 	rc, s, _ := newTest(t, Options{})
-	if err := s.Send(context.Background(), []outputs.Message{outputtest.Event("ev-plain")}); err != nil {
-		t.Fatal(err)
-	}
-	calls := rc.take()
+	calls := rc.Deliver(t, s, outputtest.Event("ev-plain"))
 	if len(calls) != 1 || calls[0].action != "create" || calls[0].alias != "ev-plain" || calls[0].create.Priority != "P3" {
 		t.Fatalf("plain event: %+v", calls)
 	}
-	if err := s.Send(context.Background(), []outputs.Message{outputtest.Test("ev-test")}); err != nil {
-		t.Fatal(err)
-	}
-	calls = rc.take()
+	calls = rc.Deliver(t, s, outputtest.Test("ev-test"))
 	if len(calls) != 2 || calls[0].action != "create" || !strings.HasPrefix(calls[0].create.Message, "[TEST] ") ||
 		calls[1].action != "close" || calls[1].alias != calls[0].alias {
 		t.Fatalf("test message must be created labelled and closed: %+v", calls)
@@ -232,35 +193,14 @@ func TestOpsgenieEventAndTestMessage(t *testing.T) {
 func TestOpsgenieErrors(t *testing.T) {
 	rc, s, logs := newTest(t, Options{})
 	m := outputtest.Detection("ev1", "det-1", "active", 1)
-	for _, c := range []struct {
-		status    int
-		header    string
-		permanent bool
-		after     time.Duration
-	}{
-		{401, "", true, 0},
-		{422, "", true, 0},
-		{429, "4", false, 4 * time.Second},
-		{503, "", false, 0},
-	} {
-		rc.reply = func(w http.ResponseWriter) bool {
-			if c.header != "" {
-				w.Header().Set("Retry-After", c.header)
-			}
-			w.WriteHeader(c.status)
-			io.WriteString(w, `{"message":"Key `+testKey+` is invalid","took":0.1,"requestId":"r"}`)
-			return true
-		}
-		err := s.Send(context.Background(), []outputs.Message{m})
-		var de *outputs.DeliveryError
-		if err == nil || !errors.As(err, &de) || de.Permanent != c.permanent || de.RetryAfter != c.after {
-			t.Errorf("%d: %v", c.status, err)
-			continue
-		}
-		if strings.Contains(err.Error(), testKey) {
-			t.Errorf("%d: the key is in the error %v", c.status, err)
-		}
-	}
+	body := `{"message":"Key ` + testKey + ` is invalid","took":0.1,"requestId":"r"}`
+	outputtest.CheckStatuses(t, rc.SetReply, func(ctx context.Context) error { return s.Send(ctx, []outputs.Message{m}) },
+		[]outputtest.StatusCase{
+			{Status: 401, Body: body, Permanent: true},
+			{Status: 422, Body: body, Permanent: true},
+			{Status: 429, RetryAfter: "4", Body: body, After: 4 * time.Second},
+			{Status: 503, Body: body},
+		}, testKey)
 	if strings.Contains(logs.String(), testKey) {
 		t.Error("the key is in the logs")
 	}
@@ -282,10 +222,7 @@ func TestOpsgenieConfig(t *testing.T) {
 		{Options{APIKey: k, Tags: []string{strings.Repeat("t", 51)}}, "tags[0]"},
 	} {
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), testKey) {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testKey)
 	}
 	o := Options{APIKey: k, Region: "eu"}
 	s, err := Type().New(&o, env)

@@ -2,7 +2,10 @@
 // slack, teams, opsgenie, elasticsearch, loki) share: one request with the
 // response classified into an outputs.DeliveryError, Retry-After parsing,
 // error texts that never carry the request URL (a Slack or Teams webhook
-// URL is itself the credential), the [TEST] label and the console link.
+// URL is itself the credential), the [TEST] label and the console link;
+// and (chat.go) what the chat and mail outputs share: required secrets,
+// the JSON webhook sender of slack and teams, the lifecycle step a
+// message shows and its detail fields.
 package outhttp
 
 import (

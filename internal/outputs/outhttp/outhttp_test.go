@@ -3,6 +3,7 @@ package outhttp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/outputs"
 )
 
@@ -92,5 +94,59 @@ func TestTruncate(t *testing.T) {
 	}
 	if got := Truncate("abc", 5); got != "abc" {
 		t.Errorf("%q", got)
+	}
+}
+
+func TestRequiredSecret(t *testing.T) {
+	if _, err := RequiredSecret("api_key", "", ""); err == nil || err.Error() != "api_key or api_key_file is required" {
+		t.Fatalf("missing: %v", err)
+	}
+	t.Setenv("VIGIL_TEST_REQUIRED_SECRET", "k")
+	if s, err := RequiredSecret("api_key", "${VIGIL_TEST_REQUIRED_SECRET}", ""); err != nil || s.Reveal() != "k" {
+		t.Fatalf("set: %q %v", s.Reveal(), err)
+	}
+}
+
+func TestStepOf(t *testing.T) {
+	det := func(status string, count int) outputs.Message {
+		return outputs.Message{Detection: &outputs.Detection{ID: "d", Status: status, Count: count}, Event: &event.Event{Type: "detection.updated", Category: event.CategoryDetection}}
+	}
+	for _, c := range []struct {
+		m    outputs.Message
+		want string
+	}{
+		{outputs.Message{Test: true}, "Test"},
+		{outputs.Message{Event: &event.Event{Type: "auth.login_failed"}}, "Event"},
+		{det("active", 1), "New detection"},
+		{det("active", 3), "Updated"},
+		{det("investigating", 3), "Investigating"},
+		{det("resolved", 3), "Resolved"},
+		{det("false_positive", 3), "False positive"},
+	} {
+		if got := StepOf(c.m).String(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.m.Detection, got, c.want)
+		}
+	}
+}
+
+func TestPageActions(t *testing.T) {
+	det := func(status string) outputs.Message {
+		return outputs.Message{Detection: &outputs.Detection{ID: "d", Status: status, Count: 2}}
+	}
+	for _, c := range []struct {
+		m    outputs.Message
+		want []PageAction
+	}{
+		{outputs.Message{Test: true, Event: &event.Event{ID: "e"}}, []PageAction{PageTrigger, PageResolve}},
+		{outputs.Message{Event: &event.Event{ID: "e"}}, []PageAction{PageTrigger}},
+		{det("active"), []PageAction{PageTrigger}},
+		{det("investigating"), []PageAction{PageAcknowledge}},
+		{det("resolved"), []PageAction{PageResolve}},
+		{det("false_positive"), []PageAction{PageResolve}},
+	} {
+		got := PageActions(c.m)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%+v: %v, want %v", c.m.Detection, got, c.want)
+		}
 	}
 }

@@ -13,7 +13,6 @@ package pagerduty
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -65,12 +64,9 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if !ok {
 		return nil, fmt.Errorf("pagerduty: options are %T, not *pagerduty.Options", o)
 	}
-	key, err := outputs.ResolveSecret("routing_key", opts.RoutingKey, opts.RoutingKeyFile)
+	key, err := outhttp.RequiredSecret("routing_key", opts.RoutingKey, opts.RoutingKeyFile)
 	if err != nil {
 		return nil, err
-	}
-	if key == "" {
-		return nil, errors.New("routing_key or routing_key_file is required")
 	}
 	s := &sender{key: key, url: opts.APIURL, source: opts.Source, env: env}
 	if s.url == "" {
@@ -147,16 +143,18 @@ func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
 // a test message.
 func (s *sender) events(m outputs.Message) []Event {
 	key := outhttp.Truncate(outhttp.Key(m), maxDedupKey)
-	switch {
-	case m.Test:
-		return []Event{s.trigger(m, key), {RoutingKey: s.key.Reveal(), EventAction: "resolve", DedupKey: key}}
-	case m.Lifecycle() == outputs.LifecycleAcknowledge:
-		return []Event{{RoutingKey: s.key.Reveal(), EventAction: "acknowledge", DedupKey: key}}
-	case m.Lifecycle() == outputs.LifecycleResolve:
-		return []Event{{RoutingKey: s.key.Reveal(), EventAction: "resolve", DedupKey: key}}
-	default:
-		return []Event{s.trigger(m, key)}
+	var out []Event
+	for _, a := range outhttp.PageActions(m) {
+		switch a {
+		case outhttp.PageTrigger:
+			out = append(out, s.trigger(m, key))
+		case outhttp.PageAcknowledge:
+			out = append(out, Event{RoutingKey: s.key.Reveal(), EventAction: "acknowledge", DedupKey: key})
+		case outhttp.PageResolve:
+			out = append(out, Event{RoutingKey: s.key.Reveal(), EventAction: "resolve", DedupKey: key})
+		}
 	}
+	return out
 }
 
 func (s *sender) trigger(m outputs.Message, key string) Event {

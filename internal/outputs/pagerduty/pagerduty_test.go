@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,28 +64,16 @@ type pdEvent struct {
 // receiver is a loopback PagerDuty that checks each request against the
 // documented format and records the accepted ones.
 type receiver struct {
-	t      *testing.T
-	mu     sync.Mutex
-	events []pdEvent
-	// reply, when set, answers instead of accepting.
-	reply func(w http.ResponseWriter) bool
+	t *testing.T
+	outputtest.Recorder[pdEvent]
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		w.WriteHeader(http.StatusBadRequest)
-		io.WriteString(w, `{"status":"invalid event","message":"Event object is invalid","errors":["bad"]}`)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/v2/enqueue" {
-		bad("%s %s", r.Method, r.URL.Path)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, `{"status":"invalid event","message":"Event object is invalid","errors":["bad"]}`)
+	if !outputtest.JSONPost(r, "/v2/enqueue", bad) {
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
-		return
-	}
-	if rc.reply != nil && rc.reply(w) {
+	if rc.Replied(w) {
 		return
 	}
 	dec := json.NewDecoder(r.Body)
@@ -136,48 +121,24 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bad("event_action %q", ev.EventAction)
 		return
 	}
-	rc.mu.Lock()
-	rc.events = append(rc.events, ev)
-	rc.mu.Unlock()
+	rc.Record(ev)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	json.NewEncoder(w).Encode(map[string]string{"status": "success", "message": "Event processed", "dedup_key": ev.DedupKey})
 }
 
-func (rc *receiver) take() []pdEvent {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	evs := rc.events
-	rc.events = nil
-	return evs
-}
-
 func newTest(t *testing.T) (*receiver, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
+	srv, env, logs := outputtest.Serve(t, rc)
 	keyFile := filepath.Join(t.TempDir(), "pd.key")
 	if err := os.WriteFile(keyFile, []byte(testKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env, logs := outputtest.Env(t, srv.Client())
 	opts := Type().NewOptions().(*Options)
 	opts.RoutingKeyFile = keyFile
 	opts.APIURL = srv.URL + "/v2/enqueue"
-	s, err := Type().New(opts, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return rc, s, logs
-}
-
-func send(t *testing.T, s outputs.Sender, m outputs.Message) {
-	t.Helper()
-	if err := s.Send(context.Background(), []outputs.Message{m}); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	return rc, outputtest.NewSender(t, Type(), opts, env), logs
 }
 
 func TestPagerDutyLifecycle(t *testing.T) {
@@ -193,8 +154,7 @@ func TestPagerDutyLifecycle(t *testing.T) {
 		{outputtest.Detection("ev5", "det-2", "false_positive", 1), "resolve"},
 	}
 	for i, st := range steps {
-		send(t, s, st.msg)
-		evs := rc.take()
+		evs := rc.Deliver(t, s, st.msg)
 		if len(evs) != 1 {
 			t.Fatalf("step %d: %d requests, want 1", i, len(evs))
 		}
@@ -229,15 +189,13 @@ func TestPagerDutyLifecycle(t *testing.T) {
 
 func TestPagerDutyEventAndTestMessage(t *testing.T) {
 	rc, s, _ := newTest(t)
-	send(t, s, outputtest.Event("ev-plain"))
-	evs := rc.take()
+	evs := rc.Deliver(t, s, outputtest.Event("ev-plain"))
 	if len(evs) != 1 || evs[0].EventAction != "trigger" || evs[0].DedupKey != "ev-plain" ||
 		evs[0].Payload.Severity != "warning" || evs[0].Payload.Summary != "login failed for root" {
 		t.Fatalf("plain event: %+v", evs)
 	}
 
-	send(t, s, outputtest.Test("ev-test"))
-	evs = rc.take()
+	evs = rc.Deliver(t, s, outputtest.Test("ev-test"))
 	if len(evs) != 2 {
 		t.Fatalf("test message: %d requests, want a trigger and a resolve", len(evs))
 	}
@@ -253,51 +211,23 @@ func TestPagerDutyEventAndTestMessage(t *testing.T) {
 func TestPagerDutyErrors(t *testing.T) {
 	rc, s, logs := newTest(t)
 	m := outputtest.Detection("ev1", "det-1", "active", 1)
-	cases := []struct {
-		status     int
-		retryAfter string
-		permanent  bool
-		wantAfter  time.Duration
-	}{
-		{400, "", true, 0},
-		{403, "", true, 0},
-		{429, "30", false, 30 * time.Second},
-		{500, "", false, 0},
-		{503, "Mon, 30 Nov 2026 17:05:05 GMT", false, 60 * time.Second}, // an HTTP date, one minute after outputtest.Now
-	}
-	for _, c := range cases {
-		rc.reply = func(w http.ResponseWriter) bool {
-			if c.retryAfter != "" {
-				w.Header().Set("Retry-After", c.retryAfter)
-			}
-			w.WriteHeader(c.status)
-			// A hostile or buggy receiver echoing the key must not put it in the error.
-			io.WriteString(w, `{"status":"invalid event","message":"bad key `+testKey+`"}`)
-			return true
-		}
-		err := s.Send(context.Background(), []outputs.Message{m})
-		if err == nil {
-			t.Fatalf("%d: no error", c.status)
-		}
-		if outputs.IsPermanent(err) != c.permanent {
-			t.Errorf("%d: permanent = %v, want %v (%v)", c.status, !c.permanent, c.permanent, err)
-		}
-		var de *outputs.DeliveryError
-		if !errors.As(err, &de) || de.RetryAfter.Round(time.Second) != c.wantAfter {
-			t.Errorf("%d: retry after %v, want %v", c.status, de, c.wantAfter)
-		}
-		if strings.Contains(err.Error(), testKey) {
-			t.Errorf("%d: the routing key is in the error: %v", c.status, err)
-		}
-	}
-	rc.reply = nil
+	// A hostile or buggy receiver echoing the key must not put it in the error.
+	body := `{"status":"invalid event","message":"bad key ` + testKey + `"}`
+	outputtest.CheckStatuses(t, rc.SetReply, func(ctx context.Context) error { return s.Send(ctx, []outputs.Message{m}) },
+		[]outputtest.StatusCase{
+			{Status: 400, Body: body, Permanent: true},
+			{Status: 403, Body: body, Permanent: true},
+			{Status: 429, RetryAfter: "30", Body: body, After: 30 * time.Second},
+			{Status: 500, Body: body},
+			{Status: 503, RetryAfter: "Mon, 30 Nov 2026 17:05:05 GMT", Body: body, After: 60 * time.Second}, // an HTTP date, one minute after outputtest.Now
+		}, testKey)
 
 	// A 2xx that is not a success is retried.
-	rc.reply = func(w http.ResponseWriter) bool {
+	rc.SetReply(func(w http.ResponseWriter) bool {
 		w.WriteHeader(202)
 		io.WriteString(w, `{"status":"throttled"}`)
 		return true
-	}
+	})
 	if err := s.Send(context.Background(), []outputs.Message{m}); err == nil || outputs.IsPermanent(err) {
 		t.Errorf("non-success 202: %v", err)
 	}
@@ -320,13 +250,7 @@ func TestPagerDutyConfig(t *testing.T) {
 	} {
 		t.Setenv("VIGIL_TEST_PD", testKey)
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
-		if err != nil && strings.Contains(err.Error(), testKey) {
-			t.Errorf("the key is in the error %v", err)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, testKey)
 	}
 	o := Options{RoutingKey: "${VIGIL_TEST_PD}"}
 	if _, err := Type().New(&o, env); err != nil {

@@ -12,11 +12,8 @@
 package slack
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,48 +33,13 @@ const (
 	blocksPerMessage = 4 // section, fields, context, divider
 )
 
-// Options are the slack output's own keys.
-type Options struct {
-	// WebhookURL is the incoming webhook's URL, which is its credential:
-	// as ${ENV} or WebhookURLFile.
-	WebhookURL     string `yaml:"webhook_url"`
-	WebhookURLFile string `yaml:"webhook_url_file"`
-}
+// Options are the slack output's own keys: webhook_url, the incoming
+// webhook's URL, which is its credential (as ${ENV}), or webhook_url_file.
+type Options = outhttp.WebhookOptions
 
 // Type is the slack output type.
 func Type() outputs.Type {
-	return outputs.Type{
-		Name:       "slack",
-		NewOptions: func() any { return &Options{} },
-		New:        newSender,
-		Groups:     true,
-	}
-}
-
-type sender struct {
-	url outputs.Secret
-	env outputs.Env
-}
-
-func newSender(o any, env outputs.Env) (outputs.Sender, error) {
-	opts, ok := o.(*Options)
-	if !ok {
-		return nil, fmt.Errorf("slack: options are %T, not *slack.Options", o)
-	}
-	u, err := outputs.ResolveSecret("webhook_url", opts.WebhookURL, opts.WebhookURLFile)
-	if err != nil {
-		return nil, err
-	}
-	if u == "" {
-		return nil, errors.New("webhook_url or webhook_url_file is required")
-	}
-	if err := outhttp.CheckURL("webhook_url", u.Reveal()); err != nil {
-		return nil, err
-	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	return &sender{url: u, env: env}, nil
+	return outhttp.WebhookType("slack", "slack webhook", Build, CheckResponse)
 }
 
 // Message is the webhook body: text is the notification fallback, blocks
@@ -116,26 +78,20 @@ func Escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
-// state is the lifecycle step m shows.
+// state is the lifecycle step m shows, and its emoji.
 func state(m outputs.Message) (emoji, word string) {
-	if m.Test {
-		return ":test_tube:", "Test"
+	st := outhttp.StepOf(m)
+	switch st {
+	case outhttp.StepTest:
+		return ":test_tube:", st.String()
+	case outhttp.StepInvestigating:
+		return ":eyes:", st.String()
+	case outhttp.StepResolved, outhttp.StepFalsePositive:
+		return ":white_check_mark:", st.String()
+	case outhttp.StepNew, outhttp.StepUpdated:
+		return ":red_circle:", st.String()
 	}
-	switch m.Lifecycle() {
-	case outputs.LifecycleAcknowledge:
-		return ":eyes:", "Investigating"
-	case outputs.LifecycleResolve:
-		if m.Detection.Status == "false_positive" {
-			return ":white_check_mark:", "False positive"
-		}
-		return ":white_check_mark:", "Resolved"
-	case outputs.LifecycleTrigger:
-		if m.Detection.Count > 1 {
-			return ":red_circle:", "Updated"
-		}
-		return ":red_circle:", "New detection"
-	}
-	return ":large_blue_circle:", "Event"
+	return ":large_blue_circle:", st.String()
 }
 
 // Build lays out msgs as one Slack message.
@@ -153,10 +109,7 @@ func Build(msgs []outputs.Message, publicURL string) Message {
 		header = "Vigil alert"
 	}
 	if len(msgs) > 1 {
-		header = strconv.Itoa(len(msgs)) + " Vigil alerts"
-		if msgs[0].Test {
-			header = "[TEST] " + header
-		}
+		header = outhttp.GroupTitle(msgs)
 	}
 	out.Blocks = append(out.Blocks, Block{Type: "header", Text: &Text{Type: "plain_text", Text: outhttp.Truncate(header, maxHeaderText)}})
 	room := (maxBlocks - 2) / blocksPerMessage // keep one block for "and N more"
@@ -186,22 +139,11 @@ func blocks(m outputs.Message, publicURL string) []Block {
 		sec.Accessory = &Element{Type: "button", Text: &Text{Type: "plain_text", Text: "Open in Vigil"}, URL: link}
 	}
 	var fields []Text
-	field := func(name, v string) {
-		if v != "" && len(fields) < maxFields {
-			fields = append(fields, Text{Type: "mrkdwn", Text: outhttp.Truncate("*"+name+"*\n"+Escape(v), maxFieldText)})
+	for _, f := range outhttp.Fields(m) {
+		if len(fields) == maxFields {
+			break
 		}
-	}
-	field("Severity", outhttp.Severity(m))
-	if d := m.Detection; d != nil {
-		field("Rule", d.RuleID)
-		field("Status", d.Status)
-		field("Count", strconv.Itoa(d.Count))
-		field("Group", d.GroupKey)
-		field("MITRE", strings.Join(append(append([]string{}, d.MitreTactics...), d.MitreTechniques...), ", "))
-	} else if ev := m.Event; ev != nil {
-		field("Type", ev.Type)
-		field("User", ev.User)
-		field("Source IP", ev.SrcIP)
+		fields = append(fields, Text{Type: "mrkdwn", Text: outhttp.Truncate("*"+f.Name+"*\n"+Escape(f.Value), maxFieldText)})
 	}
 	out := []Block{sec}
 	if len(fields) > 0 {
@@ -219,29 +161,6 @@ func blocks(m outputs.Message, publicURL string) []Block {
 		out = append(out, Block{Type: "context", Elements: ctx})
 	}
 	return out
-}
-
-func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	body, err := json.Marshal(Build(msgs, s.env.PublicURL))
-	if err != nil {
-		return outputs.Permanent(fmt.Errorf("slack: encoding the message: %w", err))
-	}
-	resp, err := outhttp.Do(ctx, s.env.HTTP, s.env.Now, outhttp.Request{
-		Method: "POST", URL: s.url.Reveal(), Body: body, What: "slack webhook",
-		Header:  map[string][]string{"Content-Type": {"application/json"}},
-		Secrets: outhttp.URLSecrets(s.url),
-	})
-	if err != nil {
-		return err
-	}
-	if err := CheckResponse(resp); err != nil {
-		return err
-	}
-	s.env.Logger.Debug("slack: delivered", "messages", len(msgs), "first_event_id", outhttp.EventID(msgs[0]))
-	return nil
 }
 
 // CheckResponse reads a 2xx answer: incoming webhooks answer "ok";
@@ -262,5 +181,3 @@ func CheckResponse(b []byte) error {
 	}
 	return outputs.Permanent(fmt.Errorf("slack webhook refused the message: %s", outhttp.Excerpt([]byte(r.Error))))
 }
-
-func (s *sender) Close() error { return nil }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -135,26 +134,16 @@ func checkMessage(m wireMessage) error {
 }
 
 type receiver struct {
-	t     *testing.T
-	mu    sync.Mutex
-	msgs  []wireMessage
-	reply func(w http.ResponseWriter) bool
+	t *testing.T
+	outputtest.Recorder[wireMessage]
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		http.Error(w, "invalid_payload", http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != hookPath {
-		bad("%s %s", r.Method, r.URL.Path)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "invalid_payload")
+	if !outputtest.JSONPost(r, hookPath, bad) {
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
-		return
-	}
-	if rc.reply != nil && rc.reply(w) {
+	if rc.Replied(w) {
 		return
 	}
 	dec := json.NewDecoder(r.Body)
@@ -168,34 +157,18 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bad("%v", err)
 		return
 	}
-	rc.mu.Lock()
-	rc.msgs = append(rc.msgs, m)
-	rc.mu.Unlock()
+	rc.Record(m)
 	io.WriteString(w, "ok")
-}
-
-func (rc *receiver) take() []wireMessage {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	m := rc.msgs
-	rc.msgs = nil
-	return m
 }
 
 func newTest(t *testing.T) (*receiver, *httptest.Server, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
+	srv, env, logs := outputtest.Serve(t, rc)
 	t.Setenv("VIGIL_TEST_SLACK_URL", srv.URL+hookPath)
-	env, logs := outputtest.Env(t, srv.Client())
 	opts := Type().NewOptions().(*Options)
 	opts.WebhookURL = "${VIGIL_TEST_SLACK_URL}"
-	s, err := Type().New(opts, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := outputtest.NewSender(t, Type(), opts, env)
 	return rc, srv, s, logs
 }
 
@@ -221,10 +194,7 @@ func TestSlackLifecycle(t *testing.T) {
 		{outputtest.Event("ev5"), []string{"Event", "login failed for root", "auth.login_failed"}},
 		{outputtest.Test("ev6"), []string{"[TEST]", "Vigil output test"}},
 	} {
-		if err := s.Send(context.Background(), []outputs.Message{c.m}); err != nil {
-			t.Fatal(err)
-		}
-		got := rc.take()
+		got := rc.Deliver(t, s, c.m)
 		if len(got) != 1 {
 			t.Fatalf("%s: %d messages", c.m.Event.ID, len(got))
 		}
@@ -252,10 +222,7 @@ func TestSlackGroupedAndEscaped(t *testing.T) {
 	// mrkdwn control characters in a title must not become a mention or a link.
 	group[1].Detection.Title = "<!channel> <http://evil.example|click> & co"
 	group[1].Text = group[1].Detection.Title
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got := rc.take()
+	got := rc.Deliver(t, s, group...)
 	if len(got) != 1 {
 		t.Fatalf("%d messages for a group, want 1", len(got))
 	}
@@ -279,10 +246,7 @@ func TestSlackGroupedAndEscaped(t *testing.T) {
 		group = append(group, outputtest.Detection(fmt.Sprint("ev", i), fmt.Sprint("det-", i), "active", 1))
 	}
 	group[0].Text = strings.Repeat("long ", 2000)
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got = rc.take()
+	got = rc.Deliver(t, s, group...)
 	if len(got) != 1 || !strings.Contains(all(got[0]), "and 28 more") {
 		t.Fatalf("large group: %d messages %v", len(got), got)
 	}
@@ -291,65 +255,20 @@ func TestSlackGroupedAndEscaped(t *testing.T) {
 func TestSlackErrors(t *testing.T) {
 	rc, srv, s, logs := newTest(t)
 	m := outputtest.Detection("ev1", "det-1", "active", 1)
-	for _, c := range []struct {
-		status    int
-		body      string
-		header    string
-		permanent bool
-		after     time.Duration
-	}{
-		{400, "invalid_payload " + hookPath, "", true, 0},
-		{404, "no_service " + hookPath, "", true, 0},
-		{410, "channel_is_archived", "", true, 0},
-		{429, "rate_limited", "5", false, 5 * time.Second},
-		{500, "rollup_error " + hookPath, "", false, 0},
-		{200, `{"ok":false,"error":"invalid_token"}`, "", true, 0},
-	} {
-		rc.reply = func(w http.ResponseWriter) bool {
-			if c.header != "" {
-				w.Header().Set("Retry-After", c.header)
-			}
-			w.WriteHeader(c.status)
-			io.WriteString(w, c.body)
-			return true
-		}
-		err := s.Send(context.Background(), []outputs.Message{m})
-		if err == nil || outputs.IsPermanent(err) != c.permanent {
-			t.Errorf("%d %s: %v (permanent %v)", c.status, c.body, err, outputs.IsPermanent(err))
-			continue
-		}
-		var de *outputs.DeliveryError
-		if c.after > 0 && (!asDE(err, &de) || de.RetryAfter != c.after) {
-			t.Errorf("%d: retry after %+v", c.status, de)
-		}
-		if strings.Contains(err.Error(), "XXXXXXXX") {
-			t.Errorf("the webhook URL is in the error: %v", err)
-		}
-	}
-	rc.reply = nil
-	srv.Close() // the receiver is down
-	err := s.Send(context.Background(), []outputs.Message{m})
-	if err == nil || outputs.IsPermanent(err) || strings.Contains(err.Error(), "XXXXXXXX") {
-		t.Errorf("receiver down: %v", err)
-	}
+	send := func(ctx context.Context) error { return s.Send(ctx, []outputs.Message{m}) }
+	outputtest.CheckStatuses(t, rc.SetReply, send,
+		[]outputtest.StatusCase{
+			{Status: 400, Body: "invalid_payload " + hookPath, Permanent: true},
+			{Status: 404, Body: "no_service " + hookPath, Permanent: true},
+			{Status: 410, Body: "channel_is_archived", Permanent: true},
+			{Status: 429, RetryAfter: "5", Body: "rate_limited", After: 5 * time.Second},
+			{Status: 500, Body: "rollup_error " + hookPath},
+			{Status: 200, Body: `{"ok":false,"error":"invalid_token"}`, Permanent: true},
+		}, "XXXXXXXX")
+	outputtest.CheckDown(t, srv, send, "XXXXXXXX")
 	if strings.Contains(logs.String(), "XXXXXXXX") {
 		t.Error("the webhook URL is in the logs")
 	}
-}
-
-func asDE(err error, de **outputs.DeliveryError) bool {
-	for err != nil {
-		if d, ok := err.(*outputs.DeliveryError); ok {
-			*de = d
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 func TestSlackConfig(t *testing.T) {
@@ -362,10 +281,7 @@ func TestSlackConfig(t *testing.T) {
 		{Options{WebhookURL: "https://hooks.slack.com/services/T/B/SECRETPART"}, "must be ${ENV_NAME}"},
 	} {
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "SECRETPART") {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, "SECRETPART")
 	}
 	t.Setenv("VIGIL_TEST_SLACK_BAD", "hooks.slack.com/SECRETPART")
 	o := Options{WebhookURL: "${VIGIL_TEST_SLACK_BAD}"}

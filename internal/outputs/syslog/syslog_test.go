@@ -336,9 +336,7 @@ func TestSyslogErrors(t *testing.T) {
 		{Options{Address: "h:514", UDPMaxSize: 10}, "udp_max_size"},
 	} {
 		o := c.o
-		if _, err := Type().New(&o, env); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want)
 	}
 }
 

@@ -13,11 +13,8 @@
 package teams
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,48 +32,13 @@ const (
 	maxFact      = 300
 )
 
-// Options are the teams output's own keys.
-type Options struct {
-	// WebhookURL is the Workflow's HTTP trigger URL, as ${ENV} or
-	// WebhookURLFile.
-	WebhookURL     string `yaml:"webhook_url"`
-	WebhookURLFile string `yaml:"webhook_url_file"`
-}
+// Options are the teams output's own keys: webhook_url, the Workflow's
+// HTTP trigger URL (as ${ENV}), or webhook_url_file.
+type Options = outhttp.WebhookOptions
 
 // Type is the teams output type.
 func Type() outputs.Type {
-	return outputs.Type{
-		Name:       "teams",
-		NewOptions: func() any { return &Options{} },
-		New:        newSender,
-		Groups:     true,
-	}
-}
-
-type sender struct {
-	url outputs.Secret
-	env outputs.Env
-}
-
-func newSender(o any, env outputs.Env) (outputs.Sender, error) {
-	opts, ok := o.(*Options)
-	if !ok {
-		return nil, fmt.Errorf("teams: options are %T, not *teams.Options", o)
-	}
-	u, err := outputs.ResolveSecret("webhook_url", opts.WebhookURL, opts.WebhookURLFile)
-	if err != nil {
-		return nil, err
-	}
-	if u == "" {
-		return nil, errors.New("webhook_url or webhook_url_file is required")
-	}
-	if err := outhttp.CheckURL("webhook_url", u.Reveal()); err != nil {
-		return nil, err
-	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	return &sender{url: u, env: env}, nil
+	return outhttp.WebhookType("teams", "teams workflow", Build, nil)
 }
 
 // Message is the webhook body: a message with one Adaptive Card
@@ -138,24 +100,18 @@ type Action struct {
 
 // state is the lifecycle step m shows, and the card colour for it.
 func state(m outputs.Message) (word, color string) {
-	if m.Test {
-		return "Test", "accent"
+	st := outhttp.StepOf(m)
+	switch st {
+	case outhttp.StepTest:
+		return st.String(), "accent"
+	case outhttp.StepInvestigating:
+		return st.String(), "warning"
+	case outhttp.StepResolved, outhttp.StepFalsePositive:
+		return st.String(), "good"
+	case outhttp.StepNew, outhttp.StepUpdated:
+		return st.String(), "attention"
 	}
-	switch m.Lifecycle() {
-	case outputs.LifecycleAcknowledge:
-		return "Investigating", "warning"
-	case outputs.LifecycleResolve:
-		if m.Detection.Status == "false_positive" {
-			return "False positive", "good"
-		}
-		return "Resolved", "good"
-	case outputs.LifecycleTrigger:
-		if m.Detection.Count > 1 {
-			return "Updated", "attention"
-		}
-		return "New detection", "attention"
-	}
-	return "Event", "default"
+	return st.String(), "default"
 }
 
 // Build lays out msgs as one Teams message holding one card of at most
@@ -182,11 +138,7 @@ func build(msgs []outputs.Message, publicURL string, shown int) Message {
 		MSTeams: &MSTeams{Width: "Full"},
 	}
 	if len(msgs) > 1 {
-		title := strconv.Itoa(len(msgs)) + " Vigil alerts"
-		if msgs[0].Test {
-			title = "[TEST] " + title
-		}
-		card.Body = append(card.Body, Element{Type: "TextBlock", Text: title, Size: "Large", Weight: "Bolder", Wrap: true})
+		card.Body = append(card.Body, Element{Type: "TextBlock", Text: outhttp.GroupTitle(msgs), Size: "Large", Weight: "Bolder", Wrap: true})
 	}
 	for i, m := range msgs {
 		if i == shown {
@@ -226,17 +178,8 @@ func container(m outputs.Message, separator bool) Element {
 			facts = append(facts, Fact{Title: t, Value: outhttp.Truncate(v, maxFact)})
 		}
 	}
-	fact("Severity", outhttp.Severity(m))
-	if d := m.Detection; d != nil {
-		fact("Rule", d.RuleID)
-		fact("Status", d.Status)
-		fact("Count", strconv.Itoa(d.Count))
-		fact("Group", d.GroupKey)
-		fact("MITRE", strings.Join(append(append([]string{}, d.MitreTactics...), d.MitreTechniques...), ", "))
-	} else if ev := m.Event; ev != nil {
-		fact("Type", ev.Type)
-		fact("User", ev.User)
-		fact("Source IP", ev.SrcIP)
+	for _, f := range outhttp.Fields(m) {
+		fact(f.Name, f.Value)
 	}
 	if ev := m.Event; ev != nil {
 		fact("Tenant", ev.Tenant)
@@ -246,24 +189,3 @@ func container(m outputs.Message, separator bool) Element {
 	items = append(items, Element{Type: "FactSet", Facts: facts})
 	return Element{Type: "Container", Items: items, Separator: separator}
 }
-
-func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	body, err := json.Marshal(Build(msgs, s.env.PublicURL))
-	if err != nil {
-		return outputs.Permanent(fmt.Errorf("teams: encoding the card: %w", err))
-	}
-	if _, err := outhttp.Do(ctx, s.env.HTTP, s.env.Now, outhttp.Request{
-		Method: "POST", URL: s.url.Reveal(), Body: body, What: "teams workflow",
-		Header:  map[string][]string{"Content-Type": {"application/json"}},
-		Secrets: outhttp.URLSecrets(s.url),
-	}); err != nil {
-		return err
-	}
-	s.env.Logger.Debug("teams: delivered", "messages", len(msgs), "first_event_id", outhttp.EventID(msgs[0]))
-	return nil
-}
-
-func (s *sender) Close() error { return nil }

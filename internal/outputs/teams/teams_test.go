@@ -3,13 +3,11 @@ package teams
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,26 +152,16 @@ func checkMessage(raw []byte) (wireMessage, error) {
 }
 
 type receiver struct {
-	t     *testing.T
-	mu    sync.Mutex
-	raw   []string
-	reply func(w http.ResponseWriter) bool
+	t *testing.T
+	outputtest.Recorder[string]
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, args ...any) {
-		rc.t.Errorf("request does not follow the documented format: "+format, args...)
-		w.WriteHeader(http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost || r.URL.Path != flowPath || r.URL.RawQuery != flowQuery {
-		bad("%s %s", r.Method, r.URL)
+	bad := outputtest.Refusal(rc.t, w, http.StatusBadRequest, "")
+	if !outputtest.JSONPost(r, flowPath+"?"+flowQuery, bad) {
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		bad("Content-Type %q", ct)
-		return
-	}
-	if rc.reply != nil && rc.reply(w) {
+	if rc.Replied(w) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
@@ -181,33 +169,18 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bad("%v", err)
 		return
 	}
-	rc.mu.Lock()
-	rc.raw = append(rc.raw, string(raw))
-	rc.mu.Unlock()
+	rc.Record(string(raw))
 	w.WriteHeader(http.StatusAccepted)
-}
-
-func (rc *receiver) take() []string {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	r := rc.raw
-	rc.raw = nil
-	return r
 }
 
 func newTest(t *testing.T) (*receiver, *httptest.Server, outputs.Sender, *outputtest.LogBuffer) {
 	t.Helper()
 	rc := &receiver{t: t}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
+	srv, env, logs := outputtest.Serve(t, rc)
 	t.Setenv("VIGIL_TEST_TEAMS_URL", srv.URL+flowPath+"?"+flowQuery)
-	env, logs := outputtest.Env(t, srv.Client())
 	opts := Type().NewOptions().(*Options)
 	opts.WebhookURL = "${VIGIL_TEST_TEAMS_URL}"
-	s, err := Type().New(opts, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := outputtest.NewSender(t, Type(), opts, env)
 	return rc, srv, s, logs
 }
 
@@ -224,10 +197,7 @@ func TestTeamsLifecycle(t *testing.T) {
 		{outputtest.Event("ev5"), []string{"Event: login failed for root", "auth.login_failed"}},
 		{outputtest.Test("ev6"), []string{"[TEST] Vigil output test"}},
 	} {
-		if err := s.Send(context.Background(), []outputs.Message{c.m}); err != nil {
-			t.Fatal(err)
-		}
-		got := rc.take()
+		got := rc.Deliver(t, s, c.m)
 		if len(got) != 1 {
 			t.Fatalf("%s: %d messages", c.m.Event.ID, len(got))
 		}
@@ -245,10 +215,7 @@ func TestTeamsGrouped(t *testing.T) {
 	for i := range 3 {
 		group = append(group, outputtest.Detection(fmt.Sprint("ev", i), fmt.Sprint("det-", i), "active", 1))
 	}
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got := rc.take()
+	got := rc.Deliver(t, s, group...)
 	if len(got) != 1 || !strings.Contains(got[0], "3 Vigil alerts") || strings.Count(got[0], `"Container"`) != 3 {
 		t.Fatalf("group of 3: %v", got)
 	}
@@ -259,10 +226,7 @@ func TestTeamsGrouped(t *testing.T) {
 		m.Text = strings.Repeat("long text ", 300)
 		group = append(group, m)
 	}
-	if err := s.Send(context.Background(), group); err != nil {
-		t.Fatal(err)
-	}
-	got = rc.take()
+	got = rc.Deliver(t, s, group...)
 	if len(got) != 1 || !strings.Contains(got[0], " more") {
 		t.Fatalf("group of 40: %d messages", len(got))
 	}
@@ -271,42 +235,17 @@ func TestTeamsGrouped(t *testing.T) {
 func TestTeamsErrors(t *testing.T) {
 	rc, srv, s, logs := newTest(t)
 	m := outputtest.Detection("ev1", "det-1", "active", 1)
-	for _, c := range []struct {
-		status    int
-		header    string
-		permanent bool
-		after     time.Duration
-	}{
-		{400, "", true, 0},
-		{401, "", true, 0},
-		{404, "", true, 0},
-		{429, "9", false, 9 * time.Second},
-		{502, "", false, 0},
-	} {
-		rc.reply = func(w http.ResponseWriter) bool {
-			if c.header != "" {
-				w.Header().Set("Retry-After", c.header)
-			}
-			w.WriteHeader(c.status)
-			io.WriteString(w, `{"error":{"code":"x","message":"trigger `+flowQuery+`"}}`)
-			return true
-		}
-		err := s.Send(context.Background(), []outputs.Message{m})
-		var de *outputs.DeliveryError
-		if err == nil || !errors.As(err, &de) || de.Permanent != c.permanent || de.RetryAfter != c.after {
-			t.Errorf("%d: %v", c.status, err)
-			continue
-		}
-		if strings.Contains(err.Error(), "S1GNATURE") {
-			t.Errorf("the signature is in the error: %v", err)
-		}
-	}
-	rc.reply = nil
-	srv.Close()
-	err := s.Send(context.Background(), []outputs.Message{m})
-	if err == nil || outputs.IsPermanent(err) || strings.Contains(err.Error(), "S1GNATURE") {
-		t.Errorf("receiver down: %v", err)
-	}
+	body := `{"error":{"code":"x","message":"trigger ` + flowQuery + `"}}`
+	send := func(ctx context.Context) error { return s.Send(ctx, []outputs.Message{m}) }
+	outputtest.CheckStatuses(t, rc.SetReply, send,
+		[]outputtest.StatusCase{
+			{Status: 400, Body: body, Permanent: true},
+			{Status: 401, Body: body, Permanent: true},
+			{Status: 404, Body: body, Permanent: true},
+			{Status: 429, RetryAfter: "9", Body: body, After: 9 * time.Second},
+			{Status: 502, Body: body},
+		}, "S1GNATURE")
+	outputtest.CheckDown(t, srv, send, "S1GNATURE")
 	if strings.Contains(logs.String(), "S1GNATURE") {
 		t.Error("the webhook URL is in the logs")
 	}
@@ -323,10 +262,7 @@ func TestTeamsConfig(t *testing.T) {
 		{Options{WebhookURLFile: "/nonexistent"}, "webhook_url_file"},
 	} {
 		o := c.opts
-		_, err := Type().New(&o, env)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "SECRETPART") {
-			t.Errorf("%+v: %v, want %q", c.opts, err, c.want)
-		}
+		outputtest.ConfigError(t, Type(), &o, env, c.want, "SECRETPART")
 	}
 }
 
