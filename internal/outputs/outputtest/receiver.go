@@ -84,7 +84,7 @@ func NewSender(t testing.TB, typ outputs.Type, opts any, env outputs.Env) output
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() }) // a test sender: nothing to report
 	return s
 }
 
@@ -104,7 +104,7 @@ func (c StatusCase) Answer(w http.ResponseWriter) bool {
 		w.Header().Set("Retry-After", c.RetryAfter)
 	}
 	w.WriteHeader(c.Status)
-	io.WriteString(w, c.Body)
+	_, _ = io.WriteString(w, c.Body) // the client under test reads it or not
 	return true
 }
 
@@ -141,7 +141,7 @@ func ConfigError(t testing.TB, typ outputs.Type, opts any, env outputs.Env, want
 	t.Helper()
 	s, err := typ.New(opts, env)
 	if err == nil {
-		s.Close()
+		_ = s.Close()
 		t.Errorf("%+v: accepted, want an error saying %q", opts, want)
 		return
 	}
@@ -163,7 +163,7 @@ func Refusal(t testing.TB, w http.ResponseWriter, status int, body string) func(
 		t.Helper()
 		t.Errorf("request does not follow the documented format: "+format, args...)
 		w.WriteHeader(status)
-		io.WriteString(w, body)
+		_, _ = io.WriteString(w, body)
 	}
 }
 
