@@ -219,7 +219,7 @@ func TestBruteForceOverWebSocket(t *testing.T) {
 	// The admin connections API lists the three clients with filters.
 	code, body := httpDo(t, http.MethodGet, e.srv.URL+"/api/v1/connections", "admintok", "")
 	var list struct {
-		Count       int                       `json:"count"`
+		Count       int                 `json:"count"`
 		Connections []server.Connection `json:"connections"`
 	}
 	if err := json.Unmarshal(body, &list); code != 200 || err != nil || list.Count != 3 {
