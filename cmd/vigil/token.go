@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/vigil-sec/vigil/internal/tokens"
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 )
 
 // tokenCommands manage API tokens through the server's admin REST API

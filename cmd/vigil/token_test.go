@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 	"github.com/vigil-sec/vigil/internal/testnode"
-	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
 // TestTokenCommand runs a real node (app.Run, embedded JetStream) and drives

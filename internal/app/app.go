@@ -30,7 +30,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/inputs/otlp"
 	"github.com/vigil-sec/vigil/internal/inputs/syslog"
 	"github.com/vigil-sec/vigil/internal/metrics"
-	"github.com/vigil-sec/vigil/internal/natsingest"
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/outputs/types"
 	"github.com/vigil-sec/vigil/internal/outputs/webhook"
@@ -38,7 +37,8 @@ import (
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/tlsconfig"
-	"github.com/vigil-sec/vigil/internal/wsconn"
+	"github.com/vigil-sec/vigil/internal/transport/natsingest"
+	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 )
 
 // run assembles and runs the node until ctx ends, then shuts it down in

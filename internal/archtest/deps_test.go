@@ -147,19 +147,19 @@ func TestCoreLinksNoNATS(t *testing.T) {
 // violation, so the rule cannot pass by checking nothing.
 func TestRuleCatchesViolations(t *testing.T) {
 	pkgs := []pkg{
-		{ImportPath: m + "internal/event", Imports: []string{m + "internal/hub"}},                 // core → fanout
-		{ImportPath: m + "internal/tokens", Imports: []string{m + "internal/hub"}},                // identity → fanout
-		{ImportPath: m + "internal/graphql", Imports: []string{m + "internal/dbsec"}},             // transport → transport
-		{ImportPath: m + "internal/graphql", Imports: []string{m + "internal/graphql/generated"}}, // same tree: fine
-		{ImportPath: m + "internal/inputs/otlp", Imports: []string{m + "internal/rest"}},          // input → transport
-		{ImportPath: m + "internal/config", Imports: []string{m + "internal/auth/access"}},        // settings → assembly
-		{ImportPath: m + "internal/brandnew"},                                                     // unclassified
+		{ImportPath: m + "internal/event", Imports: []string{m + "internal/hub"}},                                     // core → fanout
+		{ImportPath: m + "internal/auth/tokens", Imports: []string{m + "internal/hub"}},                               // identity → fanout
+		{ImportPath: m + "internal/transport/graphql", Imports: []string{m + "internal/transport/compat/dbsec"}},      // transport → transport
+		{ImportPath: m + "internal/transport/graphql", Imports: []string{m + "internal/transport/graphql/generated"}}, // same tree: fine
+		{ImportPath: m + "internal/inputs/otlp", Imports: []string{m + "internal/transport/rest"}},                    // input → transport
+		{ImportPath: m + "internal/config", Imports: []string{m + "internal/auth/access"}},                            // settings → assembly
+		{ImportPath: m + "internal/brandnew"},                                                                         // unclassified
 	}
 	got := violations(pkgs, layerOf)
 	for _, want := range []string{
 		"internal/event (core) imports",
-		"internal/tokens (identity) imports",
-		"internal/graphql imports " + m + "internal/dbsec",
+		"internal/auth/tokens (identity) imports",
+		"internal/transport/graphql imports " + m + "internal/transport/compat/dbsec",
 		"internal/inputs/otlp (input) imports",
 		"internal/config (settings) imports",
 		"internal/brandnew: no layer",

@@ -60,50 +60,50 @@ var layerOf = map[string]string{
 	m + "internal/auth":     core, // the policy: principals, roles, MayRead, masking, limits
 	m + "internal/archtest": lib,
 
-	m + "internal/datadir":            lib,
-	m + "internal/tlsconfig":          lib,
-	m + "internal/tlsconfig/":         lib,
-	m + "internal/config":             settings,
-	m + "internal/auth/jwtauth":       identity,
-	m + "internal/tokens":             identity,
-	m + "internal/store":              log,
-	m + "internal/hub":                fanout,
-	m + "internal/ingest":             service,
-	m + "internal/detect":             service,
-	m + "internal/detect/":            service,
-	m + "internal/stats":              service,
-	m + "internal/metrics":            service,
-	m + "internal/demo":               service,
-	m + "internal/dbsecfilter":        service, // the database-security dialect's model, shared by dbsec and graphql
-	m + "internal/inputs":             service, // the input core: Message, Mapper, Chain
-	m + "internal/inputs/":            input,
-	m + "internal/outputs":            service, // the output core: Message, Sender, Type
-	m + "internal/outputs/":           output,
-	m + "internal/outputs/outhttp":    service,   // the HTTP sending every HTTP output shares
-	m + "internal/outputs/types":      assembly,  // wires every output type into the node
-	m + "internal/outputs/outputtest": testbench, // a fake receiver for output tests
-	m + "internal/wsconn":             wire,
-	m + "internal/wsnative":           transport,
-	m + "internal/sse":                transport,
-	m + "internal/rest":               transport,
-	m + "internal/graphql":            transport,
-	m + "internal/graphql/":           transport,
-	m + "internal/natsingest":         transport,
-	m + "internal/wsdetections":       transport,
-	m + "internal/phase8":             transport,
-	m + "internal/dbsec":              transport,
-	m + "internal/dashboard":          transport,
-	m + "internal/dashboard/":         transport,
-	m + "internal/auth/access":        assembly,
-	m + "internal/server":             assembly,
-	m + "internal/app":                assembly,
-	m + "cmd/":                        cmd,
-	m + "scripts/":                    cmd, // generators run by hand (go run ./scripts/...)
-	m + "client":                      public,
-	m + "internal/testenv":            testbench,
-	m + "internal/testnode":           testbench,
-	m + "internal/testkit":            testbench,
-	m + "test/":                       testbench,
+	m + "internal/datadir":                       lib,
+	m + "internal/tlsconfig":                     lib,
+	m + "internal/tlsconfig/":                    lib,
+	m + "internal/config":                        settings,
+	m + "internal/auth/jwtauth":                  identity,
+	m + "internal/auth/tokens":                   identity,
+	m + "internal/store":                         log,
+	m + "internal/hub":                           fanout,
+	m + "internal/ingest":                        service,
+	m + "internal/detect":                        service,
+	m + "internal/detect/":                       service,
+	m + "internal/stats":                         service,
+	m + "internal/metrics":                       service,
+	m + "internal/demo":                          service,
+	m + "internal/filter/dbsecfilter":            service, // the database-security dialect's model, shared by dbsec and graphql
+	m + "internal/inputs":                        service, // the input core: Message, Mapper, Chain
+	m + "internal/inputs/":                       input,
+	m + "internal/outputs":                       service, // the output core: Message, Sender, Type
+	m + "internal/outputs/":                      output,
+	m + "internal/outputs/outhttp":               service,   // the HTTP sending every HTTP output shares
+	m + "internal/outputs/types":                 assembly,  // wires every output type into the node
+	m + "internal/outputs/outputtest":            testbench, // a fake receiver for output tests
+	m + "internal/transport/wsconn":              wire,
+	m + "internal/transport/wsnative":            transport,
+	m + "internal/transport/sse":                 transport,
+	m + "internal/transport/rest":                transport,
+	m + "internal/transport/graphql":             transport,
+	m + "internal/transport/graphql/":            transport,
+	m + "internal/transport/natsingest":          transport,
+	m + "internal/transport/compat/wsdetections": transport,
+	m + "internal/transport/compat/phase8":       transport,
+	m + "internal/transport/compat/dbsec":        transport,
+	m + "internal/dashboard":                     transport,
+	m + "internal/dashboard/":                    transport,
+	m + "internal/auth/access":                   assembly,
+	m + "internal/server":                        assembly,
+	m + "internal/app":                           assembly,
+	m + "cmd/":                                   cmd,
+	m + "scripts/":                               cmd, // generators run by hand (go run ./scripts/...)
+	m + "client":                                 public,
+	m + "internal/testenv":                       testbench,
+	m + "internal/testnode":                      testbench,
+	m + "internal/testkit":                       testbench,
+	m + "test/":                                  testbench,
 }
 
 // noNATS lists packages whose transitive dependencies must not include

@@ -67,7 +67,7 @@ type Config struct {
 	// 13, hot reload; 0: detect.DefaultRulesPoll, negative: never).
 	RulesPoll time.Duration `yaml:"rules_poll"`
 	// GraphQL bounds each GraphQL operation (issue 8): complexity, fields,
-	// depth, body size and time (internal/graphql.Limits).
+	// depth, body size and time (internal/transport/graphql.Limits).
 	GraphQL GraphQLLimits `yaml:"graphql"`
 	// Inputs configures the log inputs (issue 9).
 	Inputs Inputs `yaml:"inputs"`

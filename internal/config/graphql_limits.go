@@ -2,9 +2,9 @@ package config
 
 import "time"
 
-// The GraphQL part of the configuration lives here, not in internal/graphql,
+// The GraphQL part of the configuration lives here, not in internal/transport/graphql,
 // so that the configuration model imports no transport (the dependency
-// rule, internal/archtest); internal/graphql.Limits is this type.
+// rule, internal/archtest); internal/transport/graphql.Limits is this type.
 
 // GraphQLLimits bound what one GraphQL operation may make the server spend (issue
 // 8): before issue 8 one 50 KB query of 1,000 aliases of events(limit:1000)

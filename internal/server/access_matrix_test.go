@@ -30,17 +30,17 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/auth/jwtauth"
-	"github.com/vigil-sec/vigil/internal/dbsec"
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/metrics"
-	"github.com/vigil-sec/vigil/internal/phase8"
 	"github.com/vigil-sec/vigil/internal/server"
 	"github.com/vigil-sec/vigil/internal/store"
 	"github.com/vigil-sec/vigil/internal/testkit"
-	"github.com/vigil-sec/vigil/internal/tokens"
-	"github.com/vigil-sec/vigil/internal/wsconn"
+	"github.com/vigil-sec/vigil/internal/transport/compat/dbsec"
+	"github.com/vigil-sec/vigil/internal/transport/compat/phase8"
+	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 )
 
 const (

@@ -18,7 +18,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
-	"github.com/vigil-sec/vigil/internal/wsdetections"
+	"github.com/vigil-sec/vigil/internal/transport/compat/wsdetections"
 )
 
 // Connection is one entry of GET /api/v1/connections.

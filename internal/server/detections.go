@@ -10,7 +10,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/graphql"
+	"github.com/vigil-sec/vigil/internal/transport/graphql"
 )
 
 // GraphQLDetections exposes e to the GraphQL resolvers; nil gives nil.

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/detect"
-	"github.com/vigil-sec/vigil/internal/graphql"
+	"github.com/vigil-sec/vigil/internal/transport/graphql"
 )
 
 // fill sets every exported field of the struct v points to a distinct

@@ -8,19 +8,19 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/dashboard"
-	"github.com/vigil-sec/vigil/internal/dbsec"
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/inputs"
 	"github.com/vigil-sec/vigil/internal/inputs/cef"
 	"github.com/vigil-sec/vigil/internal/inputs/falco"
 	"github.com/vigil-sec/vigil/internal/inputs/otlp"
-	"github.com/vigil-sec/vigil/internal/phase8"
-	"github.com/vigil-sec/vigil/internal/rest"
-	"github.com/vigil-sec/vigil/internal/sse"
 	"github.com/vigil-sec/vigil/internal/stats"
-	"github.com/vigil-sec/vigil/internal/wsdetections"
-	"github.com/vigil-sec/vigil/internal/wsnative"
+	"github.com/vigil-sec/vigil/internal/transport/compat/dbsec"
+	"github.com/vigil-sec/vigil/internal/transport/compat/phase8"
+	"github.com/vigil-sec/vigil/internal/transport/compat/wsdetections"
+	"github.com/vigil-sec/vigil/internal/transport/graphql"
+	"github.com/vigil-sec/vigil/internal/transport/rest"
+	"github.com/vigil-sec/vigil/internal/transport/sse"
+	"github.com/vigil-sec/vigil/internal/transport/wsnative"
 )
 
 // addRoutes is the one place every path is registered.
@@ -79,8 +79,8 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /debug/pprof/{profile...}", authed(globalAdminOnly(http.HandlerFunc(pprofHandler))))
 
 	// --- Issue 4: source-system dialects, GraphQL and status (SPEC 7.2,
-	// 7.3, 8, 10). Owned by internal/phase8, internal/dbsec,
-	// internal/graphql and internal/stats; every one is an adapter over the
+	// 7.3, 8, 10). Owned by internal/transport/compat/phase8, internal/transport/compat/dbsec,
+	// internal/transport/graphql and internal/stats; every one is an adapter over the
 	// hub, the filter model and the stats fed by d.Stats.
 	st := d.Stats
 	if st == nil {
@@ -134,7 +134,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	// --- end issue 4.
 
 	// --- Issue 3: detections (SPEC 6, 7.1). Owned by internal/detect and
-	// internal/wsdetections. The REST handlers check CanRead /
+	// internal/transport/compat/wsdetections. The REST handlers check CanRead /
 	// CanUpdateDetections and tenants themselves; /ws/detections is a
 	// wsconn dialect over the hub (authenticates itself); the connections
 	// API is admin only.

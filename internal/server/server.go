@@ -13,7 +13,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/detect"
-	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
@@ -21,7 +20,8 @@ import (
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/stats"
 	"github.com/vigil-sec/vigil/internal/store"
-	"github.com/vigil-sec/vigil/internal/wsconn"
+	"github.com/vigil-sec/vigil/internal/transport/graphql"
+	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 )
 
 // Deps are the server's dependencies, built by the caller (internal/app).

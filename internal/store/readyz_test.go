@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
-	"github.com/vigil-sec/vigil/internal/rest"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/transport/rest"
 )
 
 // TestReadyzWhileDedupRebuilding (issue 8, item 4): GET /readyz, over a

@@ -23,7 +23,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/store"
-	"github.com/vigil-sec/vigil/internal/wsconn"
+	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 )
 
 // Token authenticates as Admin through Deps.Auth.

@@ -23,10 +23,10 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 	"github.com/vigil-sec/vigil/internal/config"
-	"github.com/vigil-sec/vigil/internal/graphql"
 	"github.com/vigil-sec/vigil/internal/testnode"
-	"github.com/vigil-sec/vigil/internal/tokens"
+	"github.com/vigil-sec/vigil/internal/transport/graphql"
 )
 
 // gqlNode is a real node with a publisher and a viewer of tenant acme.

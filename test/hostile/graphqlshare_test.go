@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-sec/vigil/internal/tokens"
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 )
 
 // gqlShareSubs reads the node's live subscription count from /metrics.

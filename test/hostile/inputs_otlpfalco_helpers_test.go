@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/testnode"
-	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
 // inputsNode is a real node with a publisher and a viewer of tenant acme,

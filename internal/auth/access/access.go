@@ -20,10 +20,10 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/jwtauth"
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 	"github.com/vigil-sec/vigil/internal/config"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
-	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
 // Config is the identity-and-access part of the serve configuration

@@ -12,9 +12,9 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/jwtauth"
+	"github.com/vigil-sec/vigil/internal/auth/tokens"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store"
-	"github.com/vigil-sec/vigil/internal/tokens"
 )
 
 // TestConfigYAML: the access section decodes strictly, as config.Load

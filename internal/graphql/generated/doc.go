@@ -1,5 +1,0 @@
-// Package generated holds the gqlgen output for Vigil's GraphQL schema: the
-// executable schema (exec.go) and the Go models of its types (models.go).
-// Do not edit those files; change internal/graphql/schema.graphql and run
-// `go generate ./internal/graphql`. The resolvers live in internal/graphql.
-package generated
