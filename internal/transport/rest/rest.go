@@ -61,7 +61,7 @@ type errorBody struct {
 func (h *Events) Publish(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	if !p.CanPublish() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not publish events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not publish events", p.Role))
 		return
 	}
 	// Refuse a body of the wrong type before reading it.
@@ -114,22 +114,22 @@ func WritePublishError(w http.ResponseWriter, err error) { ingest.WritePublishEr
 func (h *Events) Get(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	if !p.CanRead() { // issue 5: same answer as history for a role that may not read
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read events", p.Role))
 		return
 	}
 	id := r.PathValue("id")
 	e, err := h.Log.Get(r.Context(), id)
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
-			auth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no event %q", id))
+			auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no event %q", id))
 			return
 		}
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
 	visible, ok := h.Policy(p, e)
 	if !ok {
-		auth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no event %q", id)) // do not reveal other tenants' ids
+		auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no event %q", id)) // do not reveal other tenants' ids
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -205,23 +205,23 @@ func parseHistory(r *http.Request) (historyQuery, error) {
 func (h *Events) History(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read events", p.Role))
 		return
 	}
 	hq, err := parseHistory(r)
 	if err != nil {
-		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 		return
 	}
 	ctx := r.Context()
 	lo, hi, err := h.bounds(ctx, hq)
 	if err != nil {
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
 	events, next, err := h.collect(ctx, p, hq, lo, hi)
 	if err != nil {
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
 	raws := make([]json.RawMessage, len(events))
@@ -385,12 +385,12 @@ func Integrity(v Verifier) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
 		if !p.IsGlobalAdmin() {
-			auth.WriteError(w, http.StatusForbidden, "integrity checks need an admin of all tenants")
+			auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "integrity checks need an admin of all tenants"))
 			return
 		}
 		rep, err := v.Verify(r.Context())
 		if err != nil {
-			auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 			return
 		}
 		WriteJSON(w, http.StatusOK, rep)
