@@ -194,13 +194,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok := auth.TokenFromRequest(r)
 	upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 	if tok == "" && !upgrade {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token> or ?token=)")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token (Authorization: Bearer <token> or ?token=)"))
 		return
 	}
 	if tok != "" {
 		p, err := s.deps.Auth.Authenticate(ctx, tok)
 		if err != nil {
-			auth.WriteError(w, http.StatusUnauthorized, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "%w", err))
 			return
 		}
 		ctx = auth.WithPrincipal(ctx, p)

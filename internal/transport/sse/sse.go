@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
 )
@@ -40,24 +41,24 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
 		if !p.CanRead() {
-			auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+			auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read events", p.Role))
 			return
 		}
 		f, err := filter.FromQuery(r.URL.Query(), "from_seq")
 		if err != nil {
-			auth.WriteError(w, http.StatusBadRequest, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 			return
 		}
 		m, err := filter.Compile(f)
 		if err != nil {
-			auth.WriteError(w, http.StatusBadRequest, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 			return
 		}
 		cursor := hub.Latest()
 		if v := r.URL.Query().Get("from_seq"); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
-				auth.WriteError(w, http.StatusBadRequest, "from_seq: not a non-negative integer")
+				auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "from_seq: not a non-negative integer"))
 				return
 			}
 			cursor = hub.FromSeq(n)
@@ -65,7 +66,7 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 		if v := r.Header.Get("Last-Event-ID"); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
-				auth.WriteError(w, http.StatusBadRequest, "Last-Event-ID: not a seq")
+				auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "Last-Event-ID: not a seq"))
 				return
 			}
 			cursor = hub.FromSeq(n + 1)
@@ -82,7 +83,7 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 		client := h.NewClient(hub.ClientInfo{Transport: "sse", Remote: r.RemoteAddr, Principal: p})
 		defer client.Close()
 		if _, err := client.Subscribe(r.Context(), "sse", m, cursor); err != nil {
-			auth.WriteError(w, http.StatusInternalServerError, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindInternal, "%w", err))
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")

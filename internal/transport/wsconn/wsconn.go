@@ -23,6 +23,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/hub"
 )
 
@@ -314,17 +315,17 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	if !ok {
 		tok := auth.TokenFromRequest(r)
 		if tok == "" {
-			auth.WriteError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token> or ?token=)")
+			auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token (Authorization: Bearer <token> or ?token=)"))
 			return
 		}
 		var err error
 		if p, err = deps.Auth.Authenticate(r.Context(), tok); err != nil {
-			auth.WriteError(w, http.StatusUnauthorized, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "%w", err))
 			return
 		}
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read events", p.Role))
 		return
 	}
 	release := func() {}

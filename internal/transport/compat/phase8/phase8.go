@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
@@ -367,7 +368,7 @@ func (r *idRing) add(id string) bool {
 func SchemaHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := auth.FromContext(r.Context()); !ok {
-			auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+			auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
