@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/transport/compat/wsdetections"
@@ -38,11 +39,11 @@ type Connection struct {
 func requireAdmin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 		return nil, false
 	}
 	if !p.IsAdmin() {
-		auth.WriteError(w, http.StatusForbidden, "only admin may manage connections")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "only admin may manage connections"))
 		return nil, false
 	}
 	return p, true
@@ -106,17 +107,17 @@ func SendMessage(h *hub.Hub) http.Handler {
 		if !ok || !administers(admin, c) {
 			// The same answer as for an unknown id: a tenant admin must
 			// not learn that another tenant's connection exists.
-			auth.WriteError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
+			auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no connection with id %s", r.PathValue("id")))
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
 		if err != nil || len(body) > 64<<10 {
-			auth.WriteError(w, http.StatusRequestEntityTooLarge, "message must be at most 64 KiB")
+			auth.WriteErr(w, domain.Errorf(domain.KindTooLarge, "message must be at most 64 KiB"))
 			return
 		}
 		body = bytes.TrimSpace(body)
 		if !json.Valid(body) {
-			auth.WriteError(w, http.StatusBadRequest, "body must be JSON")
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "body must be JSON"))
 			return
 		}
 		var probe struct {
@@ -126,7 +127,7 @@ func SendMessage(h *hub.Hub) http.Handler {
 		if body[0] != '{' || json.Unmarshal(body, &probe) != nil || probe.Type == nil {
 			msg, err = json.Marshal(wsdetections.Message{Type: "message", Data: json.RawMessage(body), Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
 			if err != nil {
-				auth.WriteError(w, http.StatusInternalServerError, err.Error())
+				auth.WriteErr(w, domain.Errorf(domain.KindInternal, "%w", err))
 				return
 			}
 		} else {

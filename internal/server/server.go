@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/auth/access"
 	"github.com/vigil-sec/vigil/internal/detect"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
@@ -82,7 +83,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 					panic(v)
 				}
 				log.Error("handler panic", "path", r.URL.Path, "panic", v)
-				auth.WriteError(w, http.StatusInternalServerError, "internal error")
+				auth.WriteErr(w, domain.Errorf(domain.KindInternal, "internal error"))
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -100,7 +101,7 @@ func (d Deps) wsDeps() wsconn.Deps {
 func globalAdminOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := auth.FromContext(r.Context()); !ok || !p.IsGlobalAdmin() {
-			auth.WriteError(w, http.StatusForbidden, "an admin of all tenants is required")
+			auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "an admin of all tenants is required"))
 			return
 		}
 		next.ServeHTTP(w, r)
