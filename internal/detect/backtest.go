@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/detect/sigma"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -335,7 +336,7 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read events", p.Role))
 		return
 	}
 	log, ok := e.opts.Log.(BacktestLog)
@@ -345,39 +346,39 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBacktestBody+1))
 	if err != nil {
-		auth.WriteError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "reading body: %w", err))
 		return
 	}
 	if len(body) > maxBacktestBody {
-		auth.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d MiB", maxBacktestBody>>20))
+		auth.WriteErr(w, domain.Errorf(domain.KindTooLarge, "body larger than %d MiB", maxBacktestBody>>20))
 		return
 	}
 	var req BacktestRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		auth.WriteError(w, http.StatusBadRequest, "body: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "body: %w", err))
 		return
 	}
 	opts := BacktestOptions{FromSeq: req.FromSeq, ToSeq: req.ToSeq, Tenant: req.Tenant, MaxEvents: req.MaxEvents,
 		MaxDuration: time.Duration(req.MaxSeconds) * time.Second, First: req.First, Suppression: e.opts.Suppression,
 		MaxKeys: e.opts.MaxKeys, Visible: p.MayRead}
 	if req.MaxEvents < 0 || req.MaxSeconds < 0 || req.First < 0 {
-		auth.WriteError(w, http.StatusBadRequest, "max_events, max_seconds and first must not be negative")
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "max_events, max_seconds and first must not be negative"))
 		return
 	}
 	if req.Since != "" {
 		if opts.Since, err = ParseSince(req.Since); err != nil {
-			auth.WriteError(w, http.StatusBadRequest, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 			return
 		}
 	}
 	if req.Tenant != "" && !p.SeesTenant(req.Tenant) {
-		auth.WriteError(w, http.StatusForbidden, "tenant "+strconv.Quote(req.Tenant)+" is not visible to this token")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "tenant %s is not visible to this token", strconv.Quote(req.Tenant)))
 		return
 	}
 	if req.FieldMap != "" && len(req.Rules) == 0 {
-		auth.WriteError(w, http.StatusBadRequest, "fieldmap: applies to the rules sent with it; send rules too")
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "fieldmap: applies to the rules sent with it; send rules too"))
 		return
 	}
 	rs := e.rules.Load()
@@ -386,13 +387,13 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 		if req.FieldMap != "" {
 			extra, err := sigma.ParseFieldMap([]byte(req.FieldMap))
 			if err != nil {
-				auth.WriteError(w, http.StatusBadRequest, "fieldmap: "+err.Error())
+				auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "fieldmap: %w", err))
 				return
 			}
 			fm = fm.Merge(extra)
 		}
 		if rs, err = LoadRuleFiles(req.Rules, req.Builtins, fm); err != nil {
-			auth.WriteError(w, http.StatusInternalServerError, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindInternal, "%w", err))
 			return
 		}
 		if rs.Len() == 0 {
@@ -404,7 +405,7 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 	case e.backtests <- struct{}{}:
 		defer func() { <-e.backtests }()
 	default:
-		auth.WriteError(w, http.StatusTooManyRequests, "another backtest is running on this node; try again when it ends")
+		auth.WriteErr(w, domain.Errorf(domain.KindRateLimited, "another backtest is running on this node; try again when it ends"))
 		return
 	}
 	rep, err := Backtest(r.Context(), log, rs, opts)
@@ -414,10 +415,10 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 			"rules", len(rep.Rules), "truncated", rep.Truncated, "elapsed", rep.Elapsed)
 		writeJSON(w, http.StatusOK, rep)
 	case errors.Is(err, ErrBacktestInput):
-		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 	case r.Context().Err() != nil:
 		e.log.Info("backtest abandoned by its client", "by", p.ID)
 	default:
-		auth.WriteError(w, http.StatusInternalServerError, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInternal, "%w", err))
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/detect/attack"
+	"github.com/vigil-sec/vigil/internal/domain"
 )
 
 // CoveredTechnique is one technique some rule covers or some detection
@@ -250,7 +251,7 @@ func (e *Engine) HandleCoverage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read rules")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read rules", p.Role))
 		return
 	}
 	c := ComputeCoverage(e.rules.Load(), e.techniqueSightings(p))
@@ -263,12 +264,12 @@ func (e *Engine) HandleCoverage(w http.ResponseWriter, r *http.Request) {
 			name = "Vigil detection coverage"
 		}
 		if len(name) > 200 {
-			auth.WriteError(w, http.StatusBadRequest, "name: at most 200 bytes")
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "name: at most 200 bytes"))
 			return
 		}
 		writeJSON(w, http.StatusOK, c.Layer(name))
 	default:
-		auth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("format: unknown value %q (valid: json, navigator)", f))
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "format: unknown value %q (valid: json, navigator)", f))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/detect/sigma"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -21,7 +22,7 @@ import (
 func principal(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 		return nil, false
 	}
 	return p, true
@@ -86,12 +87,12 @@ func (e *Engine) HandleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read detections")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read detections", p.Role))
 		return
 	}
 	q, err := ParseQuery(r)
 	if err != nil {
-		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 		return
 	}
 	list := e.List(p, q)
@@ -108,7 +109,7 @@ func (e *Engine) HandleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read detections")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read detections", p.Role))
 		return
 	}
 	d, err := e.Get(p, r.PathValue("id"))
@@ -128,21 +129,21 @@ func (e *Engine) HandlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.CanUpdateDetections() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not update detections")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not update detections", p.Role))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
 	if err != nil {
-		auth.WriteError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "reading body: %w", err))
 		return
 	}
 	if len(body) > 64<<10 {
-		auth.WriteError(w, http.StatusRequestEntityTooLarge, "body larger than 64 KiB")
+		auth.WriteErr(w, domain.Errorf(domain.KindTooLarge, "body larger than 64 KiB"))
 		return
 	}
 	patch, err := DecodePatch(body)
 	if err != nil {
-		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 		return
 	}
 	d, err := e.Update(r.Context(), p, r.PathValue("id"), patch)
@@ -154,12 +155,12 @@ func (e *Engine) HandlePatch(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrNotFound):
 		auth.WriteErr(w, err)
 	case errors.As(err, &inv):
-		auth.WriteError(w, http.StatusBadRequest, inv.Reason)
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%s", inv.Reason))
 	case errors.As(err, &conflict):
 		writeJSON(w, http.StatusConflict, map[string]string{"error": conflict.Reason, "from": string(conflict.From), "to": string(conflict.To)})
 	default:
 		e.log.Error("update detection", "detection", r.PathValue("id"), "err", err)
-		auth.WriteError(w, http.StatusInternalServerError, "could not record the change: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInternal, "could not record the change: %w", err))
 	}
 }
 
@@ -171,7 +172,7 @@ func (e *Engine) HandleRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read rules")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read rules", p.Role))
 		return
 	}
 	rs := e.rules.Load()

@@ -33,6 +33,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/detect/sigma"
+	"github.com/vigil-sec/vigil/internal/domain"
 )
 
 // ReloadSubject is the core NATS subject on which a node that reloads its
@@ -314,7 +315,7 @@ func (e *Engine) HandleReload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.IsGlobalAdmin() {
-		auth.WriteError(w, http.StatusForbidden, "only an admin of every tenant may reload the rules")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "only an admin of every tenant may reload the rules"))
 		return
 	}
 	rep, err := e.Reload(r.Context(), "api")
