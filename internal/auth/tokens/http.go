@@ -3,13 +3,13 @@ package tokens
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -84,11 +84,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func admin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 		return nil, false
 	}
 	if !p.IsAdmin() {
-		auth.WriteError(w, http.StatusForbidden, "token management needs the admin role")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "token management needs the admin role"))
 		return nil, false
 	}
 	return p, true
@@ -100,7 +100,7 @@ func admin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 func globalAdmin(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := admin(w, r)
 	if ok && !p.IsGlobalAdmin() {
-		auth.WriteError(w, http.StatusForbidden, "JWT revocations need an admin of all tenants")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "JWT revocations need an admin of all tenants"))
 		return nil, false
 	}
 	return p, ok
@@ -121,14 +121,14 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		auth.WriteError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "invalid body: %w", err))
 		return
 	}
 	spec := Spec{Name: req.Name, Role: auth.Role(req.Role), Tenant: req.Tenant, Categories: req.Categories}
 	if req.ExpiresIn != "" {
 		d, err := time.ParseDuration(req.ExpiresIn)
 		if err != nil || d <= 0 {
-			auth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("expires_in: %q is not a positive duration (e.g. 720h)", req.ExpiresIn))
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "expires_in: %q is not a positive duration (e.g. 720h)", req.ExpiresIn))
 			return
 		}
 		spec.TTL = d
@@ -141,18 +141,18 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 			spec.Tenant = p.Tenant
 		}
 		if spec.Tenant != p.Tenant {
-			auth.WriteError(w, http.StatusForbidden, "an admin of tenant "+p.Tenant+" may create tokens only for that tenant")
+			auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "an admin of tenant %s may create tokens only for that tenant", p.Tenant))
 			return
 		}
 	}
 	if len(p.Categories) > 0 {
 		if len(spec.Categories) == 0 {
-			auth.WriteError(w, http.StatusForbidden, "this admin token is limited to categories; name them for the new token")
+			auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "this admin token is limited to categories; name them for the new token"))
 			return
 		}
 		for _, c := range spec.Categories {
 			if !p.SeesCategory(event.Category(c)) {
-				auth.WriteError(w, http.StatusForbidden, fmt.Sprintf("this admin token may not grant category %q", c))
+				auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "this admin token may not grant category %q", c))
 				return
 			}
 		}
@@ -161,10 +161,10 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 		left := time.Until(p.ExpiresAt)
 		switch {
 		case left <= 0:
-			auth.WriteError(w, http.StatusUnauthorized, "this admin token has expired")
+			auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "this admin token has expired"))
 			return
 		case spec.TTL > left:
-			auth.WriteError(w, http.StatusForbidden, fmt.Sprintf("expires_in: a token may not outlive the admin token creating it (at most %s)", left.Truncate(time.Second)))
+			auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "expires_in: a token may not outlive the admin token creating it (at most %s)", left.Truncate(time.Second)))
 			return
 		}
 		// No expiry asked for: the creator's (the response's expires_at
@@ -173,7 +173,7 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, rec, err := h.Store.Create(r.Context(), spec, p.ID)
 	if err != nil {
-		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 		return
 	}
 	if h.Logger != nil {
@@ -190,7 +190,7 @@ func (h *Handler) List(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := h.Store.List(r.Context())
 	if err != nil {
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
 	now := time.Now()
@@ -245,10 +245,10 @@ func (h *Handler) Revoke(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) notFound(w http.ResponseWriter, err error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
-	auth.WriteError(w, http.StatusNotFound, "no such token")
+	auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no such token"))
 }
 
 // Register adds the token routes to mux, each wrapped by wrap (auth.Require).
@@ -289,7 +289,7 @@ func (h *Handler) RevokeJWT(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		auth.WriteError(w, http.StatusBadRequest, "body: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "body: %w", err))
 		return
 	}
 	var before time.Time
@@ -306,13 +306,13 @@ func (h *Handler) RevokeJWT(w http.ResponseWriter, r *http.Request) {
 		}
 		t, err := time.Parse(time.RFC3339, f.v)
 		if err != nil {
-			auth.WriteError(w, http.StatusBadRequest, f.name+": not an RFC 3339 time: "+f.v)
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%s: not an RFC 3339 time: %s", f.name, f.v))
 			return
 		}
 		f.dst(t)
 	}
 	if req.JTI != "" && !before.IsZero() {
-		auth.WriteError(w, http.StatusBadRequest, "issued_before applies to sub revocations only")
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "issued_before applies to sub revocations only"))
 		return
 	}
 	rev, err := h.JWT.Add(r.Context(), req.JTI, req.Subject, before, expires, p.ID)
@@ -350,10 +350,10 @@ func (h *Handler) DeleteJWTRevocation(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.JWT.Delete(r.Context(), r.PathValue("key")); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			auth.WriteError(w, http.StatusNotFound, "no jwt revocation with key "+r.PathValue("key"))
+			auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no jwt revocation with key %s", r.PathValue("key")))
 			return
 		}
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
