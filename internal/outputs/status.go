@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 )
 
 // Status is one output as GET /api/v1/outputs shows it (never a secret:
@@ -153,7 +154,7 @@ func (m *Manager) Test(ctx context.Context, p *auth.Principal, name string) (Tes
 func (m *Manager) HandleList(w http.ResponseWriter, r *http.Request) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok || !p.IsAdmin() {
-		auth.WriteError(w, http.StatusForbidden, "outputs are listed to admins only")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "outputs are listed to admins only"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"outputs": m.Statuses(r.Context(), p)})
@@ -163,15 +164,15 @@ func (m *Manager) HandleList(w http.ResponseWriter, r *http.Request) {
 func (m *Manager) HandleTest(w http.ResponseWriter, r *http.Request) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok || !p.IsAdmin() {
-		auth.WriteError(w, http.StatusForbidden, "outputs are tested by admins only")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "outputs are tested by admins only"))
 		return
 	}
 	res, err := m.Test(r.Context(), p, r.PathValue("name"))
 	switch {
 	case errors.Is(err, ErrNoOutput):
-		auth.WriteError(w, http.StatusNotFound, "no output named "+quote(r.PathValue("name")))
+		auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no output named %s", quote(r.PathValue("name"))))
 	case errors.Is(err, ErrTestBusy):
-		auth.WriteError(w, http.StatusTooManyRequests, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindRateLimited, "%w", err))
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}
