@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
@@ -95,7 +96,7 @@ func mapLine(text string) (*event.Event, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	if !p.CanPublish() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not publish events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not publish events", p.Role))
 		return
 	}
 	// Refuse a body of the wrong type before reading it. No Content-Type
@@ -127,13 +128,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Metrics.Receive(Input, len(lines))
 	if len(lines) == 0 {
 		h.refused(r, "empty", 0, errors.New("no records"))
-		auth.WriteError(w, http.StatusBadRequest, "no CEF record in the body (one record per line)")
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "no CEF record in the body (one record per line)"))
 		return
 	}
 	if len(lines) > lim.MaxBatchCount {
 		err := fmt.Errorf("%d CEF records in one request, more than the limit of %d (max_batch_count)", len(lines), lim.MaxBatchCount)
 		h.refused(r, "too_large", len(lines), err)
-		auth.WriteError(w, http.StatusRequestEntityTooLarge, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindTooLarge, "%w", err))
 		return
 	}
 	events := make([]*event.Event, len(lines))
@@ -146,7 +147,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			err = fmt.Errorf("line %d: %w (nothing of this request was stored)", l.n, err)
 			h.refused(r, "decode", len(lines), err)
-			auth.WriteError(w, http.StatusBadRequest, err.Error())
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 			return
 		}
 		events[i] = ev

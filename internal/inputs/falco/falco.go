@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/inputs"
@@ -308,7 +309,7 @@ func (h *Handler) refused(r *http.Request, reason string, err error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	if !p.CanPublish() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not publish events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not publish events", p.Role))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -332,7 +333,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.refused(r, "decode", err)
-		auth.WriteError(w, http.StatusBadRequest, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 		return
 	}
 	acks, err := h.Ingest.Publish(r.Context(), p, []*event.Event{ev})

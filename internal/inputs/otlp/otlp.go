@@ -416,7 +416,7 @@ const (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
 	if !p.CanPublish() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not publish events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not publish events", p.Role))
 		return
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -496,7 +496,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			h.refused(r, "store", n-rejected, err)
 			if errors.Is(err, ingest.ErrForbidden) {
-				auth.WriteError(w, http.StatusForbidden, err.Error())
+				auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "%w", err))
 				return
 			}
 			// 503 is retryable for an OTLP exporter: the ids make the retry safe.
