@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 )
@@ -26,7 +27,7 @@ import (
 func WhoAmI(w http.ResponseWriter, r *http.Request) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -181,25 +182,25 @@ type StatsReport struct {
 func (s *Stats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read events")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read events", p.Role))
 		return
 	}
 	win := time.Hour
 	if v := r.URL.Query().Get("window"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Minute || d > MaxStatsWindow {
-			auth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("window: %q must be a duration from 1m to 24h, e.g. 1h or 24h", v))
+			auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "window: %q must be a duration from 1m to 24h, e.g. 1h or 24h", v))
 			return
 		}
 		win = d
 	}
 	rep, err := s.cached(r.Context(), p, win)
 	if err != nil {
-		auth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)

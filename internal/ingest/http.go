@@ -50,7 +50,7 @@ func WriteBodyError(w http.ResponseWriter, err error) {
 		auth.WriteErr(w, err)
 		return
 	}
-	auth.WriteError(w, http.StatusBadRequest, err.Error())
+	auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 }
 
 // WriteAcks answers a stored batch: 200 with the log's acknowledgements.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/hub"
 )
 
@@ -114,11 +115,11 @@ func (r *Reporter) Status(ctx context.Context, p *auth.Principal) Status {
 func (r *Reporter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	p, ok := auth.FromContext(req.Context())
 	if !ok {
-		auth.WriteError(w, http.StatusUnauthorized, "missing bearer token")
+		auth.WriteErr(w, domain.Errorf(domain.KindUnauthenticated, "missing bearer token"))
 		return
 	}
 	if !p.CanRead() {
-		auth.WriteError(w, http.StatusForbidden, "role "+string(p.Role)+" may not read status")
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "role %s may not read status", p.Role))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
