@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/vigil-sec/vigil/internal/domain"
 )
 
 // LimitConfig bounds what one token, one address and one connection may
@@ -71,8 +73,17 @@ func (e *LimitError) Error() string { return e.Reason }
 // ErrLimit matches every *LimitError with errors.Is.
 var ErrLimit = errors.New("limit exceeded")
 
-// Is makes errors.Is(err, ErrLimit) true for limit refusals.
-func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+// Is makes errors.Is(err, ErrLimit) true for limit refusals, and the
+// refusal match the domain sentinel of its status (origin: forbidden, caps:
+// rate limited), so domain.HTTPStatus of a LimitError is its Status and
+// auth.WriteErr writes it without the caller choosing a status.
+func (e *LimitError) Is(target error) bool {
+	if target == ErrLimit {
+		return true
+	}
+	t, ok := target.(*domain.Error)
+	return ok && t.Msg == "" && t.Err == nil && t.Kind == domain.KindForStatus(e.Status) && t.Kind != domain.KindInternal
+}
 
 // Limiter enforces LimitConfig for every streaming transport: WebSocket
 // (all dialects, through wsconn.Guard), SSE and GraphQL subscriptions call

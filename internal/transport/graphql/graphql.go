@@ -215,9 +215,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// per-IP cap and the Origin check apply either way. The transport
 		// serves the connection inside this call, so release on return.
 		p, _ := auth.FromContext(ctx)
-		release, status, err := s.deps.Guard.Admit(r, p)
+		release, _, err := s.deps.Guard.Admit(r, p)
 		if err != nil {
-			auth.WriteError(w, status, err.Error())
+			auth.WriteErr(w, err) // its kind decides: origin 403, caps 429
 			return
 		}
 		defer release()

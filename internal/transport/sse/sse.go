@@ -18,7 +18,9 @@ import (
 	"github.com/vigil-sec/vigil/internal/hub"
 )
 
-// Admitter admits a streaming connection (limits); nil admits all.
+// Admitter admits a streaming connection (limits); nil admits all. A
+// refusal's err carries its kind, which decides the response status
+// (domain table); status repeats it.
 type Admitter interface {
 	Admit(r *http.Request, p *auth.Principal) (release func(), status int, err error)
 }
@@ -73,9 +75,9 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 		}
 		c := &conn{w: w, rc: http.NewResponseController(w), stall: stall}
 		if guard != nil {
-			release, status, err := guard.Admit(r, p)
+			release, _, err := guard.Admit(r, p)
 			if err != nil {
-				auth.WriteError(w, status, err.Error())
+				auth.WriteErr(w, err) // its kind decides: origin 403, caps 429
 				return
 			}
 			defer release()

@@ -65,7 +65,9 @@ type LagReporter interface {
 // auth provides the implementation; nil admits everything.
 type Guard interface {
 	// Admit is called before the upgrade; release is called when the
-	// connection ends.
+	// connection ends. A refusal's err carries its kind (auth.LimitError:
+	// forbidden or rate limited), which decides the response through the
+	// domain table; status repeats that status.
 	Admit(r *http.Request, p *auth.Principal) (release func(), status int, err error)
 	// AllowMessage rate-limits client messages on one connection.
 	AllowMessage(connID string) bool
@@ -330,9 +332,9 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	}
 	release := func() {}
 	if deps.Guard != nil {
-		rel, status, err := deps.Guard.Admit(r, p)
+		rel, _, err := deps.Guard.Admit(r, p)
 		if err != nil {
-			auth.WriteError(w, status, err.Error())
+			auth.WriteErr(w, err) // its kind decides: origin 403, caps 429
 			return
 		}
 		release = rel
