@@ -320,11 +320,11 @@ func (e *Engine) HandleReload(w http.ResponseWriter, r *http.Request) {
 	}
 	rep, err := e.Reload(r.Context(), "api")
 	if err != nil {
-		status := http.StatusInternalServerError
+		kind := domain.KindInternal
 		if errors.Is(err, context.Canceled) {
-			status = http.StatusServiceUnavailable
+			kind = domain.KindUnavailable
 		}
-		auth.WriteError(w, status, "reload failed, the previous rules keep running: "+err.Error())
+		auth.WriteErr(w, domain.Errorf(kind, "reload failed, the previous rules keep running: %w", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"reload": rep, "other_nodes_asked": e.broadcastReload("api")})

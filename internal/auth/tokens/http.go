@@ -317,11 +317,11 @@ func (h *Handler) RevokeJWT(w http.ResponseWriter, r *http.Request) {
 	}
 	rev, err := h.JWT.Add(r.Context(), req.JTI, req.Subject, before, expires, p.ID)
 	if err != nil {
-		status := http.StatusServiceUnavailable
+		kind := domain.KindUnavailable // the revocation store did not answer
 		if errors.Is(err, ErrBadRevocation) {
-			status = http.StatusBadRequest
+			kind = domain.KindInvalid
 		}
-		auth.WriteError(w, status, err.Error())
+		auth.WriteErr(w, domain.Errorf(kind, "%w", err))
 		return
 	}
 	if h.Enforcer != nil {
