@@ -48,6 +48,8 @@ func TestParseDefinitionsRefusesBrokenEntries(t *testing.T) {
 		{"zero timeout", webhookYAML("f", "http://a/", sf, "  timeout: 0s\n"), `timeout: 0s must be positive`},
 		{"bad rate", webhookYAML("f", "http://a/", sf, "  rate_limit: fast\n"), `rate_limit "fast"`},
 		{"group_wait on webhook", webhookYAML("f", "http://a/", sf, "  group_wait: 30s\n"), `group_wait: type webhook does not group`},
+		{"digest_interval on webhook", webhookYAML("f", "http://a/", sf, "  digest_interval: 5m\n"), `digest_interval: type webhook does not group`},
+		{"digest_interval too long", webhookYAML("f", "http://a/", sf, "  digest_interval: 25h\n"), `digest_interval: 25h is above the limit of 24h0m0s`},
 		{"bad template", webhookYAML("f", "http://a/", sf, "  template: '{{.Nope}}'\n"), `outputs[0] (f): template`},
 		{"not a mapping", "- just a string\n", `outputs[0]: not a mapping`},
 	}
