@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/store"
 )
@@ -31,7 +32,7 @@ type digestType struct {
 
 	mu     sync.Mutex
 	sends  []digestSend
-	failed bool
+	failed bool // set up front: no failure
 }
 
 func (g *digestType) Type() outputs.Type {
@@ -132,4 +133,58 @@ func TestDigestIntervalHoldsAndSendsOnce(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestDigestSentEarlyAtItsBound: a digest window that fills the output's
+// in-flight bound (MaxDigest, its consumer's MaxAckPending) is sent early
+// instead of stalling the consumer until the interval ends; the next
+// window fills and goes early too, and the rest waits for the interval.
+func TestDigestSentEarlyAtItsBound(t *testing.T) {
+	leakCheck(t)
+	b := newBench(t)
+	const bound = 4
+	g := &digestType{failed: true, cons: func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+		c, err := b.log.JetStream().Consumer(ctx, store.StreamName, outputs.ConsumerName("big"))
+		if err != nil {
+			return nil, err
+		}
+		return c.Info(ctx)
+	}}
+	opts := b.managerOpts(defs(t, "- name: big\n  type: digesttest\n  digest_interval: 1h\n  filter: {categories: [detection]}\n", g.Type()))
+	opts.MaxDigest = bound
+	b.run(opts)
+	b.publish(detectionEvent("det-b0", "detection.created", "active", "default", 1))
+	checkFor(t, 5*time.Second, "the first detection at once", func() error {
+		if len(g.calls()) == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	var evs []*event.Event
+	for i := 1; i <= 2*bound+1; i++ {
+		evs = append(evs, detectionEvent(fmt.Sprintf("det-b%d", i), "detection.created", "active", "default", 1))
+	}
+	b.publish(evs...)
+	checkFor(t, 10*time.Second, "two full digests sent early, the last detection held", func() error {
+		c := g.calls()
+		ci, err := g.cons(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(c) < 3 || ci.NumAckPending != 1 || ci.NumPending != 0 {
+			return fmt.Errorf("%d sends, consumer ack pending %d, pending %d", len(c), ci.NumAckPending, ci.NumPending)
+		}
+		return nil
+	})
+	c := g.calls()
+	if len(c) != 3 || len(c[1].ids) != bound || len(c[2].ids) != bound {
+		var sizes []int
+		for _, s := range c {
+			sizes = append(sizes, len(s.ids))
+		}
+		t.Fatalf("send sizes %v, want [1 %d %d]", sizes, bound, bound)
+	}
+	if c[1].ids[0] != evs[0].ID || c[2].ids[0] != evs[bound].ID {
+		t.Fatalf("digests out of log order: %v %v", c[1].ids, c[2].ids)
+	}
 }

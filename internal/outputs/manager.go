@@ -71,7 +71,9 @@ type Options struct {
 	AckWait    time.Duration
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
-	Now        func() time.Time
+	// MaxDigest overrides the MaxDigest bound (tests).
+	MaxDigest int
+	Now       func() time.Time
 }
 
 // Manager runs every configured output: one goroutine per output reading
@@ -107,6 +109,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	if opts.MaxDigest <= 0 {
+		opts.MaxDigest = MaxDigest
 	}
 	if opts.DeadLetter == nil {
 		return nil, errors.New("outputs: no dead-letter appender")
@@ -146,7 +151,7 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 	}
 	o := &output{m: m, def: d, sender: sender, log: env.Logger, repeat: map[string]sent{}, state: "starting", inFlight: maxInFlight}
 	if d.DigestInterval > 0 {
-		o.inFlight = MaxDigest
+		o.inFlight = m.opts.MaxDigest
 	}
 	if !d.RateLimit.IsZero() {
 		o.limiter = rate.NewLimiter(rate.Every(d.RateLimit.Per/time.Duration(d.RateLimit.N)), d.RateLimit.N)
