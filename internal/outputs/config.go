@@ -273,6 +273,11 @@ func parseOne(n *yaml.Node, types map[string]Type) (Definition, error) {
 	if d.DigestInterval > 0 && d.DigestInterval < MinDigestInterval {
 		return d, fmt.Errorf("digest_interval: %s is below the minimum of %s (0 turns digests off)", d.DigestInterval, MinDigestInterval)
 	}
+	if d.DigestInterval > 0 && d.DigestInterval >= d.MaxAge {
+		// A held message is first sent when its window ends: it must
+		// have time left for retries before max_age dead-letters it.
+		return d, fmt.Errorf("digest_interval: %s must be below max_age (%s)", d.DigestInterval, d.MaxAge)
+	}
 	d.TemplateSrc = c.Template
 	if d.Template, err = parseTemplate(c.Name, c.Template); err != nil {
 		return d, err
