@@ -30,6 +30,12 @@ const (
 	// MaxGroupWait bounds group_wait: messages wait that long before
 	// their first attempt.
 	MaxGroupWait = 10 * time.Minute
+	// MaxDigestInterval bounds digest_interval: the core holds a digest's
+	// messages unacknowledged (kept in progress) until it is sent, and a
+	// day is the longest summary period anyone pages on.
+	MaxDigestInterval = 24 * time.Hour
+	// MinDigestInterval: below it a digest is just grouping.
+	MinDigestInterval = 100 * time.Millisecond
 )
 
 // Definition is one parsed outputs: entry.
@@ -55,6 +61,10 @@ type Definition struct {
 	// GroupWait: for Type.Groups outputs, detections created within this
 	// window after a first one go out together (0: one at a time).
 	GroupWait time.Duration
+	// DigestInterval: for Type.Groups outputs, at most one Send per
+	// interval, listing every message taken meanwhile (0: off). The core
+	// holds the messages unacknowledged until that Send returned nil.
+	DigestInterval time.Duration
 	// Template renders Message.Text (the default template when unset).
 	Template    *template.Template
 	TemplateSrc string
@@ -108,11 +118,12 @@ type common struct {
 	RepeatInterval string   `yaml:"repeat_interval"`
 	RateLimit      string   `yaml:"rate_limit"`
 	GroupWait      string   `yaml:"group_wait"`
+	DigestInterval string   `yaml:"digest_interval"`
 	Template       string   `yaml:"template"`
 	Timeout        string   `yaml:"timeout"`
 }
 
-var commonKeys = []string{"name", "type", "filter", "tenants", "max_age", "repeat_interval", "rate_limit", "group_wait", "template", "timeout"}
+var commonKeys = []string{"name", "type", "filter", "tenants", "max_age", "repeat_interval", "rate_limit", "group_wait", "digest_interval", "template", "timeout"}
 
 // nameRE: an output's name is part of its durable consumer's name and of
 // URLs, so it is kept to a safe alphabet.
@@ -228,6 +239,7 @@ func parseOne(n *yaml.Node, types map[string]Type) (Definition, error) {
 		{"max_age", c.MaxAge, &d.MaxAge, DefaultMaxAge, 0},
 		{"repeat_interval", c.RepeatInterval, &d.RepeatInterval, 0, 0},
 		{"group_wait", c.GroupWait, &d.GroupWait, 0, MaxGroupWait},
+		{"digest_interval", c.DigestInterval, &d.DigestInterval, 0, MaxDigestInterval},
 		{"timeout", c.Timeout, &d.Timeout, DefaultTimeout, MaxTimeout},
 	}
 	for _, x := range durs {
@@ -254,6 +266,17 @@ func parseOne(n *yaml.Node, types map[string]Type) (Definition, error) {
 	}
 	if d.GroupWait > 0 && !t.Groups {
 		return d, fmt.Errorf("group_wait: type %s does not group messages", t.Name)
+	}
+	if d.DigestInterval > 0 && !t.Groups {
+		return d, fmt.Errorf("digest_interval: type %s does not group messages", t.Name)
+	}
+	if d.DigestInterval > 0 && d.DigestInterval < MinDigestInterval {
+		return d, fmt.Errorf("digest_interval: %s is below the minimum of %s (0 turns digests off)", d.DigestInterval, MinDigestInterval)
+	}
+	if d.DigestInterval > 0 && d.DigestInterval >= d.MaxAge {
+		// A held message is first sent when its window ends: it must
+		// have time left for retries before max_age dead-letters it.
+		return d, fmt.Errorf("digest_interval: %s must be below max_age (%s)", d.DigestInterval, d.MaxAge)
 	}
 	d.TemplateSrc = c.Template
 	if d.Template, err = parseTemplate(c.Name, c.Template); err != nil {

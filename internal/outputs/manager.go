@@ -40,6 +40,10 @@ const (
 	// maxInFlight is the consumer's MaxAckPending: how many messages an
 	// output holds at once (also the largest batch or group).
 	maxInFlight = 256
+	// MaxDigest bounds the messages of one digest (digest_interval): a
+	// digest output's MaxAckPending is raised to it, and a window that
+	// holds that many is sent early rather than stall the consumer.
+	MaxDigest = 1000
 	// maxGroup bounds a group_wait group.
 	maxGroup = 100
 	// maxRetryAfter caps a receiver's Retry-After hint.
@@ -67,7 +71,9 @@ type Options struct {
 	AckWait    time.Duration
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
-	Now        func() time.Time
+	// MaxDigest overrides the MaxDigest bound (tests).
+	MaxDigest int
+	Now       func() time.Time
 }
 
 // Manager runs every configured output: one goroutine per output reading
@@ -104,6 +110,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
 	}
+	if opts.MaxDigest <= 0 {
+		opts.MaxDigest = MaxDigest
+	}
 	if opts.DeadLetter == nil {
 		return nil, errors.New("outputs: no dead-letter appender")
 	}
@@ -133,12 +142,17 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 		Logger:    m.opts.Logger.With("output", d.Name, "type", d.Type.Name),
 		PublicURL: m.opts.PublicURL,
 		Now:       m.opts.Now,
+
+		DigestInterval: d.DigestInterval,
 	}
 	sender, err := d.Type.New(d.Options, env)
 	if err != nil {
 		return nil, err
 	}
-	o := &output{m: m, def: d, sender: sender, log: env.Logger, repeat: map[string]sent{}, state: "starting"}
+	o := &output{m: m, def: d, sender: sender, log: env.Logger, repeat: map[string]sent{}, state: "starting", inFlight: maxInFlight}
+	if d.DigestInterval > 0 {
+		o.inFlight = m.opts.MaxDigest
+	}
 	if !d.RateLimit.IsZero() {
 		o.limiter = rate.NewLimiter(rate.Every(d.RateLimit.Per/time.Duration(d.RateLimit.N)), d.RateLimit.N)
 	}
@@ -151,7 +165,7 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        m.opts.AckWait,
-		MaxAckPending:  maxInFlight,
+		MaxAckPending:  o.inFlight,
 		MaxDeliver:     -1, // the core decides when to give up (max_age)
 		FilterSubjects: subjectFilters(m.opts.SubjectPrefix, d),
 	}
@@ -227,7 +241,13 @@ type output struct {
 	cons     jetstream.Consumer
 	limiter  *rate.Limiter
 	maxBatch int
+	// inFlight is the consumer's MaxAckPending: maxInFlight, or
+	// MaxDigest for a digest output (a digest holds its messages).
+	inFlight int
 	log      *slog.Logger
+	// lastDigest is when the last digest was accepted (the delivery
+	// goroutine only); zero after a start, so the first goes out at once.
+	lastDigest time.Time
 
 	repeat map[string]sent // detection id → last sent; the delivery goroutine only
 
@@ -255,7 +275,7 @@ func (o *output) run(ctx context.Context) {
 	var it jetstream.MessagesContext
 	for try := 1; ; try++ {
 		var err error
-		if it, err = o.cons.Messages(jetstream.PullMaxMessages(maxInFlight)); err == nil {
+		if it, err = o.cons.Messages(jetstream.PullMaxMessages(o.inFlight)); err == nil {
 			break
 		}
 		// The log may be briefly unreachable (an external NATS
@@ -266,7 +286,7 @@ func (o *output) run(ctx context.Context) {
 			return
 		}
 	}
-	ch := make(chan jetstream.Msg, maxInFlight) // never blocks the reader: MaxAckPending bounds what it gets
+	ch := make(chan jetstream.Msg, o.inFlight) // never blocks the reader: MaxAckPending bounds what it gets
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // reader: stopped by it.Stop below
@@ -361,6 +381,8 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 		}
 		todo := []pending{p}
 		switch {
+		case o.def.DigestInterval > 0:
+			o.digest(ctx, ch, todo)
 		case o.def.Type.Groups && o.def.GroupWait > 0 && created(p):
 			// Detections created within group_wait go out as one
 			// message; anything else taken meanwhile follows, alone.
@@ -392,6 +414,65 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// digest delivers todo and whatever the output takes until the digest
+// window closes as one Send: at once when the last digest was accepted
+// at least digest_interval ago (after group_wait, if set), else when that
+// interval has run out. The messages stay unacknowledged, kept in
+// progress by the heartbeat, until the Send returned nil, so a stop or a
+// crash before it leaves them to be delivered again at the next start.
+// A window that holds inFlight messages is sent early: the consumer
+// hands out no more until some are acknowledged.
+func (o *output) digest(ctx context.Context, ch <-chan jetstream.Msg, todo []pending) {
+	wait := o.def.GroupWait
+	if !o.lastDigest.IsZero() {
+		// Wall clock, as the timers: opts.Now may be a test's clock.
+		wait = max(wait, time.Until(o.lastDigest.Add(o.def.DigestInterval)))
+	}
+	var timer <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timer = t.C
+	}
+collect:
+	for len(todo) < o.inFlight {
+		if timer == nil { // due now: only what is already there joins
+			select {
+			case raw, ok := <-ch:
+				if !ok {
+					return // stopping: released by run
+				}
+				if q, ok := o.take(raw); ok {
+					todo = append(todo, q)
+				}
+				continue
+			default:
+				break collect
+			}
+		}
+		select {
+		case raw, ok := <-ch:
+			if !ok {
+				return
+			}
+			if q, ok := o.take(raw); ok {
+				todo = append(todo, q)
+			}
+		case <-timer:
+			break collect
+		case <-ctx.Done():
+			return
+		}
+	}
+	if len(todo) == o.inFlight {
+		o.log.Info("output: digest sent early, it holds the most messages a digest may", "messages", len(todo))
+	}
+	o.deliver(ctx, todo)
+	if ctx.Err() == nil {
+		o.lastDigest = time.Now()
 	}
 }
 

@@ -48,6 +48,10 @@ func TestParseDefinitionsRefusesBrokenEntries(t *testing.T) {
 		{"zero timeout", webhookYAML("f", "http://a/", sf, "  timeout: 0s\n"), `timeout: 0s must be positive`},
 		{"bad rate", webhookYAML("f", "http://a/", sf, "  rate_limit: fast\n"), `rate_limit "fast"`},
 		{"group_wait on webhook", webhookYAML("f", "http://a/", sf, "  group_wait: 30s\n"), `group_wait: type webhook does not group`},
+		{"digest_interval on webhook", webhookYAML("f", "http://a/", sf, "  digest_interval: 5m\n"), `digest_interval: type webhook does not group`},
+		{"digest_interval too long", webhookYAML("f", "http://a/", sf, "  digest_interval: 25h\n"), `digest_interval: 25h is above the limit of 24h0m0s`},
+		{"digest_interval too short", "- name: g\n  type: grouptest\n  digest_interval: 10ms\n", `digest_interval: 10ms is below the minimum of 100ms`},
+		{"digest_interval not below max_age", "- name: g\n  type: grouptest\n  digest_interval: 2h\n  max_age: 2h\n", `digest_interval: 2h0m0s must be below max_age (2h0m0s)`},
 		{"bad template", webhookYAML("f", "http://a/", sf, "  template: '{{.Nope}}'\n"), `outputs[0] (f): template`},
 		{"not a mapping", "- just a string\n", `outputs[0]: not a mapping`},
 	}
@@ -57,7 +61,7 @@ func TestParseDefinitionsRefusesBrokenEntries(t *testing.T) {
 			if err := yaml.Unmarshal([]byte(c.src), &nodes); err != nil {
 				t.Fatal(err)
 			}
-			_, err := outputs.ParseDefinitions(nodes, []outputs.Type{webhook.Type()})
+			_, err := outputs.ParseDefinitions(nodes, []outputs.Type{webhook.Type(), (&groupType{}).Type()})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, c.want)
 			}

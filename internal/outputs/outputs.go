@@ -165,12 +165,17 @@ type Env struct {
 	Logger    *slog.Logger
 	PublicURL string // --public-url: links to the console, "" when unset
 	Now       func() time.Time
+	// DigestInterval is the output's digest_interval (0: off): when set,
+	// every Send but a test message's is a digest the core collected
+	// over the interval (at most one per interval, or earlier when
+	// MaxDigest messages are held).
+	DigestInterval time.Duration
 }
 
 // Type is one kind of output (webhook, pagerduty, ...), as its package
 // offers it to the core. The core decodes an outputs: entry's common keys
 // (name, type, filter, tenants, max_age, repeat_interval, rate_limit,
-// group_wait, template, timeout) itself and the remaining keys, strictly
+// group_wait, digest_interval, template, timeout) itself and the remaining keys, strictly
 // (an unknown key is refused), into the struct NewOptions returns.
 type Type struct {
 	Name string
@@ -181,7 +186,8 @@ type Type struct {
 	// start with the reason) and builds the sender.
 	New func(opts any, env Env) (Sender, error)
 	// Groups is true for chat and e-mail outputs: detections created
-	// within the output's group_wait are handed to Send together.
+	// within the output's group_wait are handed to Send together, and
+	// digest_interval is allowed.
 	Groups bool
 }
 

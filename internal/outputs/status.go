@@ -37,6 +37,8 @@ type Status struct {
 	RateLimit     string     `json:"rate_limit,omitempty"`
 	RepeatInt     string     `json:"repeat_interval,omitempty"`
 	GroupWait     string     `json:"group_wait,omitempty"`
+	// DigestInterval: the messages of the open digest show in Pending.
+	DigestInterval string `json:"digest_interval,omitempty"`
 }
 
 // lagTimeout bounds one consumer info request (REST and scrape).
@@ -63,6 +65,9 @@ func (o *output) status(ctx context.Context) Status {
 	}
 	if o.def.GroupWait > 0 {
 		s.GroupWait = o.def.GroupWait.String()
+	}
+	if o.def.DigestInterval > 0 {
+		s.DigestInterval = o.def.DigestInterval.String()
 	}
 	o.statMu.Lock()
 	s.State, s.LastError = o.state, o.lastErr

@@ -4,12 +4,11 @@
 // the alerts are not for the network to read.
 //
 // Detections the core groups (group_wait) go out in one mail. With
-// digest_interval set, at most one mail per interval leaves: the first
-// alert is mailed at once, the ones that follow within the interval are
-// kept by the sender and mailed together when it ends. Kept entries were
-// already acknowledged to the core, so a graceful stop (Close) mails them
-// at once, but a crash (kill -9) loses the pending digest; they stay in
-// the log and the console (docs/outputs.md, "email").
+// digest_interval set (a common key of the core, Env.DigestInterval), at
+// most one mail per interval leaves: the core holds the alerts of the
+// interval unacknowledged and hands them to Send together, so the sender
+// keeps no state and a crash (kill -9) before the digest was mailed
+// loses nothing: the alerts are delivered again after the restart.
 //
 // Each mail carries a Message-ID derived from the event ids it lists, so
 // a mail repeated after a retry has the same Message-ID and mail systems
@@ -30,7 +29,6 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -40,13 +38,11 @@ import (
 	"github.com/vigil-sec/vigil/internal/outputs/outhttp"
 )
 
-// Limits: a digest lists at most maxPending alerts (the rest are counted),
-// a subject is at most maxSubject bytes before encoding.
+// Limits: a subject is at most maxSubject bytes before encoding (a
+// digest holds at most outputs.MaxDigest alerts, bounded by the core).
 const (
-	maxPending   = 1000
-	maxSubject   = 200
-	flushTimeout = time.Minute
-	dialTimeout  = 30 * time.Second
+	maxSubject  = 200
+	dialTimeout = 30 * time.Second
 )
 
 // Options are the email output's own keys.
@@ -70,9 +66,7 @@ type Options struct {
 	To   []string `yaml:"to"`
 	// SubjectPrefix starts every subject (default "[Vigil]").
 	SubjectPrefix string `yaml:"subject_prefix"`
-	// DigestInterval, if set, sends at most one mail per interval listing
-	// what fired.
-	DigestInterval time.Duration `yaml:"digest_interval"`
+	// digest_interval is a common key of the core (Env.DigestInterval).
 }
 
 // Type is the email output type.
@@ -93,19 +87,6 @@ type sender struct {
 	password outputs.Secret
 	tls      *tls.Config
 	env      outputs.Env
-
-	// sendMu serialises SMTP transactions and the digest state changes
-	// that go with them.
-	sendMu sync.Mutex
-	// mu guards the digest state below (the flush loop reads it).
-	mu       sync.Mutex
-	pending  []outputs.Message
-	dropped  int
-	lastSent time.Time // wall clock of the last digest mail, for scheduling
-	kick     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	closed   bool
 }
 
 func newSender(o any, env outputs.Env) (outputs.Sender, error) {
@@ -163,17 +144,8 @@ func newSender(o any, env outputs.Env) (outputs.Sender, error) {
 	if strings.ContainsAny(s.opts.SubjectPrefix, "\r\n") {
 		return nil, errors.New("subject_prefix: must be one line")
 	}
-	if opts.DigestInterval < 0 || (opts.DigestInterval > 0 && opts.DigestInterval < 100*time.Millisecond) {
-		return nil, fmt.Errorf("digest_interval %v: must be 0 (off) or at least 100ms", opts.DigestInterval)
-	}
 	if s.env.Now == nil {
 		s.env.Now = time.Now
-	}
-	if opts.DigestInterval > 0 {
-		s.kick = make(chan struct{}, 1)
-		s.stop = make(chan struct{})
-		s.done = make(chan struct{})
-		go s.loop()
 	}
 	return s, nil
 }
@@ -196,131 +168,13 @@ func (s *sender) Send(ctx context.Context, msgs []outputs.Message) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	if s.opts.DigestInterval == 0 {
-		return s.mail(ctx, rest, false)
-	}
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	s.mu.Lock()
-	due := s.lastSent.IsZero() || time.Since(s.lastSent) >= s.opts.DigestInterval
-	if !due {
-		s.hold(rest)
-		s.mu.Unlock()
-		s.signal()
-		return nil
-	}
-	batch := append(append([]outputs.Message{}, s.pending...), rest...)
-	dropped := s.dropped
-	s.mu.Unlock()
-	if err := s.mailDigest(ctx, batch, dropped); err != nil {
-		return err // rest is retried by the core; pending stays pending
-	}
-	s.mu.Lock()
-	s.pending, s.dropped, s.lastSent = s.pending[len(batch)-len(rest):], s.dropped-dropped, time.Now()
-	s.mu.Unlock()
-	return nil
+	// With digest_interval the core hands the whole interval's alerts
+	// here at once: one digest mail.
+	return s.mail(ctx, rest, s.env.DigestInterval > 0)
 }
 
-// hold keeps msgs for the next digest; s.mu is held.
-func (s *sender) hold(msgs []outputs.Message) {
-	for _, m := range msgs {
-		if len(s.pending) >= maxPending {
-			s.dropped++
-			continue
-		}
-		s.pending = append(s.pending, m)
-	}
-}
-
-func (s *sender) signal() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// loop mails the pending digest when its interval ends; it stops with
-// Close.
-func (s *sender) loop() {
-	defer close(s.done)
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	for {
-		s.mu.Lock()
-		n := len(s.pending) + s.dropped
-		wait := time.Until(s.lastSent.Add(s.opts.DigestInterval))
-		s.mu.Unlock()
-		var fire <-chan time.Time
-		if n > 0 {
-			t.Reset(max(wait, 0))
-			fire = t.C
-		}
-		select {
-		case <-s.stop:
-			t.Stop()
-			return
-		case <-s.kick:
-			t.Stop()
-		case <-fire:
-			if err := s.flush(); err != nil {
-				s.env.Logger.Warn("email: digest not sent, retrying after the interval", "host", s.opts.Host, "err", err)
-			}
-		}
-	}
-}
-
-// flush mails what is pending, if anything.
-func (s *sender) flush() error {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	s.mu.Lock()
-	batch, dropped := s.pending, s.dropped
-	s.mu.Unlock()
-	if len(batch)+dropped == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-	defer cancel()
-	err := s.mailDigest(ctx, batch, dropped)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Whatever happened, wait a whole interval before the next mail.
-	s.lastSent = time.Now()
-	if err == nil {
-		s.pending, s.dropped = s.pending[len(batch):], s.dropped-dropped
-	}
-	return err
-}
-
-// Close stops the digest loop and mails what is pending.
-func (s *sender) Close() error {
-	if s.stop == nil {
-		return nil
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	<-s.done
-	if err := s.flush(); err != nil {
-		s.mu.Lock()
-		n := len(s.pending) + s.dropped
-		s.mu.Unlock()
-		return fmt.Errorf("email: %d alerts of the pending digest not mailed: %w", n, err)
-	}
-	return nil
-}
-
-func (s *sender) mailDigest(ctx context.Context, msgs []outputs.Message, dropped int) error {
-	if dropped > 0 {
-		return s.mailWith(ctx, msgs, true, dropped)
-	}
-	return s.mail(ctx, msgs, true)
-}
+// Close has nothing to release: every connection ends with its mail.
+func (s *sender) Close() error { return nil }
 
 func (s *sender) mail(ctx context.Context, msgs []outputs.Message, digest bool) error {
 	return s.mailWith(ctx, msgs, digest, 0)
@@ -467,7 +321,7 @@ func (s *sender) subject(msgs []outputs.Message, digest bool, dropped int, now t
 func (s *sender) text(msgs []outputs.Message, digest bool, dropped int) string {
 	var b strings.Builder
 	if digest {
-		fmt.Fprintf(&b, "Vigil digest: %s fired (at most one mail every %v).\n\n", alerts(len(msgs)+dropped), s.opts.DigestInterval)
+		fmt.Fprintf(&b, "Vigil digest: %s fired (at most one mail every %v).\n\n", alerts(len(msgs)+dropped), s.env.DigestInterval)
 	}
 	for i, m := range msgs {
 		if i > 0 {
