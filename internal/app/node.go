@@ -20,7 +20,9 @@ import (
 // and the HTTP server drains (REST ingest included); then the background
 // subsystems that read the log (hub reader, detection engine, statistics,
 // token enforcer, WebSocket poller, TLS reload); then the log; the data
-// directory lock is released last.
+// directory lock is released last. The node is a list of subsystems
+// (app.go, subsystems) started in order and stopped in reverse
+// (lifecycle), so this order is the start order reversed.
 type Node struct {
 	cfg    config.Config
 	logger *slog.Logger
