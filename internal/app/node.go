@@ -20,7 +20,9 @@ import (
 // and the HTTP server drains (REST ingest included); then the background
 // subsystems that read the log (hub reader, detection engine, statistics,
 // token enforcer, WebSocket poller, TLS reload); then the log; the data
-// directory lock is released last.
+// directory lock is released last. The node is a list of subsystems
+// (app.go, subsystems) started in order and stopped in reverse
+// (lifecycle), so this order is the start order reversed.
 type Node struct {
 	cfg    config.Config
 	logger *slog.Logger
@@ -154,26 +156,49 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, onListen f
 	return n.Shutdown(context.Background())
 }
 
-// stopList is a set of stop functions run once, newest first, each
-// recorded as stopped by name.
-type stopList struct {
-	names []string
-	fns   []func()
-	done  bool
+// subsystem is one part of the node as a start/stop pair. start brings
+// it up or fails having started nothing (nil: nothing to start); stop
+// takes it down (nil: nothing of its own to stop, as the background
+// subsystems that "background" stops together).
+type subsystem struct {
+	name  string
+	start func(ctx context.Context) error
+	stop  func()
 }
 
-func (l *stopList) add(name string, fn func()) {
-	l.names = append(l.names, name)
-	l.fns = append(l.fns, fn)
+// lifecycle walks a list of subsystems forward to start them and
+// backward to stop the ones that started, each stop once.
+type lifecycle struct {
+	started []subsystem
+	stopped bool
 }
 
-func (l *stopList) stop(n *Node) {
-	if l.done {
+// start starts subs in order until one fails, and returns its error
+// unwrapped (the subsystems' errors name the problem). The ones started
+// before stay started: stop takes them down.
+func (l *lifecycle) start(ctx context.Context, subs []subsystem) error {
+	for _, s := range subs {
+		if s.start != nil {
+			if err := s.start(ctx); err != nil {
+				return err
+			}
+		}
+		l.started = append(l.started, s)
+	}
+	return nil
+}
+
+// stop stops the started subsystems in reverse order, once, and reports
+// each that had a stop of its own to stopped.
+func (l *lifecycle) stop(stopped func(name string)) {
+	if l.stopped {
 		return
 	}
-	l.done = true
-	for i := len(l.fns) - 1; i >= 0; i-- {
-		l.fns[i]()
-		n.stopped(l.names[i])
+	l.stopped = true
+	for i := len(l.started) - 1; i >= 0; i-- {
+		if s := l.started[i]; s.stop != nil {
+			s.stop()
+			stopped(s.name)
+		}
 	}
 }

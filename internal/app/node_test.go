@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"slices"
@@ -67,7 +68,9 @@ func TestNodeShutdownOrder(t *testing.T) {
 	default:
 		t.Fatal("Done not closed after Shutdown")
 	}
-	want := []string{"syslog", "natsingest", "http", "background", "log", "datadir"}
+	// "listen" closes the bound port if "http" never served it (a failed
+	// start); after a served run it is already closed.
+	want := []string{"syslog", "natsingest", "http", "background", "log", "datadir", "listen"}
 	if got := n.Stopped(); !slices.Equal(got, want) {
 		t.Fatalf("stopped in order %v, want %v", got, want)
 	}
@@ -93,5 +96,80 @@ func TestNodeStartFailureLeavesNothing(t *testing.T) {
 	}
 	if err := n.Shutdown(context.Background()); err == nil {
 		t.Fatal("Shutdown after a failed start reported no error")
+	}
+}
+
+// TestLifecycleOrder: the subsystems start in list order and stop in
+// exact reverse; a start that fails stops only the ones started before
+// it, in reverse, and neither the failed one nor those after it.
+func TestLifecycleOrder(t *testing.T) {
+	var events []string
+	sub := func(name string, fail bool) subsystem {
+		return subsystem{name: name,
+			start: func(context.Context) error {
+				events = append(events, "start "+name)
+				if fail {
+					return errors.New(name + " failed")
+				}
+				return nil
+			},
+			stop: func() { events = append(events, "stop "+name) }}
+	}
+	var stopped []string
+	record := func(name string) { stopped = append(stopped, name) }
+
+	var lc lifecycle
+	subs := []subsystem{sub("a", false), {name: "check"}, sub("b", false), sub("c", false)}
+	if err := lc.start(context.Background(), subs); err != nil {
+		t.Fatal(err)
+	}
+	lc.stop(record)
+	lc.stop(record) // a second stop does nothing
+	want := []string{"start a", "start b", "start c", "stop c", "stop b", "stop a"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v", events, want)
+	}
+	if want := []string{"c", "b", "a"}; !slices.Equal(stopped, want) {
+		t.Fatalf("recorded %v, want %v", stopped, want)
+	}
+
+	events, stopped, lc = nil, nil, lifecycle{}
+	subs = []subsystem{sub("a", false), sub("b", false), sub("c", true), sub("d", false)}
+	err := lc.start(context.Background(), subs)
+	if err == nil || err.Error() != "c failed" {
+		t.Fatalf("start error %v, want c's unwrapped", err)
+	}
+	lc.stop(record)
+	want = []string{"start a", "start b", "start c", "stop b", "stop a"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v", events, want)
+	}
+}
+
+// TestNodeLateStartFailureStopsInReverse: a start that fails late (the
+// syslog port is taken, after the log opened and HTTP was built) stops
+// what had started, in reverse, and leaves no goroutine.
+func TestNodeLateStartFailureStopsInReverse(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := config.Defaults()
+	cfg.Listen, cfg.DataDir = freeAddr(t, "tcp"), t.TempDir()
+	cfg.Syslog.Listen = busy.Addr().String()
+	n := New(cfg, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err == nil {
+		t.Fatal("Start with a busy syslog port succeeded")
+	}
+	want := []string{"natsingest", "http", "background", "log", "datadir", "listen"}
+	if got := n.Stopped(); !slices.Equal(got, want) {
+		t.Fatalf("stopped in order %v, want %v", got, want)
+	}
+	if _, err := net.DialTimeout("tcp", cfg.Listen, time.Second); err == nil {
+		t.Fatal("HTTP port still open after a failed start")
 	}
 }
