@@ -15,6 +15,11 @@ type globMatcher struct {
 	segs       [][]globTok // separated by *
 	lead, tail bool        // the pattern starts / ends with *
 	cased      bool
+	// suffix is the literal the text must end with when the pattern does
+	// not end with * and its last token is a literal: checked before any
+	// search, it rejects most texts in one comparison (most Sigma wildcard
+	// values are anchored at the end: '*\\AppData\\*\\evil.exe').
+	suffix string
 }
 
 // globTok is a literal run, or one ? when any is set.
@@ -67,6 +72,12 @@ func newGlob(s string, op strOp, cased bool) *globMatcher {
 			g.segs = append(g.segs, p)
 		}
 	}
+	if !g.tail && len(g.segs) > 0 {
+		last := g.segs[len(g.segs)-1]
+		if t := last[len(last)-1]; !t.any {
+			g.suffix = t.lit
+		}
+	}
 	return g
 }
 
@@ -116,6 +127,9 @@ func (g *globMatcher) matchString(s string) bool {
 	segs := g.segs
 	if len(segs) == 0 {
 		return true // only stars
+	}
+	if g.suffix != "" && !strings.HasSuffix(s, g.suffix) {
+		return false // the last segment must end the text
 	}
 	i := 0
 	if !g.lead {

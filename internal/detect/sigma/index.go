@@ -100,7 +100,7 @@ func (f *fieldCond) need(ac *acMachine) need {
 	if f.negate || len(f.vals) == 0 {
 		return nil
 	}
-	if f.key == "" && f.field == "" {
+	if f.key == keywordKey() && f.field == "" {
 		return f.keywordNeed(ac)
 	}
 	for _, v := range f.vals {
@@ -347,7 +347,7 @@ func (ix *Index) Candidates(ctx *EvalCtx, sc *IndexScratch) []int32 {
 				add(list)
 			}
 		} else {
-			for _, id := range ctx.acScan(ctx.getChain("", nil)) {
+			for _, id := range ctx.acScan(ctx.getChain(ctx.kw, nil)) {
 				add(ix.byKW[id])
 			}
 		}
