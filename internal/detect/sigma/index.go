@@ -175,7 +175,7 @@ func (f *fieldCond) keywordNeed(ac *acMachine) need {
 		if !ok || !sm.keyword {
 			return nil
 		}
-		id, ok := ac.ids[sm.pattern]
+		id, ok := ac.ids[sm.kwID]
 		if !ok {
 			return nil
 		}

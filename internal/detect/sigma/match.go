@@ -424,11 +424,12 @@ type strMatcher struct {
 	// over the event's text. Set at compile time: a Matcher is never
 	// changed afterwards, so rule sets may share matchers.
 	keyword bool
+	kwID    unique.Handle[string] // the interned pattern: acMachine.ids' key
 }
 
 func (m *strMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
 	if m.keyword && ev.ac != nil {
-		if id, ok := ev.ac.ids[m.pattern]; ok {
+		if id, ok := ev.ac.ids[m.kwID]; ok {
 			return ev.acHit(fv, id)
 		}
 	}
@@ -1201,6 +1202,7 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 		vm, err := stringMatcher(s, op, m.cased, literal)
 		if sm, ok := vm.(*strMatcher); ok && keyword && op == opContains && !m.cased && sm.pattern != "" {
 			sm.keyword = true // answered by the index's automaton (EvalCtx.UseIndex)
+			sm.kwID = unique.Make(sm.pattern)
 		}
 		if err != nil {
 			return nil, nodeErr(rv.node, "%v", err)
