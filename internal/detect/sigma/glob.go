@@ -3,6 +3,7 @@ package sigma
 import (
 	"strings"
 	"unicode/utf8"
+	"unique"
 )
 
 // globMatcher matches a Sigma value with wildcards (* any run, ? one
@@ -20,6 +21,28 @@ type globMatcher struct {
 	// search, it rejects most texts in one comparison (most Sigma wildcard
 	// values are anchored at the end: '*\\AppData\\*\\evil.exe').
 	suffix string
+	// kwLit is set for a case-insensitive keyword (full-text) value: its
+	// longest literal, which must occur in the text for the value to
+	// match. It is in the index's automaton, so with a context using an
+	// Index an event without it is rejected by one lookup instead of a
+	// search through each of its strings (EvalCtx.UseIndex).
+	kwLit string
+	kwID  unique.Handle[string]
+}
+
+// keywordLiteral marks g as a keyword value (see kwLit); called at compile
+// time, before the matcher is shared.
+func (g *globMatcher) keywordLiteral() {
+	for _, seg := range g.segs {
+		for _, t := range seg {
+			if len(t.lit) > len(g.kwLit) {
+				g.kwLit = t.lit
+			}
+		}
+	}
+	if g.kwLit != "" {
+		g.kwID = unique.Make(g.kwLit)
+	}
 }
 
 // globTok is a literal run, or one ? when any is set.
@@ -166,7 +189,12 @@ func (g *globMatcher) matchString(s string) bool {
 	return false
 }
 
-func (g *globMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
+func (g *globMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
+	if g.kwLit != "" && ev.ac != nil {
+		if id, ok := ev.ac.ids[g.kwID]; ok && !ev.acHit(fv, id) {
+			return false // a literal of the pattern is in none of the strings
+		}
+	}
 	vals := fv.strs
 	if !g.cased {
 		vals = fv.lowerStrs()

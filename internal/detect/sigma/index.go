@@ -357,7 +357,8 @@ func (ix *Index) Candidates(ctx *EvalCtx, sc *IndexScratch) []int32 {
 	return out
 }
 
-// buildAC collects the keyword (full-text) contains values of every rule,
+// buildAC collects the keyword (full-text) contains values of every rule
+// (and the longest literal of each keyword wildcard value),
 // case-insensitive ones, into one automaton. It reads the matchers and
 // never changes them.
 func (ix *Index) buildAC(ms []*Matcher) {
@@ -374,6 +375,10 @@ func (ix *Index) buildAC(ms []*Matcher) {
 						if sm, ok := v.(*strMatcher); ok && sm.keyword && !ids[sm.pattern] {
 							ids[sm.pattern] = true
 							pats = append(pats, sm.pattern)
+						}
+						if gm, ok := v.(*globMatcher); ok && gm.kwLit != "" && !ids[gm.kwLit] {
+							ids[gm.kwLit] = true
+							pats = append(pats, gm.kwLit)
 						}
 					}
 				}

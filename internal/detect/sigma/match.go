@@ -1254,6 +1254,9 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 			sm.keyword = true // answered by the index's automaton (EvalCtx.UseIndex)
 			sm.kwID = unique.Make(sm.pattern)
 		}
+		if gm, ok := vm.(*globMatcher); ok && keyword && !m.cased {
+			gm.keywordLiteral() // prefiltered by the index's automaton
+		}
 		if err != nil {
 			return nil, nodeErr(rv.node, "%v", err)
 		}
