@@ -49,6 +49,14 @@ func Start(nc *nats.Conn, svc *ingest.Service, logger *slog.Logger) (*Bridge, er
 	if err != nil {
 		return nil, fmt.Errorf("natsingest: subscribe: %w", err)
 	}
+	// SUB is sent asynchronously: without the round trip a producer
+	// connected elsewhere could still get "no responders" right after
+	// Start returned (seen once in CI). The node logs "listening for
+	// producers" only after this.
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("natsingest: subscribe: %w", err)
+	}
 	return &Bridge{sub: sub}, nil
 }
 
