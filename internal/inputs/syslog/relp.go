@@ -3,7 +3,6 @@ package syslog
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -254,39 +253,13 @@ func (s *Server) relpAppend(out []byte, pending []relpPending) ([]byte, error) {
 	if len(pending) == 0 {
 		return out, nil
 	}
-	refused := map[int]string{}
 	batch := make([]*event.Event, len(pending))
-	idx := make([]int, len(pending)) // batch position → pending position
 	for i, p := range pending {
-		batch[i], idx[i] = p.ev, i
+		batch[i] = p.ev
 	}
-	for attempt := 0; len(batch) > 0; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		acks, err := s.opts.Ingest.Publish(ctx, s.p, batch)
-		cancel()
-		if err == nil {
-			s.m.Stored.WithLabelValues(RELPInput).Add(float64(len(acks)))
-			break
-		}
-		var be *event.BatchError
-		if !errors.As(err, &be) || be.TooLarge || attempt > 0 {
-			return out, fmt.Errorf("relp: append: %w", err)
-		}
-		bad := map[int]string{}
-		for _, pr := range be.Problems {
-			bad[pr.Index] = strings.TrimSpace(pr.Field + " " + pr.Reason)
-		}
-		keepB, keepI := batch[:0], idx[:0]
-		for j, ev := range batch {
-			if r, ok := bad[j]; ok {
-				refused[idx[j]] = r
-				continue
-			}
-			keepB, keepI = append(keepB, ev), append(keepI, idx[j])
-		}
-		batch, idx = keepB, keepI
-		s.m.Dropped.WithLabelValues(RELPInput).Add(float64(len(bad)))
-		s.m.Error(s.log, RELPInput, "invalid_event", len(bad), "relp: events refused by validation, answered 500", "first", describe(be))
+	refused, _, err := s.publishValid(RELPInput, batch)
+	if err != nil {
+		return out, fmt.Errorf("relp: append: %w", err)
 	}
 	for i, p := range pending {
 		if r, ok := refused[i]; ok {

@@ -516,36 +516,53 @@ func (s *Server) publish() {
 // append publishes a batch. An invalid event (too large, a mapper's bad
 // field) must not take the others down: they are appended without it.
 func (s *Server) append(batch []*event.Event) {
+	if _, lost, err := s.publishValid(Input, batch); err != nil {
+		s.m.Dropped.WithLabelValues(Input).Add(float64(lost))
+		s.m.Error(s.log, Input, "append", lost, "syslog: append failed, events lost", "events", lost, "err", err)
+	}
+}
+
+// publishValid appends batch through ingest. When validation refuses some
+// events (named by index), they are counted as dropped, logged, and the
+// others appended without them; refused maps each left-out index of batch
+// to its reason. err is set when the log did not take the unstored others;
+// what that means is the caller's (syslog loses them, RELP leaves them
+// unanswered so the sender resends).
+func (s *Server) publishValid(input string, batch []*event.Event) (refused map[int]string, unstored int, err error) {
+	idx := make([]int, len(batch)) // position in the batch sent → position in batch
+	for i := range idx {
+		idx[i] = i
+	}
 	for attempt := 0; len(batch) > 0; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		acks, err := s.opts.Ingest.Publish(ctx, s.p, batch)
 		cancel()
 		if err == nil {
-			s.m.Stored.WithLabelValues(Input).Add(float64(len(acks)))
-			return
+			s.m.Stored.WithLabelValues(input).Add(float64(len(acks)))
+			return refused, 0, nil
 		}
 		var be *event.BatchError
-		if errors.As(err, &be) && !be.TooLarge && attempt == 0 {
-			bad := map[int]bool{}
-			for _, pr := range be.Problems {
-				bad[pr.Index] = true
-			}
-			keep := make([]*event.Event, 0, len(batch))
-			for i, ev := range batch {
-				if !bad[i] {
-					keep = append(keep, ev)
-				}
-			}
-			n := len(batch) - len(keep)
-			s.m.Dropped.WithLabelValues(Input).Add(float64(n))
-			s.m.Error(s.log, Input, "invalid_event", n, "syslog: events rejected by validation", "first", describe(be))
-			batch = keep
-			continue
+		if !errors.As(err, &be) || be.TooLarge || attempt > 0 {
+			return refused, len(batch), err
 		}
-		s.m.Dropped.WithLabelValues(Input).Add(float64(len(batch)))
-		s.m.Error(s.log, Input, "append", len(batch), "syslog: append failed, events lost", "events", len(batch), "err", err)
-		return
+		bad := map[int]string{}
+		for _, pr := range be.Problems {
+			bad[pr.Index] = strings.TrimSpace(pr.Field + " " + pr.Reason)
+		}
+		refused = map[int]string{}
+		keepB, keepI := batch[:0:0], idx[:0:0]
+		for j, ev := range batch {
+			if r, ok := bad[j]; ok {
+				refused[idx[j]] = r
+				continue
+			}
+			keepB, keepI = append(keepB, ev), append(keepI, idx[j])
+		}
+		batch, idx = keepB, keepI
+		s.m.Dropped.WithLabelValues(input).Add(float64(len(refused)))
+		s.m.Error(s.log, input, "invalid_event", len(refused), input+": events refused by validation", "first", describe(be))
 	}
+	return refused, 0, nil
 }
 
 func describe(be *event.BatchError) string {
