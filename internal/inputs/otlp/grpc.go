@@ -131,35 +131,21 @@ func (g *GRPCServer) Export(ctx context.Context, req *collogs.ExportLogsServiceR
 	if !p.CanPublish() {
 		return nil, status.Errorf(codes.PermissionDenied, "role %s may not publish events", p.Role)
 	}
-	lim := g.h.Ingest.Limits()
-	n := Count(req)
-	g.h.Metrics.Receive(Input, n)
-	if n > lim.MaxBatchCount {
-		err := fmt.Errorf("%d log records in one request, more than %d: lower the exporter's batch size", n, lim.MaxBatchCount)
-		g.h.refuse(remote, "too_large", n, err)
+	resp, err := g.h.export(ctx, remote, p, &Request{Logs: req})
+	var tm *tooManyRecords
+	switch {
+	case err == nil:
+		return resp, nil
+	case errors.As(err, &tm):
 		// Not retryable: the same request would be refused again.
 		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	resp := &collogs.ExportLogsServiceResponse{}
-	if n == 0 {
-		return resp, nil
-	}
-	stored, rejected, msg, err := g.h.publish(ctx, p, Map(&Request{Logs: req}, lim))
-	if err != nil {
-		g.h.refuse(remote, "store", n-rejected, err)
-		if errors.Is(err, ingest.ErrForbidden) {
-			return nil, status.Error(codes.PermissionDenied, err.Error())
-		}
+	case errors.Is(err, ingest.ErrForbidden):
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	default:
 		// Unavailable is retryable for an OTLP exporter; the record ids
 		// make the retry safe.
-		return nil, status.Error(codes.Unavailable, "the log did not acknowledge every record (retrying is safe): "+err.Error())
+		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	g.h.Metrics.Store(Input, stored)
-	if rejected > 0 {
-		g.h.refuse(remote, "invalid", rejected, errors.New(msg))
-		resp.PartialSuccess = &collogs.ExportLogsPartialSuccess{RejectedLogRecords: int64(rejected), ErrorMessage: msg}
-	}
-	return resp, nil
 }
 
 // boundedCodec is the protobuf codec of the gRPC listener with the same

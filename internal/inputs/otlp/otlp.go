@@ -482,35 +482,60 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, isJSON, http.StatusBadRequest, codeInvalidArgument, err.Error())
 		return
 	}
+	resp, err := h.export(r.Context(), r.RemoteAddr, p, req)
+	var tm *tooManyRecords
+	switch {
+	case err == nil:
+		writeMessage(w, isJSON, http.StatusOK, resp)
+	case errors.As(err, &tm):
+		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted, err.Error())
+	case errors.Is(err, ingest.ErrForbidden):
+		auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "%w", err))
+	default:
+		// 503 is retryable for an OTLP exporter: the ids make the retry safe.
+		writeStatus(w, isJSON, http.StatusServiceUnavailable, codeUnavailable, err.Error())
+	}
+}
+
+// tooManyRecords refuses a request of more records than one batch may hold.
+type tooManyRecords struct{ n, max int }
+
+func (e *tooManyRecords) Error() string {
+	return fmt.Sprintf("%d log records in one request, more than %d: lower the exporter's batch size", e.n, e.max)
+}
+
+// export is what both transports (OTLP/HTTP and OTLP/gRPC) do with a
+// decoded request: count it, refuse more records than a batch may hold
+// (*tooManyRecords), map and append, and answer with the records refused as
+// a partial success. Any other error is the log's (ingest.ErrForbidden, or
+// not acknowledged: retrying is safe).
+func (h *Handler) export(ctx context.Context, remote string, p *auth.Principal, req *Request) (*collogs.ExportLogsServiceResponse, error) {
+	lim := h.Ingest.Limits()
 	n := Count(req.Logs)
 	h.Metrics.Receive(Input, n)
-	if n > lim.MaxBatchCount { // the scan above counts the same records: a backstop
-		h.refused(r, "too_large", n, fmt.Errorf("%d records", n))
-		writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, codeResourceExhausted,
-			fmt.Sprintf("%d log records in one request, more than %d: lower the exporter's batch size", n, lim.MaxBatchCount))
-		return
+	if n > lim.MaxBatchCount {
+		err := &tooManyRecords{n, lim.MaxBatchCount}
+		h.refuse(remote, "too_large", n, err)
+		return nil, err
 	}
 	resp := &collogs.ExportLogsServiceResponse{}
-	if n > 0 {
-		stored, rejected, msg, err := h.publish(r.Context(), p, Map(req, lim))
-		if err != nil {
-			h.refused(r, "store", n-rejected, err)
-			if errors.Is(err, ingest.ErrForbidden) {
-				auth.WriteErr(w, domain.Errorf(domain.KindForbidden, "%w", err))
-				return
-			}
-			// 503 is retryable for an OTLP exporter: the ids make the retry safe.
-			writeStatus(w, isJSON, http.StatusServiceUnavailable, codeUnavailable,
-				"the log did not acknowledge every record (retrying the request is safe): "+err.Error())
-			return
-		}
-		h.Metrics.Store(Input, stored)
-		if rejected > 0 {
-			h.refused(r, "invalid", rejected, errors.New(msg))
-			resp.PartialSuccess = &collogs.ExportLogsPartialSuccess{RejectedLogRecords: int64(rejected), ErrorMessage: msg}
-		}
+	if n == 0 {
+		return resp, nil
 	}
-	writeMessage(w, isJSON, http.StatusOK, resp)
+	stored, rejected, msg, err := h.publish(ctx, p, Map(req, lim))
+	if err != nil {
+		h.refuse(remote, "store", n-rejected, err)
+		if errors.Is(err, ingest.ErrForbidden) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the log did not acknowledge every record (retrying the request is safe): %w", err)
+	}
+	h.Metrics.Store(Input, stored)
+	if rejected > 0 {
+		h.refuse(remote, "invalid", rejected, errors.New(msg))
+		resp.PartialSuccess = &collogs.ExportLogsPartialSuccess{RejectedLogRecords: int64(rejected), ErrorMessage: msg}
+	}
+	return resp, nil
 }
 
 // publish appends the events ingest accepts and reports those it refused:
