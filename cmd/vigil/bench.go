@@ -79,6 +79,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	} else {
 		e.printf("vigil bench: events are labelled source %q, tag %q, resource %q; they match no built-in rule (no detections)\n", benchSource, "bench", runID)
 	}
+	e.printf("machine load average (1/5/15 min) at start: %s\n", machineLoad())
 	for i := 0; i < *subscribers; i++ {
 		ready.Add(1)
 		subsDone.Add(1)
@@ -188,6 +189,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	stopSubs()
 	subsDone.Wait()
 	e.printf("ingest: %d events in %s = %.0f events/s (durable, acknowledged)\n", published.Load(), elapsed.Round(time.Millisecond), float64(published.Load())/elapsed.Seconds())
+	e.printf("machine load average (1/5/15 min) at end: %s\n", machineLoad())
 	mu.Lock()
 	defer mu.Unlock()
 	if len(latencies) == 0 {
