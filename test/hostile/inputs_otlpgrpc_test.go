@@ -131,6 +131,11 @@ func TestOTLPGRPCRecordFlood(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "log records in one request") {
 		t.Fatalf("flood of 8M records: %v, want a refusal naming the record limit", err)
 	}
+	// InvalidArgument tells an OTLP exporter not to retry the same request
+	// (a codec error would have come back as Internal).
+	if code := status.Code(err); code != codes.InvalidArgument {
+		t.Fatalf("flood of 8M records: code %s, want InvalidArgument", code)
+	}
 	// The client's copy of the 16 MiB message and gRPC's frames count too.
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 200<<20 {
 		t.Fatalf("the call made the process allocate %d MiB for a %d MiB message", alloc>>20, len(body)>>20)

@@ -45,6 +45,9 @@ type GRPCServer struct {
 	srv   *grpc.Server
 	ln    net.Listener
 	done  chan error
+	// maxRecords bounds the log records of one request, checked on the
+	// wire before it is decoded (decodeExport).
+	maxRecords int
 }
 
 // StartGRPC binds opts.Listen and serves until Close.
@@ -69,12 +72,13 @@ func StartGRPC(opts GRPCOptions, authn auth.Authenticator, h *Handler) (*GRPCSer
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
-	sopts = append(sopts, grpc.ForceServerCodec(boundedCodec{maxRecords: lim.MaxBatchCount}))
+	sopts = append(sopts, grpc.ForceServerCodec(rawServerCodec{}))
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	g := &GRPCServer{h: h, authn: authn, srv: grpc.NewServer(sopts...), ln: netutil.LimitListener(ln, opts.MaxConns), done: make(chan error, 1)}
-	collogs.RegisterLogsServiceServer(g.srv, g)
+	g.maxRecords = lim.MaxBatchCount
+	g.srv.RegisterService(&logsServiceDesc, g)
 	go func() { // the gRPC server: ends in Close
 		g.done <- g.srv.Serve(g.ln)
 	}()
@@ -105,12 +109,30 @@ func (g *GRPCServer) Close(ctx context.Context) error {
 }
 
 // Export is LogsService.Export: authenticate, check the record count,
-// map, append, answer (partial success names refused records).
+// map, append, answer (partial success names refused records). The
+// listener reaches it through logsServiceDesc, which checks the wire bytes
+// first (after authenticating: an anonymous caller learns nothing of the
+// request's checks).
 func (g *GRPCServer) Export(ctx context.Context, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsServiceResponse, error) {
-	remote := ""
-	if pr, ok := peer.FromContext(ctx); ok {
-		remote = pr.Addr.String()
+	p, remote, err := g.authenticate(ctx)
+	if err != nil {
+		return nil, err
 	}
+	return g.export(ctx, p, remote, req)
+}
+
+// peerAddr is the caller's address ("" when unknown).
+func peerAddr(ctx context.Context) string {
+	if pr, ok := peer.FromContext(ctx); ok {
+		return pr.Addr.String()
+	}
+	return ""
+}
+
+// authenticate checks the bearer token of the call's "authorization"
+// metadata and that its principal may publish.
+func (g *GRPCServer) authenticate(ctx context.Context) (p *auth.Principal, remote string, err error) {
+	remote = peerAddr(ctx)
 	tok := ""
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get("authorization") {
@@ -121,16 +143,20 @@ func (g *GRPCServer) Export(ctx context.Context, req *collogs.ExportLogsServiceR
 	}
 	if tok == "" {
 		g.h.refuse(remote, "unauthenticated", 1, errors.New("no bearer token"))
-		return nil, status.Error(codes.Unauthenticated, `missing bearer token (metadata "authorization: Bearer <token>")`)
+		return nil, remote, status.Error(codes.Unauthenticated, `missing bearer token (metadata "authorization: Bearer <token>")`)
 	}
-	p, err := g.authn.Authenticate(ctx, tok)
+	p, err = g.authn.Authenticate(ctx, tok)
 	if err != nil {
 		g.h.refuse(remote, "unauthenticated", 1, err)
-		return nil, status.Error(codes.Unauthenticated, err.Error())
+		return nil, remote, status.Error(codes.Unauthenticated, err.Error())
 	}
 	if !p.CanPublish() {
-		return nil, status.Errorf(codes.PermissionDenied, "role %s may not publish events", p.Role)
+		return nil, remote, status.Errorf(codes.PermissionDenied, "role %s may not publish events", p.Role)
 	}
+	return p, remote, nil
+}
+
+func (g *GRPCServer) export(ctx context.Context, p *auth.Principal, remote string, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsServiceResponse, error) {
 	resp, err := g.h.export(ctx, remote, p, &Request{Logs: req})
 	var tm *tooManyRecords
 	switch {
@@ -148,16 +174,73 @@ func (g *GRPCServer) Export(ctx context.Context, req *collogs.ExportLogsServiceR
 	}
 }
 
-// boundedCodec is the protobuf codec of the gRPC listener with the same
-// scans as POST /v1/logs before a request is decoded: a 16 MiB message of
-// empty records (2 bytes each on the wire, hundreds once decoded) is
-// refused before the decoder allocates gigabytes. gRPC reports its error
-// as code Internal with the reason in the message.
-type boundedCodec struct{ maxRecords int }
+// logsServiceDesc is LogsService with Export taking the request's wire
+// bytes (rawRequest) rather than the decoded message, so that the scans
+// run by decodeExport answer with the status code OTLP exporters act on
+// (InvalidArgument: do not retry). A codec error would reach the client as
+// Internal whatever it said (grpc-go wraps every codec error so).
+var logsServiceDesc = grpc.ServiceDesc{
+	ServiceName: collogs.LogsService_ServiceDesc.ServiceName,
+	HandlerType: (*collogs.LogsServiceServer)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Export",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var raw rawRequest
+			if err := dec(&raw); err != nil {
+				return nil, err
+			}
+			g := srv.(*GRPCServer)
+			p, remote, err := g.authenticate(ctx)
+			if err != nil {
+				return nil, err
+			}
+			req, err := g.decodeExport(raw)
+			if err != nil {
+				reason := "decode"
+				if errors.Is(err, errTooManyRecords) || errors.Is(err, errTooManyMessages) {
+					reason = "too_large"
+				}
+				g.h.refuse(remote, reason, 1, err)
+				return nil, status.Error(codes.InvalidArgument, err.Error())
+			}
+			return g.export(ctx, p, remote, req)
+		},
+	}},
+	Metadata: collogs.LogsService_ServiceDesc.Metadata,
+}
 
-func (boundedCodec) Name() string { return "proto" }
+// rawRequest holds a request's wire bytes until decodeExport checks them.
+type rawRequest []byte
 
-func (boundedCodec) Marshal(v any) ([]byte, error) {
+// decodeExport runs the same scans as POST /v1/logs before decoding: a
+// 16 MiB message of empty records (2 bytes each on the wire, hundreds once
+// decoded) is refused before the decoder allocates gigabytes.
+func (g *GRPCServer) decodeExport(b rawRequest) (*collogs.ExportLogsServiceRequest, error) {
+	req := new(collogs.ExportLogsServiceRequest)
+	if _, err := countProto(b, g.maxRecords); err != nil {
+		if errors.Is(err, errTooManyRecords) {
+			return nil, fmt.Errorf("more than %d log records in one request: lower the exporter's batch size: %w", g.maxRecords, errTooManyRecords)
+		}
+		return nil, fmt.Errorf("request is not an OTLP ExportLogsServiceRequest: %w", err)
+	}
+	budget := maxMessages
+	if err := countMessages(b, req.ProtoReflect().Descriptor(), &budget, 0); err != nil {
+		return nil, err
+	}
+	if err := proto.Unmarshal(b, req); err != nil {
+		return nil, fmt.Errorf("request is not an OTLP ExportLogsServiceRequest: %w", err)
+	}
+	return req, nil
+}
+
+// rawServerCodec is the listener's codec: requests arrive as rawRequest
+// (copied: gRPC may reuse its buffer once Unmarshal returns), responses
+// are marshalled as protobuf.
+type rawServerCodec struct{}
+
+func (rawServerCodec) Name() string { return "proto" }
+
+func (rawServerCodec) Marshal(v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("otlp grpc: cannot marshal %T", v)
@@ -165,22 +248,11 @@ func (boundedCodec) Marshal(v any) ([]byte, error) {
 	return proto.Marshal(m)
 }
 
-func (c boundedCodec) Unmarshal(b []byte, v any) error {
-	m, ok := v.(proto.Message)
+func (rawServerCodec) Unmarshal(b []byte, v any) error {
+	r, ok := v.(*rawRequest)
 	if !ok {
 		return fmt.Errorf("otlp grpc: cannot unmarshal into %T", v)
 	}
-	if _, isExport := v.(*collogs.ExportLogsServiceRequest); isExport {
-		if _, err := countProto(b, c.maxRecords); err != nil {
-			if errors.Is(err, errTooManyRecords) {
-				return fmt.Errorf("more than %d log records in one request: lower the exporter's batch size", c.maxRecords)
-			}
-			return err
-		}
-		budget := maxMessages
-		if err := countMessages(b, m.ProtoReflect().Descriptor(), &budget, 0); err != nil {
-			return err
-		}
-	}
-	return proto.Unmarshal(b, m)
+	*r = append(rawRequest(nil), b...)
+	return nil
 }
