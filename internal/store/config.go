@@ -52,7 +52,7 @@ type Config struct {
 	// ReplayCacheBytes and ReplayCacheEvents bound the recent-event ring
 	// (ring.go): the newest events, decoded, kept in memory by the tail
 	// so replays of them skip JetStream. Bytes are the estimated memory
-	// the events hold (twice the stored JSON plus a fixed overhead each).
+	// the events hold (2.25 times the stored JSON plus 1 KiB each).
 	// 0 means the default (64 MiB, 1,048,576 events); negative disables.
 	ReplayCacheBytes  int64
 	ReplayCacheEvents int

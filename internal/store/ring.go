@@ -41,16 +41,19 @@ const (
 )
 
 // ringEventOverhead is what a decoded event keeps alive besides its stored
-// body: the Event struct with its string headers and sync.Onces, the
-// shared backing array of its string lists, the client encoding made on
-// first send (body + seq: counted by ringCost as a second body) and the
-// ring's slot. Measured by TestRingCostCoversHeap.
-const ringEventOverhead = 640
+// body and its client encoding: the Event struct (504 B, a 512 B size
+// class) with its shared string-list array and number pointers, and the
+// ring's slot. Measured by TestRingCostCoversHeap (~1,050 B with demo
+// events).
+const ringEventOverhead = 1024
 
 // ringCost is the memory one event of stored size n holds while it is in
-// the ring: its strings point into the stored body, the client encoding is
-// a second copy of it, plus the fixed overhead.
-func ringCost(n int) int64 { return 2*int64(n) + ringEventOverhead }
+// the ring: its strings point into the stored body, the client encoding
+// made on first send is a second copy of it (each rounded up to the
+// allocator's size class: n/4 covers it), plus the fixed overhead. An
+// event's data decoded into a map by a filter on data.* fields is not
+// counted.
+func ringCost(n int) int64 { return 2*int64(n) + int64(n)/4 + ringEventOverhead }
 
 // ringChunk is how many events a reader copies out of the ring per lock:
 // fn runs without the lock (it may block on a slow client's queue), and
