@@ -339,6 +339,9 @@ func (p *node) startIngest(context.Context) error {
 	}, func() float64 { return float64(log.UndecodableSkipped()) })); err != nil {
 		return err
 	}
+	if err := registerReplayCacheMetrics(p.m.Registry, log); err != nil {
+		return err
+	}
 	p.goBackground(func(ctx context.Context) { p.acc.Run(ctx, p.h) }) // token watcher and revocation enforcer
 	return nil
 }
