@@ -646,15 +646,6 @@ func redactURL(u string) string {
 
 // snapshotInterval maps --dedup-snapshot-interval to the store's: 0 (only
 // at a clean stop) is negative there, where 0 means its default.
-// replayCacheBytes maps --replay-cache-mb (0: off) to the store's bound
-// (negative: off).
-func replayCacheBytes(mb int) int64 {
-	if mb <= 0 {
-		return -1
-	}
-	return int64(mb) << 20
-}
-
 func snapshotInterval(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1

@@ -31,3 +31,12 @@ func registerReplayCacheMetrics(reg prometheus.Registerer, log *store.Log) error
 	}
 	return nil
 }
+
+// replayCacheBytes maps --replay-cache-mb (0: off) to the store's bound
+// (negative: off; 0 there means its default).
+func replayCacheBytes(mb int) int64 {
+	if mb <= 0 {
+		return -1
+	}
+	return int64(mb) << 20
+}
