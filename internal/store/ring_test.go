@@ -534,3 +534,26 @@ func TestRingDisabled(t *testing.T) {
 		t.Fatalf("disabled ring reports %+v", s)
 	}
 }
+
+// TestRingScanHonoursContext: a replay served from the ring ends with the
+// context's error at the next chunk (the GraphQL time limit and a client
+// that disconnects rely on it).
+func TestRingScanHonoursContext(t *testing.T) {
+	l := open(t, t.TempDir())
+	defer l.Close()
+	ringTail(t, l, 1, nil)
+	ringAppendDemo(t, l, demo.New(9), 1000, map[uint64]string{}, nil)
+	ringWaitFor(t, "the ring to reach 1000", func() bool { return l.ReplayCacheStats().Last == 1000 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	err := l.ScanRange(ctx, 1, 1000, func(*event.Event) bool {
+		if n++; n == 300 {
+			cancel()
+		}
+		return true
+	})
+	if !errors.Is(err, context.Canceled) || n > 300+ringChunk {
+		t.Fatalf("canceled after 300 events: %d delivered, err %v", n, err)
+	}
+}
