@@ -296,6 +296,9 @@ func TestScanRangeStraddlesRing(t *testing.T) {
 	if s.Evicted == 0 || s.Events > 700 {
 		t.Fatalf("ring %+v: the producers should have made it evict, within 700 events", s)
 	}
+	if s.Served <= 700 {
+		t.Fatalf("ring %+v: no concurrent replay was served from the ring", s)
+	}
 	t.Logf("ring after the run: %+v", s)
 
 	// Early stop inside the ring ends the scan there.
