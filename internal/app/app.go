@@ -292,6 +292,7 @@ func (p *node) startLog(ctx context.Context) error {
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow, DedupSnapshotInterval: snapshotInterval(cfg.DedupSnapshotInterval),
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
 		Replicas: cfg.Replicas, Logger: p.logger,
+		ReplayCacheBytes: replayCacheBytes(cfg.ReplayCacheMB), ReplayCacheEvents: cfg.ReplayCacheEvents,
 	})
 	if err != nil {
 		return err
@@ -336,6 +337,9 @@ func (p *node) startIngest(context.Context) error {
 		Name: "vigil_log_undecodable_total",
 		Help: "Stored messages skipped by reads because they are not events (written to vigil.events.> outside the protocol).",
 	}, func() float64 { return float64(log.UndecodableSkipped()) })); err != nil {
+		return err
+	}
+	if err := registerReplayCacheMetrics(p.m.Registry, log); err != nil {
 		return err
 	}
 	p.goBackground(func(ctx context.Context) { p.acc.Run(ctx, p.h) }) // token watcher and revocation enforcer

@@ -52,6 +52,12 @@ type Config struct {
 	MaxBatchMiB  int           `yaml:"max_batch_mib"`
 	ConfigFile   string        `yaml:"-"`
 
+	// ReplayCacheMB and ReplayCacheEvents bound the recent-event ring
+	// (issue 12 item 5; internal/store/ring.go): replays of the newest
+	// events are served from memory. 0 MB disables it.
+	ReplayCacheMB     int `yaml:"replay_cache_mb"`
+	ReplayCacheEvents int `yaml:"replay_cache_events"`
+
 	// DedupSnapshotInterval is how often the embedded log writes its dedup
 	// index (0: only at a clean stop); a start after a crash reads the log
 	// only after the newest snapshot (docs/operations.md).
@@ -152,6 +158,7 @@ func Defaults() Config {
 		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, QueueKiB: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
+		ReplayCacheMB: 64, ReplayCacheEvents: 1 << 20,
 		GraphQL: DefaultGraphQLLimits(),
 		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}
@@ -236,6 +243,8 @@ func options() []option {
 			c.MaxBytes = n
 			return err
 		}},
+		{"replay-cache-mb", "VIGIL_REPLAY_CACHE_MB", "memory (MiB, estimated) for the newest events kept decoded so replays of them skip JetStream (0: off)", integer(func(c *Config) *int { return &c.ReplayCacheMB })},
+		{"replay-cache-events", "VIGIL_REPLAY_CACHE_EVENTS", "most events kept in the replay cache", integer(func(c *Config) *int { return &c.ReplayCacheEvents })},
 		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},
 		{"queue-kib", "VIGIL_QUEUE_KIB", "per-connection queue (KiB of event JSON) before a client is lagged", integer(func(c *Config) *int { return &c.QueueKiB })},
 		{"ping-interval", "VIGIL_PING_INTERVAL", "WebSocket ping interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
@@ -292,6 +301,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	def := Defaults()
 	shown := map[string]string{
 		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(), "dedup-snapshot-interval": def.DedupSnapshotInterval.String(),
+		"replay-cache-mb": fmt.Sprint(def.ReplayCacheMB), "replay-cache-events": fmt.Sprint(def.ReplayCacheEvents),
 		"queue-size": fmt.Sprint(def.QueueSize), "queue-kib": fmt.Sprint(def.QueueKiB), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
@@ -400,6 +410,12 @@ func (c *Config) finish() error {
 	}
 	if c.TLS.Enabled() && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		return errors.New("config: --tls-cert and --tls-key must be given together (and --tls-client-ca needs both)")
+	}
+	if c.ReplayCacheMB < 0 || c.ReplayCacheMB > 1<<20 {
+		return fmt.Errorf("config: replay-cache-mb: %d is not between 0 (off) and 1048576", c.ReplayCacheMB)
+	}
+	if c.ReplayCacheEvents <= 0 {
+		return fmt.Errorf("config: replay-cache-events: %d must be positive", c.ReplayCacheEvents)
 	}
 	if c.DedupSnapshotInterval < 0 {
 		return errors.New("config: dedup-snapshot-interval must not be negative")

@@ -113,3 +113,31 @@ func TestQueueKiBOption(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12 item 5: the recent-event ring's bounds from flag, environment
+// or file; 0 MB turns it off, a negative size or count is refused naming
+// the option.
+func TestReplayCacheOptions(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := Load(nil, none, io.Discard)
+	if err != nil || cfg.ReplayCacheMB != 64 || cfg.ReplayCacheEvents != 1<<20 {
+		t.Fatalf("defaults: %d MiB, %d events, %v", cfg.ReplayCacheMB, cfg.ReplayCacheEvents, err)
+	}
+	env := map[string]string{"VIGIL_REPLAY_CACHE_MB": "0", "VIGIL_REPLAY_CACHE_EVENTS": "5000"}
+	if cfg, err = Load(nil, func(k string) string { return env[k] }, io.Discard); err != nil || cfg.ReplayCacheMB != 0 || cfg.ReplayCacheEvents != 5000 {
+		t.Fatalf("environment: %d MiB, %d events, %v", cfg.ReplayCacheMB, cfg.ReplayCacheEvents, err)
+	}
+	file := filepath.Join(t.TempDir(), "r.yaml")
+	_ = os.WriteFile(file, []byte("replay_cache_mb: 256\nreplay_cache_events: 100000\n"), 0o600)
+	if cfg, err = Load([]string{"--config", file}, none, io.Discard); err != nil || cfg.ReplayCacheMB != 256 || cfg.ReplayCacheEvents != 100000 {
+		t.Fatalf("YAML: %d MiB, %d events, %v", cfg.ReplayCacheMB, cfg.ReplayCacheEvents, err)
+	}
+	if cfg, err = Load([]string{"--config", file, "--replay-cache-mb", "8"}, none, io.Discard); err != nil || cfg.ReplayCacheMB != 8 {
+		t.Fatalf("flag over file: %d MiB, %v", cfg.ReplayCacheMB, err)
+	}
+	for _, args := range [][]string{{"--replay-cache-mb", "-1"}, {"--replay-cache-events", "0"}, {"--replay-cache-events", "-5"}} {
+		if _, err := Load(args, none, io.Discard); err == nil || !strings.Contains(err.Error(), args[0][2:]) {
+			t.Errorf("%v: %v; want an error naming %s", args, err, args[0][2:])
+		}
+	}
+}

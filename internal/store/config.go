@@ -49,6 +49,13 @@ type Config struct {
 	// Logger receives the replica choice and rate-limited reports of
 	// stored messages that are not events. Nil discards.
 	Logger *slog.Logger
+	// ReplayCacheBytes and ReplayCacheEvents bound the recent-event ring
+	// (ring.go): the newest events, decoded, kept in memory by the tail
+	// so replays of them skip JetStream. Bytes are the estimated memory
+	// the events hold (2.25 times the stored JSON plus 1 KiB each).
+	// 0 means the default (64 MiB, 1,048,576 events); negative disables.
+	ReplayCacheBytes  int64
+	ReplayCacheEvents int
 	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
 	MaxMemory int64
 	MaxStore  int64

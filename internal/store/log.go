@@ -65,6 +65,8 @@ type Log struct {
 	// protocol); decodeLog rate-limits the log line about them.
 	undecodable atomic.Uint64
 	decodeLog   *rate.Limiter
+
+	ring lazyRing // the recent-event ring (ring.go)
 }
 
 // Open starts or connects to NATS and makes sure the stream exists.

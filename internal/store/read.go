@@ -100,10 +100,17 @@ func (l *Log) Scan(ctx context.Context, from uint64, fn func(*event.Event) bool)
 }
 
 // ScanRange calls fn for every event with from <= seq <= to, in order,
-// until fn returns false. It reads with JetStream's batched direct get
-// (several batches requested ahead, decoded as they arrive while fn runs),
-// and falls back to one ordered consumer where the log has gaps.
+// until fn returns false. The part of the range inside the recent-event
+// ring (ring.go) comes from memory; the rest is read with JetStream's
+// batched direct get (several batches requested ahead, decoded as they
+// arrive while fn runs), falling back to one ordered consumer where the
+// log has gaps. The events fn gets may be shared: fn must not modify them.
 func (l *Log) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
+	return l.scanRange(ctx, from, to, l.recentRing(), fn)
+}
+
+// scanRange is ScanRange with ring (nil: read everything from the log).
+func (l *Log) scanRange(ctx context.Context, from, to uint64, ring *recentRing, fn func(*event.Event) bool) error {
 	if from == 0 {
 		from = 1
 	}
@@ -119,11 +126,29 @@ func (l *Log) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Eve
 		return nil
 	}
 	from = max(from, info.State.FirstSeq)
+	if ring != nil {
+		// Retention removed what is below the first seq: never serve it
+		// from memory either.
+		ring.dropBelow(info.State.FirstSeq)
+		return l.scanWithRing(ctx, ring, from, to, fn)
+	}
+	_, err = l.scanStored(ctx, from, to, fn)
+	return err
+}
+
+// scanStored reads [from, to] from the log: batched direct gets, then the
+// ordered consumer from the first seq they could not deliver. stopped
+// reports that fn asked to stop.
+func (l *Log) scanStored(ctx context.Context, from, to uint64, fn func(*event.Event) bool) (stopped bool, err error) {
 	next, done, err := l.directScan(ctx, from, to, fn)
 	if err != nil || done || next > to {
-		return err
+		return done, err
 	}
-	return l.consumerScan(ctx, next, to, fn)
+	err = l.consumerScan(ctx, next, to, func(e *event.Event) bool {
+		stopped = !fn(e)
+		return !stopped
+	})
+	return stopped, err
 }
 
 // consumerScan is ScanRange through one ordered consumer with a deep pull
@@ -332,6 +357,8 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 	if err != nil {
 		return fmt.Errorf("store: tail: %w", err)
 	}
+	ring := l.recentRing().feeder() // nil unless this tail fills the ring
+	defer ring.release()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {
@@ -353,6 +380,7 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 			l.skipUndecodable(meta.Sequence.Stream, err)
 			continue
 		}
+		ring.add(e, len(msg.Data())) // before fn: a replay bounded by what fn saw finds it
 		fn(e)
 	}
 }
