@@ -44,7 +44,7 @@ type idleConfig struct {
 	procs     int
 	probeNode int           // index into servers of the node the probe event is published on
 	probeWait time.Duration // how long to wait for every connection to receive it
-	runID     string        // the subscriptions filter on it: only this run's probe reaches them
+	runID     string        // the probe event's resource: the connections count only this run's probe
 	args      []string      // the bench's own arguments, given again to each child
 }
 
@@ -58,10 +58,11 @@ type idleMsg struct {
 
 // idleOutcome is what a share of the connections saw of the probe.
 type idleOutcome struct {
-	Received []int64  `json:"received"` // unix ns at which each connection got the probe
-	Missing  int      `json:"missing"`  // open connections that did not get it within probe-wait
-	Closed   int      `json:"closed"`   // connections that ended before the run did
-	Errors   []string `json:"errors,omitempty"`
+	Received [][]int64 `json:"received"` // per server: unix ns at which each connection got the probe
+	CPU      float64   `json:"cpu"`      // CPU seconds of the process since mark
+	Missing  int       `json:"missing"`  // open connections that did not get it within probe-wait
+	Closed   int       `json:"closed"`   // connections that ended before the run did
+	Errors   []string  `json:"errors,omitempty"`
 }
 
 // parseSourceIPs reads "127.0.0.2-127.0.0.20,10.0.0.5": addresses and
@@ -224,7 +225,10 @@ func printIdleMemory(e env, nodes []idleNode, n int, gc bool) {
 
 // probeIdle publishes one event on the probe node and waits until every
 // connection has it (or probe-wait passes), then prints the latencies
-// from just before the publish request to each connection's receipt.
+// from just before the publish request to each connection's receipt,
+// overall and per node, and the CPU time the servers and the load
+// processes spent meanwhile (the wall-clock figures depend on what else
+// the box runs; the CPU time much less).
 func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, shares []idleShare) error {
 	var opts []client.Option
 	if tc := c.TLSConfig(); tc != nil {
@@ -234,6 +238,19 @@ func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, sha
 	if err != nil {
 		return fmt.Errorf("bench: probe node: %w", err)
 	}
+	cpuBefore := make([]float64, len(cfg.servers))
+	for i, s := range cfg.servers {
+		m, err := serverMetrics(ctx, c.HTTPClient(), s)
+		if err != nil {
+			return err
+		}
+		cpuBefore[i] = m.cpu
+	}
+	for _, s := range shares {
+		if err := s.mark(); err != nil {
+			return err
+		}
+	}
 	ev := &client.Event{Category: "system", Type: "system.bench", Action: "bench", Severity: client.SeverityInfo,
 		Source: benchSource, Resource: cfg.runID, Tags: []string{"bench"}, Time: time.Now()}
 	t0 := time.Now()
@@ -241,31 +258,61 @@ func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, sha
 		return fmt.Errorf("bench: publishing the probe on %s: %w", cfg.servers[cfg.probeNode], err)
 	}
 	acked := time.Since(t0)
-	var all idleOutcome
+	all := idleOutcome{Received: make([][]int64, len(cfg.servers))}
 	for _, s := range shares {
 		o, err := s.probe(ctx, cfg.probeWait)
 		if err != nil {
 			return err
 		}
-		all.Received = append(all.Received, o.Received...)
+		for node, ts := range o.Received {
+			all.Received[node] = append(all.Received[node], ts...)
+		}
 		all.Missing += o.Missing
 		all.Closed += o.Closed
 		all.Errors = append(all.Errors, o.Errors...)
+		all.CPU += o.CPU
 	}
-	ds := make([]time.Duration, len(all.Received))
-	for i, ns := range all.Received {
-		ds[i] = time.Duration(ns - t0.UnixNano())
+	serverCPU := 0.0
+	for i, s := range cfg.servers {
+		m, err := serverMetrics(ctx, c.HTTPClient(), s)
+		if err != nil {
+			return err
+		}
+		serverCPU += m.cpu - cpuBefore[i]
 	}
-	slices.Sort(ds)
+	since := func(ts []int64) []time.Duration {
+		ds := make([]time.Duration, len(ts))
+		for i, ns := range ts {
+			ds[i] = time.Duration(ns - t0.UnixNano())
+		}
+		slices.Sort(ds)
+		return ds
+	}
+	pct := func(ds []time.Duration, p float64) time.Duration {
+		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Millisecond / 10)
+	}
+	ds := since(slices.Concat(all.Received...))
 	e.printf("fan-out: one event published on %s (acknowledged in %s) reached %d of %d connections",
 		cfg.servers[cfg.probeNode], acked.Round(time.Microsecond), len(ds), cfg.n)
 	if len(ds) > 0 {
-		pct := func(p float64) time.Duration {
-			return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Microsecond)
-		}
-		e.printf("; publish -> connection p50 %s p90 %s p99 %s, last one after %s", pct(0.50), pct(0.90), pct(0.99), ds[len(ds)-1].Round(time.Microsecond))
+		e.printf("; publish -> connection p50 %s p90 %s p99 %s, last one after %s", pct(ds, 0.50), pct(ds, 0.90), pct(ds, 0.99), ds[len(ds)-1].Round(time.Millisecond/10))
 	}
 	e.println()
+	if len(cfg.servers) > 1 {
+		e.printf("  %-28s %8s %10s %10s %10s %10s\n", "node", "received", "first", "p50", "p99", "last")
+		for i, s := range cfg.servers {
+			nd := since(all.Received[i])
+			if len(nd) == 0 {
+				e.printf("  %-28s %8d\n", s, 0)
+				continue
+			}
+			e.printf("  %-28s %8d %10s %10s %10s %10s\n", s, len(nd), nd[0].Round(time.Millisecond/10), pct(nd, 0.5), pct(nd, 0.99), nd[len(nd)-1].Round(time.Millisecond/10))
+		}
+	}
+	if len(ds) > 0 {
+		e.printf("  CPU time meanwhile: servers %.2f s (%.1f µs per delivery), load processes %.2f s (every process on the box shares its 2 cores)\n",
+			serverCPU, serverCPU*1e6/float64(len(ds)), all.CPU)
+	}
 	if all.Closed > 0 || all.Missing > 0 {
 		e.printf("  %d connections ended before the probe, %d open ones did not get it within %s\n", all.Closed, all.Missing, cfg.probeWait)
 		for _, s := range all.Errors[:min(len(all.Errors), 5)] {
@@ -279,6 +326,7 @@ func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, sha
 // idleShare is one part of the connections: held in this process or by a
 // child process.
 type idleShare interface {
+	mark() error // note the CPU time used so far (just before the probe is published)
 	probe(ctx context.Context, wait time.Duration) (*idleOutcome, error)
 }
 
@@ -288,6 +336,9 @@ type idleShare interface {
 // notes when the probe arrives.
 type idleGroup struct {
 	conns    []*idleConn
+	servers  int
+	runID    []byte  // in the probe event (its resource)
+	cpuMark  float64 // processCPU at mark
 	received atomic.Int64
 	closed   atomic.Int64
 	closing  atomic.Bool
@@ -299,13 +350,14 @@ type idleGroup struct {
 type idleConn struct {
 	conn net.Conn
 	rw   io.ReadWriter // conn, or the dialer's buffered reader in front of it
+	node int           // index of its server
 	got  atomic.Int64  // unix ns of the first event; 0 before
 }
 
 // dialIdle opens connections [from, to) of cfg, a few at a time, and
 // subscribes each; progress is called with the number open so far.
 func dialIdle(ctx context.Context, cfg idleConfig, token string, tc *tls.Config, from, to int, progress func(int)) (*idleGroup, error) {
-	g := &idleGroup{conns: make([]*idleConn, to-from)}
+	g := &idleGroup{conns: make([]*idleConn, to-from), servers: len(cfg.servers), runID: []byte(cfg.runID)}
 	header := ws.HandshakeHeaderHTTP(http.Header{"Authorization": []string{"Bearer " + token}})
 	urls := make([]string, len(cfg.servers))
 	for i, s := range cfg.servers {
@@ -319,8 +371,11 @@ func dialIdle(ctx context.Context, cfg idleConfig, token string, tc *tls.Config,
 			dialers = append(dialers, ws.Dialer{Header: header, Timeout: 10 * time.Second, TLSConfig: tc, NetDial: nd.DialContext})
 		}
 	}
+	// The filter of the single-server figures in docs/performance.md (one
+	// category), so that they compare; the reader tells this run's probe
+	// from any other system event by its run id.
 	sub, err := json.Marshal(map[string]any{"op": "subscribe", "id": "idle", "from": "latest",
-		"filter": client.Filter{Sources: []string{benchSource}, Resources: []string{cfg.runID}}})
+		"filter": client.Filter{Categories: []string{"system"}}})
 	if err != nil {
 		return nil, err
 	}
@@ -350,6 +405,7 @@ func dialIdle(ctx context.Context, cfg idleConfig, token string, tc *tls.Config,
 					})
 					continue
 				}
+				ic.node = k % len(urls)
 				g.conns[k-from] = ic
 				g.readers.Add(1)
 				go g.read(ic) // owned by g: ends when g.close closes the connection
@@ -447,10 +503,15 @@ func (g *idleGroup) read(c *idleConn) {
 			}
 			return
 		}
-		if bytes.Contains(msg, []byte(`"type":"event`)) && c.got.CompareAndSwap(0, time.Now().UnixNano()) {
+		if bytes.Contains(msg, []byte(`"type":"event`)) && bytes.Contains(msg, g.runID) && c.got.CompareAndSwap(0, time.Now().UnixNano()) {
 			g.received.Add(1)
 		}
 	}
+}
+
+func (g *idleGroup) mark() error {
+	g.cpuMark = processCPU()
+	return nil
 }
 
 // probe waits until every open connection got the probe or wait passes.
@@ -463,14 +524,16 @@ func (g *idleGroup) probe(ctx context.Context, wait time.Duration) (*idleOutcome
 		case <-time.After(10 * time.Millisecond): // the receipt times are the connections' own: polling adds nothing to them
 		}
 	}
-	o := &idleOutcome{Received: make([]int64, 0, len(g.conns))}
+	o := &idleOutcome{Received: make([][]int64, g.servers), CPU: processCPU() - g.cpuMark}
+	got := 0
 	for _, c := range g.conns {
 		if t := c.got.Load(); t != 0 {
-			o.Received = append(o.Received, t)
+			o.Received[c.node] = append(o.Received[c.node], t)
+			got++
 		}
 	}
 	o.Closed = int(g.closed.Load())
-	o.Missing = max(0, len(g.conns)-len(o.Received)-o.Closed)
+	o.Missing = max(0, len(g.conns)-got-o.Closed)
 	g.mu.Lock()
 	o.Errors = slices.Clone(g.errs)
 	g.mu.Unlock()
@@ -524,7 +587,10 @@ func runIdleWorker(ctx context.Context, e env, c *client.Client, cfg idleConfig,
 	say(idleMsg{Ready: to - from})
 	in := bufio.NewScanner(e.stdin)
 	for in.Scan() {
-		if in.Text() == "probe" {
+		switch in.Text() {
+		case "mark":
+			_ = g.mark() // in-process: cannot fail
+		case "probe":
 			o, err := g.probe(ctx, cfg.probeWait)
 			if err != nil {
 				return err
@@ -657,6 +723,13 @@ func (ch *idleChildren) shares() []idleShare {
 	return out
 }
 
+func (k *idleChild) mark() error {
+	if _, err := io.WriteString(k.stdin, "mark\n"); err != nil {
+		return fmt.Errorf("bench: child %d: %w", k.cmd.Process.Pid, err)
+	}
+	return nil
+}
+
 // probe asks the child for its outcome and waits for it.
 func (k *idleChild) probe(ctx context.Context, wait time.Duration) (*idleOutcome, error) {
 	if _, err := io.WriteString(k.stdin, "probe\n"); err != nil {
@@ -740,6 +813,7 @@ type idleMetrics struct {
 	mem        int64   // go_memstats_heap_inuse_bytes + go_memstats_stack_inuse_bytes
 	conns      float64 // vigil_connections, every transport
 	goroutines float64 // go_goroutines
+	cpu        float64 // process_cpu_seconds_total
 }
 
 // serverMetrics reads a server's /metrics.
@@ -771,6 +845,8 @@ func serverMetrics(ctx context.Context, hc *http.Client, server string) (idleMet
 			mem = true
 		case name == "go_goroutines":
 			dst = &m.goroutines
+		case name == "process_cpu_seconds_total":
+			dst = &m.cpu
 		case strings.HasPrefix(name, "vigil_connections{"):
 			dst = &m.conns
 		default:
