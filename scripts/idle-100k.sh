@@ -7,6 +7,7 @@
 # memory and minutes of both cores. Run it by hand on a quiet box:
 #   scripts/idle-100k.sh                       # 100,000 connections, 6 nodes, 6 load processes
 #   CONNS=20000 NODES=3 PROCS=2 scripts/idle-100k.sh
+#   NODE_GOGC=10 PROBE_NODE=4 KEEP=1 scripts/idle-100k.sh
 #
 # What it does: builds vigil and nats-server (the version go.mod pins, from
 # the module cache), starts 3 clustered nats-servers with JetStream on
@@ -34,6 +35,7 @@ PROCS=${PROCS:-6}
 SOURCE_IPS=${SOURCE_IPS:-127.0.0.2-127.0.0.20}
 BASE_PORT=${BASE_PORT:-24200} # NATS clients BASE+0..2, routes BASE+10..12, monitoring BASE+30..32, Vigil nodes BASE+20..
 PROBE_NODE=${PROBE_NODE:-1}
+NODE_GOGC=${NODE_GOGC:-} # e.g. 10: the GOGC of the single-node figure in docs/performance.md (unset: Go's default)
 
 work=$(mktemp -d /tmp/idle-100k.XXXXXX)
 pids=()
@@ -123,7 +125,7 @@ start_node() { # index (1-based)
   if [[ $i -gt 1 ]]; then # every node accepts node 1's admin token (the bench uses one token)
     cp "$work/vigil1/admin.token" "$work/vigil$i/admin.token"
   fi
-  "$work/vigil" serve --config "$work/vigil.yaml" --listen "127.0.0.1:$port" --data-dir "$work/vigil$i" \
+  env ${NODE_GOGC:+GOGC=$NODE_GOGC} "$work/vigil" serve --config "$work/vigil.yaml" --listen "127.0.0.1:$port" --data-dir "$work/vigil$i" \
     --nats "nats://127.0.0.1:$((BASE_PORT + (i - 1) % 3))" --node-id "idle-$i" >"$work/vigil$i.log" 2>&1 &
   pids+=($!)
   node_pids+=($!)
@@ -154,6 +156,7 @@ servers=$(IFS=,; echo "${urls[*]}")
 cmd=("$work/vigil" bench --data-dir "$work/vigil1" --server "${urls[0]}" --servers "$servers"
   --idle "$CONNS" --procs "$PROCS" --source-ips "$SOURCE_IPS" --probe-node "$PROBE_NODE")
 echo "== uptime: $(uptime)"
+echo "== nodes run with GOGC=${NODE_GOGC:-default}"
 echo "== vigil bench --idle $CONNS --servers <the $NODES nodes> --procs $PROCS --source-ips $SOURCE_IPS --probe-node $PROBE_NODE"
 start=$SECONDS
 status=0
