@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -117,12 +118,26 @@ func parseSourceIPs(s string) ([]netip.Addr, error) {
 // readings are taken without it (run the servers with GOGC=10 then). With
 // VIGIL_BENCH_HEAP_PROFILE=FILE the heap profile of the first server
 // taken with the connections open is written to FILE (go tool pprof FILE).
-func benchIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig) error {
+func benchIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig) (err error) {
 	token, hc := c.Token(), c.HTTPClient()
+	// A refused connection is explained with the session's server (the
+	// --server one): name the server that refused instead.
+	blame := func(server string) {
+		if e.session != nil {
+			e.session.server = server
+		}
+	}
+	defer func() {
+		var de *idleDialError
+		if errors.As(err, &de) {
+			blame(de.server)
+		}
+	}()
 	nodes := make([]idleNode, len(cfg.servers))
 	gc := true
 	for i, s := range cfg.servers {
 		nodes[i].url = s
+		blame(s)
 		gc = collectGarbage(ctx, hc, s, token, "", e.warnf) && gc
 		m, err := serverMetrics(ctx, hc, s)
 		if err != nil {
@@ -162,6 +177,7 @@ func benchIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig) err
 
 	time.Sleep(2 * time.Second) // let the servers settle (sessions finish their first message)
 	for i := range nodes {
+		blame(nodes[i].url)
 		after, err := serverMetrics(ctx, hc, nodes[i].url)
 		if err != nil {
 			return err
@@ -184,7 +200,7 @@ func benchIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig) err
 	}
 	printIdleMemory(e, nodes, cfg.n, gc)
 
-	return probeIdle(ctx, e, c, cfg, shares)
+	return probeIdle(ctx, e, c, cfg, shares, blame)
 }
 
 // idleNode is one server's readings.
@@ -210,7 +226,7 @@ func printIdleMemory(e env, nodes []idleNode, n int, gc bool) {
 	}
 	e.printf("idle connections: %d open on %d nodes; per node, server memory (heap in use + stacks) after a forced GC:\n", n, len(nodes))
 	e.printf("  %-28s %8s %12s %10s %11s %11s\n", "node", "opened", "connections", "grew MiB", "bytes/conn", "goroutines")
-	worst := 0.0
+	worst := math.Inf(-1)
 	for _, d := range nodes {
 		end := d.live
 		if !gc {
@@ -229,7 +245,7 @@ func printIdleMemory(e env, nodes []idleNode, n int, gc bool) {
 // overall and per node, and the CPU time the servers and the load
 // processes spent meanwhile (the wall-clock figures depend on what else
 // the box runs; the CPU time much less).
-func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, shares []idleShare) error {
+func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, shares []idleShare, blame func(string)) error {
 	var opts []client.Option
 	if tc := c.TLSConfig(); tc != nil {
 		opts = append(opts, client.WithTLSConfig(tc))
@@ -240,6 +256,7 @@ func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, sha
 	}
 	cpuBefore := make([]float64, len(cfg.servers))
 	for i, s := range cfg.servers {
+		blame(s)
 		m, err := serverMetrics(ctx, c.HTTPClient(), s)
 		if err != nil {
 			return err
@@ -253,6 +270,7 @@ func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, sha
 	}
 	ev := &client.Event{Category: "system", Type: "system.bench", Action: "bench", Severity: client.SeverityInfo,
 		Source: benchSource, Resource: cfg.runID, Tags: []string{"bench"}, Time: time.Now()}
+	blame(cfg.servers[cfg.probeNode])
 	t0 := time.Now()
 	if _, err := pc.Publish(ctx, []*client.Event{ev}); err != nil {
 		return fmt.Errorf("bench: publishing the probe on %s: %w", cfg.servers[cfg.probeNode], err)
@@ -274,6 +292,7 @@ func probeIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig, sha
 	}
 	serverCPU := 0.0
 	for i, s := range cfg.servers {
+		blame(s)
 		m, err := serverMetrics(ctx, c.HTTPClient(), s)
 		if err != nil {
 			return err
@@ -400,7 +419,8 @@ func dialIdle(ctx context.Context, cfg idleConfig, token string, tc *tls.Config,
 				ic, err := dialOneIdle(dctx, dialers[k%len(dialers)], urls[k%len(urls)], sub)
 				if err != nil {
 					errOnce.Do(func() {
-						firstErr = fmt.Errorf("bench: connection %d to %s%s: %w%s", k, cfg.servers[k%len(urls)], fromAddr(cfg.sourceIPs, k), err, idleHint(err))
+						firstErr = &idleDialError{server: cfg.servers[k%len(urls)],
+							err: fmt.Errorf("bench: connection %d to %s%s: %w%s", k, cfg.servers[k%len(urls)], fromAddr(cfg.sourceIPs, k), err, idleHint(err))}
 						cancel()
 					})
 					continue
@@ -433,6 +453,15 @@ func dialIdle(ctx context.Context, cfg idleConfig, token string, tc *tls.Config,
 	return g, nil
 }
 
+// idleDialError is a failed connection and the server it was made to.
+type idleDialError struct {
+	server string
+	err    error
+}
+
+func (e *idleDialError) Error() string { return e.err.Error() }
+func (e *idleDialError) Unwrap() error { return e.err }
+
 func fromAddr(ips []netip.Addr, k int) string {
 	if len(ips) == 0 {
 		return ""
@@ -446,7 +475,7 @@ func idleHint(err error) string {
 	case errors.Is(err, syscall.EMFILE):
 		return " (this process may open no more files: raise ulimit -n or spread the connections over more --procs)"
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return " (no local port left on that source address: give more --source-ips)"
+		return " (that source address is not on this machine, or it has no local port left: check --source-ips, give more)"
 	}
 	return ""
 }
@@ -628,7 +657,10 @@ func startIdleChildren(ctx context.Context, e env, cfg idleConfig, start time.Ti
 		return nil, fmt.Errorf("bench: --procs: finding this program to run it again: %w", err)
 	}
 	ch := &idleChildren{}
-	events := make(chan idleEvent, cfg.procs*4)
+	// Room for every line a child sends besides its result (a progress
+	// line per 1,000 connections, ready or error, EOF), so that no reader
+	// blocks once the connect phase is over or was given up.
+	events := make(chan idleEvent, cfg.n/1000+4*cfg.procs)
 	for i := range cfg.procs {
 		cmd := exec.CommandContext(ctx, exe, append([]string{"bench"}, cfg.args...)...)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d/%d/%s", idleWorkerEnv, i, cfg.procs, cfg.runID))
@@ -695,15 +727,6 @@ func startIdleChildren(ctx context.Context, e env, cfg idleConfig, start time.Ti
 			e.printf("  %d connections open (%.1fs)\n", total, time.Since(start).Seconds())
 		}
 	}
-	// Later progress or EOF lines are not read by anyone: drain them so
-	// no reader goroutine blocks.
-	go func() { // owned by ch: ends when every child's stdout has ended
-		for eofs := 0; eofs < cfg.procs; {
-			if ev := <-events; ev.eof {
-				eofs++
-			}
-		}
-	}()
 	return ch, nil
 }
 

@@ -169,3 +169,14 @@ func benchIdleStartNATSCluster(t *testing.T) []string {
 	})
 	return urls
 }
+
+// TestBenchIdleNamesTheRefusingServer: with --servers, a server that
+// refuses connections is the one the error names, not --server's.
+func TestBenchIdleNamesTheRefusingServer(t *testing.T) {
+	n := testnode.Start(t)
+	closed := "http://" + cliClosedAddr(t)
+	code, _, errOut := cliExitEnv(cliNodeVars(n), "bench", "--idle", "10", "--servers", n.URL()+","+closed)
+	if code == 0 || !strings.Contains(errOut, "cannot connect to "+closed) {
+		t.Fatalf("exit %d, want an error naming %s:\n%s", code, closed, errOut)
+	}
+}
