@@ -155,8 +155,11 @@ func benchIdle(ctx context.Context, e env, c *client.Client, cfg idleConfig) (er
 	start := time.Now()
 	var shares []idleShare
 	if cfg.procs <= 1 {
+		var mu sync.Mutex // progress is called by several dialing goroutines
 		g, err := dialIdle(ctx, cfg, token, c.TLSConfig(), 0, cfg.n, func(open int) {
 			if open%1000 == 0 {
+				mu.Lock()
+				defer mu.Unlock()
 				e.printf("  %d connections open (%.1fs)\n", open, time.Since(start).Seconds())
 			}
 		})

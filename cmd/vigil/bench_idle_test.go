@@ -180,3 +180,16 @@ func TestBenchIdleNamesTheRefusingServer(t *testing.T) {
 		t.Fatalf("exit %d, want an error naming %s:\n%s", code, closed, errOut)
 	}
 }
+
+// TestBenchIdleInProcess: one process, one server, two source addresses:
+// the single-server memory line and every connection reached by the probe.
+func TestBenchIdleInProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("binds 127.0.0.2 and 127.0.0.3, which only Linux routes to loopback by default")
+	}
+	n := testnode.Start(t)
+	code, out, errOut := cliExitEnv(cliNodeVars(n), "bench", "--idle", "2000", "--source-ips", "127.0.0.2-127.0.0.3")
+	if code != 0 || !strings.Contains(out, "idle connections: 2000 open; server memory") || !strings.Contains(out, "reached 2000 of 2000 connections") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
