@@ -30,7 +30,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections, report server memory per connection and the fan-out latency of one event to all of them")
 	servers := fs.String("servers", "", "with --idle: comma-separated server URLs to spread the connections over round-robin (default: --server)")
 	sourceIPs := fs.String("source-ips", "", "with --idle: local addresses to connect from, round-robin, e.g. 127.0.0.2-127.0.0.20 (about 28,000 connections per address)")
-	procs := fs.Int("procs", 1, "with --idle: open the connections from this many processes (each may hold only `ulimit -n` of them)")
+	procs := fs.Int("procs", 1, "with --idle: open the connections from this many processes (each may hold only as many as its open-file limit, ulimit -n)")
 	probeNode := fs.Int("probe-node", 1, "with --idle: publish the probe event on this server of --servers (1 is the first)")
 	probeWait := fs.Duration("probe-wait", time.Minute, "with --idle: how long to wait for every connection to receive the probe event")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (it shares the machine with the server)")
