@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,12 @@ func runBench(ctx context.Context, e env, args []string) error {
 	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
 	spread := fs.Int("spread", 0, "spread events over this many users and give each subscriber one of them (0: every subscriber gets every event)")
 	batchFrames := fs.Bool("batch-frames", false, `subscribers ask for batched frames ({"type":"events"}, docs/protocol.md)`)
-	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections and report server memory per connection")
+	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections, report server memory per connection and the fan-out latency of one event to all of them")
+	servers := fs.String("servers", "", "with --idle: comma-separated server URLs to spread the connections over round-robin (default: --server)")
+	sourceIPs := fs.String("source-ips", "", "with --idle: local addresses to connect from, round-robin, e.g. 127.0.0.2-127.0.0.20 (about 28,000 connections per address)")
+	procs := fs.Int("procs", 1, "with --idle: open the connections from this many processes (each may hold only as many as its open-file limit, ulimit -n)")
+	probeNode := fs.Int("probe-node", 1, "with --idle: publish the probe event on this server of --servers (1 is the first)")
+	probeWait := fs.Duration("probe-wait", time.Minute, "with --idle: how long to wait for every connection to receive the probe event")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (it shares the machine with the server)")
 	realistic := fs.Bool("realistic", false, "send the demo's realistic mix instead of neutral events: it fires built-in rules and CREATES REAL DETECTIONS")
 	if err := fs.Parse(args); err != nil {
@@ -35,7 +41,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *total <= 0 || *batch <= 0 || *publishers <= 0 || *subscribers < 0 || *spread < 0 {
 		return errors.New("bench: --events, --batch and --publishers must be positive; --subscribers and --spread 0 or more")
 	}
-	if *cpuProfile != "" {
+	worker := e.getenv(idleWorkerEnv)
+	if *cpuProfile != "" && worker == "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
@@ -57,7 +64,14 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if *idle > 0 {
-		return benchIdle(ctx, e, c, c.BaseURL(), c.Token(), *idle)
+		cfg, err := idleSetup(c, *idle, *servers, *sourceIPs, *procs, *probeNode, *probeWait, args)
+		if err != nil {
+			return err
+		}
+		if worker != "" {
+			return runIdleWorker(ctx, e, c, cfg, worker)
+		}
+		return benchIdle(ctx, e, c, cfg)
 	}
 	subCtx, stopSubs := context.WithCancel(ctx)
 	defer stopSubs()
@@ -207,6 +221,38 @@ func runBench(ctx context.Context, e env, args []string) error {
 	report("end-to-end (ingest ack -> subscriber)", sinceAck)
 	report("end-to-end (received_at -> subscriber, includes the append)", latencies)
 	return nil
+}
+
+// idleSetup checks the --idle flags and makes the run's configuration.
+func idleSetup(c *client.Client, n int, servers, sourceIPs string, procs, probeNode int, probeWait time.Duration, args []string) (idleConfig, error) {
+	cfg := idleConfig{n: n, procs: procs, probeNode: probeNode - 1, probeWait: probeWait, args: args,
+		runID: fmt.Sprintf("bench-idle-%d", time.Now().UnixNano())}
+	for s := range strings.SplitSeq(servers, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
+			return cfg, fmt.Errorf("bench: --servers: %q is not an http:// or https:// URL", s)
+		}
+		cfg.servers = append(cfg.servers, s)
+	}
+	if len(cfg.servers) == 0 {
+		cfg.servers = []string{c.BaseURL()}
+	}
+	ips, err := parseSourceIPs(sourceIPs)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.sourceIPs = ips
+	switch {
+	case procs < 1 || procs > n:
+		return cfg, fmt.Errorf("bench: --procs %d: want 1 to --idle (%d)", procs, n)
+	case probeNode < 1 || probeNode > len(cfg.servers):
+		return cfg, fmt.Errorf("bench: --probe-node %d: want 1 to the number of servers (%d)", probeNode, len(cfg.servers))
+	case probeWait <= 0:
+		return cfg, fmt.Errorf("bench: --probe-wait %s: want a positive duration", probeWait)
+	}
+	return cfg, nil
 }
 
 // benchSource is the source of every event vigil bench publishes.

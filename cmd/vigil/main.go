@@ -67,7 +67,7 @@ func commands() []command {
 			example: "vigil verify\nvigil verify --offline --data-dir ./vigil-data   # server stopped", run: runVerify},
 		{name: "bench", summary: "load generator: ingest throughput and end-to-end latency (source vigil-bench)", args: "[flags]",
 			about:   "Its events carry source \"vigil-bench\" and tag \"bench\" and match no built-in rule, so it creates\nno detections; --realistic sends the demo mix instead, which does fire rules (it says so).",
-			example: "vigil bench --events 100000 --subscribers 10\nvigil bench --idle 10000", run: runBench},
+			example: "vigil bench --events 100000 --subscribers 10\nvigil bench --idle 10000\nvigil bench --idle 100000 --servers URL,URL,... --procs 6 --source-ips 127.0.0.2-127.0.0.20   # scripts/idle-100k.sh", run: runBench},
 		{name: "token", summary: "create, list and revoke API tokens (admin; via the REST API)",
 			about: "Roles: admin, publisher, analyst, viewer. A new token is printed once on stdout; only its hash is\nstored. JWTs are revoked by jti, or all of a subject's issued at or before a time (default now);\nopen connections using a revoked token close within seconds.",
 			subs:  tokenCommands()},
