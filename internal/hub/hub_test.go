@@ -295,3 +295,26 @@ func TestShutdownEndsClients(t *testing.T) {
 	c.Close()
 	n.stop()
 }
+
+// TestOnEndCalledOnceOnKickAndClose: transports learn of a kick through
+// ClientInfo.OnEnd (instead of registering on the client's context), so it
+// must run for a kick and exactly once however the stream ends.
+func TestOnEndCalledOnceOnKickAndClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	n := startNode(t, hub.Options{})
+	defer n.stop()
+	for _, kick := range []bool{true, false} {
+		var calls sync.WaitGroup
+		calls.Add(1)
+		count := 0
+		c := n.hub.NewClient(hub.ClientInfo{Transport: "test", Principal: admin, OnEnd: func() { count++; calls.Done() }})
+		if kick {
+			c.Kick(errors.New("token revoked"))
+		}
+		c.Close()
+		calls.Wait() // a missing call hangs the test (go test -timeout)
+		if count != 1 {
+			t.Fatalf("kick=%v: OnEnd called %d times, want 1", kick, count)
+		}
+	}
+}

@@ -122,8 +122,7 @@ type Session struct {
 	grace *time.Timer
 	// ending is set once the hub ended the stream (kick, shutdown): writes
 	// then get endingWriteTimeout instead of the tolerated silence.
-	ending   atomic.Bool
-	stopKick func() bool
+	ending atomic.Bool
 
 	// The writer runs only while there is something to write: an idle
 	// connection holds no writer goroutine (SPEC 11 memory per connection).
@@ -353,9 +352,8 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 	// Nothing of the request is kept past the upgrade (its headers, URL
 	// and net/http's buffers are released with the handler).
 	s := &Session{conn: conn, principal: p, deps: deps, ctx: ctx, cancel: cancel, release: release}
-	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake})
+	s.client = deps.Hub.NewClient(hub.ClientInfo{Transport: transport, Remote: r.RemoteAddr, Principal: p, OnReady: s.wake, OnEnd: s.kicked})
 	s.dialect = newDialect(s)
-	s.stopKick = context.AfterFunc(s.client.Context(), s.kicked)
 	s.ready.Store(true) // publishes s.client and s.dialect to writers started by wake
 	if s.missed.Load() {
 		s.wake() // a kick arrived while the session was being built
@@ -393,7 +391,6 @@ func (s *Session) end() {
 	if s.grace != nil {
 		s.grace.Stop()
 	}
-	s.stopKick()
 	s.client.Close()
 	s.cancel()
 	s.release()
