@@ -17,8 +17,9 @@
 #   Environment: ROUNDS (default 2: V, C, V, C per row), DURATION (publishing
 #   time per run, default 6s), RATES (fan-out offered events/s, default
 #   "200 400 1000 2000"), CLIENTS (default 1000), SELECTIVE_RATE (default
-#   10000), IDLE (default "5000 10000"), ONLY (fanout, selective or idle to
-#   run one part), HIST (1: also Centrifugo with history, default 1).
+#   10000), IDLE (default "5000 10000"), OVERLOAD_DURATION (default 20s),
+#   ONLY (fanout, selective, overload or idle to run one part), HIST (1:
+#   also Centrifugo with history, default 1).
 #
 # What it does: builds the load client test/perf/versus, starts Vigil
 # (`vigil serve`, defaults but for the connection caps, on a fresh data
@@ -40,6 +41,7 @@ rates=${RATES:-200 400 1000 2000}
 clients=${CLIENTS:-1000}
 selective_rate=${SELECTIVE_RATE:-10000}
 idle_counts=${IDLE:-5000 10000}
+overload_duration=${OVERLOAD_DURATION:-20s}
 only=${ONLY:-}
 hist=${HIST:-1}
 vport=18480
@@ -150,6 +152,21 @@ if [[ -z "$only" || "$only" == selective ]]; then
     if [[ "$hist" == 1 ]]; then
       cent hist -mode selective -clients "$clients" -rate "$selective_rate" -duration "$duration" -publishers 20
     fi
+  done
+fi
+if [[ -z "$only" || "$only" == overload ]]; then
+  # Graceful overload: a tenth of the clients read slowly (5 ms per
+  # delivery, at most 200 deliveries/s) while the stream brings 1,000
+  # events/s to everyone; the box is not saturated (200 clients). The slow
+  # ones should be cut (Vigil: "lagged" with resume_from, close 4000;
+  # Centrifugo: close 3008) and the others keep their latency.
+  echo
+  echo "## overload: 200 clients on one filter / channel, 20 of them slow, 1000 events/s, ${overload_duration} per run"
+  header=-header
+  for _ in $(seq 1 "$rounds"); do
+    vigil $header -mode fanout -clients 200 -slow 20 -rate 1000 -duration "$overload_duration" -publishers 4
+    header=""
+    cent bench -mode fanout -clients 200 -slow 20 -rate 1000 -duration "$overload_duration" -publishers 4
   done
 fi
 if [[ -z "$only" || "$only" == idle ]]; then

@@ -73,6 +73,8 @@ type config struct {
 	drain      time.Duration
 	header     bool
 	label      string
+	slow       int           // clients that read slowly (graceful overload)
+	slowDelay  time.Duration // their pause per delivery read
 }
 
 func main() {
@@ -92,6 +94,8 @@ func main() {
 	flag.IntVar(&c.publishers, "publishers", 4, "concurrent publishers")
 	flag.DurationVar(&c.drain, "drain", 20*time.Second, "longest wait for deliveries after the last publish")
 	flag.BoolVar(&c.header, "header", false, "print the table header first")
+	flag.IntVar(&c.slow, "slow", 0, "this many of the clients read slowly (a pause per delivery): are they cut before the others suffer?")
+	flag.DurationVar(&c.slowDelay, "slow-delay", 5*time.Millisecond, "pause of a slow client per delivery read")
 	flag.StringVar(&c.label, "label", "", "label for the server column (default: -server, plus the namespace for Centrifugo)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -110,6 +114,8 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("-mode %q: want fanout, selective or idle", c.mode)
 	case c.clients <= 0 || c.batch <= 0 || c.publishers <= 0 || c.rate <= 0:
 		return errors.New("-clients, -batch, -publishers and -rate must be positive")
+	case c.slow < 0 || c.slow > c.clients:
+		return errors.New("-slow must be between 0 and -clients")
 	case c.server == "vigil" && c.token == "":
 		return errors.New("-token is required for vigil")
 	case c.server == "centrifugo" && (c.apiKey == "" || c.hmac == ""):
@@ -152,6 +158,7 @@ func runLoad(ctx context.Context, c config) error {
 			}
 			return fmt.Errorf("client %d: %w", i, err)
 		}
+		s.slow = i < c.slow
 		conns[i] = s
 	}
 	var readers sync.WaitGroup
@@ -248,9 +255,16 @@ func runLoad(ctx context.Context, c config) error {
 
 	var h, hs hist
 	var lagged, closedBy = 0, map[int]int{}
+	slowCut := 0
 	for _, s := range conns {
-		h.merge(&s.h)
-		hs.merge(&s.hs)
+		if s.slow { // the others' latency is the question
+			if s.closeCode != 0 {
+				slowCut++
+			}
+		} else {
+			h.merge(&s.h)
+			hs.merge(&s.hs)
+		}
 		if s.lagged {
 			lagged++
 		}
@@ -276,10 +290,16 @@ func runLoad(ctx context.Context, c config) error {
 	if got > 0 {
 		perDelivery = fmt.Sprintf("%.2f", serverCPU.Seconds()*1e6/float64(got))
 	}
-	fmt.Printf("| %s | %s %d clients | %.0f | %.0f | %.0f | %.1f %% | %s | %s | %s | %s | %s | %.2f | %s | %.2f | %s |\n",
-		c.label, c.mode, c.clients, c.rate, float64(published.Load())/pubEnd.Sub(start).Seconds(),
+	closes := fmtCloses(lagged, closedBy)
+	workload := fmt.Sprintf("%s %d clients", c.mode, c.clients)
+	if c.slow > 0 {
+		workload += fmt.Sprintf(", %d slow (%v per delivery; latency of the others)", c.slow, c.slowDelay)
+		closes += fmt.Sprintf("; slow ones cut: %d of %d", slowCut, c.slow)
+	}
+	fmt.Printf("| %s | %s | %.0f | %.0f | %.0f | %.1f %% | %s | %s | %s | %s | %s | %.2f | %s | %.2f | %s |\n",
+		c.label, workload, c.rate, float64(published.Load())/pubEnd.Sub(start).Seconds(),
 		float64(got)/wall, 100*float64(got)/float64(max(expected, 1)),
-		fmtDur(h.quantile(0.5)), fmtDur(h.quantile(0.99)), fmtDur(hs.quantile(0.5)), fmtDur(hs.quantile(0.99)), fmtCloses(lagged, closedBy),
+		fmtDur(h.quantile(0.5)), fmtDur(h.quantile(0.99)), fmtDur(hs.quantile(0.5)), fmtDur(hs.quantile(0.99)), closes,
 		serverCPU.Seconds(), perDelivery, (self1 - self0).Seconds(), load)
 	return nil
 }
@@ -368,6 +388,7 @@ type subscriber struct {
 	h         hist // ack -> read
 	hs        hist // request sent -> read
 	lagged    bool
+	slow      bool // pauses per delivery read (-slow)
 	closeCode int
 	closeOnce sync.Once
 }
@@ -526,6 +547,9 @@ func (s *subscriber) read(r *loadRun, delivered, lastNano *atomic.Int64) {
 		if count > 0 {
 			delivered.Add(int64(count))
 			lastNano.Store(now)
+			if s.slow {
+				time.Sleep(time.Duration(count) * r.c.slowDelay) // per delivery, however the server frames them
+			}
 			continue
 		}
 		if s.server == "vigil" && bytes.Contains(buf, laggedMark) {
