@@ -544,6 +544,12 @@ func (s *subscriber) read(r *loadRun, delivered, lastNano *atomic.Int64) {
 			s.hs.add(fromSend)
 			count++
 		}
+		// Centrifugo's ping ({}) may share a frame with publications.
+		if s.server == "centrifugo" && isCentrifugoPing(buf) {
+			if err := wsutil.WriteClientText(s.conn, pingLine); err != nil {
+				return
+			}
+		}
 		if count > 0 {
 			delivered.Add(int64(count))
 			lastNano.Store(now)
@@ -555,15 +561,13 @@ func (s *subscriber) read(r *loadRun, delivered, lastNano *atomic.Int64) {
 		if s.server == "vigil" && bytes.Contains(buf, laggedMark) {
 			s.lagged = true
 		}
-		if s.server == "centrifugo" && isCentrifugoPing(buf) {
-			if err := wsutil.WriteClientText(s.conn, pingLine); err != nil {
-				return
-			}
-		}
 	}
 }
 
 func isCentrifugoPing(frame []byte) bool {
+	if !bytes.Contains(frame, pingLine) {
+		return false
+	}
 	for _, line := range bytes.Split(frame, []byte("\n")) {
 		if bytes.Equal(bytes.TrimSpace(line), pingLine) {
 			return true
