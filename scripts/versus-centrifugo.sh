@@ -103,6 +103,12 @@ wait_http() { # URL: poll until it answers, at most 30 s
 }
 
 start_servers() {
+  for port in $vport $cport; do # another run (or anything else) on our ports would be measured instead
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+      echo "versus: port $port is in use (another run of this script?)" >&2
+      exit 1
+    fi
+  done
   rm -rf "$work/vigil-data"
   "$vigil_bin" serve --config "$work/vigil.yaml" --data-dir "$work/vigil-data" --listen "127.0.0.1:$vport" >"$work/vigil.log" 2>&1 &
   vigil_pid=$!
