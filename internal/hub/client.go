@@ -280,8 +280,15 @@ func (c *Client) enqueue(d Delivery, block bool) bool {
 			// non-empty queue already has a wake pending or a reader
 			// about to take it (TryNext takes the whole queue), and
 			// waking per delivery was a tenth of the fan-out's CPU.
+			// A live delivery comes from the dispatching goroutine,
+			// which wakes the client once its chunk of events is
+			// offered (dispatchChunk): a writer then takes them all.
 			if len(c.queue) == 1 {
-				c.signal()
+				if block {
+					c.signal()
+				} else {
+					c.hub.wakes = append(c.hub.wakes, c)
+				}
 			}
 			c.mu.Unlock()
 			return true
