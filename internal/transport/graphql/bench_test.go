@@ -3,7 +3,9 @@ package graphql_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -29,7 +31,11 @@ import (
 //
 // A smaller fan-out (100) runs as a second sub-benchmark for comparison.
 // Client and server share the machine's cores, so the figures include the
-// 1,000 reading clients' own CPU.
+// 1,000 reading clients' own CPU. The clients' goroutines carry the pprof
+// label side=client (the publishing loop side=publisher), so a CPU profile
+// (-cpuprofile) separates their CPU from the server's:
+//
+//	go tool pprof -tagfocus side=client ... / -tagignore side=client,publisher
 func BenchmarkSubscriptionLatency(b *testing.B) {
 	for _, n := range []int{1000, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchLatency(b, n) })
@@ -57,7 +63,7 @@ func benchLatency(b *testing.B, subscribers int) {
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Add(1)
-		go func() { // owned by the benchmark: ends when its connection closes
+		go pprof.Do(context.Background(), pprof.Labels("side", "client"), func(context.Context) { // owned by the benchmark: ends when its connection closes
 			defer wg.Done()
 			_ = c.conn.SetReadDeadline(time.Time{})
 			// One reader and buffer per client for the whole run: the
@@ -95,7 +101,7 @@ func benchLatency(b *testing.B, subscribers int) {
 					}
 				}
 			}
-		}()
+		})
 	}
 
 	samples := make([]time.Duration, 0, b.N*subscribers)
@@ -103,6 +109,8 @@ func benchLatency(b *testing.B, subscribers int) {
 	// Warm-up events (not sampled): first deliveries grow goroutine stacks
 	// and fill gqlgen's caches.
 	const warmup = 20
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("side", "publisher")))
+	defer pprof.SetGoroutineLabels(context.Background())
 	b.ResetTimer()
 	for i := 0; i < b.N+warmup; i++ {
 		if i == warmup {
@@ -115,6 +123,9 @@ func benchLatency(b *testing.B, subscribers int) {
 		acks = append(acks, time.Since(start))
 		seq := int(e.Seq)
 		var last time.Duration
+		// One timer per event (not per arrival: 1,000 timers an event
+		// were the benchmark's own cost).
+		timeout := time.NewTimer(10 * time.Second)
 		for got := 0; got < subscribers; {
 			select {
 			case a := <-arrivals:
@@ -124,10 +135,11 @@ func benchLatency(b *testing.B, subscribers int) {
 				samples = append(samples, a.at.Sub(start))
 				last = a.at.Sub(start)
 				got++
-			case <-time.After(10 * time.Second):
+			case <-timeout.C:
 				b.Fatalf("only %d of %d subscribers received seq %d", got, subscribers, seq)
 			}
 		}
+		timeout.Stop()
 		lasts = append(lasts, last)
 	}
 	b.StopTimer()
