@@ -115,8 +115,9 @@ type shares struct {
 	mu     sync.Mutex
 	groups map[string]*shareGroup
 	// executed and reused count responses executed by gqlgen for a
-	// sharing subscription and responses taken from another's execution.
-	executed, reused atomic.Uint64
+	// sharing subscription and responses taken from another's execution;
+	// written the result frames written directly (directwrite.go).
+	executed, reused, written atomic.Uint64
 }
 
 func (s *shares) join(key string) *shareGroup {
@@ -215,7 +216,9 @@ func (s *shareSlot) respond(ctx context.Context, h gql.ResponseHandler) *gql.Res
 		}
 		// A failed write closed the socket: the connection's reader ends
 		// and cancels ctx, which ends this loop.
-		_ = s.direct.write(body)
+		if s.direct.write(body) == nil {
+			s.stats.written.Add(1)
+		}
 	}
 }
 
@@ -302,3 +305,8 @@ func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (sl
 func (s *Server) SharedExecutions() (executed, reused uint64) {
 	return s.r.shares.executed.Load(), s.r.shares.reused.Load()
 }
+
+// SharedFramesWritten reports how many result messages of sharing
+// subscriptions were written directly around the shared response bytes
+// (directwrite.go) rather than marshalled again by gqlgen.
+func (s *Server) SharedFramesWritten() uint64 { return s.r.shares.written.Load() }
