@@ -57,9 +57,9 @@ type shareSlot struct {
 	group *shareGroup
 	// pull returns the next delivery, or false once the stream has ended
 	// (the subscription's resources are then released).
-	pull  func(ctx context.Context) (shareItem, bool)
-	feed  func(ctx context.Context, v any) bool // hands v to gqlgen's channel
-	end   func()                                // closes gqlgen's channel
+	pull func(ctx context.Context) (shareItem, bool)
+	feed func(ctx context.Context, v any) bool // hands v to gqlgen's channel
+	end  func()                                // closes gqlgen's channel
 	// direct, when not nil, writes the operation's result messages
 	// itself (directwrite.go); otherwise gqlgen sends them.
 	direct *frameWriter
