@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,6 +106,7 @@ func benchLatency(b *testing.B, subscribers int) {
 	}
 
 	samples := make([]time.Duration, 0, b.N*subscribers)
+	var cpu0 time.Duration // the process's CPU time when the measured events start
 	var acks, lasts []time.Duration // publish ack time; time until the last subscriber has it
 	// Warm-up events (not sampled): first deliveries grow goroutine stacks
 	// and fill gqlgen's caches.
@@ -115,6 +117,7 @@ func benchLatency(b *testing.B, subscribers int) {
 	for i := 0; i < b.N+warmup; i++ {
 		if i == warmup {
 			samples, acks, lasts = samples[:0], acks[:0], lasts[:0]
+			cpu0 = processCPU(b)
 			b.ResetTimer()
 		}
 		e := &event.Event{Type: "bench.tick", Category: event.CategorySystem}
@@ -143,6 +146,7 @@ func benchLatency(b *testing.B, subscribers int) {
 		lasts = append(lasts, last)
 	}
 	b.StopTimer()
+	cpu := processCPU(b) - cpu0
 	for _, c := range clients {
 		c.conn.Close()
 	}
@@ -158,6 +162,19 @@ func benchLatency(b *testing.B, subscribers int) {
 	b.ReportMetric(pct(acks, 0.50), "ack-p50-ms")
 	b.ReportMetric(pct(acks, 0.99), "ack-p99-ms")
 	b.ReportMetric(pct(lasts, 0.50), "all-p50-ms")
+	// CPU time of the whole process (server, clients and the durable
+	// append) per delivery: steadier than the latencies on a shared box.
+	// The clients' share is in a CPU profile (side=client).
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*subscribers), "cpu-µs/delivery")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var seqKey = []byte(`"seq":`)
