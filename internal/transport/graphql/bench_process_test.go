@@ -149,7 +149,7 @@ func childCPU(b *testing.B, pid int) time.Duration {
 	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
 	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
 	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
-	const clkTck = 100                           // USER_HZ on Linux
+	const clkTck = 100                          // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clkTck
 }
 

@@ -106,7 +106,7 @@ func benchLatency(b *testing.B, subscribers int) {
 	}
 
 	samples := make([]time.Duration, 0, b.N*subscribers)
-	var cpu0 time.Duration // the process's CPU time when the measured events start
+	var cpu0 time.Duration          // the process's CPU time when the measured events start
 	var acks, lasts []time.Duration // publish ack time; time until the last subscriber has it
 	// Warm-up events (not sampled): first deliveries grow goroutine stacks
 	// and fill gqlgen's caches.
