@@ -22,9 +22,11 @@ import (
 
 // subscribe is every event subscription: one hub client per GraphQL
 // subscription, its deliveries converted by conv (which may skip an event
-// by returning false). The goroutine is owned by the subscription: it ends
-// when the client completes or disconnects (ctx), or when the hub ends the
-// stream (lag or shutdown); then the channel closes and gqlgen sends
+// by returning false). A sharing subscription is read by its operation's
+// goroutine (pullDeliveries); any other has a goroutine owned by the
+// subscription. Either ends when the client completes or disconnects
+// (ctx), or when the hub ends the stream (lag or shutdown); then the
+// channel closes and gqlgen sends
 // "complete" — or, after a lag, an "error" message for the operation whose
 // error carries extensions {code: "LAGGED", resume_from: N}, sent after
 // every event queued before the lag point (see lagError). The client
