@@ -3,10 +3,13 @@ package graphql_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +32,11 @@ import (
 //
 // A smaller fan-out (100) runs as a second sub-benchmark for comparison.
 // Client and server share the machine's cores, so the figures include the
-// 1,000 reading clients' own CPU.
+// 1,000 reading clients' own CPU. The clients' goroutines carry the pprof
+// label side=client (the publishing loop side=publisher), so a CPU profile
+// (-cpuprofile) separates their CPU from the server's:
+//
+//	go tool pprof -tagfocus side=client ... / -tagignore side=client,publisher
 func BenchmarkSubscriptionLatency(b *testing.B) {
 	for _, n := range []int{1000, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchLatency(b, n) })
@@ -57,7 +64,7 @@ func benchLatency(b *testing.B, subscribers int) {
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Add(1)
-		go func() { // owned by the benchmark: ends when its connection closes
+		go pprof.Do(context.Background(), pprof.Labels("side", "client"), func(context.Context) { // owned by the benchmark: ends when its connection closes
 			defer wg.Done()
 			_ = c.conn.SetReadDeadline(time.Time{})
 			// One reader and buffer per client for the whole run: the
@@ -95,18 +102,22 @@ func benchLatency(b *testing.B, subscribers int) {
 					}
 				}
 			}
-		}()
+		})
 	}
 
 	samples := make([]time.Duration, 0, b.N*subscribers)
+	var cpu0 time.Duration          // the process's CPU time when the measured events start
 	var acks, lasts []time.Duration // publish ack time; time until the last subscriber has it
 	// Warm-up events (not sampled): first deliveries grow goroutine stacks
 	// and fill gqlgen's caches.
 	const warmup = 20
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("side", "publisher")))
+	defer pprof.SetGoroutineLabels(context.Background())
 	b.ResetTimer()
 	for i := 0; i < b.N+warmup; i++ {
 		if i == warmup {
 			samples, acks, lasts = samples[:0], acks[:0], lasts[:0]
+			cpu0 = processCPU(b)
 			b.ResetTimer()
 		}
 		e := &event.Event{Type: "bench.tick", Category: event.CategorySystem}
@@ -115,6 +126,9 @@ func benchLatency(b *testing.B, subscribers int) {
 		acks = append(acks, time.Since(start))
 		seq := int(e.Seq)
 		var last time.Duration
+		// One timer per event (not per arrival: 1,000 timers an event
+		// were the benchmark's own cost).
+		timeout := time.NewTimer(10 * time.Second)
 		for got := 0; got < subscribers; {
 			select {
 			case a := <-arrivals:
@@ -124,13 +138,15 @@ func benchLatency(b *testing.B, subscribers int) {
 				samples = append(samples, a.at.Sub(start))
 				last = a.at.Sub(start)
 				got++
-			case <-time.After(10 * time.Second):
+			case <-timeout.C:
 				b.Fatalf("only %d of %d subscribers received seq %d", got, subscribers, seq)
 			}
 		}
+		timeout.Stop()
 		lasts = append(lasts, last)
 	}
 	b.StopTimer()
+	cpu := processCPU(b) - cpu0
 	for _, c := range clients {
 		c.conn.Close()
 	}
@@ -146,6 +162,19 @@ func benchLatency(b *testing.B, subscribers int) {
 	b.ReportMetric(pct(acks, 0.50), "ack-p50-ms")
 	b.ReportMetric(pct(acks, 0.99), "ack-p99-ms")
 	b.ReportMetric(pct(lasts, 0.50), "all-p50-ms")
+	// CPU time of the whole process (server, clients and the durable
+	// append) per delivery: steadier than the latencies on a shared box.
+	// The clients' share is in a CPU profile (side=client).
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*subscribers), "cpu-µs/delivery")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var seqKey = []byte(`"seq":`)

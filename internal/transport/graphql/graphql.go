@@ -182,6 +182,9 @@ func New(deps Deps) *Server {
 	if lim.Timeout > 0 {
 		srv.Use(timeLimit{d: lim.Timeout})
 	}
+	// Last: no operation-context mutator after it may refuse the operation
+	// whose id it records (directwrite.go).
+	srv.Use(opIDExt{})
 	s.gql = srv
 	return s
 }

@@ -48,14 +48,21 @@ type shareSlotKey struct{}
 
 // shareSlot connects one subscription operation to its resolver: subscribe
 // fills it when the subscription can share, and the operation's response
-// handler then reads deliveries from src and feeds gqlgen's channel only
-// for the events it must execute itself.
+// handler then pulls deliveries straight from the hub client (pull, on
+// the operation's own goroutine: no goroutine in between to wake per
+// delivery) and feeds gqlgen's channel only for the events it must
+// execute itself.
 type shareSlot struct {
 	stats *shares
 	group *shareGroup
-	src   <-chan shareItem
-	feed  func(ctx context.Context, v any) bool // hands v to gqlgen's channel
-	end   func()                                // closes gqlgen's channel
+	// pull returns the next delivery, or false once the stream has ended
+	// (the subscription's resources are then released).
+	pull func(ctx context.Context) (shareItem, bool)
+	feed func(ctx context.Context, v any) bool // hands v to gqlgen's channel
+	end  func()                                // closes gqlgen's channel
+	// direct, when not nil, writes the operation's result messages
+	// itself (directwrite.go); otherwise gqlgen sends them.
+	direct *frameWriter
 }
 
 // shareItem is one delivery: the converted value for gqlgen and the hub's
@@ -67,10 +74,12 @@ type shareItem struct {
 
 // shareEntry is one event's response within a group. ready closes once
 // resp is set; resp nil means the executing subscriber gave up (its
-// context ended) and the others execute themselves.
+// context ended) and the others execute themselves. body is resp
+// marshalled as gqlgen sends it (nil if that failed).
 type shareEntry struct {
 	ev    *event.Event
 	resp  *gql.Response
+	body  []byte
 	ready chan struct{}
 }
 
@@ -82,11 +91,18 @@ type shareGroup struct {
 	mu     sync.Mutex
 	recent [shareWindow]*shareEntry
 	next   int
+	// latest is the entry claimed last: every subscriber of a group but
+	// the first finds the event there without taking mu (with 1,000
+	// subscribers on one query, mu was contended on every delivery).
+	latest atomic.Pointer[shareEntry]
 }
 
 // claim returns ev's entry and whether the caller must execute it (it was
 // not there: the caller now owns it and must call fill).
 func (g *shareGroup) claim(ev *event.Event) (*shareEntry, bool) {
+	if e := g.latest.Load(); e != nil && e.ev == ev {
+		return e, false
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, e := range g.recent {
@@ -97,6 +113,7 @@ func (g *shareGroup) claim(ev *event.Event) (*shareEntry, bool) {
 	e := &shareEntry{ev: ev, ready: make(chan struct{})}
 	g.recent[g.next] = e
 	g.next = (g.next + 1) % shareWindow
+	g.latest.Store(e)
 	return e, true
 }
 
@@ -106,8 +123,9 @@ type shares struct {
 	mu     sync.Mutex
 	groups map[string]*shareGroup
 	// executed and reused count responses executed by gqlgen for a
-	// sharing subscription and responses taken from another's execution.
-	executed, reused atomic.Uint64
+	// sharing subscription and responses taken from another's execution;
+	// written the result frames written directly (directwrite.go).
+	executed, reused, written atomic.Uint64
 }
 
 func (s *shares) join(key string) *shareGroup {
@@ -171,13 +189,24 @@ func (shareExt) Validate(gql.ExecutableSchema) error { return nil }
 
 func (shareExt) InterceptOperation(ctx context.Context, next gql.OperationHandler) gql.ResponseHandler {
 	op := gql.GetOperationContext(ctx)
-	if op == nil || op.Operation == nil || op.Operation.Operation != ast.Subscription {
+	if op == nil {
+		return next(ctx)
+	}
+	var id string // the operation's WebSocket id, if known (directwrite.go)
+	conn := wsConnOf(ctx)
+	if conn != nil {
+		id = conn.takeOperation(op)
+	}
+	if op.Operation == nil || op.Operation.Operation != ast.Subscription {
 		return next(ctx)
 	}
 	slot := &shareSlot{}
 	h := next(context.WithValue(ctx, shareSlotKey{}, slot))
-	if slot.src == nil {
+	if slot.pull == nil {
 		return h // the resolver did not share (or failed)
+	}
+	if id != "" {
+		slot.direct = conn.resultWriter(id)
 	}
 	return func(ctx context.Context) *gql.Response { return slot.respond(ctx, h) }
 }
@@ -185,57 +214,76 @@ func (shareExt) InterceptOperation(ctx context.Context, next gql.OperationHandle
 // respond produces the operation's next response: the group's shared one
 // for the next delivered event if there is one, otherwise gqlgen's own
 // execution (h), which it then shares. nil ends the stream, as in gqlgen.
+// With a direct writer it writes the responses itself and returns only
+// when the stream ends, or with a response it could not write directly.
 func (s *shareSlot) respond(ctx context.Context, h gql.ResponseHandler) *gql.Response {
-	var it shareItem
-	select {
-	case v, ok := <-s.src:
-		if !ok {
-			s.end()
-			return h(ctx) // gqlgen sees the closed channel and ends
+	for {
+		resp, body := s.nextResponse(ctx, h)
+		if resp == nil || s.direct == nil || body == nil {
+			return resp
 		}
-		it = v
-	case <-ctx.Done():
-		return nil
+		// A failed write closed the socket: the connection's reader ends
+		// and cancels ctx, which ends this loop.
+		if s.direct.write(body) == nil {
+			s.stats.written.Add(1)
+		}
+	}
+}
+
+// nextResponse is the response for the next delivered event and, when it
+// is shared, its marshalled bytes.
+func (s *shareSlot) nextResponse(ctx context.Context, h gql.ResponseHandler) (*gql.Response, []byte) {
+	it, ok := s.pull(ctx)
+	if !ok {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		s.end()
+		return h(ctx), nil // gqlgen sees the closed channel and ends
 	}
 	e, owner := s.group.claim(it.ev)
 	if !owner {
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		}
 		if e.resp != nil {
 			s.stats.reused.Add(1)
-			return e.resp // read-only from here on: only marshalled
+			return e.resp, e.body // read-only from here on: only marshalled
 		}
 		// The executing subscriber gave up: execute this one ourselves.
 		if !s.feed(ctx, it.v) {
-			return nil
+			return nil, nil
 		}
-		return h(ctx)
+		return h(ctx), nil
 	}
 	defer close(e.ready)
 	if !s.feed(ctx, it.v) {
-		return nil
+		return nil, nil
 	}
 	resp := h(ctx)
 	s.stats.executed.Add(1)
-	if resp != nil {
-		// gqlgen reuses resp.Data's buffer for this operation's next
-		// response: the shared one needs its own bytes.
-		cp := *resp
-		cp.Data = bytes.Clone(resp.Data)
-		e.resp = &cp
+	if resp == nil {
+		return nil, nil
 	}
-	return resp
+	// gqlgen reuses resp.Data's buffer for this operation's next
+	// response: the shared one needs its own bytes.
+	cp := *resp
+	cp.Data = bytes.Clone(resp.Data)
+	e.resp = &cp
+	if b, err := json.Marshal(resp); err == nil { // as gqlgen's sendResponse
+		e.body = b
+	}
+	return resp, e.body
 }
 
-// shareSource wires subscribe's deliveries to the slot of ctx, when the
-// operation can share: it returns the channel subscribe must send to
-// (nil: do not share, send to gqlgen's channel as usual) and the channel
-// to give gqlgen.
-func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (src chan shareItem, out chan T, leave func()) {
-	slot, _ := ctx.Value(shareSlotKey{}).(*shareSlot)
+// shareSource prepares the slot of ctx, when the operation can share: it
+// returns the slot (nil: do not share, send to gqlgen's channel as usual),
+// whose pull the caller must set, the channel to give gqlgen, and the
+// function that leaves the group.
+func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (slot *shareSlot, out chan T, leave func()) {
+	slot, _ = ctx.Value(shareSlotKey{}).(*shareSlot)
 	if slot == nil {
 		return nil, nil, nil
 	}
@@ -244,10 +292,9 @@ func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (sr
 		return nil, nil, nil
 	}
 	g := r.shares.join(key)
-	src = make(chan shareItem, 64)
 	// One slot: respond hands gqlgen one value right before it executes.
 	out = make(chan T, 1)
-	slot.stats, slot.group, slot.src = &r.shares, g, src
+	slot.stats, slot.group = &r.shares, g
 	slot.feed = func(ctx context.Context, v any) bool {
 		select {
 		case out <- v.(T):
@@ -257,7 +304,7 @@ func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (sr
 		}
 	}
 	slot.end = func() { close(out) }
-	return src, out, func() { r.shares.leave(g) }
+	return slot, out, func() { r.shares.leave(g) }
 }
 
 // SharedExecutions reports, for subscriptions that share responses, how
@@ -266,3 +313,8 @@ func shareSource[T any](ctx context.Context, r *Resolver, p *auth.Principal) (sr
 func (s *Server) SharedExecutions() (executed, reused uint64) {
 	return s.r.shares.executed.Load(), s.r.shares.reused.Load()
 }
+
+// SharedFramesWritten reports how many result messages of sharing
+// subscriptions were written directly around the shared response bytes
+// (directwrite.go) rather than marshalled again by gqlgen.
+func (s *Server) SharedFramesWritten() uint64 { return s.r.shares.written.Load() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -21,9 +22,11 @@ import (
 
 // subscribe is every event subscription: one hub client per GraphQL
 // subscription, its deliveries converted by conv (which may skip an event
-// by returning false). The goroutine is owned by the subscription: it ends
-// when the client completes or disconnects (ctx), or when the hub ends the
-// stream (lag or shutdown); then the channel closes and gqlgen sends
+// by returning false). A sharing subscription is read by its operation's
+// goroutine (pullDeliveries); any other has a goroutine owned by the
+// subscription. Either ends when the client completes or disconnects
+// (ctx), or when the hub ends the stream (lag or shutdown); then the
+// channel closes and gqlgen sends
 // "complete" — or, after a lag, an "error" message for the operation whose
 // error carries extensions {code: "LAGGED", resume_from: N}, sent after
 // every event queued before the lag point (see lagError). The client
@@ -44,23 +47,16 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 		release()
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	// A subscription that can share (shareSource) sends its deliveries to
-	// the operation's slot, which executes only the events no subscriber
-	// of its group has executed yet; otherwise they go straight to gqlgen.
-	src, shared, leave := shareSource[T](ctx, r, p)
-	var out chan T
-	if src == nil {
-		out = make(chan T, 64)
+	// A subscription that can share (shareSource) is pulled by the
+	// operation's slot, which executes only the events no subscriber of
+	// its group has executed yet; otherwise a goroutine sends the
+	// deliveries straight to gqlgen.
+	if slot, shared, leave := shareSource[T](ctx, r, p); slot != nil {
+		slot.pull = pullDeliveries(ctx, r, c, conv, func() { leave(); release() })
+		return shared, nil
 	}
-	send := func(e *event.Event, v T) bool {
-		if src != nil {
-			select {
-			case src <- shareItem{ev: e, v: v}:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+	out := make(chan T, 64)
+	send := func(v T) bool {
 		select {
 		case out <- v:
 			return true
@@ -70,26 +66,12 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 	}
 	go func() {
 		defer release()
-		if src != nil {
-			defer leave()
-			defer close(src)
-		} else {
-			defer close(out)
-		}
+		defer close(out)
 		defer c.Close()
 		for {
 			batch, err := c.Next(ctx)
 			if err != nil {
-				var lag *hub.LagError
-				if errors.As(err, &lag) {
-					r.deps.Logger.Warn("graphql subscription fell behind; closing it", "client", c.ID(), "resume_from", lag.Resume["graphql"])
-					// Only a WebSocket operation (initWebsocket put its
-					// connState in ctx) has gqlgen's subscription-error
-					// slot; elsewhere the stream just ends.
-					if _, ws := ctx.Value(connKey{}).(*connState); ws {
-						transport.AddSubscriptionError(ctx, lagError(lag.Resume["graphql"]))
-					}
-				}
+				streamEnded(ctx, r, c, err)
 				return
 			}
 			for _, d := range batch {
@@ -100,16 +82,65 @@ func subscribe[T any](ctx context.Context, r *Resolver, m *filter.Matcher, from 
 				if !ok {
 					continue
 				}
-				if !send(d.Event, v) {
+				if !send(v) {
 					return
 				}
 			}
 		}
 	}()
-	if src != nil {
-		return shared, nil
-	}
 	return out, nil
+}
+
+// streamEnded handles the end of a subscription's hub stream (err from
+// Next): after a lag, the operation's error names where to resume.
+func streamEnded(ctx context.Context, r *Resolver, c *hub.Client, err error) {
+	var lag *hub.LagError
+	if errors.As(err, &lag) {
+		r.deps.Logger.Warn("graphql subscription fell behind; closing it", "client", c.ID(), "resume_from", lag.Resume["graphql"])
+		// Only a WebSocket operation (initWebsocket put its
+		// connState in ctx) has gqlgen's subscription-error
+		// slot; elsewhere the stream just ends.
+		if _, ws := ctx.Value(connKey{}).(*connState); ws {
+			transport.AddSubscriptionError(ctx, lagError(lag.Resume["graphql"]))
+		}
+	}
+}
+
+// pullDeliveries is the pull of a sharing subscription's slot: the next
+// delivery of hub client c, converted by conv, read on the operation's
+// own goroutine. When the stream ends (lag, shutdown) or the operation
+// does (ctx, the subscription's context, ends: gqlgen cancels it when the
+// client completes or disconnects, or the operation ends otherwise), the
+// client is closed and done called, once.
+func pullDeliveries[T any](ctx context.Context, r *Resolver, c *hub.Client, conv func(*event.Event) (T, bool), done func()) func(context.Context) (shareItem, bool) {
+	var once sync.Once
+	finish := func() { once.Do(func() { c.Close(); done() }) }
+	context.AfterFunc(ctx, finish)
+	var (
+		batch []hub.Delivery // valid until the next call of c.Next
+		i     int
+	)
+	return func(opCtx context.Context) (shareItem, bool) {
+		for {
+			for i < len(batch) {
+				d := batch[i]
+				i++
+				if d.Event == nil {
+					continue
+				}
+				if v, ok := conv(d.Event); ok {
+					return shareItem{ev: d.Event, v: v}, true
+				}
+			}
+			b, err := c.Next(opCtx)
+			if err != nil {
+				streamEnded(ctx, r, c, err)
+				finish()
+				return shareItem{}, false
+			}
+			batch, i = b, 0
+		}
+	}
 }
 
 // lagError is the error that ends a subscription whose client fell behind:

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	gql "github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -123,6 +124,12 @@ type gobwasConn struct {
 	// Both are used only by gqlgen's reading goroutine.
 	proto      protocolState
 	maxMessage int64
+	// pendingOp is the subscribe message last passed to gqlgen (reading
+	// goroutine only) and ops the ids of operations not yet started, for
+	// direct writes of shared responses (directwrite.go).
+	pendingOp opStart
+	opsMu     sync.Mutex
+	ops       map[*gql.OperationContext]string
 }
 
 type connWatchKey struct{}
@@ -247,7 +254,8 @@ func (c *gobwasConn) NextReader() (int, io.Reader, error) {
 			_ = c.WriteClose(int(wsconn.CloseLimitExceeded), "message rate limit exceeded")
 			return 0, nil, transport.ErrWebsocketClosed
 		}
-		switch v := c.proto.check(b); {
+		v := c.proto.check(b)
+		switch {
 		case v.closeCode != 0:
 			_ = c.WriteClose(v.closeCode, v.closeReason)
 			return 0, nil, transport.ErrWebsocketClosed
@@ -257,6 +265,9 @@ func (c *gobwasConn) NextReader() (int, io.Reader, error) {
 			}
 			continue
 		}
+		// gqlgen creates this operation's context before it reads again
+		// (opIDExt then records the id); any other message clears it.
+		c.pendingOp = opStart{id: v.opID, query: v.opQuery}
 		return int(h.OpCode), bytes.NewReader(b), nil
 	}
 }

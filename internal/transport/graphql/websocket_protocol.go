@@ -53,6 +53,9 @@ type protocolVerdict struct {
 	closeReason string
 	// reply, when not nil, is sent and the message dropped (legacy).
 	reply any
+	// opID and opQuery are a subscribe (graphql-ws: start) message's id
+	// and query, for direct writes (directwrite.go).
+	opID, opQuery string
 }
 
 // protocolState follows one connection's protocol: only the reading
@@ -107,6 +110,7 @@ func (st *protocolState) checkTransportWS(b []byte) protocolVerdict {
 		if !isObject(m.Payload) || json.Unmarshal(m.Payload, &p) != nil || !isNonEmptyString(p.Query) {
 			return bad("subscribe payload must be an object with a query string")
 		}
+		return startVerdict(m.ID, p.Query)
 	case "complete":
 		if !isNonEmptyString(m.ID) {
 			return bad("complete needs a non-empty string id")
@@ -147,6 +151,7 @@ func (st *protocolState) checkLegacyWS(b []byte) protocolVerdict {
 		if !isObject(m.Payload) || json.Unmarshal(m.Payload, &p) != nil || !isNonEmptyString(p.Query) {
 			return bad("start payload must be an object with a query string")
 		}
+		return startVerdict(m.ID, p.Query)
 	case "stop":
 		if !isNonEmptyString(m.ID) {
 			return bad("stop needs a non-empty string id")
@@ -155,6 +160,16 @@ func (st *protocolState) checkLegacyWS(b []byte) protocolVerdict {
 		return bad(fmt.Sprintf("unknown message type %q", typ))
 	}
 	return protocolVerdict{}
+}
+
+// startVerdict passes an operation's start to gqlgen with its id and
+// query (both already checked to be non-empty strings).
+func startVerdict(id, query json.RawMessage) protocolVerdict {
+	var v protocolVerdict
+	if json.Unmarshal(id, &v.opID) != nil || json.Unmarshal(query, &v.opQuery) != nil {
+		return protocolVerdict{}
+	}
+	return v
 }
 
 type legacyReply struct {
