@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/testenv"
 	"github.com/vigil-sec/vigil/internal/testkit"
@@ -231,6 +232,12 @@ func TestPolledReaderLimits(t *testing.T) {
 func TestPollerShutdown(t *testing.T) {
 	e, poller, dial, stop := startPolled(t, 1<<10, nil)
 	const n = 100
+	// The hub's tail (its NATS consumer) and dispatcher start after
+	// Started: count the goroutines once an event has gone through them,
+	// or under load they are counted as the connections' (seen at load
+	// ~30 in a full run).
+	e.Publish(&event.Event{Type: "auth.login", Severity: event.SeverityInfo})
+	waitFor(t, "the hub to dispatch an event", func() bool { return e.Hub.Head() >= 1 })
 	before := runtime.NumGoroutine()
 	clients := make([]*testenv.WSClient, n)
 	for i := range clients {
