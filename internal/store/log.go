@@ -55,7 +55,7 @@ type Log struct {
 	// window as a backstop across the nodes sharing an external stream.
 	// The embedded log has one appender, this Log, whose dedup index is
 	// exact (rebuilt from the log at start, an unacknowledged event
-	// looked up by its subject): there the header would only cost
+	// looked up in the log by its id): there the header would only cost
 	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
 	replicas    int // of the stream and every KV bucket
@@ -100,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	l.pub.lookup = l.lookupSubject
+	l.pub.find = l.findStored
 	if l.ns == nil {
 		l.pub.timeout = clusterAckTimeout
 		l.group = newGroupCommitter(l)
@@ -114,24 +114,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("store: leader advisories: %w", err)
 		}
 	}
-	scfg := jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "Vigil security events",
-		Subjects:    []string{SubjectPrefix + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		Duplicates:  cfg.DedupWindow,
-		MaxAge:      cfg.MaxAge,
-		MaxBytes:    orUnlimited(cfg.MaxBytes),
-		AllowDirect: true,
+	if err := l.checkLayout(ctx); err != nil {
+		l.Close()
+		return nil, err
 	}
-	if !l.msgIDHeader {
-		// No Nats-Msg-Id is sent to the embedded stream (see msgIDHeader),
-		// so its window only made the server read every message inside it
-		// at each start (issue 8, item 4): keep it at the minimum.
-		scfg.Duplicates = embeddedDuplicates
-	}
+	scfg := streamConfig(cfg, l.ns != nil)
 	var reason string
 	l.stream, l.replicas, reason, err = l.chooseReplicas(ctx, scfg)
 	if err != nil {
@@ -302,9 +289,11 @@ func (l *Log) First(ctx context.Context) (uint64, error) {
 	return info.State.FirstSeq, nil
 }
 
-// Subject is where an event is stored; consumers narrow by its tokens.
+// Subject is where an event is stored, vigil.events.<tenant>.<category>.
+// <severity> (layout 2: no id, so the stream has a few thousand subjects
+// however many events it holds); consumers narrow by its tokens.
 func Subject(e *event.Event) string {
-	return SubjectPrefix + "." + e.Tenant + "." + string(e.Category) + "." + e.Severity.String() + "." + e.ID
+	return SubjectPrefix + "." + e.Tenant + "." + string(e.Category) + "." + e.Severity.String()
 }
 
 // Append stores events in order and returns one Ack per event once every
@@ -441,7 +430,7 @@ func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *infl
 // batches published before it keep waiting for acknowledgements: a new
 // leader commits what its predecessor had replicated within its first
 // heartbeats; what is still missing after that was dropped, and the
-// lookups by subject then tell stored from lost.
+// lookups of the abandoned batches then tell stored from lost.
 const settleGrace = time.Second
 
 // settleEarly abandons, settleGrace after t, the batches sealed before t.
@@ -463,15 +452,6 @@ func (l *Log) failBatch(fl *inflight) {
 		fl.keys[i] = ""
 	}
 	l.pub.seal(fl, 0)
-}
-
-// lookupSubject returns the seq of the message stored on subject, if any.
-func (l *Log) lookupSubject(ctx context.Context, subject string) (uint64, bool) {
-	raw, err := l.stream.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
-		return 0, false
-	}
-	return raw.Sequence, true
 }
 
 // settled is called once every acknowledgement of a batch is in (or it was
@@ -558,17 +538,35 @@ func decode(data []byte, seq uint64) (*event.Event, error) {
 	return e, nil
 }
 
-// Get returns the event with the given id, searching every tenant.
+// Get returns the event with the given id, searching every tenant (the
+// newest one stored with that id, as the lookup by subject of layout 1
+// answered). Layout 2 has no subject per id: the id is looked up in the
+// dedup index (the ids stored within its window).
 func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
 	if id == "" {
 		return nil, fmt.Errorf("event: empty id: %w", domain.ErrNotFound)
 	}
-	raw, err := l.stream.GetLastMsgForSubject(ctx, SubjectPrefix+".*.*.*."+id)
+	if seq, ok := l.recent.lookupID(id); ok {
+		e, err := l.getSeq(ctx, seq, id)
+		if err != nil || e != nil {
+			return e, err
+		}
+	}
+	return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
+}
+
+// getSeq returns the event stored at seq if its id is id (nil, nil when
+// seq holds another event or none: retention removed it).
+func (l *Log) getSeq(ctx context.Context, seq uint64, id string) (*event.Event, error) {
+	raw, err := l.stream.GetMsg(ctx, seq)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
+			return nil, nil
 		}
-		return nil, fmt.Errorf("store: get %s: %w", id, err)
+		return nil, fmt.Errorf("store: get %s (seq %d): %w", id, seq, err)
+	}
+	if got, ok := idOf(raw.Data); !ok || got != id {
+		return nil, nil
 	}
 	return decode(raw.Data, raw.Sequence)
 }
