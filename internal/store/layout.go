@@ -153,57 +153,84 @@ func dedupKey(subject string, body []byte) (string, bool) {
 	return tenant + "/" + id, true
 }
 
-// findBatch is the size of one batched direct get of findStored.
+// findBatch is the size of one batched direct get of rawScan.
 const findBatch = 1024
 
-// findStored reads, with batched direct gets, the messages stored on
-// subject (no wildcard needed: it is the exact subject of the events
-// looked for) with seq >= from, up to the head, and calls fn with each
-// one's dedup key and seq until fn returns false. It returns the seq
-// after the last message read (from when none was): a later call from
-// there reads only what was stored since. It replaces a lookup by
-// subject per event (layout 1): an abandoned batch looks for its
-// missing events with one read per subject it published to.
+// findStored reads the messages stored on subject (the exact subject of
+// the events looked for) with seq >= from, up to the head, and calls fn
+// with each one's dedup key and seq until fn returns false. It returns the
+// seq after the last message read (from when none was): a later call from
+// there reads only what was stored since. It replaces a lookup by subject
+// per event (layout 1): an abandoned batch looks for its missing events
+// with one read per subject it published to.
 func (l *Log) findStored(ctx context.Context, from uint64, subject string, fn func(key string, seq uint64) bool) (uint64, error) {
+	return l.rawScan(ctx, from, subject, func(seq uint64, subj string, body []byte) bool {
+		if key, ok := dedupKey(subj, body); ok {
+			return fn(key, seq)
+		}
+		return true
+	})
+}
+
+// rawScan reads with batched direct gets (answered by any replica, no
+// consumer created) the messages with seq >= from, on subjects matching
+// filter ("" for all), up to the head, and calls fn with each one, in
+// order, until fn returns false; body is the client's own copy. It returns
+// the seq after the last message read (from when none was).
+func (l *Log) rawScan(ctx context.Context, from uint64, filter string, fn func(seq uint64, subject string, body []byte) bool) (uint64, error) {
 	inbox := nats.NewInbox()
 	sub, err := l.nc.SubscribeSync(inbox)
 	if err != nil {
-		return from, fmt.Errorf("store: find stored: %w", err)
+		return from, fmt.Errorf("store: scan: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	_ = sub.SetPendingLimits(-1, -1) // bounded by one batch in flight
+	from = max(from, 1)
 	for {
-		req := fmt.Appendf(nil, `{"seq":%d,"batch":%d,"next_by_subj":%q,"max_bytes":%d}`, max(from, 1), findBatch, subject, directMaxBytes)
+		var req []byte
+		if filter == "" {
+			req = fmt.Appendf(nil, `{"seq":%d,"batch":%d,"max_bytes":%d}`, from, findBatch, directMaxBytes)
+		} else {
+			req = fmt.Appendf(nil, `{"seq":%d,"batch":%d,"next_by_subj":%q,"max_bytes":%d}`, from, findBatch, filter, directMaxBytes)
+		}
 		if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamName, inbox, req); err != nil {
-			return from, fmt.Errorf("store: find stored: %w", err)
+			return from, fmt.Errorf("store: scan: %w", err)
 		}
 		got, more := 0, false
+		// A batch unanswered for directWait (a replica that died) ends the
+		// scan with an error instead of holding it.
+		bctx, cancel := context.WithTimeout(ctx, directWait)
 		for {
-			m, err := sub.NextMsgWithContext(ctx)
+			m, err := sub.NextMsgWithContext(bctx)
 			if err != nil {
-				return from, fmt.Errorf("store: find stored: %w", err)
+				cancel()
+				return from, fmt.Errorf("store: scan: %w", err)
 			}
 			if st := m.Header.Get("Status"); st != "" {
 				switch st {
 				case "204": // end of batch
 					np, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 					more = np > 0 && got > 0
-				case "404": // nothing (more) stored on subject from there
+				case "404": // nothing (more) stored from there
 				default:
-					return from, fmt.Errorf("store: find stored: direct get: status %s %s", st, m.Header.Get("Description"))
+					cancel()
+					return from, fmt.Errorf("store: scan: direct get: status %s %s", st, m.Header.Get("Description"))
 				}
 				break
 			}
 			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 			if err != nil || seq < from {
-				return from, fmt.Errorf("store: find stored: direct get answered seq %q", m.Header.Get(jetstream.SequenceHeader))
+				cancel()
+				return from, fmt.Errorf("store: scan: direct get answered seq %q", m.Header.Get(jetstream.SequenceHeader))
 			}
 			got++
 			from = seq + 1
-			if key, ok := dedupKey(m.Header.Get(jetstream.SubjectHeader), m.Data); ok && !fn(key, seq) {
+			if !fn(seq, m.Header.Get(jetstream.SubjectHeader), m.Data) {
+				cancel()
 				return from, nil // the rest of the batch is dropped with the inbox
 			}
 		}
+		cancel()
 		if !more {
 			return from, nil
 		}

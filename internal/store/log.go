@@ -59,6 +59,8 @@ type Log struct {
 	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
 	replicas    int // of the stream and every KV bucket
+	// index is the id index on disk (indexer.go; nil without a data dir).
+	index *indexer
 
 	// undecodable counts stored messages skipped because they are not
 	// events (a producer writing to vigil.events.> directly, outside the
@@ -127,6 +129,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	cfg.Logger.Info("log: replicas of the stream and KV buckets", "replicas", l.replicas, "reason", reason)
 	if err := l.recover(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.openIndexer(ctx); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -206,6 +212,7 @@ func (l *Log) Embedded() bool { return l.ns != nil }
 // Close drains the connection and stops the embedded server.
 func (l *Log) Close() {
 	l.rebuild.stop() // before nc closes: it reads through it
+	l.index.stop()   // likewise
 	// A planned restart then skips the rebuild; on failure it reads the
 	// log after the last periodic snapshot.
 	if _, err := l.saveDedupSnapshot(l.rebuild, l.rebuild.lastSnapshotHead()); err != nil {
@@ -541,7 +548,10 @@ func decode(data []byte, seq uint64) (*event.Event, error) {
 // Get returns the event with the given id, searching every tenant (the
 // newest one stored with that id, as the lookup by subject of layout 1
 // answered). Layout 2 has no subject per id: the id is looked up in the
-// dedup index (the ids stored within its window).
+// dedup index (the ids stored within its window, this node's appends at
+// once), then in the id index on disk (every event it has read, within a
+// second of its storing: indexer.go); the event at the seq found is read
+// and checked to have that id.
 func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
 	if id == "" {
 		return nil, fmt.Errorf("event: empty id: %w", domain.ErrNotFound)
@@ -551,6 +561,10 @@ func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
 		if err != nil || e != nil {
 			return e, err
 		}
+	}
+	e, err := l.getIndexed(ctx, id)
+	if err != nil || e != nil {
+		return e, err
 	}
 	return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
 }
