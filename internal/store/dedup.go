@@ -89,6 +89,9 @@ func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRe
 	var dups []dupRef
 	reserved := false
 	for i, key := range keys {
+		if key == "" {
+			continue // answered already (a late duplicate: Log.Append)
+		}
 		if p, ok := d.entries[key]; ok {
 			dups = append(dups, dupRef{index: i, key: key, seq: p.seq, fl: p.fl})
 			keys[i] = ""

@@ -254,6 +254,28 @@ func (l *Log) getIndexed(ctx context.Context, id string) (*event.Event, error) {
 	return nil, nil
 }
 
+// lateDuplicates looks keys up in the id index: a retry that comes after
+// the dedup window, of an event the log still holds, is answered with its
+// first seq instead of being stored again (one Pebble lookup per event,
+// answered by its bloom filters for the new ids). Found keys are cleared
+// in keys and returned as known duplicates. The index lags the log by up
+// to indexPoll: the dedup window covers that.
+func (x *indexer) lateDuplicates(keys []string) []dupRef {
+	if x == nil {
+		return nil
+	}
+	var dups []dupRef
+	for i, key := range keys {
+		seq, ok, err := x.idx.Lookup(key)
+		if err != nil || !ok {
+			continue // an unreadable index only loses this extra check
+		}
+		dups = append(dups, dupRef{index: i, key: key, seq: seq})
+		keys[i] = ""
+	}
+	return dups
+}
+
 // IDIndexInfo says how far the id index has read the log.
 type IDIndexInfo struct {
 	Watermark uint64 // every seq up to it is indexed

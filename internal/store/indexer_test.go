@@ -130,3 +130,43 @@ func TestGetByIDAfterTheDedupWindow(t *testing.T) {
 		t.Fatalf("get old-1000: %+v %v", e, err)
 	}
 }
+
+// TestLateRetryAfterTheDedupWindow (issue 12 item 8): a retry that comes
+// after the dedup window, of an event the log still holds, is found in the
+// id index and acknowledged as a duplicate with its first seq; before, it
+// was stored a second time.
+func TestLateRetryAfterTheDedupWindow(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := open(t, dir)
+	if _, err := l.Append(ctx, manyEvents(t, 100, "late")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err := Open(ctx, Config{DataDir: dir, DedupWindow: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	waitIndexed(t, l, 100)
+	retry := manyEvents(t, 101, "late") // late-0..late-99 again, and late-100 new
+	acks, err := l.Append(ctx, retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range acks[:100] {
+		if !a.Duplicate || a.Seq != uint64(i+1) {
+			t.Fatalf("retry of late-%d: %+v, want a duplicate of seq %d", i, a, i+1)
+		}
+	}
+	if a := acks[100]; a.Duplicate || a.Seq != 101 {
+		t.Fatalf("new event: %+v, want seq 101", a)
+	}
+	if head, _ := l.Head(ctx); head != 101 {
+		t.Fatalf("head %d, want 101: a late retry was stored again", head)
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil || !rep.OK {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}

@@ -304,7 +304,8 @@ func Subject(e *event.Event) string {
 }
 
 // Append stores events in order and returns one Ack per event once every
-// one is in the log. An id already stored within the dedup window is
+// one is in the log. An id already stored within the dedup window, or
+// found in the id index (stored earlier and still retained), is
 // acknowledged with its original seq and not stored again. Events must be
 // normalized (event.Normalize) first.
 //
@@ -323,6 +324,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
+	late := l.index.lateDuplicates(fl.keys) // clears their keys
 	var (
 		dups          []dupRef
 		firstErr, err error
@@ -337,6 +339,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	if err != nil {
 		return acks, err
 	}
+	dups = append(dups, late...)
 
 	select {
 	case <-fl.done:
