@@ -14,6 +14,13 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
+// noIndexDelay lets the indexer read the log at once (for these tests).
+func noIndexDelay(t *testing.T) {
+	old := indexStartDelay
+	indexStartDelay = 0
+	t.Cleanup(func() { indexStartDelay = old })
+}
+
 func waitIndexed(t *testing.T, l *Log, through uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -34,6 +41,7 @@ func waitIndexed(t *testing.T, l *Log, through uint64) {
 // through the id index on disk, which is rebuilt from the log when its
 // directory is deleted, and forgets what retention removed.
 func TestGetByIDAfterTheDedupWindow(t *testing.T) {
+	noIndexDelay(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	l := open(t, dir)
@@ -136,6 +144,7 @@ func TestGetByIDAfterTheDedupWindow(t *testing.T) {
 // id index and acknowledged as a duplicate with its first seq; before, it
 // was stored a second time.
 func TestLateRetryAfterTheDedupWindow(t *testing.T) {
+	noIndexDelay(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	l := open(t, dir)
