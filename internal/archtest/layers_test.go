@@ -67,6 +67,7 @@ var layerOf = map[string]string{
 	m + "internal/auth/jwtauth":                  identity,
 	m + "internal/auth/tokens":                   identity,
 	m + "internal/store":                         log,
+	m + "internal/store/idindex":                 lib, // the log's id index on disk: opaque keys, no domain (issue 12 item 8)
 	m + "internal/hub":                           fanout,
 	m + "internal/ingest":                        service,
 	m + "internal/detect":                        service,

@@ -169,6 +169,13 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 		MaxDeliver:     -1, // the core decides when to give up (max_age)
 		FilterSubjects: subjectFilters(m.opts.SubjectPrefix, d),
 	}
+	// A known output keeps where its consumer starts: `vigil migrate`
+	// creates it again from its ack floor (by start sequence), and
+	// JetStream refuses to change a consumer's deliver policy.
+	if c, err := m.opts.JetStream.Consumer(ctx, m.opts.Stream, cfg.Durable); err == nil {
+		old := c.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+	}
 	if o.cons, err = m.opts.JetStream.CreateOrUpdateConsumer(ctx, m.opts.Stream, cfg); err != nil {
 		_ = sender.Close()
 		return nil, fmt.Errorf("durable consumer %s: %w", cfg.Durable, err)

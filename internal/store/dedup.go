@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,6 +38,9 @@ type dedupIndex struct {
 	// known is a seq up to which every stored event within the window is
 	// in the index: the highest seq learnt, or the head a rebuild read to.
 	known uint64
+	// tenants holds every tenant of a key learnt (a few: tenants are
+	// configured), so that a lookup by id alone (Get) tries each.
+	tenants map[string]struct{}
 	// floors holds, per batch in flight with reserved ids, the known seq
 	// when it was reserved: its events get seqs above it (the embedded log
 	// publishes batches in reservation order, each after the reservation).
@@ -64,7 +68,7 @@ type orderEntry struct {
 var errAppendFailed = errors.New("the first append of this id failed; retry")
 
 func newDedupIndex(window time.Duration) *dedupIndex {
-	return &dedupIndex{window: window, entries: map[string]dedupEntry{}, floors: map[*inflight]uint64{}}
+	return &dedupIndex{window: window, entries: map[string]dedupEntry{}, floors: map[*inflight]uint64{}, tenants: map[string]struct{}{}}
 }
 
 // dupRef is an id of a batch that is already stored or in flight.
@@ -85,6 +89,9 @@ func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRe
 	var dups []dupRef
 	reserved := false
 	for i, key := range keys {
+		if key == "" {
+			continue // answered already (a late duplicate: Log.Append)
+		}
 		if p, ok := d.entries[key]; ok {
 			dups = append(dups, dupRef{index: i, key: key, seq: p.seq, fl: p.fl})
 			keys[i] = ""
@@ -96,6 +103,7 @@ func (d *dedupIndex) reserve(keys []string, now time.Time, fl *inflight) []dupRe
 	}
 	if reserved {
 		d.floors[fl] = d.known
+		fl.floor = d.known
 	}
 	return dups
 }
@@ -139,6 +147,24 @@ func (d *dedupIndex) remember(key string, seq uint64, at time.Time) {
 func (d *dedupIndex) learnLocked(key string, seq uint64, at time.Time) {
 	d.stored = append(d.stored, storedID{key: key, seq: seq, at: at.UnixNano()})
 	d.known = max(d.known, seq)
+	if tenant, _, ok := strings.Cut(key, "/"); ok { // tenants hold no '/' (event.ValidTenant)
+		if _, seen := d.tenants[tenant]; !seen {
+			d.tenants[tenant] = struct{}{}
+		}
+	}
+}
+
+// lookupID returns the highest seq stored with id under any tenant, among
+// the ids of the index.
+func (d *dedupIndex) lookupID(id string) (seq uint64, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for tenant := range d.tenants {
+		if p, found := d.entries[tenant+"/"+id]; found && p.fl == nil && p.seq > seq {
+			seq, ok = p.seq, true
+		}
+	}
+	return seq, ok
 }
 
 // coverTo records that every id stored up to head is in the index (a

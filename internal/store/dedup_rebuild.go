@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Rebuild pulls: batches of rebuildBatch headers-only messages, two
+// Rebuild pulls: batches of rebuildBatch messages, two
 // requested at a time so the server never waits for the next request, each
 // expiring after rebuildExpires (then pulled again). Variables for tests.
 var (
-	rebuildBatch   = 32768
+	rebuildBatch   = 4096 // with bodies: a few MB per pull
 	rebuildExpires = 30 * time.Second
 )
 
@@ -29,20 +29,19 @@ const rebuildSilence = time.Minute
 
 // rebuildDedup fills the dedup index with every event stored at or after
 // since (issue 8, item 4). The index needs only tenant/id -> seq and the
-// time stored, and an event's subject, vigil.events.<tenant>.<category>.
-// <severity>.<id>, holds its tenant and id. So the messages are read
-// through a headers-only pull consumer (the server sends subjects and
-// delivery metadata, no bodies; nothing is decoded), handled in the
-// subscription's callback without a hand-off per message. It runs in the
-// background after Open (dedupRebuild); appends wait for it, so dedup is
-// exact from the first append on. It returns the number of ids remembered.
+// time stored: the tenant is in the subject (vigil.events.<tenant>.
+// <category>.<severity>), the id is the body's first field, read without
+// decoding the body (idOf). The messages are read through a pull consumer
+// and handled in the subscription's callback without a hand-off per
+// message. It runs in the background after Open (dedupRebuild); appends
+// wait for it, so dedup is exact from the first append on. It returns the
+// number of ids remembered.
 func (l *Log) rebuildDedup(ctx context.Context, from, head uint64, progress *atomic.Uint64) (int, error) {
 	l.recent.grow(int(min(head-from+1, 1<<24)))
 	cons, err := l.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
 		AckPolicy:         jetstream.AckNonePolicy,
-		HeadersOnly:       true,
 		MemoryStorage:     true,
 		Replicas:          1,
 		InactiveThreshold: time.Minute, // removed by the server if we die
@@ -199,9 +198,9 @@ func (r *rebuild) handle(m *nats.Msg) {
 		r.finish(nil)
 		return
 	}
-	// A subject not of this form was not stored by Append (a NATS
+	// A message of another form was not stored by Append (a NATS
 	// producer's mistake): it holds no id to remember.
-	if key, ok := dedupKeyOf(m.Subject); ok {
+	if key, ok := dedupKey(m.Subject, m.Data); ok {
 		r.log.recent.remember(key, seq, meta.Timestamp)
 		r.n++
 	}
@@ -223,28 +222,6 @@ func (r *rebuild) handle(m *nats.Msg) {
 func (r *rebuild) finish(err error) {
 	r.err, r.finished = err, true
 	close(r.done)
-}
-
-// dedupKeyOf returns the dedup key, <tenant>/<id>, of an event subject
-// vigil.events.<tenant>.<category>.<severity>.<id> (see Subject).
-func dedupKeyOf(subject string) (string, bool) {
-	rest, ok := strings.CutPrefix(subject, SubjectPrefix+".")
-	if !ok {
-		return "", false
-	}
-	tenant, rest, ok := strings.Cut(rest, ".")
-	if !ok || tenant == "" {
-		return "", false
-	}
-	_, rest, ok = strings.Cut(rest, ".") // category
-	if !ok {
-		return "", false
-	}
-	_, id, ok := strings.Cut(rest, ".") // severity
-	if !ok || id == "" || strings.Contains(id, ".") {
-		return "", false
-	}
-	return tenant + "/" + id, true
 }
 
 // embeddedDuplicates is the embedded stream's JetStream dedup window: the

@@ -156,19 +156,29 @@ func TestCloseDuringDedupRebuild(t *testing.T) {
 	}
 }
 
-func TestDedupKeyOf(t *testing.T) {
-	for subject, want := range map[string]string{
-		"vigil.events.acme.authentication.high.id-1": "acme/id-1",
-		"vigil.events.a.b.c.d":                       "a/d",
-		"vigil.events.acme.authentication.high":      "",
-		"vigil.events.acme.authentication.high.a.b":  "",
-		"vigil.events..authentication.high.id":       "",
-		"vigil.events.acme.authentication.high.":     "",
-		"other.events.acme.authentication.high.id-1": "",
+// TestDedupKeyOfStoredMessage: layout 2 takes the tenant from the
+// subject and the id from the body's first field, without decoding the
+// body; a body of another shape is decoded in full, and anything that is
+// not an event has no key.
+func TestDedupKeyOfStoredMessage(t *testing.T) {
+	full := `{"id":"id-1","time":"2026-01-01T00:00:00Z","received_at":"2026-01-01T00:00:00Z","type":"audit.query","category":"audit","severity":"info","tenant":"acme"}`
+	reordered := `{"type":"audit.query","id":"id-2","time":"2026-01-01T00:00:00Z","received_at":"2026-01-01T00:00:00Z","category":"audit","severity":"info","tenant":"acme"}`
+	for _, c := range []struct {
+		subject, body, want string
+	}{
+		{"vigil.events.acme.authentication.high", full, "acme/id-1"},
+		{"vigil.events.acme.authentication.high", `{"id":"x:y_z-1","seq":3}`, "acme/x:y_z-1"},
+		{"vigil.events.acme.audit.info", reordered, "acme/id-2"},
+		{"vigil.events.acme.audit.info", `{"id":"","type":"x"}`, ""},
+		{"vigil.events.acme.audit.info", `not an event`, ""},
+		{"vigil.events.acme.audit.info", `{"id":"unterminated`, ""},
+		{"vigil.events..authentication.high", full, ""},
+		{"vigil.events.acme", full, ""},
+		{"other.events.acme.authentication.high", full, ""},
 	} {
-		got, ok := dedupKeyOf(subject)
-		if got != want || ok != (want != "") {
-			t.Errorf("dedupKeyOf(%q) = %q, %v; want %q", subject, got, ok, want)
+		got, ok := dedupKey(c.subject, []byte(c.body))
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("dedupKey(%q, %.30q) = %q, %v; want %q", c.subject, c.body, got, ok, c.want)
 		}
 	}
 }

@@ -24,6 +24,7 @@ func openConfig(t *testing.T, cfg Config) *Log {
 // snapshot at close (what is on disk is the last periodic one).
 func crash(l *Log) {
 	l.rebuild.stop() // the rebuild and the periodic writer
+	l.index.stop()   // a dead process releases the id index's lock
 	l.nc.Close()
 	l.shutdownServer()
 }

@@ -55,10 +55,12 @@ type Log struct {
 	// window as a backstop across the nodes sharing an external stream.
 	// The embedded log has one appender, this Log, whose dedup index is
 	// exact (rebuilt from the log at start, an unacknowledged event
-	// looked up by its subject): there the header would only cost
+	// looked up in the log by its id): there the header would only cost
 	// JetStream a third of its append throughput (docs/architecture.md).
 	msgIDHeader bool
 	replicas    int // of the stream and every KV bucket
+	// index is the id index on disk (indexer.go; nil without a data dir).
+	index *indexer
 
 	// undecodable counts stored messages skipped because they are not
 	// events (a producer writing to vigil.events.> directly, outside the
@@ -102,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	l.pub.lookup = l.lookupSubject
+	l.pub.find = l.findStored
 	if l.ns == nil {
 		l.pub.timeout = clusterAckTimeout
 		l.group = newGroupCommitter(l)
@@ -116,24 +118,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("store: leader advisories: %w", err)
 		}
 	}
-	scfg := jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "Vigil security events",
-		Subjects:    []string{SubjectPrefix + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		Duplicates:  cfg.DedupWindow,
-		MaxAge:      cfg.MaxAge,
-		MaxBytes:    orUnlimited(cfg.MaxBytes),
-		AllowDirect: true,
+	if err := l.checkLayout(ctx); err != nil {
+		l.Close()
+		return nil, err
 	}
-	if !l.msgIDHeader {
-		// No Nats-Msg-Id is sent to the embedded stream (see msgIDHeader),
-		// so its window only made the server read every message inside it
-		// at each start (issue 8, item 4): keep it at the minimum.
-		scfg.Duplicates = embeddedDuplicates
-	}
+	scfg := streamConfig(cfg, l.ns != nil)
 	var reason string
 	l.stream, l.replicas, reason, err = l.chooseReplicas(ctx, scfg)
 	if err != nil {
@@ -142,6 +131,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	cfg.Logger.Info("log: replicas of the stream and KV buckets", "replicas", l.replicas, "reason", reason)
 	if err := l.recover(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.openIndexer(ctx); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -221,6 +214,7 @@ func (l *Log) Embedded() bool { return l.ns != nil }
 // Close drains the connection and stops the embedded server.
 func (l *Log) Close() {
 	l.rebuild.stop() // before nc closes: it reads through it
+	l.index.stop()   // likewise
 	// A planned restart then skips the rebuild; on failure it reads the
 	// log after the last periodic snapshot.
 	if _, err := l.saveDedupSnapshot(l.rebuild, l.rebuild.lastSnapshotHead()); err != nil {
@@ -304,13 +298,16 @@ func (l *Log) First(ctx context.Context) (uint64, error) {
 	return info.State.FirstSeq, nil
 }
 
-// Subject is where an event is stored; consumers narrow by its tokens.
+// Subject is where an event is stored, vigil.events.<tenant>.<category>.
+// <severity> (layout 2: no id, so the stream has a few thousand subjects
+// however many events it holds); consumers narrow by its tokens.
 func Subject(e *event.Event) string {
-	return SubjectPrefix + "." + e.Tenant + "." + string(e.Category) + "." + e.Severity.String() + "." + e.ID
+	return SubjectPrefix + "." + e.Tenant + "." + string(e.Category) + "." + e.Severity.String()
 }
 
 // Append stores events in order and returns one Ack per event once every
-// one is in the log. An id already stored within the dedup window is
+// one is in the log. An id already stored within the dedup window, or
+// found in the id index (stored earlier and still retained), is
 // acknowledged with its original seq and not stored again. Events must be
 // normalized (event.Normalize) first.
 //
@@ -329,6 +326,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
+	late := l.index.lateDuplicates(fl.keys) // clears their keys
 	var (
 		dups          []dupRef
 		firstErr, err error
@@ -343,6 +341,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	if err != nil {
 		return acks, err
 	}
+	dups = append(dups, late...)
 
 	select {
 	case <-fl.done:
@@ -443,7 +442,7 @@ func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *infl
 // batches published before it keep waiting for acknowledgements: a new
 // leader commits what its predecessor had replicated within its first
 // heartbeats; what is still missing after that was dropped, and the
-// lookups by subject then tell stored from lost.
+// lookups of the abandoned batches then tell stored from lost.
 const settleGrace = time.Second
 
 // settleEarly abandons, settleGrace after t, the batches sealed before t.
@@ -465,15 +464,6 @@ func (l *Log) failBatch(fl *inflight) {
 		fl.keys[i] = ""
 	}
 	l.pub.seal(fl, 0)
-}
-
-// lookupSubject returns the seq of the message stored on subject, if any.
-func (l *Log) lookupSubject(ctx context.Context, subject string) (uint64, bool) {
-	raw, err := l.stream.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
-		return 0, false
-	}
-	return raw.Sequence, true
 }
 
 // settled is called once every acknowledgement of a batch is in (or it was
@@ -560,17 +550,42 @@ func decode(data []byte, seq uint64) (*event.Event, error) {
 	return e, nil
 }
 
-// Get returns the event with the given id, searching every tenant.
+// Get returns the event with the given id, searching every tenant (the
+// newest one stored with that id, as the lookup by subject of layout 1
+// answered). Layout 2 has no subject per id: the id is looked up in the
+// dedup index (the ids stored within its window, this node's appends at
+// once), then in the id index on disk (every event it has read, within a
+// second of its storing: indexer.go); the event at the seq found is read
+// and checked to have that id.
 func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
 	if id == "" {
 		return nil, fmt.Errorf("event: empty id: %w", domain.ErrNotFound)
 	}
-	raw, err := l.stream.GetLastMsgForSubject(ctx, SubjectPrefix+".*.*.*."+id)
+	if seq, ok := l.recent.lookupID(id); ok {
+		e, err := l.getSeq(ctx, seq, id)
+		if err != nil || e != nil {
+			return e, err
+		}
+	}
+	e, err := l.getIndexed(ctx, id)
+	if err != nil || e != nil {
+		return e, err
+	}
+	return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
+}
+
+// getSeq returns the event stored at seq if its id is id (nil, nil when
+// seq holds another event or none: retention removed it).
+func (l *Log) getSeq(ctx context.Context, seq uint64, id string) (*event.Event, error) {
+	raw, err := l.stream.GetMsg(ctx, seq)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
+			return nil, nil
 		}
-		return nil, fmt.Errorf("store: get %s: %w", id, err)
+		return nil, fmt.Errorf("store: get %s (seq %d): %w", id, seq, err)
+	}
+	if got, ok := idOf(raw.Data); !ok || got != id {
+		return nil, nil
 	}
 	return decode(raw.Data, raw.Sequence)
 }

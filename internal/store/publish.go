@@ -53,8 +53,9 @@ type batchPublisher struct {
 	next    uint64
 	batches map[uint64]*inflight
 	onDone  func(*inflight)
-	// lookup finds a stored message by subject (nil: not looked up).
-	lookup func(ctx context.Context, subject string) (seq uint64, ok bool)
+	// find reads the messages stored on subject from seq from on
+	// (Log.findStored; nil: abandoned batches are not looked up).
+	find func(ctx context.Context, from uint64, subject string, fn func(key string, seq uint64) bool) (next uint64, err error)
 	// timeout is how long a batch waits for its acknowledgements
 	// (ackTimeout, or clusterAckTimeout on an external NATS).
 	timeout time.Duration
@@ -65,6 +66,9 @@ type inflight struct {
 	id       uint64
 	keys     []string // dedup key per message; "" where nothing was published
 	subjects []string // subject per message published
+	// floor is a seq below every seq this batch's events can get: the
+	// dedup index's known seq when they were reserved (dedupIndex.reserve).
+	floor    uint64
 	acks     []pubAck
 	left     int // acknowledgements awaited (negative until sealed)
 	sealed   bool
@@ -141,9 +145,10 @@ func (p *batchPublisher) seal(fl *inflight, n int) {
 }
 
 // abandon ends a batch whose acknowledgements did not all come within
-// ackTimeout. Each missing one is looked up in the stream by its subject
-// (which holds the event's id) when p.lookup is set: found means stored.
-// The rest count as failed.
+// ackTimeout. The missing ones are looked for in the stream when p.find
+// is set: the messages stored since the batch's floor on each subject it
+// published to are read once, and an id found there is stored. The rest
+// count as failed.
 func (p *batchPublisher) abandon(fl *inflight) {
 	p.mu.Lock()
 	if p.batches[fl.id] != fl {
@@ -154,19 +159,22 @@ func (p *batchPublisher) abandon(fl *inflight) {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
-	var missing []int
+	missing := map[string]int{} // dedup key -> index
+	from := map[string]uint64{} // subject -> next seq to read
 	for i := range fl.acks {
 		if fl.keys[i] == "" || fl.acks[i].seq != 0 || fl.acks[i].err != nil {
 			continue
 		}
 		fl.acks[i].err = errAckTimeout
-		if p.lookup != nil && fl.subjects[i] != "" {
-			missing = append(missing, i)
+		if p.find != nil && fl.subjects[i] != "" {
+			missing[fl.keys[i]] = i
+			from[fl.subjects[i]] = fl.floor + 1
 		}
 	}
 	// A message the server has received but not yet stored is not found
 	// at once: look again a few times before it counts as lost, or a
-	// retry would store it a second time once the first copy lands.
+	// retry would store it a second time once the first copy lands. Each
+	// pass reads only what was stored after the previous one read.
 	for pass := 0; len(missing) > 0 && pass < lookupPasses; pass++ {
 		if pass > 0 {
 			select {
@@ -176,15 +184,21 @@ func (p *batchPublisher) abandon(fl *inflight) {
 			case <-time.After(lookupPause):
 			}
 		}
-		still := missing[:0]
-		for _, i := range missing {
-			if seq, ok := p.lookup(ctx, fl.subjects[i]); ok {
-				fl.acks[i] = pubAck{seq: seq}
-			} else {
-				still = append(still, i)
+		for subject, seq := range from {
+			next, err := p.find(ctx, seq, subject, func(key string, seq uint64) bool {
+				if i, ok := missing[key]; ok {
+					fl.acks[i] = pubAck{seq: seq}
+					delete(missing, key)
+				}
+				return len(missing) > 0
+			})
+			if err == nil {
+				from[subject] = next
+			}
+			if len(missing) == 0 {
+				break
 			}
 		}
-		missing = still
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

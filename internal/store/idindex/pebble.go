@@ -1,0 +1,164 @@
+package idindex
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func init() {
+	engines["pebble"] = openPebble
+}
+
+// pebbleEngine keeps the key space in a Pebble LSM. Writes go to the WAL
+// without an fsync (pebble.NoSync): a kill -9 or power loss loses the
+// tail of the WAL, whole batches at a time, and Pebble syncs its sstables
+// and MANIFEST itself when it flushes or compacts, so what is read back is
+// always a prefix of the batches applied.
+type pebbleEngine struct {
+	db   *pebble.DB
+	lock *pebble.Lock
+}
+
+func openPebble(dir string, cacheBytes int64, log *slog.Logger) (engine, error) {
+	// Taking the directory lock first tells "in use" apart from "corrupt".
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		return nil, &inUseError{err}
+	}
+	opts := &pebble.Options{
+		Lock: lock,
+		// Memory: the block cache (index, filter and data blocks) and at
+		// most MemTableStopWritesThreshold memtables; both fixed, whatever
+		// the number of keys.
+		CacheSize:                   cacheBytes / 2,
+		MemTableSize:                uint64(cacheBytes / 8),
+		MemTableStopWritesThreshold: 2,
+		FormatMajorVersion:          pebble.FormatTableFormatV6,
+		Logger:                      pebbleLogger{log},
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("%w: %w", errStoreCorrupt, err)
+	}
+	return &pebbleEngine{db: db, lock: lock}, nil
+}
+
+// pebbleErr marks Pebble's corruption errors for isCorruption.
+func pebbleErr(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: %w", errStoreCorrupt, err)
+	}
+	return err
+}
+
+func (e *pebbleEngine) get(key []byte) (val []byte, ok bool, err error) {
+	v, closer, err := e.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, pebbleErr(err)
+	}
+	val = bytes.Clone(v)
+	return val, true, closer.Close()
+}
+
+func (e *pebbleEngine) first(prefix []byte) (key []byte, ok bool, err error) {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, false, pebbleErr(err)
+	}
+	if it.First() {
+		key, ok = bytes.Clone(it.Key()), true
+	}
+	if err := it.Close(); err != nil {
+		return nil, false, pebbleErr(err)
+	}
+	return key, ok, nil
+}
+
+func (e *pebbleEngine) scan(lo, hi []byte, limit int) (keys [][]byte, err error) {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, pebbleErr(err)
+	}
+	for ok := it.First(); ok && len(keys) < limit; ok = it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
+	}
+	if err := it.Close(); err != nil {
+		return nil, pebbleErr(err)
+	}
+	return keys, nil
+}
+
+func (e *pebbleEngine) apply(bt *batch) error {
+	b := e.db.NewBatch()
+	defer b.Close()
+	for _, k := range bt.sets {
+		if err := b.Set(k, nil, nil); err != nil {
+			return err
+		}
+	}
+	for _, k := range bt.dels {
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	for _, m := range bt.meta {
+		if err := b.Set(m.k, m.v, nil); err != nil {
+			return err
+		}
+	}
+	return pebbleErr(b.Commit(pebble.NoSync))
+}
+
+func (e *pebbleEngine) empty() (bool, error) {
+	it, err := e.db.NewIter(nil)
+	if err != nil {
+		return false, pebbleErr(err)
+	}
+	empty := !it.First()
+	return empty, pebbleErr(it.Close())
+}
+
+func (e *pebbleEngine) close() error {
+	return errors.Join(e.db.Close(), e.lock.Close())
+}
+
+// prefixEnd is the least key above every key with prefix (nil: none).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// pebbleLogger sends Pebble's messages to slog: its routine reports
+// (WAL recovery, flushes) at debug level.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called on an invariant violation; Pebble expects it not to
+// return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg)
+	panic("idindex: pebble: " + msg)
+}
