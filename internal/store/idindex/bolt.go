@@ -2,6 +2,7 @@ package idindex
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,20 +100,6 @@ func (e *boltEngine) get(key []byte) (val []byte, ok bool, err error) {
 	return val, ok, err
 }
 
-func (e *boltEngine) first(prefix []byte) (key []byte, ok bool, err error) {
-	err = e.view(func(tx *bolt.Tx) error {
-		b, err := e.bucket(tx)
-		if err != nil {
-			return err
-		}
-		if k, _ := b.Cursor().Seek(prefix); k != nil && hasPrefix(k, prefix) {
-			key, ok = bytes.Clone(k), true
-		}
-		return nil
-	})
-	return key, ok, err
-}
-
 func (e *boltEngine) scan(lo, hi []byte, limit int) (keys [][]byte, err error) {
 	err = e.view(func(tx *bolt.Tx) error {
 		b, err := e.bucket(tx)
@@ -130,12 +117,27 @@ func (e *boltEngine) scan(lo, hi []byte, limit int) (keys [][]byte, err error) {
 
 func (e *boltEngine) apply(bt *batch) error {
 	// Sorted keys walk the B+tree in order: each leaf is found once.
+	slices.SortFunc(bt.mins, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	slices.SortFunc(bt.sets, bytes.Compare)
 	slices.SortFunc(bt.dels, bytes.Compare)
 	return e.update(func(tx *bolt.Tx) error {
 		b, err := e.bucket(tx)
 		if err != nil {
 			return err
+		}
+		for _, m := range bt.mins {
+			if v := b.Get(m.k); v != nil {
+				stored, err := decodeSeq(v)
+				if err != nil {
+					return fmt.Errorf("%w: %w", errStoreCorrupt, err)
+				}
+				if stored <= binary.BigEndian.Uint64(m.v) {
+					continue
+				}
+			}
+			if err := b.Put(m.k, m.v); err != nil {
+				return err
+			}
 		}
 		for _, k := range bt.sets {
 			if err := b.Put(k, []byte{}); err != nil {
