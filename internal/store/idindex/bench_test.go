@@ -40,22 +40,14 @@ func BenchmarkIndex(b *testing.B) {
 		}
 		n = v
 	}
-	names := []string{defaultEngine}
-	if s := os.Getenv("IDINDEX_BENCH_ENGINES"); s != "" {
-		names = strings.Split(s, ",")
-	}
-	for _, name := range names {
-		b.Run(fmt.Sprintf("%s/N=%d", name, n), func(b *testing.B) {
-			benchIndex(b, name, n)
-		})
-	}
+	b.Run(fmt.Sprintf("pebble/N=%d", n), func(b *testing.B) { benchIndex(b, n) })
 }
 
-func benchIndex(b *testing.B, engine string, n int) {
+func benchIndex(b *testing.B, n int) {
 	const batchSize = 1000
 	dir := b.TempDir()
 	base := readRSS(b)
-	x, err := Open(filepath.Join(dir, "idx"), Options{engine: engine})
+	x, err := Open(filepath.Join(dir, "idx"), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,13 +80,13 @@ func benchIndex(b *testing.B, engine string, n int) {
 		}
 	}
 	lookupWall, lookupCPU := time.Since(t0), cpuTime()-cpu0
-	t0 = time.Now()
+	cpu0, t0 = cpuTime(), time.Now()
 	for i := range misses {
 		if _, ok, err := x.Lookup(benchKey(uint64(n + 1 + i))); err != nil || ok {
 			b.Fatalf("lookup of an absent key: %v %v", ok, err)
 		}
 	}
-	missWall := time.Since(t0)
+	missWall, missCPU := time.Since(t0), cpuTime()-cpu0
 	afterLookup := readRSS(b)
 	b.StopTimer()
 	if err := x.Close(); err != nil {
@@ -109,6 +101,7 @@ func benchIndex(b *testing.B, engine string, n int) {
 	b.ReportMetric(per(lookupWall, lookups), "lookup-ns")
 	b.ReportMetric(per(lookupCPU, lookups), "lookup-cpu-ns")
 	b.ReportMetric(per(missWall, misses), "miss-ns")
+	b.ReportMetric(per(missCPU, misses), "miss-cpu-ns")
 	b.ReportMetric(float64(disk)/float64(n), "disk-B/entry")
 	mb := func(v int64) float64 { return float64(v) / (1 << 20) }
 	b.ReportMetric(mb(afterInsert.anon-base.anon), "anon-MB-insert")
@@ -117,8 +110,8 @@ func benchIndex(b *testing.B, engine string, n int) {
 	b.ReportMetric(mb(afterLookup.file-base.file), "file-MB-lookup")
 	b.ReportMetric(mb(afterLookup.vm-base.vm), "rss-MB-lookup")
 	b.ReportMetric(0, "ns/op") // one run, not per op
-	b.Logf("%s N=%d: base rss %.0f MB (anon %.0f, file %.0f); after inserts +%.0f MB (anon %+.0f, file %+.0f), after lookups +%.0f MB (anon %+.0f, file %+.0f); disk %.0f MB; load %s",
-		engine, n, mb(base.vm), mb(base.anon), mb(base.file),
+	b.Logf("N=%d: base rss %.0f MB (anon %.0f, file %.0f); after inserts +%.0f MB (anon %+.0f, file %+.0f), after lookups +%.0f MB (anon %+.0f, file %+.0f); disk %.0f MB; load %s",
+		n, mb(base.vm), mb(base.anon), mb(base.file),
 		mb(afterInsert.vm-base.vm), mb(afterInsert.anon-base.anon), mb(afterInsert.file-base.file),
 		mb(afterLookup.vm-base.vm), mb(afterLookup.anon-base.anon), mb(afterLookup.file-base.file),
 		mb(disk), loadAvg())

@@ -49,8 +49,6 @@ type Options struct {
 	// Logger receives the store's own messages (flushes, compactions,
 	// recovery); nil means slog.Default().
 	Logger *slog.Logger
-
-	engine string // "" (the chosen store) or a name from engines, for the comparison benchmark
 }
 
 // DefaultCacheBytes is the memory bound when Options.CacheBytes is 0.
@@ -91,7 +89,9 @@ type Index struct {
 	closed bool
 }
 
-// engine is a store underneath the index: an ordered key space.
+// engine is the store underneath the index, an ordered key space: Pebble
+// (pebble.go). The same interface ran bbolt for the comparison that chose
+// Pebble (docs/performance.md, "On-disk id index").
 type engine interface {
 	// get returns a copy of the value stored under key.
 	get(key []byte) (val []byte, ok bool, err error)
@@ -116,12 +116,6 @@ type batch struct {
 
 type kv struct{ k, v []byte }
 
-// engines opens each store by name (filled by init, read only after).
-var engines = map[string]func(dir string, cacheBytes int64, log *slog.Logger) (engine, error){}
-
-// defaultEngine is the store Open uses.
-const defaultEngine = "pebble"
-
 func (x *Index) corrupt(err error) error {
 	return fmt.Errorf("idindex: %w (%v): delete %s to rebuild from the log", ErrCorrupt, err, x.dir)
 }
@@ -144,15 +138,7 @@ func Open(dir string, opts Options) (*Index, error) {
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes
 	}
-	name := opts.engine
-	if name == "" {
-		name = defaultEngine
-	}
-	openEngine, ok := engines[name]
-	if !ok {
-		return nil, fmt.Errorf("idindex: open: no store named %q", name)
-	}
-	eng, err := openEngine(dir, cacheBytes, x.log.With("component", "idindex"))
+	eng, err := openPebble(dir, cacheBytes, x.log.With("component", "idindex"))
 	if err != nil {
 		var inUse *inUseError
 		if errors.As(err, &inUse) {

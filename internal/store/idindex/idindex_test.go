@@ -27,7 +27,7 @@ func entries(from, to uint64) []Entry {
 
 func openT(t *testing.T, dir string) *Index {
 	t.Helper()
-	x, err := Open(dir, testOpts())
+	x, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestPrune(t *testing.T) {
 
 func TestReopenAfterClose(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "idx")
-	x, err := Open(dir, testOpts())
+	x, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestCorruptIndexSaysDeleteToRebuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.spoil(t, dir)
-			x, err := Open(dir, testOpts())
+			x, err := Open(dir, Options{})
 			if err == nil {
 				_ = x.Close()
 				t.Fatal("Open accepted a spoilt index")
@@ -339,7 +339,7 @@ func forEachFile(t *testing.T, dir string, fn func(path string, size int64)) {
 func TestOpenRefusesAnIndexInUse(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "idx")
 	_ = openT(t, dir)
-	x, err := Open(dir, testOpts())
+	x, err := Open(dir, Options{})
 	if err == nil {
 		_ = x.Close()
 		t.Fatal("a second Open of the same directory succeeded")
@@ -401,7 +401,3 @@ func TestConcurrentLookupDuringPut(t *testing.T) {
 		t.Error(err)
 	}
 }
-
-// testOpts picks the store under test (IDINDEX_TEST_ENGINE, while both are
-// compared).
-func testOpts() Options { return Options{engine: os.Getenv("IDINDEX_TEST_ENGINE")} }

@@ -12,14 +12,18 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-func init() {
-	engines["pebble"] = openPebble
-}
+// errStoreCorrupt marks the errors the store reports for unreadable data.
+var errStoreCorrupt = errors.New("store data unreadable")
+
+// isCorruption says whether err says the data on disk is unreadable.
+func isCorruption(err error) bool { return errors.Is(err, errStoreCorrupt) }
 
 // pebbleEngine keeps the key space in a Pebble LSM. Writes go to the WAL
-// without an fsync (pebble.NoSync): a kill -9 or power loss loses the
-// tail of the WAL, whole batches at a time, and Pebble syncs its sstables
-// and MANIFEST itself when it flushes or compacts, so what is read back is
+// without an fsync (pebble.NoSync; Pebble's own goroutine writes the WAL
+// after the commit returns): a kill -9 or power loss loses the tail of the
+// WAL, whole batches at a time (TestKillMidPutKeepsWatermarkHonest saw a
+// kill -9 lose batches already returned), and Pebble syncs its sstables and
+// MANIFEST itself when it flushes or compacts, so what is read back is
 // always a prefix of the batches applied.
 type pebbleEngine struct {
 	db   *pebble.DB
