@@ -22,7 +22,8 @@ import (
 // time (the whole process, background compactions included), lookup time,
 // bytes on disk, and the process's resident memory (VmRSS = RssAnon +
 // RssFile + RssShmem, from /proc/self/status) after the inserts and after
-// the lookups, as the increase over the process before Open. Keys are
+// the lookups, as the increase over the process before Open, and the time
+// to reopen the index after Close and answer a first Lookup. Keys are
 // generated from their number, never held, so the benchmark's own memory
 // does not grow with N.
 //
@@ -94,7 +95,25 @@ func benchIndex(b *testing.B, n int) {
 	}
 	disk := dirBytes(b, dir)
 
+	// A restart: Open (WAL replay included) and the first Lookup.
+	t0 = time.Now()
+	x, err = Open(filepath.Join(dir, "idx"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if seq, ok, err := x.Lookup(benchKey(uint64(n))); err != nil || !ok || seq != uint64(n) {
+		b.Fatalf("lookup after reopen: %d %v %v", seq, ok, err)
+	}
+	reopen := time.Since(t0)
+	if w := x.Watermark(); w != uint64(n) {
+		b.Fatalf("watermark %d after reopen, want %d", w, n)
+	}
+	if err := x.Close(); err != nil {
+		b.Fatal(err)
+	}
+
 	per := func(d time.Duration, k int) float64 { return float64(d.Nanoseconds()) / float64(k) }
+	b.ReportMetric(float64(reopen.Milliseconds()), "reopen-ms")
 	b.ReportMetric(per(insertWall, n), "insert-ns/entry")
 	b.ReportMetric(per(insertCPU, n), "insert-cpu-ns/entry")
 	b.ReportMetric(float64(n)/insertWall.Seconds(), "inserts/s")
