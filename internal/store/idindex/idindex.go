@@ -43,8 +43,9 @@ type Entry struct {
 
 // Options tunes an Index; the zero value is what Vigil uses.
 type Options struct {
-	// CacheBytes bounds the memory the store keeps for reading and writing
-	// (block cache and memtables); 0 means DefaultCacheBytes.
+	// CacheBytes bounds the memory the store keeps for reading and writing:
+	// half is Pebble's block cache, a quarter at most its memtables (two of
+	// an eighth each). 0 means DefaultCacheBytes; it is at least 8 MB.
 	CacheBytes int64
 	// Logger receives the store's own messages (flushes, compactions,
 	// recovery); nil means slog.Default().
@@ -53,6 +54,10 @@ type Options struct {
 
 // DefaultCacheBytes is the memory bound when Options.CacheBytes is 0.
 const DefaultCacheBytes = 32 << 20
+
+// minCacheBytes is the least CacheBytes taken (a smaller value is raised
+// to it): memtables of 1 MB.
+const minCacheBytes = 8 << 20
 
 // ErrCorrupt is wrapped by the errors of Open (and of later calls) when the
 // index on disk cannot be read; the message says which directory to delete
@@ -138,6 +143,7 @@ func Open(dir string, opts Options) (*Index, error) {
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes
 	}
+	cacheBytes = max(cacheBytes, minCacheBytes)
 	eng, err := openPebble(dir, cacheBytes, x.log.With("component", "idindex"))
 	if err != nil {
 		var inUse *inUseError
