@@ -67,6 +67,7 @@ var layerOf = map[string]string{
 	m + "internal/auth/jwtauth":                  identity,
 	m + "internal/auth/tokens":                   identity,
 	m + "internal/store":                         log,
+	m + "internal/store/idindex":                 lib, // the on-disk id index: imports nothing of Vigil; internal/store uses it
 	m + "internal/hub":                           fanout,
 	m + "internal/ingest":                        service,
 	m + "internal/detect":                        service,
