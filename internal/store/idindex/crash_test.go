@@ -64,7 +64,7 @@ func TestKillMidPutKeepsWatermarkHonest(t *testing.T) {
 			reported = sc.Text()
 		}
 
-		x, err := Open(dir, testOpts())
+		x, err := Open(dir, Options{})
 		if err != nil {
 			t.Fatalf("round %d: open after kill -9: %v", round, err)
 		}
@@ -97,7 +97,7 @@ const crashBatch = 250
 // crashChild indexes from the watermark on, printing each watermark
 // reached, until killed.
 func crashChild(dir string) {
-	x, err := Open(dir, testOpts())
+	x, err := Open(dir, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)

@@ -6,18 +6,18 @@ import (
 	"fmt"
 )
 
-// The index is one ordered key space with empty values (the same bytes
-// whatever the store underneath):
+// The index is one ordered key space (the same bytes whatever the store
+// underneath):
 //
-//	'k' uvarint(len(key)) key seq       the by-id entry (seq: 8 bytes big-endian)
-//	's' seq key                         the same entry by seq, for Prune
-//	'm' name                            metadata: "format", "watermark"
+//	'k' key        -> seq     the by-id row: the lowest seq Put for key
+//	's' seq key    -> (empty) the same entry by seq, for Prune
+//	'm' name       -> value   metadata: "format", "watermark", "pruned"
 //
-// The length prefix makes the by-id encoding prefix-free, so every stored
-// key that starts with 'k' uvarint(len(key)) key is this key with some seq,
-// and because seqs are big-endian the lowest seq sorts first: a Lookup is
-// one seek, and a key Put twice keeps both rows and answers the lowest.
-// Nothing is ever read back before a write (no read-modify-write).
+// seq is 8 bytes big-endian. A by-id row is one exact key, so a Lookup is a
+// point read (Pebble answers most misses from its bloom filters). Put
+// never reads: it merges its seq into the row, keeping the lower of the
+// stored and the new one (Pebble's merge operator, folded by its reads and
+// compactions), so a key Put twice answers its first seq.
 const (
 	prefixByID  = 'k'
 	prefixBySeq = 's'
@@ -39,19 +39,11 @@ var (
 )
 
 // formatVersion is stored under metaFormat; another value is refused.
-const formatVersion = "idindex 1"
+const formatVersion = "idindex 2"
 
-// appendByIDPrefix appends 'k' uvarint(len(key)) key: every row of key
-// starts with it.
-func appendByIDPrefix(dst []byte, key string) []byte {
-	dst = append(dst, prefixByID)
-	dst = binary.AppendUvarint(dst, uint64(len(key)))
-	return append(dst, key...)
-}
-
-// appendByID appends the by-id row of (key, seq).
-func appendByID(dst []byte, key string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(appendByIDPrefix(dst, key), seq)
+// appendByID appends the by-id row key of key.
+func appendByID(dst []byte, key string) []byte {
+	return append(append(dst, prefixByID), key...)
 }
 
 // appendBySeq appends the by-seq row of (key, seq).
@@ -69,31 +61,22 @@ func bySeqBound(seq uint64) []byte {
 
 var errRow = errors.New("malformed index row")
 
-// decodeByID decodes a by-id row. It never panics and refuses any byte
-// string appendByID cannot produce.
-func decodeByID(b []byte) (key string, seq uint64, err error) {
-	if len(b) < 1 || b[0] != prefixByID {
-		return "", 0, fmt.Errorf("%w: by-id row does not start with %q", errRow, prefixByID)
+// decodeSeq decodes a by-id row's value (a seq, never 0). It never
+// panics and refuses any byte string encodeSeq cannot produce.
+func decodeSeq(v []byte) (uint64, error) {
+	if len(v) != seqLen {
+		return 0, fmt.Errorf("%w: seq of %d bytes, want %d", errRow, len(v), seqLen)
 	}
-	n, w := binary.Uvarint(b[1:])
-	if w <= 0 {
-		return "", 0, fmt.Errorf("%w: by-id row has a bad key length", errRow)
-	}
-	if w != uvarintLen(n) {
-		return "", 0, fmt.Errorf("%w: by-id row has a non-minimal key length", errRow)
-	}
-	rest := b[1+w:]
-	if n == 0 || n > MaxKeyLen || uint64(len(rest)) != n+seqLen {
-		return "", 0, fmt.Errorf("%w: by-id row of %d bytes for a key of %d", errRow, len(b), n)
-	}
-	seq = binary.BigEndian.Uint64(rest[n:])
+	seq := binary.BigEndian.Uint64(v)
 	if seq == 0 {
-		return "", 0, fmt.Errorf("%w: by-id row with seq 0", errRow)
+		return 0, fmt.Errorf("%w: seq 0", errRow)
 	}
-	return string(rest[:n]), seq, nil
+	return seq, nil
 }
 
-// decodeBySeq decodes a by-seq row, with the same guarantees.
+func encodeSeq(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// decodeBySeq decodes a by-seq row key, with the same guarantees.
 func decodeBySeq(b []byte) (key string, seq uint64, err error) {
 	if len(b) < 1 || b[0] != prefixBySeq {
 		return "", 0, fmt.Errorf("%w: by-seq row does not start with %q", errRow, prefixBySeq)
@@ -117,12 +100,3 @@ func decodeWatermark(v []byte) (uint64, error) {
 }
 
 func encodeWatermark(w uint64) []byte { return binary.BigEndian.AppendUint64(nil, w) }
-
-func uvarintLen(n uint64) int {
-	w := 1
-	for n >= 0x80 {
-		n >>= 7
-		w++
-	}
-	return w
-}

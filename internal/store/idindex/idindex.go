@@ -14,9 +14,11 @@
 // then rebuilds it from the log.
 //
 // A key may be Put more than once with different seqs (a retried event
-// stored twice, e.g. after a fail-over): every (key, seq) is kept and
-// Lookup answers the lowest, the first stored. When Prune drops the lowest,
-// Lookup answers the next one still retained.
+// stored twice, e.g. after a fail-over): the index keeps the lowest, the
+// first stored, whatever the order of the Puts, and Lookup answers it.
+// When Prune drops that seq the key is gone, even though the later copy
+// may still be in the log: a late retry of an event retention removed is
+// stored again.
 //
 // Safe for concurrent use: any number of Lookups run alongside one Put or
 // Prune at a time (concurrent writers are serialised).
@@ -24,6 +26,7 @@ package idindex
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,18 +43,21 @@ type Entry struct {
 
 // Options tunes an Index; the zero value is what Vigil uses.
 type Options struct {
-	// CacheBytes bounds the memory the store keeps for reading and writing
-	// (block cache and memtables); 0 means DefaultCacheBytes.
+	// CacheBytes bounds the memory the store keeps for reading and writing:
+	// half is Pebble's block cache, a quarter at most its memtables (two of
+	// an eighth each). 0 means DefaultCacheBytes; it is at least 8 MB.
 	CacheBytes int64
 	// Logger receives the store's own messages (flushes, compactions,
 	// recovery); nil means slog.Default().
 	Logger *slog.Logger
-
-	engine string // "" (the chosen store) or a name from engines, for the comparison benchmark
 }
 
 // DefaultCacheBytes is the memory bound when Options.CacheBytes is 0.
 const DefaultCacheBytes = 32 << 20
+
+// minCacheBytes is the least CacheBytes taken (a smaller value is raised
+// to it): memtables of 1 MB.
+const minCacheBytes = 8 << 20
 
 // ErrCorrupt is wrapped by the errors of Open (and of later calls) when the
 // index on disk cannot be read; the message says which directory to delete
@@ -88,12 +94,12 @@ type Index struct {
 	closed bool
 }
 
-// engine is a store underneath the index: an ordered key space.
+// engine is the store underneath the index, an ordered key space: Pebble
+// (pebble.go). The same interface ran bbolt for the comparison that chose
+// Pebble (docs/performance.md, "On-disk id index").
 type engine interface {
 	// get returns a copy of the value stored under key.
 	get(key []byte) (val []byte, ok bool, err error)
-	// first returns a copy of the first key with this prefix.
-	first(prefix []byte) (key []byte, ok bool, err error)
 	// scan returns copies of at most limit keys in [lo, hi), in order.
 	scan(lo, hi []byte, limit int) ([][]byte, error)
 	// apply writes b atomically (all of it or, after a crash, none).
@@ -103,21 +109,17 @@ type engine interface {
 	close() error
 }
 
-// batch is one atomic write: keys set (with empty values), keys deleted,
-// metadata set.
+// batch is one atomic write: by-id rows merged (each keeps the lower of
+// its stored seq and the one given), keys set with empty values, keys
+// deleted, metadata set.
 type batch struct {
+	mins []kv
 	sets [][]byte
 	dels [][]byte
 	meta []kv
 }
 
 type kv struct{ k, v []byte }
-
-// engines opens each store by name (filled by init, read only after).
-var engines = map[string]func(dir string, cacheBytes int64, log *slog.Logger) (engine, error){}
-
-// defaultEngine is the store Open uses.
-const defaultEngine = "pebble"
 
 func (x *Index) corrupt(err error) error {
 	return fmt.Errorf("idindex: %w (%v): delete %s to rebuild from the log", ErrCorrupt, err, x.dir)
@@ -141,15 +143,8 @@ func Open(dir string, opts Options) (*Index, error) {
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes
 	}
-	name := opts.engine
-	if name == "" {
-		name = defaultEngine
-	}
-	openEngine, ok := engines[name]
-	if !ok {
-		return nil, fmt.Errorf("idindex: open: no store named %q", name)
-	}
-	eng, err := openEngine(dir, cacheBytes, x.log.With("component", "idindex"))
+	cacheBytes = max(cacheBytes, minCacheBytes)
+	eng, err := openPebble(dir, cacheBytes, x.log.With("component", "idindex"))
 	if err != nil {
 		var inUse *inUseError
 		if errors.As(err, &inUse) {
@@ -229,7 +224,7 @@ func (x *Index) acquire() error {
 // order). Every entry needs a key of 1 to MaxKeyLen bytes and a seq in
 // 1..through. The watermark never goes down: a through below the current
 // one keeps the current one. Putting an entry again is harmless; a key Put
-// with several seqs keeps them all and Lookup answers the lowest.
+// with several seqs keeps the lowest.
 func (x *Index) Put(entries []Entry, through uint64) error {
 	for i, e := range entries {
 		switch {
@@ -252,17 +247,21 @@ func (x *Index) Put(entries []Entry, through uint64) error {
 
 	size := 0
 	for _, e := range entries {
-		size += 2*(len(e.Key)+seqLen+1) + uvarintLen(uint64(len(e.Key)))
+		size += 2*(1+len(e.Key)+seqLen) + seqLen
 	}
 	buf := x.buf[:0]
 	if cap(buf) < size {
 		buf = make([]byte, 0, size)
 	}
-	b := &batch{sets: make([][]byte, 0, 2*len(entries))}
+	// One buffer holds every key and value of the batch.
+	b := &batch{mins: make([]kv, 0, len(entries)), sets: make([][]byte, 0, len(entries))}
 	for _, e := range entries {
 		n := len(buf)
-		buf = appendByID(buf, e.Key, e.Seq)
-		b.sets = append(b.sets, buf[n:len(buf):len(buf)])
+		buf = appendByID(buf, e.Key)
+		k := buf[n:len(buf):len(buf)]
+		n = len(buf)
+		buf = binary.BigEndian.AppendUint64(buf, e.Seq)
+		b.mins = append(b.mins, kv{k, buf[n:len(buf):len(buf)]})
 		n = len(buf)
 		buf = appendBySeq(buf, e.Key, e.Seq)
 		b.sets = append(b.sets, buf[n:len(buf):len(buf)])
@@ -286,17 +285,16 @@ func (x *Index) Lookup(key string) (seq uint64, ok bool, err error) {
 		return 0, false, err
 	}
 	defer x.mu.RUnlock()
-	prefix := appendByIDPrefix(make([]byte, 0, len(key)+1+4+seqLen), key)
-	row, ok, err := x.eng.first(prefix)
+	v, ok, err := x.eng.get(appendByID(make([]byte, 0, 1+len(key)), key))
 	if err != nil {
 		return 0, false, fmt.Errorf("idindex: lookup %q: %w", key, x.maybeCorrupt(err))
 	}
 	if !ok {
 		return 0, false, nil
 	}
-	k, seq, err := decodeByID(row)
-	if err != nil || k != key {
-		return 0, false, fmt.Errorf("idindex: lookup %q: %w", key, x.corrupt(fmt.Errorf("row %x: %v", row, err)))
+	seq, err = decodeSeq(v)
+	if err != nil {
+		return 0, false, fmt.Errorf("idindex: lookup %q: %w", key, x.corrupt(err))
 	}
 	return seq, true, nil
 }
@@ -317,9 +315,10 @@ func (x *Index) Watermark() uint64 { return x.watermark.Load() }
 // Prune drops the entries whose seq is below belowSeq (the events the
 // log's retention removed). Its cost is proportional to the number of
 // entries dropped, never to the size of the index: it reads the by-seq
-// rows from where the previous Prune stopped, and deletes them with their
-// by-id rows in writes of at most 10,000 entries, letting a concurrent Put
-// in between. Pruning below a seq already pruned is a no-op.
+// rows from where the previous Prune stopped and, for each, the by-id row
+// (deleted if it still holds that seq), in writes of at most 10,000
+// entries, letting a concurrent Put in between. Pruning below a seq
+// already pruned is a no-op.
 func (x *Index) Prune(belowSeq uint64) error {
 	for {
 		done, err := x.pruneOnce(belowSeq)
@@ -353,7 +352,21 @@ func (x *Index) pruneOnce(belowSeq uint64) (done bool, err error) {
 		if err != nil {
 			return false, fmt.Errorf("idindex: prune below %d: %w", belowSeq, x.corrupt(fmt.Errorf("row %x: %v", row, err)))
 		}
-		b.dels = append(b.dels, row, appendByID(nil, key, seq))
+		b.dels = append(b.dels, row)
+		byID := appendByID(nil, key)
+		v, ok, err := x.eng.get(byID)
+		if err != nil {
+			return false, fmt.Errorf("idindex: prune below %d: %w", belowSeq, x.maybeCorrupt(err))
+		}
+		if ok {
+			stored, err := decodeSeq(v)
+			if err != nil {
+				return false, fmt.Errorf("idindex: prune below %d: %q: %w", belowSeq, key, x.corrupt(err))
+			}
+			if stored == seq { // not a later copy of a key stored earlier
+				b.dels = append(b.dels, byID)
+			}
+		}
 		if !done {
 			// Every row below the last one's seq is deleted; that seq may
 			// have more rows (several keys Put with one seq), so the next
