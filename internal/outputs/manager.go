@@ -424,17 +424,29 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 	}
 }
 
+// digestStartGrace is how long the first digest after a start collects
+// (at least): the messages a stopped or crashed node held come back
+// together but may arrive in several pulls, and used to go out as two
+// digests (seen in TestOutputsDigestKill9 whenever the restarting node
+// was busy reading its log).
+const digestStartGrace = 2 * time.Second
+
 // digest delivers todo and whatever the output takes until the digest
 // window closes as one Send: at once when the last digest was accepted
-// at least digest_interval ago (after group_wait, if set), else when that
-// interval has run out. The messages stay unacknowledged, kept in
+// at least digest_interval ago (after group_wait, if set; the first since
+// the start after digestStartGrace), else when that interval has run out. The messages stay unacknowledged, kept in
 // progress by the heartbeat, until the Send returned nil, so a stop or a
 // crash before it leaves them to be delivered again at the next start.
 // A window that holds inFlight messages is sent early: the consumer
 // hands out no more until some are acknowledged.
 func (o *output) digest(ctx context.Context, ch <-chan jetstream.Msg, todo []pending) {
 	wait := o.def.GroupWait
-	if !o.lastDigest.IsZero() {
+	if o.lastDigest.IsZero() {
+		// The first digest since the start: what a crash left held comes
+		// back after the consumer's ack wait, not necessarily in one
+		// pull; collect it for a moment so it stays one digest.
+		wait = max(wait, digestStartGrace)
+	} else {
 		// Wall clock, as the timers: opts.Now may be a test's clock.
 		wait = max(wait, time.Until(o.lastDigest.Add(o.def.DigestInterval)))
 	}

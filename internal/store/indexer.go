@@ -35,15 +35,6 @@ const (
 	indexChunk = 8192
 )
 
-// indexStartDelay is how long after Open the indexer waits before it reads
-// the log: the node's own start (output consumers redelivering what they
-// held, the detection engine's replay) goes first. Reading right after a
-// restart measurably changed what the outputs' redeliveries group into
-// (TestOutputsDigestKill9 split its digest 2+1 in most runs). By-id
-// lookups beyond the dedup window answer 404 until the index has caught
-// up. A variable for tests.
-var indexStartDelay = 10 * time.Second
-
 type indexer struct {
 	l   *Log
 	idx *idindex.Index
@@ -112,11 +103,6 @@ func (x *indexer) stop() {
 func (x *indexer) run(ctx context.Context) {
 	defer close(x.done)
 	start := time.Now()
-	select {
-	case <-time.After(indexStartDelay):
-	case <-ctx.Done():
-		return
-	}
 	t := time.NewTicker(indexPoll)
 	defer t.Stop()
 	for {

@@ -14,13 +14,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
-// noIndexDelay lets the indexer read the log at once (for these tests).
-func noIndexDelay(t *testing.T) {
-	old := indexStartDelay
-	indexStartDelay = 0
-	t.Cleanup(func() { indexStartDelay = old })
-}
-
 func waitIndexed(t *testing.T, l *Log, through uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -41,7 +34,6 @@ func waitIndexed(t *testing.T, l *Log, through uint64) {
 // through the id index on disk, which is rebuilt from the log when its
 // directory is deleted, and forgets what retention removed.
 func TestGetByIDAfterTheDedupWindow(t *testing.T) {
-	noIndexDelay(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	l := open(t, dir)
@@ -144,7 +136,6 @@ func TestGetByIDAfterTheDedupWindow(t *testing.T) {
 // id index and acknowledged as a duplicate with its first seq; before, it
 // was stored a second time.
 func TestLateRetryAfterTheDedupWindow(t *testing.T) {
-	noIndexDelay(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	l := open(t, dir)
