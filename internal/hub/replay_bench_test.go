@@ -7,11 +7,10 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
-	"github.com/vigil-sec/vigil/internal/demo"
-	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // BenchmarkHubReplay measures a subscription's replay from a cursor
@@ -44,19 +43,7 @@ func BenchmarkHubReplay(b *testing.B) {
 			defer func() { cancel(); <-done }()
 			<-h.Started()
 			const total = 30_000 // fits the default 64 MiB ring
-			gen := demo.New(5)
-			for n := 0; n < total; n += 1000 {
-				batch := make([]*event.Event, 1000)
-				for i := range batch {
-					batch[i] = gen.Next()
-					if _, err := event.Normalize(batch[i], "default", time.Now(), event.DefaultLimits()); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if _, err := lg.Append(ctx, batch); err != nil {
-					b.Fatal(err)
-				}
-			}
+			testkit.AppendDemo(b, ctx, lg, total)
 			for deadline := time.Now().Add(time.Minute); h.Head() < total; {
 				if time.Now().After(deadline) {
 					b.Fatal("the hub did not read the log")

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-sec/vigil/internal/demo"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // BenchmarkReplay measures SPEC 11's "replay from a cursor": reading and
@@ -38,19 +38,7 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	defer log.Close()
 	const total = 50_000
-	gen := demo.New(5)
-	for n := 0; n < total; n += 1000 {
-		batch := make([]*event.Event, 1000)
-		for i := range batch {
-			batch[i] = gen.Next()
-			if _, err := event.Normalize(batch[i], "default", time.Now(), event.DefaultLimits()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if _, err := log.Append(ctx, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testkit.AppendDemo(b, ctx, log, total)
 	// The hub's tail fills the ring: run one until it has read the log.
 	tctx, stopTail := context.WithCancel(ctx)
 	tailDone := make(chan error, 1)

@@ -16,10 +16,9 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/auth"
-	"github.com/vigil-sec/vigil/internal/demo"
-	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 	"github.com/vigil-sec/vigil/internal/transport/wsnative"
 )
@@ -64,19 +63,7 @@ func BenchmarkReplaySocket(b *testing.B) {
 			defer srv.Close()
 
 			const total, want = 30_000, 20_000 // the newest 20,000 fit the default ring
-			gen := demo.New(5)
-			for n := 0; n < total; n += 1000 {
-				batch := make([]*event.Event, 1000)
-				for i := range batch {
-					batch[i] = gen.Next()
-					if _, err := event.Normalize(batch[i], "default", time.Now(), event.DefaultLimits()); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if _, err := lg.Append(ctx, batch); err != nil {
-					b.Fatal(err)
-				}
-			}
+			testkit.AppendDemo(b, ctx, lg, total)
 			for deadline := time.Now().Add(time.Minute); h.Head() < total; {
 				if time.Now().After(deadline) {
 					b.Fatal("the hub did not read the log")
