@@ -21,17 +21,7 @@ import (
 //
 // and is skipped otherwise.
 func TestGraphQLWSClientNoReconnectStorm(t *testing.T) {
-	dir, err := filepath.Abs(filepath.Join("testdata", "graphqlws"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: skipping the graphql-ws client test")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
-		t.Skipf("the graphql-ws npm client is not installed: run `npm install --prefix %s` to enable this test", dir)
-	}
+	dir, node := graphqlWSClient(t)
 	g := gqlStart(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -62,4 +52,23 @@ func TestGraphQLWSClientNoReconnectStorm(t *testing.T) {
 	if res.Opened > 4 {
 		t.Errorf("the client opened %d connections in 3 s: a reconnect storm", res.Opened)
 	}
+}
+
+// graphqlWSClient returns the directory of the graphql-ws client scripts
+// and node's path, skipping the test when node or the npm client is not
+// installed (.ci/run installs both).
+func graphqlWSClient(t *testing.T) (dir, node string) {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("testdata", "graphqlws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err = exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: skipping the graphql-ws client test")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
+		t.Skipf("the graphql-ws npm client is not installed: run `npm install --prefix %s` to enable this test", dir)
+	}
+	return dir, node
 }

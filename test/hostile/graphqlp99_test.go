@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -26,17 +25,7 @@ import (
 // Each subscription must receive all 10 events in publish order with the
 // user masked and nothing else.
 func TestGraphQLP99NPMClientReceivesSharedDeliveries(t *testing.T) {
-	dir, err := filepath.Abs(filepath.Join("testdata", "graphqlws"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: skipping the graphql-ws client test")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
-		t.Skipf("the graphql-ws npm client is not installed: run `npm install --prefix %s` to enable this test", dir)
-	}
+	dir, node := graphqlWSClient(t)
 	g := gqlStart(t)
 	const clients, events = 3, 10
 	const query = `subscription { events(filter: {types: ["authentication.login"]}) { seq user message } }`
