@@ -181,7 +181,7 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 	if main != nil && !migrating {
 		// Step 1: layout 1 with events.
 		if temp == nil {
-			if temp, err = m.createTemp(ctx, main); err != nil {
+			if _, err = m.createTemp(ctx, main); err != nil {
 				return MigrateReport{}, err
 			}
 		}

@@ -25,7 +25,6 @@
 package idindex
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -396,6 +395,3 @@ func (x *Index) Close() error {
 	}
 	return nil
 }
-
-// hasPrefix is bytes.HasPrefix, named for the engines.
-func hasPrefix(b, prefix []byte) bool { return bytes.HasPrefix(b, prefix) }

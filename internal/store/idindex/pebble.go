@@ -104,7 +104,9 @@ func (e *pebbleEngine) scan(lo, hi []byte, limit int) (keys [][]byte, err error)
 
 func (e *pebbleEngine) apply(bt *batch) error {
 	b := e.db.NewBatch()
-	defer b.Close()
+	// Close returns the batch's memory to Pebble's pool; a committed or
+	// abandoned batch has nothing left that could fail to be written.
+	defer func() { _ = b.Close() }()
 	for _, m := range bt.mins {
 		if err := b.Merge(m.k, m.v, nil); err != nil {
 			return err
