@@ -20,6 +20,11 @@ type subscription struct {
 	// events offered meanwhile wait in pending (bounded); if it overflows
 	// the replay simply reads further from the log.
 	catching atomic.Bool
+	// liveFrom is the first seq the replay did not deliver, set when it
+	// ends: the dispatcher may still be offering a chunk the replay read
+	// from the log (it reads up to inflight, the chunk's last seq), and
+	// those events must not arrive a second time, live.
+	liveFrom atomic.Uint64
 	mu       sync.Mutex
 	next     uint64 // next seq the replay must deliver
 	pending  []*event.Event
@@ -45,6 +50,9 @@ func (s *subscription) offer(e *event.Event) {
 			return
 		}
 		s.mu.Unlock()
+	}
+	if e.Seq < s.liveFrom.Load() {
+		return // the replay delivered it
 	}
 	s.deliver(e, false)
 }
@@ -140,6 +148,7 @@ func (s *subscription) catchUp(ctx context.Context) error {
 			batch := s.pending
 			s.pending = nil
 			if len(batch) == 0 {
+				s.liveFrom.Store(s.next) // before catching ends: offer reads them in this order
 				s.catching.Store(false)
 				s.mu.Unlock()
 				return nil
