@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,7 +63,7 @@ func streamConfig(cfg Config, embedded bool) jetstream.StreamConfig {
 // in layout 1, or one a migration left half done. An empty stream of any
 // layout is fine: Open updates its config to layout 2.
 func (l *Log) checkLayout(ctx context.Context) error {
-	s, err := l.js.Stream(ctx, StreamName)
+	s, err := l.streamAtOpen(ctx)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
@@ -82,6 +83,38 @@ func (l *Log) checkLayout(ctx context.Context) error {
 	}
 	return fmt.Errorf("store: stream %s %s holds %d events in layout %s (one NATS subject per event, which costs memory per retained event); this version reads layout %s only. Stop every Vigil node using it and run `%s` (it rewrites the stream keeping every seq; docs/operations.md, \"Stream layout 2\")", StreamName, l.where(), ci.State.Msgs, have, Layout, l.migrateCommand())
 }
+
+// streamAtOpen looks the stream up for Open. On an external cluster a
+// stream another node has just created answers nothing until its replicas
+// have elected a leader (each attempt then times out): ask again, for up
+// to placementPatience, rather than fail the node's start (seen when six
+// nodes started a second apart on a fresh 3-server cluster). "Not found"
+// and every answer return at once.
+func (l *Log) streamAtOpen(ctx context.Context) (jetstream.Stream, error) {
+	if l.ns != nil {
+		return l.js.Stream(ctx, StreamName)
+	}
+	deadline := time.Now().Add(placementPatience)
+	for {
+		actx, cancel := context.WithTimeout(ctx, streamInfoAttempt)
+		s, err := l.js.Stream(actx, StreamName)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil || time.Now().After(deadline) {
+			return s, err
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return s, err
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// streamInfoAttempt bounds one stream info request of streamAtOpen.
+const streamInfoAttempt = 2 * time.Second
 
 func (l *Log) where() string {
 	if l.cfg.NATSURL != "" {

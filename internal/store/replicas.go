@@ -41,7 +41,7 @@ func (l *Log) chooseReplicas(ctx context.Context, scfg jetstream.StreamConfig) (
 		return s, 1, "embedded server", err
 	}
 	existing := 0
-	if s, err := l.js.Stream(ctx, StreamName); err == nil {
+	if s, err := l.streamAtOpen(ctx); err == nil {
 		existing = s.CachedInfo().Config.Replicas
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, 0, "", fmt.Errorf("stream info: %w", err)
