@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"syscall"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testenv"
 	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
@@ -30,18 +30,8 @@ func BenchmarkHubReplay(b *testing.B) {
 		bytes int64
 	}{{"on", 0}, {"off", -1}} {
 		b.Run("ring="+ring.name, func(b *testing.B) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			lg, err := store.Open(ctx, store.Config{DataDir: b.TempDir(), ReplayCacheBytes: ring.bytes})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer lg.Close()
-			h := hub.New(lg, hub.Options{})
-			done := make(chan struct{})
-			go func() { defer close(done); _ = h.Run(ctx) }() // stopped by cancel
-			defer func() { cancel(); <-done }()
-			<-h.Started()
+			e := testenv.NewWithStore(b, store.Config{ReplayCacheBytes: ring.bytes})
+			ctx, lg, h := e.Ctx, e.Log, e.Hub
 			const total = 30_000 // fits the default 64 MiB ring
 			testkit.AppendDemo(b, ctx, lg, total)
 			for deadline := time.Now().Add(time.Minute); h.Head() < total; {

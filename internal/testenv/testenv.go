@@ -41,10 +41,17 @@ type Env struct {
 }
 
 // New starts an Env that stops when the test ends.
-func New(t testing.TB) *Env {
+func New(t testing.TB) *Env { return NewWithStore(t, store.Config{}) }
+
+// NewWithStore is New with the log opened from cfg (its DataDir defaults
+// to a temporary directory of the test).
+func NewWithStore(t testing.TB, cfg store.Config) *Env {
 	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	lg, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
+	lg, err := store.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/auth"
-	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testenv"
 	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 	"github.com/vigil-sec/vigil/internal/transport/wsnative"
@@ -39,18 +39,10 @@ func BenchmarkReplaySocket(b *testing.B) {
 		bytes int64
 	}{{"on", 0}, {"off", -1}} {
 		b.Run("ring="+ring.name, func(b *testing.B) {
-			ctx, cancel := context.WithCancel(context.Background())
+			e := testenv.NewWithStore(b, store.Config{ReplayCacheBytes: ring.bytes})
+			lg, h := e.Log, e.Hub
+			ctx, cancel := context.WithCancel(e.Ctx)
 			defer cancel()
-			lg, err := store.Open(ctx, store.Config{DataDir: b.TempDir(), ReplayCacheBytes: ring.bytes})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer lg.Close()
-			h := hub.New(lg, hub.Options{})
-			hubDone := make(chan struct{})
-			go func() { defer close(hubDone); _ = h.Run(ctx) }() // stopped by cancel
-			defer func() { cancel(); <-hubDone }()
-			<-h.Started()
 			poller, err := wsconn.NewPoller()
 			if err != nil {
 				b.Fatal(err)
