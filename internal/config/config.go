@@ -58,6 +58,14 @@ type Config struct {
 	ReplayCacheMB     int `yaml:"replay_cache_mb"`
 	ReplayCacheEvents int `yaml:"replay_cache_events"`
 
+	// IngestMaxDeliveryLag holds publishers while the oldest acknowledged
+	// event not yet offered to live subscriptions is older than this
+	// (issue 12 item 1; internal/ingest/admission.go); 0 disables it.
+	// IngestMaxHold bounds how long one publish is held: after it the
+	// events are appended anyway, never refused.
+	IngestMaxDeliveryLag time.Duration `yaml:"ingest_max_delivery_lag"`
+	IngestMaxHold        time.Duration `yaml:"ingest_max_hold"`
+
 	// DedupSnapshotInterval is how often the embedded log writes its dedup
 	// index (0: only at a clean stop); a start after a crash reads the log
 	// only after the newest snapshot (docs/operations.md).
@@ -159,6 +167,7 @@ func Defaults() Config {
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		ReplayCacheMB: 64, ReplayCacheEvents: 1 << 20,
+		IngestMaxDeliveryLag: 100 * time.Millisecond, IngestMaxHold: time.Second,
 		GraphQL: DefaultGraphQLLimits(),
 		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}
@@ -245,6 +254,8 @@ func options() []option {
 		}},
 		{"replay-cache-mb", "VIGIL_REPLAY_CACHE_MB", "memory (MiB, estimated) for the newest events kept decoded so replays of them skip JetStream (0: off)", integer(func(c *Config) *int { return &c.ReplayCacheMB })},
 		{"replay-cache-events", "VIGIL_REPLAY_CACHE_EVENTS", "most events kept in the replay cache", integer(func(c *Config) *int { return &c.ReplayCacheEvents })},
+		{"ingest-max-delivery-lag", "VIGIL_INGEST_MAX_DELIVERY_LAG", "hold publishers while live delivery is this far behind the acknowledged events (0: never hold)", dur(func(c *Config) *time.Duration { return &c.IngestMaxDeliveryLag })},
+		{"ingest-max-hold", "VIGIL_INGEST_MAX_HOLD", "longest a publish is held for delivery lag; then it is appended anyway", dur(func(c *Config) *time.Duration { return &c.IngestMaxHold })},
 		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},
 		{"queue-kib", "VIGIL_QUEUE_KIB", "per-connection queue (KiB of event JSON) before a client is lagged", integer(func(c *Config) *int { return &c.QueueKiB })},
 		{"ping-interval", "VIGIL_PING_INTERVAL", "WebSocket ping interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
@@ -302,6 +313,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	shown := map[string]string{
 		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(), "dedup-snapshot-interval": def.DedupSnapshotInterval.String(),
 		"replay-cache-mb": fmt.Sprint(def.ReplayCacheMB), "replay-cache-events": fmt.Sprint(def.ReplayCacheEvents),
+		"ingest-max-delivery-lag": def.IngestMaxDeliveryLag.String(), "ingest-max-hold": def.IngestMaxHold.String(),
 		"queue-size": fmt.Sprint(def.QueueSize), "queue-kib": fmt.Sprint(def.QueueKiB), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
@@ -413,6 +425,9 @@ func (c *Config) finish() error {
 	}
 	if c.ReplayCacheMB < 0 || c.ReplayCacheMB > 1<<20 {
 		return fmt.Errorf("config: replay-cache-mb: %d is not between 0 (off) and 1048576", c.ReplayCacheMB)
+	}
+	if c.IngestMaxDeliveryLag < 0 || c.IngestMaxHold < 0 {
+		return fmt.Errorf("config: ingest-max-delivery-lag (%s) and ingest-max-hold (%s) must not be negative", c.IngestMaxDeliveryLag, c.IngestMaxHold)
 	}
 	if c.ReplayCacheEvents <= 0 {
 		return fmt.Errorf("config: replay-cache-events: %d must be positive", c.ReplayCacheEvents)

@@ -141,3 +141,27 @@ func TestReplayCacheOptions(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12 item 1: ingest admission's bounds from flag, environment or
+// file; 0 turns holding off, negative durations are refused naming them.
+func TestIngestAdmissionOptions(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := Load(nil, none, io.Discard)
+	if err != nil || cfg.IngestMaxDeliveryLag != 100*time.Millisecond || cfg.IngestMaxHold != time.Second {
+		t.Fatalf("defaults: lag %v, hold %v, %v", cfg.IngestMaxDeliveryLag, cfg.IngestMaxHold, err)
+	}
+	env := map[string]string{"VIGIL_INGEST_MAX_DELIVERY_LAG": "0s", "VIGIL_INGEST_MAX_HOLD": "250ms"}
+	if cfg, err = Load(nil, func(k string) string { return env[k] }, io.Discard); err != nil || cfg.IngestMaxDeliveryLag != 0 || cfg.IngestMaxHold != 250*time.Millisecond {
+		t.Fatalf("environment: lag %v, hold %v, %v", cfg.IngestMaxDeliveryLag, cfg.IngestMaxHold, err)
+	}
+	file := filepath.Join(t.TempDir(), "a.yaml")
+	_ = os.WriteFile(file, []byte("ingest_max_delivery_lag: 40ms\ningest_max_hold: 3s\n"), 0o600)
+	if cfg, err = Load([]string{"--config", file}, none, io.Discard); err != nil || cfg.IngestMaxDeliveryLag != 40*time.Millisecond || cfg.IngestMaxHold != 3*time.Second {
+		t.Fatalf("YAML: lag %v, hold %v, %v", cfg.IngestMaxDeliveryLag, cfg.IngestMaxHold, err)
+	}
+	for _, args := range [][]string{{"--ingest-max-delivery-lag", "-1s"}, {"--ingest-max-hold", "-5ms"}} {
+		if _, err := Load(args, none, io.Discard); err == nil || !strings.Contains(err.Error(), args[0][2:]) {
+			t.Errorf("%v: %v; want an error naming %s", args, err, args[0][2:])
+		}
+	}
+}

@@ -23,6 +23,8 @@ type Appender interface {
 type Observer interface {
 	Ingested(events []*event.Event, elapsed time.Duration)
 	SensitiveDropped(n int)
+	// Held reports how long admission held a publish (only when it did).
+	Held(d time.Duration)
 }
 
 // ErrForbidden is returned when the principal may not publish.
@@ -34,11 +36,19 @@ type Service struct {
 	limits event.Limits
 	obs    Observer
 	now    func() time.Time
+	adm    *Admission
 }
 
 // New returns a Service. obs may be nil.
 func New(log Appender, limits event.Limits, obs Observer) *Service {
 	return &Service{log: log, limits: limits, obs: obs, now: time.Now}
+}
+
+// WithAdmission makes Publish wait while live delivery lags (see
+// Admission); it returns s. Call it before the first Publish.
+func (s *Service) WithAdmission(a *Admission) *Service {
+	s.adm = a
+	return s
 }
 
 // Limits returns the limits the service enforces.
@@ -56,6 +66,15 @@ func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*even
 	}
 	if len(events) > s.limits.MaxBatchCount {
 		return nil, &event.BatchError{TooLarge: true, Problems: []event.Problem{{Index: s.limits.MaxBatchCount, Reason: fmt.Sprintf("more than %d events in one request", s.limits.MaxBatchCount)}}}
+	}
+	// Held before validation and stamping: received_at is when the event
+	// was let in, and a held request can still be cancelled by its client.
+	held, err := s.adm.wait(ctx, s.now)
+	if held > 0 && s.obs != nil {
+		s.obs.Held(held)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ingest: held while delivery lags: %w", err)
 	}
 	start := s.now()
 	tenant := p.PublishTenant()
@@ -84,6 +103,7 @@ func (s *Service) Publish(ctx context.Context, p *auth.Principal, events []*even
 	if err != nil {
 		return acks, fmt.Errorf("ingest: %w", err)
 	}
+	s.adm.appended(acks, s.now())
 	if s.obs != nil {
 		s.obs.Ingested(events, s.now().Sub(start))
 		if dropped > 0 {

@@ -21,6 +21,7 @@ type Metrics struct {
 	eventsIn         *prometheus.CounterVec
 	ingestLatency    prometheus.Histogram
 	ingestBatch      prometheus.Histogram
+	ingestHeld       prometheus.Histogram
 	deliveryLatency  prometheus.Histogram
 	sensitiveDropped prometheus.Counter
 }
@@ -46,11 +47,15 @@ func New(h *hub.Hub) *Metrics {
 			Name: "vigil_delivery_seconds", Help: "Time from receipt (received_at) to the socket write, per event.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}),
+		ingestHeld: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "vigil_ingest_held_seconds", Help: "How long publishes were held because live delivery lagged (only held ones).",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 10),
+		}),
 		sensitiveDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_sensitive_fields_dropped_total", Help: "Secret-looking data fields dropped at ingest.",
 		}),
 	}
-	reg.MustRegister(m.eventsIn, m.ingestLatency, m.ingestBatch, m.deliveryLatency, m.sensitiveDropped)
+	reg.MustRegister(m.eventsIn, m.ingestLatency, m.ingestBatch, m.ingestHeld, m.deliveryLatency, m.sensitiveDropped)
 	reg.MustRegister(&hubCollector{hub: h,
 		out:     prometheus.NewDesc("vigil_events_out_total", "Event deliveries queued to clients, by category.", []string{"category"}, nil),
 		conns:   prometheus.NewDesc("vigil_connections", "Connected clients, by transport.", []string{"transport"}, nil),
@@ -78,6 +83,9 @@ func (m *Metrics) Ingested(events []*event.Event, elapsed time.Duration) {
 
 // SensitiveDropped implements ingest.Observer.
 func (m *Metrics) SensitiveDropped(n int) { m.sensitiveDropped.Add(float64(n)) }
+
+// Held implements ingest.Observer.
+func (m *Metrics) Held(d time.Duration) { m.ingestHeld.Observe(d.Seconds()) }
 
 // Delivered records the receive-to-write latency of written events.
 func (m *Metrics) Delivered(batch []hub.Delivery, at time.Time) {
