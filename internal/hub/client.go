@@ -67,7 +67,10 @@ type Client struct {
 	wake   chan struct{}
 	space  chan struct{}
 	depth  atomic.Int64
-	since  time.Time
+	since  int64 // connected at, UnixNano (8 bytes, not time.Time's 24: SPEC 11 counts them)
+	// liveSince is when the oldest live delivery in the queue was offered
+	// (UnixNano, 0: none): TryNext reports its wait to the hub.
+	liveSince int64
 }
 
 // NewClient registers a client. The caller must Close it.
@@ -80,7 +83,7 @@ func (h *Hub) NewClient(info ClientInfo) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{hub: h, info: info, cap: info.QueueSize, ctx: ctx, cancel: cancel,
-		subs: map[string]*subscription{}, space: make(chan struct{}, 1), since: time.Now()}
+		subs: map[string]*subscription{}, space: make(chan struct{}, 1), since: time.Now().UnixNano()}
 	if info.OnReady == nil {
 		c.wake = make(chan struct{}, 1) // Next waits on it; OnReady clients never do
 	}
@@ -105,7 +108,7 @@ func (c *Client) ID() string { return c.id }
 func (c *Client) Info() ClientInfo { return c.info }
 
 // ConnectedAt is when the client registered.
-func (c *Client) ConnectedAt() time.Time { return c.since }
+func (c *Client) ConnectedAt() time.Time { return time.Unix(0, c.since) }
 
 // QueueDepth is the number of deliveries waiting for the writer.
 func (c *Client) QueueDepth() int { return int(c.depth.Load()) }
@@ -276,6 +279,9 @@ func (c *Client) enqueue(d Delivery, block bool) bool {
 			c.queue = append(c.queue, d)
 			c.bytes += size
 			c.depth.Store(int64(len(c.queue)))
+			if !block && c.liveSince == 0 {
+				c.liveSince = c.hub.chunkAt // live: from the dispatching goroutine
+			}
 			// Wake the reader only when the queue stops being empty: a
 			// non-empty queue already has a wake pending or a reader
 			// about to take it (TryNext takes the whole queue), and
@@ -357,7 +363,13 @@ func (c *Client) TryNext() ([]Delivery, error) {
 			c.spare = nil // do not keep a burst's capacity for an idle client
 		}
 		c.depth.Store(0)
+		offered := c.liveSince
+		c.liveSince = 0
 		c.mu.Unlock()
+		if offered != 0 {
+			now := time.Now()
+			c.hub.waits.note(now, now.Sub(time.Unix(0, offered)))
+		}
 		select {
 		case c.space <- struct{}{}:
 		default:

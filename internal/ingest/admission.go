@@ -8,10 +8,13 @@ import (
 	"github.com/vigil-sec/vigil/internal/domain"
 )
 
-// DeliveryHead is how far live delivery has got: the seq of the last event
-// offered to the live subscriptions (the hub's Head).
-type DeliveryHead interface {
+// DeliveryProgress is how far live delivery has got (the hub): Head is
+// the seq of the last event offered to the live subscriptions, QueueWait
+// how long the typical client's live deliveries then waited for its
+// writer lately.
+type DeliveryProgress interface {
 	Head() uint64
+	QueueWait() time.Duration
 }
 
 // Admission holds publishers back while live delivery falls behind what
@@ -25,7 +28,7 @@ type DeliveryHead interface {
 // request held for MaxWait is appended anyway, so a stalled hub slows
 // producers but never loses their events.
 type Admission struct {
-	Head DeliveryHead
+	Hub DeliveryProgress
 	// MaxLag is how old the oldest acknowledged, not yet dispatched batch
 	// may be before new publishes wait. Zero disables admission.
 	MaxLag time.Duration
@@ -51,10 +54,16 @@ const maxMarks = 1 << 16
 // admissionPoll is how often a held publish looks at the hub again.
 const admissionPoll = 2 * time.Millisecond
 
-// lag is the age of the oldest acknowledged batch the hub has not yet
-// offered to its subscriptions (0 when it is caught up).
+// lag is how late live delivery is: the age of the oldest acknowledged
+// batch the hub has not yet offered to its subscriptions (0 when it is
+// caught up), plus how long offered deliveries then wait in the typical
+// client's queue.
 func (a *Admission) lag(now time.Time) time.Duration {
-	head := a.Head.Head()
+	return a.dispatchLag(now) + a.Hub.QueueWait()
+}
+
+func (a *Admission) dispatchLag(now time.Time) time.Duration {
+	head := a.Hub.Head()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	i := 0
