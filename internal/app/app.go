@@ -329,7 +329,7 @@ func (p *node) startHub(context.Context) error {
 func (p *node) startIngest(context.Context) error {
 	p.m = metrics.New(p.h)
 	p.ing = ingest.New(p.log, p.cfg.Limits, p.m).WithAdmission(&ingest.Admission{
-		Hub: p.h, MaxLag: p.cfg.IngestMaxDeliveryLag, MaxWait: p.cfg.IngestMaxHold,
+		Head: p.h, MaxLag: p.cfg.IngestMaxDeliveryLag, MaxWait: p.cfg.IngestMaxHold,
 	})
 	if err := p.acc.Metrics.Register(p.m.Registry); err != nil {
 		return err

@@ -68,9 +68,6 @@ type Client struct {
 	space  chan struct{}
 	depth  atomic.Int64
 	since  int64 // connected at, UnixNano (8 bytes, not time.Time's 24: SPEC 11 counts them)
-	// liveSince is when the oldest live delivery in the queue was offered
-	// (UnixNano, 0: none): TryNext reports its wait to the hub.
-	liveSince int64
 }
 
 // NewClient registers a client. The caller must Close it.
@@ -279,9 +276,6 @@ func (c *Client) enqueue(d Delivery, block bool) bool {
 			c.queue = append(c.queue, d)
 			c.bytes += size
 			c.depth.Store(int64(len(c.queue)))
-			if !block && c.liveSince == 0 {
-				c.liveSince = c.hub.chunkAt // live: from the dispatching goroutine
-			}
 			// Wake the reader only when the queue stops being empty: a
 			// non-empty queue already has a wake pending or a reader
 			// about to take it (TryNext takes the whole queue), and
@@ -363,13 +357,7 @@ func (c *Client) TryNext() ([]Delivery, error) {
 			c.spare = nil // do not keep a burst's capacity for an idle client
 		}
 		c.depth.Store(0)
-		offered := c.liveSince
-		c.liveSince = 0
 		c.mu.Unlock()
-		if offered != 0 {
-			now := time.Now()
-			c.hub.waits.note(now, now.Sub(time.Unix(0, offered)))
-		}
 		select {
 		case c.space <- struct{}{}:
 		default:

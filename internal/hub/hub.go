@@ -93,10 +93,6 @@ type Hub struct {
 	// current chunk; signalled once the chunk is offered. Owned by the
 	// dispatching goroutine (dispatchChunk).
 	wakes []*Client
-	// chunkAt is when the current chunk began to be offered (UnixNano);
-	// owned by the dispatching goroutine like wakes.
-	chunkAt int64
-	waits   queueWaits
 
 	delivered atomic.Uint64
 	dropped   atomic.Uint64
@@ -258,7 +254,6 @@ func (h *Hub) dispatch(e *event.Event) { h.dispatchChunk([]*event.Event{e}) }
 // wakes each client whose queue stopped being empty, once.
 func (h *Hub) dispatchChunk(events []*event.Event) {
 	last := events[len(events)-1].Seq
-	h.chunkAt = time.Now().UnixNano()
 	h.inflight.Store(last)
 	h.routesMu.RLock()
 	for _, e := range events {

@@ -8,13 +8,10 @@ import (
 	"github.com/vigil-sec/vigil/internal/domain"
 )
 
-// DeliveryProgress is how far live delivery has got (the hub): Head is
-// the seq of the last event offered to the live subscriptions, QueueWait
-// how long the typical client's live deliveries then waited for its
-// writer lately.
-type DeliveryProgress interface {
+// DeliveryHead is how far live delivery has got: the seq of the last event
+// offered to the live subscriptions (the hub's Head).
+type DeliveryHead interface {
 	Head() uint64
-	QueueWait() time.Duration
 }
 
 // Admission holds publishers back while live delivery falls behind what
@@ -27,8 +24,17 @@ type DeliveryProgress interface {
 // instead, so what is accepted is delivered young. Nothing is refused: a
 // request held for MaxWait is appended anyway, so a stalled hub slows
 // producers but never loses their events.
+//
+// The lag is measured up to the hub's dispatch (events offered to the
+// client queues), not up to the socket writes: dispatch never waits for a
+// client, so no client can slow ingestion by reading slowly — with a
+// measure that included the clients' queues, a few connections reading
+// nothing would throttle every producer until their queues overflowed.
+// A node saturated by fan-out falls behind in dispatch too (its writers
+// and its dispatcher share the CPU), which is what this catches; one slow
+// client is lagged by its own queue bound instead.
 type Admission struct {
-	Hub DeliveryProgress
+	Head DeliveryHead
 	// MaxLag is how old the oldest acknowledged, not yet dispatched batch
 	// may be before new publishes wait. Zero disables admission.
 	MaxLag time.Duration
@@ -54,16 +60,10 @@ const maxMarks = 1 << 16
 // admissionPoll is how often a held publish looks at the hub again.
 const admissionPoll = 2 * time.Millisecond
 
-// lag is how late live delivery is: the age of the oldest acknowledged
-// batch the hub has not yet offered to its subscriptions (0 when it is
-// caught up), plus how long offered deliveries then wait in the typical
-// client's queue.
+// lag is the age of the oldest acknowledged batch the hub has not yet
+// offered to its subscriptions (0 when it is caught up).
 func (a *Admission) lag(now time.Time) time.Duration {
-	return a.dispatchLag(now) + a.Hub.QueueWait()
-}
-
-func (a *Admission) dispatchLag(now time.Time) time.Duration {
-	head := a.Hub.Head()
+	head := a.Head.Head()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	i := 0
