@@ -87,7 +87,10 @@ func (a *Admission) wait(ctx context.Context, now func() time.Time) (time.Durati
 		return 0, nil
 	}
 	start := now()
-	t := now()
+	if a.lag(start) <= a.MaxLag {
+		return 0, nil
+	}
+	t := start
 	var timer *time.Timer
 	for a.lag(t) > a.MaxLag && t.Sub(start) < a.MaxWait {
 		if timer == nil {
