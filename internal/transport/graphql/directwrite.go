@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net"
 	"sync"
-	"time"
 
 	gql "github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -164,7 +163,7 @@ func (w *frameWriter) write(body []byte) error {
 	if c.closed || c.broken {
 		return net.ErrClosed
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	c.armWrite()
 	var err error
 	if tcp, ok := c.conn.(*net.TCPConn); ok && len(body) >= vectorMin {
 		pre := append(h, w.head...)
