@@ -33,7 +33,7 @@ func readServerFrames(conn net.Conn, onText func(msg []byte, at time.Time) bool)
 		return err
 	}
 	buf := make([]byte, 4<<10) // as the bufio.Reader it replaces: the frames are small
-	n := 0 // bytes of buf not yet parsed
+	n := 0                     // bytes of buf not yet parsed
 	var stop error
 	err = rc.Read(func(fd uintptr) bool {
 		for {

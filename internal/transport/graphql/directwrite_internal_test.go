@@ -62,12 +62,15 @@ func (d *deadlineConn) SetWriteDeadline(t time.Time) error {
 	return d.Conn.SetWriteDeadline(t)
 }
 
-// TestWriteDeadlineArmedOncePerQuarterTimeout: frames written in quick
-// succession share one write deadline instead of moving the socket's
-// timer before every write (which cost ~1 µs per delivery); a write
-// still never starts with less than 3/4 of the write timeout ahead, and a
-// peer that stops reading is still cut off by the deadline.
-func TestWriteDeadlineArmedOncePerQuarterTimeout(t *testing.T) {
+// TestWriteDeadlineArmedOncePerSlack: frames written in quick succession
+// share one write deadline instead of moving the socket's timer before
+// every write (which cost ~1 µs per delivery); a write still never starts
+// with less than the write timeout minus an eighth (at most 1 s) ahead,
+// and a peer that stops reading is still cut off by the deadline.
+func TestWriteDeadlineArmedOncePerSlack(t *testing.T) {
+	if s := deadlineSlack(30 * time.Second); s != time.Second {
+		t.Fatalf("slack of a 30 s timeout: %v, want 1s", s)
+	}
 	server, client := net.Pipe()
 	defer client.Close()
 	dc := &deadlineConn{Conn: server}
