@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -12,9 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -183,42 +181,22 @@ func TestSubscriptionLatencyClients(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dial %d: %v", i, err)
 		}
+		if c.r != io.Reader(c.conn) {
+			t.Fatalf("dial %d: bytes buffered behind the handshake", i)
+		}
 		c.subscribe("s", `subscription { events(filter: {types: ["bench.tick"]}) { seq } }`, nil)
 		_ = c.conn.SetReadDeadline(time.Time{})
 		wg.Add(1)
 		go func() { // owned by the test: ends after the last event
 			defer wg.Done()
 			// The same reading as the in-process benchmark's clients.
-			rd := &wsutil.Reader{Source: bufio.NewReaderSize(c.r, 4<<10), State: ws.StateClientSide}
-			ctl := wsutil.ControlFrameHandler(c.conn, ws.StateClientSide)
-			rd.OnIntermediate = ctl
-			var buf bytes.Buffer
 			mine := make([]arrival, 0, events)
-			for len(mine) < events {
-				h, err := rd.NextFrame()
-				if err != nil {
-					t.Errorf("client: %v", err)
-					return
-				}
-				if h.OpCode.IsControl() {
-					if err := ctl(h, rd); err != nil {
-						t.Errorf("client: %v", err)
-						return
-					}
-					continue
-				}
-				buf.Reset()
-				if _, err := buf.ReadFrom(rd); err != nil {
-					t.Errorf("client: %v", err)
-					return
-				}
-				msg := buf.Bytes()
-				at := time.Now().UnixNano()
+			err := readServerFrames(c.conn, func(msg []byte, at time.Time) bool {
 				if i := bytes.Index(msg, seqKey); i >= 0 && bytes.Contains(msg, []byte(`"type":"next"`)) {
 					rest := msg[i+len(seqKey):]
 					end := bytes.IndexAny(rest, ",}")
 					if seq, err := strconv.Atoi(string(rest[:end])); err == nil {
-						mine = append(mine, arrival{seq, at})
+						mine = append(mine, arrival{seq, at.UnixNano()})
 						mu.Lock()
 						counts[seq]++
 						if counts[seq] == clients {
@@ -229,6 +207,11 @@ func TestSubscriptionLatencyClients(t *testing.T) {
 						mu.Unlock()
 					}
 				}
+				return len(mine) < events // the last event: stop reading
+			})
+			if len(mine) < events {
+				t.Errorf("client: %d of %d events, then %v", len(mine), events, err)
+				return
 			}
 			all[i] = mine
 		}()

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	gql "github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -112,10 +112,16 @@ func (c *gobwasConn) takeOperation(rc *gql.OperationContext) string {
 }
 
 // frameWriter writes one operation's result messages around shared
-// response bytes.
+// response bytes. Only the operation's goroutine uses it.
 type frameWriter struct {
 	c          *gobwasConn
 	head, tail []byte // `{"payload":` and `,"id":"<id>","type":"next"}`
+	// held are responses added and not yet written, size their frames'
+	// total length.
+	held [][]byte
+	size int
+	// written, when not nil, counts the messages written.
+	written *atomic.Uint64
 }
 
 // resultWriter is the frameWriter of operation id, or nil when the
@@ -143,7 +149,8 @@ func (c *gobwasConn) resultWriter(id string) *frameWriter {
 // buffer with its header (below it the copy costs less than the iovecs).
 const vectorMin = 8 << 10
 
-// maxFrameBuf is the largest frame buffer kept in frameBufs.
+// maxFrameBuf is the largest frame buffer kept in frameBufs, and the most
+// bytes of held frames (flush writes them all with one system call).
 const maxFrameBuf = 16 << 10
 
 // frameBufs holds frame buffers between writes. A sync.Pool is a cache,
@@ -151,39 +158,108 @@ const maxFrameBuf = 16 << 10
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return &b }}
 
 // write sends one result message carrying body (a marshalled response)
-// as one text frame. It does nothing once the connection has sent its
-// close frame or failed; a failed write closes the socket, which ends
-// every operation of the connection (as lockedConn.Write).
+// as one text frame, with the frames held before it.
 func (w *frameWriter) write(body []byte) error {
-	c := w.c
-	n := len(w.head) + len(body) + len(w.tail)
-	var hdr [10]byte
-	h := frameHeader(hdr[:0], n)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closed || c.broken {
-		return net.ErrClosed
+	if err := w.add(body); err != nil {
+		return err
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	var err error
-	if tcp, ok := c.conn.(*net.TCPConn); ok && len(body) >= vectorMin {
-		pre := append(h, w.head...)
-		bufs := net.Buffers{pre, body, w.tail}
-		_, err = bufs.WriteTo(tcp)
-	} else {
-		bp := frameBufs.Get().(*[]byte)
-		b := append(append(append(append((*bp)[:0], h...), w.head...), body...), w.tail...)
-		_, err = c.conn.Write(b)
-		if cap(b) <= maxFrameBuf {
-			*bp = b[:0]
-			frameBufs.Put(bp)
+	_, err := w.flush()
+	return err
+}
+
+// add holds a result message carrying body (a marshalled response) for
+// the next flush, so that the messages of one wake-up go out in one
+// system call (one write per delivery and socket was the server's largest
+// cost with many subscribers). It writes what is held first when body
+// would take the held frames past maxFrameBuf, and a response from
+// vectorMin on right away, by reference.
+func (w *frameWriter) add(body []byte) error {
+	n := frameLen(len(w.head) + len(body) + len(w.tail))
+	if len(w.held) > 0 && (w.size+n > maxFrameBuf || len(body) >= vectorMin) {
+		if _, err := w.flush(); err != nil {
+			return err
 		}
 	}
-	if err != nil {
-		c.broken = true
-		_ = c.conn.Close()
+	w.held = append(w.held, body)
+	w.size += n
+	if len(body) >= vectorMin {
+		_, err := w.flush()
+		return err
 	}
-	return err
+	return nil
+}
+
+// flush writes the held messages, each one text frame, with one system
+// call, and reports how many it wrote. It does nothing once the connection
+// has sent its close frame or failed; a failed write closes the socket,
+// which ends every operation of the connection (as lockedConn.Write).
+func (w *frameWriter) flush() (int, error) {
+	if len(w.held) == 0 {
+		return 0, nil
+	}
+	held := w.held
+	defer func() {
+		clear(held) // the shared responses are not pinned by an idle operation
+		w.held, w.size = held[:0], 0
+	}()
+	c := w.c
+	bp := frameBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	var big []byte // a response from vectorMin on, written by reference
+	for _, body := range held {
+		b = append(frameHeader(b, len(w.head)+len(body)+len(w.tail)), w.head...)
+		if len(body) >= vectorMin { // alone (add): header, body, tail
+			big = body
+			break
+		}
+		b = append(append(b, body...), w.tail...)
+	}
+	c.wmu.Lock()
+	var err error
+	if c.closed || c.broken {
+		err = net.ErrClosed
+	} else {
+		c.armWrite()
+		tcp, ok := c.conn.(*net.TCPConn)
+		switch {
+		case big != nil && ok:
+			bufs := net.Buffers{b, big, w.tail}
+			_, err = bufs.WriteTo(tcp)
+		case big != nil: // no writev: one buffer
+			b = append(append(b, big...), w.tail...)
+			_, err = c.conn.Write(b)
+		default:
+			_, err = c.conn.Write(b)
+		}
+		if err != nil {
+			c.broken = true
+			_ = c.conn.Close()
+		}
+	}
+	c.wmu.Unlock()
+	if cap(b) <= maxFrameBuf {
+		*bp = b[:0]
+		frameBufs.Put(bp)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if w.written != nil {
+		w.written.Add(uint64(len(held)))
+	}
+	return len(held), nil
+}
+
+// frameLen is the length of a text frame of n payload bytes.
+func frameLen(n int) int {
+	switch {
+	case n < 126:
+		return 2 + n
+	case n <= 0xFFFF:
+		return 4 + n
+	default:
+		return 10 + n
+	}
 }
 
 // frameHeader appends the header of a final, unmasked text frame of n

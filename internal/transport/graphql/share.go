@@ -56,8 +56,9 @@ type shareSlot struct {
 	stats *shares
 	group *shareGroup
 	// pull returns the next delivery, or false once the stream has ended
-	// (the subscription's resources are then released).
-	pull func(ctx context.Context) (shareItem, bool)
+	// (the subscription's resources are then released). It calls idle, if
+	// not nil, before it waits for the hub.
+	pull func(ctx context.Context, idle func()) (shareItem, bool)
 	feed func(ctx context.Context, v any) bool // hands v to gqlgen's channel
 	end  func()                                // closes gqlgen's channel
 	// direct, when not nil, writes the operation's result messages
@@ -207,6 +208,9 @@ func (shareExt) InterceptOperation(ctx context.Context, next gql.OperationHandle
 	}
 	if id != "" {
 		slot.direct = conn.resultWriter(id)
+		if slot.direct != nil {
+			slot.direct.written = &slot.stats.written
+		}
 	}
 	return func(ctx context.Context) *gql.Response { return slot.respond(ctx, h) }
 }
@@ -216,24 +220,40 @@ func (shareExt) InterceptOperation(ctx context.Context, next gql.OperationHandle
 // execution (h), which it then shares. nil ends the stream, as in gqlgen.
 // With a direct writer it writes the responses itself and returns only
 // when the stream ends, or with a response it could not write directly.
+//
+// The direct writer's frames for the deliveries of one wake-up (the batch
+// the hub handed over) go out together, in one write: a frame is held only
+// while the next response is at hand, and everything held is written
+// before the operation waits for anything (the hub, another subscriber's
+// execution, its own) and before gqlgen sends a message of its own.
 func (s *shareSlot) respond(ctx context.Context, h gql.ResponseHandler) *gql.Response {
+	var flush func()
+	if s.direct != nil {
+		flush = func() {
+			// A failed write closed the socket: the connection's reader
+			// ends and cancels ctx, which ends this loop.
+			_, _ = s.direct.flush()
+		}
+	}
 	for {
-		resp, body := s.nextResponse(ctx, h)
+		resp, body := s.nextResponse(ctx, h, flush)
 		if resp == nil || s.direct == nil || body == nil {
+			if flush != nil {
+				flush()
+			}
 			return resp
 		}
-		// A failed write closed the socket: the connection's reader ends
-		// and cancels ctx, which ends this loop.
-		if s.direct.write(body) == nil {
-			s.stats.written.Add(1)
+		if s.direct.add(body) != nil {
+			continue // as above: ctx ends
 		}
 	}
 }
 
 // nextResponse is the response for the next delivered event and, when it
-// is shared, its marshalled bytes.
-func (s *shareSlot) nextResponse(ctx context.Context, h gql.ResponseHandler) (*gql.Response, []byte) {
-	it, ok := s.pull(ctx)
+// is shared, its marshalled bytes. It calls idle, if not nil, before it
+// waits or executes.
+func (s *shareSlot) nextResponse(ctx context.Context, h gql.ResponseHandler, idle func()) (*gql.Response, []byte) {
+	it, ok := s.pull(ctx, idle)
 	if !ok {
 		if ctx.Err() != nil {
 			return nil, nil
@@ -244,21 +264,34 @@ func (s *shareSlot) nextResponse(ctx context.Context, h gql.ResponseHandler) (*g
 	e, owner := s.group.claim(it.ev)
 	if !owner {
 		select {
-		case <-e.ready:
-		case <-ctx.Done():
-			return nil, nil
+		case <-e.ready: // mostly: only the first subscriber of a group to reach an event waits
+		default:
+			if idle != nil {
+				idle()
+			}
+			select {
+			case <-e.ready:
+			case <-ctx.Done():
+				return nil, nil
+			}
 		}
 		if e.resp != nil {
 			s.stats.reused.Add(1)
 			return e.resp, e.body // read-only from here on: only marshalled
 		}
 		// The executing subscriber gave up: execute this one ourselves.
+		if idle != nil {
+			idle()
+		}
 		if !s.feed(ctx, it.v) {
 			return nil, nil
 		}
 		return h(ctx), nil
 	}
 	defer close(e.ready)
+	if idle != nil {
+		idle()
+	}
 	if !s.feed(ctx, it.v) {
 		return nil, nil
 	}

@@ -112,7 +112,7 @@ func streamEnded(ctx context.Context, r *Resolver, c *hub.Client, err error) {
 // does (ctx, the subscription's context, ends: gqlgen cancels it when the
 // client completes or disconnects, or the operation ends otherwise), the
 // client is closed and done called, once.
-func pullDeliveries[T any](ctx context.Context, r *Resolver, c *hub.Client, conv func(*event.Event) (T, bool), done func()) func(context.Context) (shareItem, bool) {
+func pullDeliveries[T any](ctx context.Context, r *Resolver, c *hub.Client, conv func(*event.Event) (T, bool), done func()) func(context.Context, func()) (shareItem, bool) {
 	var once sync.Once
 	finish := func() { once.Do(func() { c.Close(); done() }) }
 	context.AfterFunc(ctx, finish)
@@ -120,7 +120,7 @@ func pullDeliveries[T any](ctx context.Context, r *Resolver, c *hub.Client, conv
 		batch []hub.Delivery // valid until the next call of c.Next
 		i     int
 	)
-	return func(opCtx context.Context) (shareItem, bool) {
+	return func(opCtx context.Context, idle func()) (shareItem, bool) {
 		for {
 			for i < len(batch) {
 				d := batch[i]
@@ -132,7 +132,15 @@ func pullDeliveries[T any](ctx context.Context, r *Resolver, c *hub.Client, conv
 					return shareItem{ev: d.Event, v: v}, true
 				}
 			}
-			b, err := c.Next(opCtx)
+			// What arrived meanwhile joins this wake-up's write; idle
+			// (the held frames' write) only before waiting.
+			b, err := c.TryNext()
+			if b == nil && err == nil {
+				if idle != nil {
+					idle()
+				}
+				b, err = c.Next(opCtx)
+			}
 			if err != nil {
 				streamEnded(ctx, r, c, err)
 				finish()
