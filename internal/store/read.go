@@ -162,6 +162,11 @@ func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.
 	if err != nil {
 		return fmt.Errorf("store: scan: consumer: %w", err)
 	}
+	// Stopping an ordered consumer leaves it on the server (with its
+	// goroutines and state) until nats.go's inactivity threshold of five
+	// minutes: each replay across a gap would leave one behind. Delete it
+	// once the iterator is stopped (this defer runs after it.Stop).
+	defer l.deleteScanConsumer(ctx, cons)
 	window := int(min(to-from+1, 8192))
 	it, err := cons.Messages(jetstream.PullMaxMessages(window))
 	if err != nil {
@@ -170,13 +175,21 @@ func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for {
+	for i := 0; ; i++ {
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("store: scan: %w", err)
+		}
+		// it.Stop runs on a goroutine of its own once ctx ends, and the
+		// messages already pulled keep coming until it has: look at ctx
+		// here too, or a cancelled scan may deliver to its end.
+		if i%scanCheckEvery == scanCheckEvery-1 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -198,6 +211,23 @@ func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.
 	}
 }
 
+// deleteScanConsumer deletes the server side of a scan's ordered consumer,
+// even when the scan's ctx has ended (that is when it matters most).
+func (l *Log) deleteScanConsumer(ctx context.Context, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return // never created on the server
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), scanConsumerDeleteTimeout)
+	defer cancel()
+	if err := l.stream.DeleteConsumer(dctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		l.cfg.Logger.Warn("log: scan: could not delete its consumer (the server drops it after 5 min without interest)", "consumer", info.Name, "err", err)
+	}
+}
+
+// scanConsumerDeleteTimeout bounds deleteScanConsumer's request.
+const scanConsumerDeleteTimeout = 5 * time.Second
+
 // Direct reads: batches of directBatch messages, directAhead of them
 // requested at a time, each at most directMaxBytes (JetStream ends a batch
 // early past it; the next one then starts where it ended).
@@ -206,6 +236,9 @@ const (
 	directAhead    = 3
 	directMaxBytes = 8 << 20
 	directWait     = 30 * time.Second
+	// scanCheckEvery: a scan looks at its context at least every so many
+	// events it delivers (as the ring does per chunk of ringChunk).
+	scanCheckEvery = 256
 )
 
 // directReq is one batched direct get: messages from seq start on, without
@@ -305,6 +338,11 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 			}
 		}
 		r := queue[0]
+		// A select between a batch already here and a done ctx picks
+		// either: look at ctx first, so a cancelled scan stops at once.
+		if err := ctx.Err(); err != nil {
+			return next, false, err
+		}
 		timer.Reset(directWait)
 		select {
 		case <-r.done:
@@ -320,6 +358,11 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 			return next, false, nil // gaps or no batch: the consumer takes over
 		}
 		for i, e := range r.evs {
+			if i%scanCheckEvery == scanCheckEvery-1 {
+				if err := ctx.Err(); err != nil {
+					return r.start + uint64(i), false, err
+				}
+			}
 			if e == nil {
 				l.skipUndecodable(r.start+uint64(i), errors.New("not an event"))
 				continue

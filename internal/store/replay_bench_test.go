@@ -29,7 +29,12 @@ import (
 //     hub's is), all served from memory;
 //   - ring-off: the same range from JetStream, as without the ring;
 //   - straddle: ScanRange over all 50,000 events: below the ring from
-//     JetStream, then on from the ring.
+//     JetStream, then on from the ring;
+//   - raw-direct, raw-consumer-8192, raw-consumer-32768: the JetStream
+//     transport alone over the same 50,000 events (the direct path's
+//     requests, or an ordered consumer with that pull window), bodies
+//     counted but not decoded: the floor under the direct and consumer
+//     paths (issue 12 item 5, second pass).
 func BenchmarkReplay(b *testing.B) {
 	ctx := context.Background()
 	log, err := store.Open(ctx, store.Config{DataDir: b.TempDir()})
@@ -63,6 +68,13 @@ func BenchmarkReplay(b *testing.B) {
 		{"ring", rs.First, total, log.ScanRange},
 		{"ring-off", rs.First, total, log.StoredScanForBench},
 		{"straddle", 1, total, log.ScanRange},
+		{"raw-direct", 1, total, counted(log.RawDirectForBench)},
+		{"raw-consumer-8192", 1, total, counted(func(ctx context.Context, from, to uint64) (int, error) {
+			return log.RawConsumerForBench(ctx, from, to, 8192)
+		})},
+		{"raw-consumer-32768", 1, total, counted(func(ctx context.Context, from, to uint64) (int, error) {
+			return log.RawConsumerForBench(ctx, from, to, 32768)
+		})},
 	} {
 		b.Run("path="+p.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -82,6 +94,18 @@ func BenchmarkReplay(b *testing.B) {
 			b.ReportMetric(events/time.Since(start).Seconds(), "events/s")
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/events, "cpu-µs/event")
 		})
+	}
+}
+
+// counted adapts a raw transport read, which only counts the messages it
+// got, to the scan signature: fn is called once per message, with nil.
+func counted(read func(ctx context.Context, from, to uint64) (int, error)) func(context.Context, uint64, uint64, func(*event.Event) bool) error {
+	return func(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
+		n, err := read(ctx, from, to)
+		for range n {
+			fn(nil)
+		}
+		return err
 	}
 }
 
