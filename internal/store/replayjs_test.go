@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -76,6 +78,63 @@ func TestStoredScanStopsOnCancel(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("subscriptions %d (before %d), goroutines %d (before %d)", l.nc.NumSubscriptions(), subs0, runtime.NumGoroutine(), gor0)
 	})
+}
+
+// TestStoredScanRetentionDuringScan: retention removing a range while a
+// replay reads it from JetStream (a batch requested ahead now starts below
+// the stream's first seq: the direct get skips to the first stored message,
+// the batch no longer proves itself gap-free and the ordered consumer
+// takes over) delivers every event still stored once, in order: a
+// contiguous prefix read before the removal, then the stream from its new
+// first seq to the end, never an event twice and nothing out of order.
+func TestStoredScanRetentionDuringScan(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, Config{DataDir: t.TempDir(), ReplayCacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const total, keepFrom = 8000, 7000
+	for i := 0; i < total; i += 1000 {
+		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("r%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	err = l.ScanRange(ctx, 1, total, func(e *event.Event) bool {
+		got = append(got, e.Seq)
+		if len(got) == 100 {
+			// As retention would: everything below keepFrom goes, while
+			// the scan holds its first batch and has asked for the
+			// next ones.
+			if err := l.stream.Purge(ctx, jetstream.WithPurgeSequence(keepFrom)); err != nil {
+				t.Errorf("purge: %v", err)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jumps := 0
+	for i := 1; i < len(got); i++ {
+		switch {
+		case got[i] == got[i-1]+1:
+		case got[i] == keepFrom && jumps == 0:
+			jumps++
+		default:
+			t.Fatalf("seq %d after %d (event %d of the replay)", got[i], got[i-1], i)
+		}
+	}
+	if got[0] != 1 || got[len(got)-1] != total {
+		t.Fatalf("replay from %d to %d, want 1 to %d", got[0], got[len(got)-1], total)
+	}
+	// The batches read before the purge are at most directAhead ahead of
+	// the first: the scan must have met the removed range.
+	if jumps != 1 {
+		t.Fatalf("%d events without a jump to %d: the purge came after every batch was read", len(got), keepFrom)
+	}
+	t.Logf("delivered 1..%d before the purge reached the scan, then %d..%d", got[len(got)-(total-keepFrom+1)-1], keepFrom, total)
 }
 
 // replayjsWaitFor polls cond until it holds or 10 s have passed.
