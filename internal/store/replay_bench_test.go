@@ -30,6 +30,9 @@ import (
 //   - ring-off: the same range from JetStream, as without the ring;
 //   - straddle: ScanRange over all 50,000 events: below the ring from
 //     JetStream, then on from the ring;
+//   - gap: direct, after seq 10 was deleted (a gap in the first batch,
+//     as a replay from the front of a log that retention trims meets);
+//     it runs last, the deletion stays;
 //   - raw-direct, raw-consumer-8192, raw-consumer-32768: the JetStream
 //     transport alone over the same 50,000 events (the direct path's
 //     requests, or an ordered consumer with that pull window), bodies
@@ -57,6 +60,7 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	rs := log.ReplayCacheStats()
 	b.Logf("ring: seqs %d..%d (%d events, %d MiB accounted)", rs.First, rs.Last, rs.Events, rs.Bytes>>20)
+	gapMade := false
 	type path struct {
 		name     string
 		from, to uint64
@@ -75,10 +79,20 @@ func BenchmarkReplay(b *testing.B) {
 		{"raw-consumer-32768", 1, total, counted(func(ctx context.Context, from, to uint64) (int, error) {
 			return log.RawConsumerForBench(ctx, from, to, 32768)
 		})},
+		{"gap", 1, total, log.StoredScanForBench}, // seq 10 deleted first (last: the deletion stays)
 	} {
 		b.Run("path="+p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			want := int(p.to - p.from + 1)
+			if p.name == "gap" {
+				if !gapMade { // b.Run calls this more than once
+					if err := log.DeleteForBench(ctx, 10); err != nil {
+						b.Fatal(err)
+					}
+					gapMade = true
+				}
+				want--
+			}
 			cpu0 := cpuTime()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {

@@ -93,3 +93,8 @@ func (l *Log) RawConsumerForBench(ctx context.Context, from, to uint64, window i
 		}
 	}
 }
+
+// DeleteForBench deletes the message at seq, to put a gap in the log.
+func (l *Log) DeleteForBench(ctx context.Context, seq uint64) error {
+	return l.stream.DeleteMsg(ctx, seq)
+}
