@@ -99,8 +99,8 @@ func (l *Log) Scan(ctx context.Context, from uint64, fn func(*event.Event) bool)
 	return l.ScanRange(ctx, from, head, fn)
 }
 
-// ScanRange calls fn for every event with from <= seq <= to, in order,
-// until fn returns false. The part of the range inside the recent-event
+// ScanRange calls fn for every event with from <= seq <= to stored when it
+// starts (it never waits for appends), in order, until fn returns false. The part of the range inside the recent-event
 // ring (ring.go) comes from memory; the rest is read with JetStream's
 // batched direct get (several batches requested ahead, decoded as they
 // arrive while fn runs), falling back to one ordered consumer where the
@@ -126,6 +126,9 @@ func (l *Log) scanRange(ctx context.Context, from, to uint64, ring *recentRing, 
 		return nil
 	}
 	from = max(from, info.State.FirstSeq)
+	// Only what is stored now: a consumer reading past the last seq
+	// waits for appends (consumerScan relies on the cap).
+	to = min(to, info.State.LastSeq)
 	if ring != nil {
 		// Retention removed what is below the first seq: never serve it
 		// from memory either.
@@ -200,6 +203,14 @@ func (l *Log) consumerScan(ctx context.Context, from, to uint64, fn func(*event.
 		return false, fmt.Errorf("store: scan: %w", err)
 	}
 	defer it.Stop()
+	// Nothing stored from `from` on (a purge or retention removed the
+	// rest while the scan read; deleted last messages): Next would wait
+	// for an append, which may never come. The count is the server's,
+	// from the consumer's creation (a direct get answering 404 may come
+	// from a replica that lags); anything appended since is past to.
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return true, nil
+	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for i := 0; ; i++ {
@@ -277,7 +288,6 @@ type directReq struct {
 	evs   []*event.Event // one per message; nil for a body that is not an event
 	last  uint64         // from the end-of-batch status
 	err   error          // a status other than end-of-batch
-	none  bool           // status 404: no message at or after start
 	done  chan struct{}
 }
 
@@ -305,7 +315,6 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 				r.last, _ = strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
 			} else {
 				r.err = fmt.Errorf("direct get: status %s %s", status, m.Header.Get("Description"))
-				r.none = status == "404"
 			}
 			close(r.done)
 			return
@@ -383,12 +392,6 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 		queue = queue[1:]
 		forget(r)
 		n := uint64(len(r.evs))
-		if r.none {
-			// Nothing is stored at or after r.start (a purge, deleted
-			// last messages): nor up to to, which was the last seq
-			// when the scan began.
-			return to + 1, false, nil
-		}
 		if r.err != nil || n == 0 || r.last != r.start+n-1 {
 			return next, false, nil // gaps or no batch: the consumer takes over
 		}
