@@ -100,11 +100,13 @@ func (l *Log) Scan(ctx context.Context, from uint64, fn func(*event.Event) bool)
 }
 
 // ScanRange calls fn for every event with from <= seq <= to stored when it
-// starts (it never waits for appends), in order, until fn returns false. The part of the range inside the recent-event
-// ring (ring.go) comes from memory; the rest is read with JetStream's
-// batched direct get (several batches requested ahead, decoded as they
-// arrive while fn runs), falling back to one ordered consumer where the
-// log has gaps. The events fn gets may be shared: fn must not modify them.
+// starts (it never waits for appends), in order, until fn returns false.
+// The part of the range inside the recent-event ring (ring.go) comes from
+// memory; the rest is read with JetStream's batched direct get (several
+// batches requested ahead, decoded as they arrive while fn runs), with an
+// ordered consumer for a batch that has gaps. It ends with ctx's error
+// within scanCheckEvery (or ringChunk) events of ctx ending. The events
+// fn gets may be shared: fn must not modify them.
 func (l *Log) ScanRange(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
 	return l.scanRange(ctx, from, to, l.recentRing(), fn)
 }
