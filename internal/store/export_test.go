@@ -16,5 +16,6 @@ func WithRebuildGate(cfg Config, gate <-chan struct{}) Config {
 // ConsumerScanForBench reads [from, to] through the ordered-consumer path
 // alone, to measure it against the batched direct get.
 func (l *Log) ConsumerScanForBench(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
-	return l.consumerScan(ctx, from, to, fn)
+	_, err := l.consumerScan(ctx, from, to, fn)
+	return err
 }

@@ -69,6 +69,10 @@ type Log struct {
 	decodeLog   *rate.Limiter
 
 	ring lazyRing // the recent-event ring (ring.go)
+
+	// gapScanned counts the events replays read through the ordered
+	// consumer because a direct-get batch had a gap (read.go).
+	gapScanned atomic.Uint64
 }
 
 // Open starts or connects to NATS and makes sure the stream exists.

@@ -29,7 +29,15 @@ import (
 //     hub's is), all served from memory;
 //   - ring-off: the same range from JetStream, as without the ring;
 //   - straddle: ScanRange over all 50,000 events: below the ring from
-//     JetStream, then on from the ring.
+//     JetStream, then on from the ring;
+//   - gap: direct, after seq 10 was deleted (a gap in the first batch,
+//     as a replay from the front of a log that retention trims meets);
+//     it runs last, the deletion stays;
+//   - raw-direct, raw-consumer-8192, raw-consumer-32768: the JetStream
+//     transport alone over the same 50,000 events (the direct path's
+//     requests, or an ordered consumer with that pull window), bodies
+//     counted but not decoded: the floor under the direct and consumer
+//     paths (issue 12 item 5, second pass).
 func BenchmarkReplay(b *testing.B) {
 	ctx := context.Background()
 	log, err := store.Open(ctx, store.Config{DataDir: b.TempDir()})
@@ -50,8 +58,19 @@ func BenchmarkReplay(b *testing.B) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The id index reads the log in the background after the appends: let
+	// it finish, or its catching up is counted in the first path's CPU
+	// (a few hundred thousand allocations more; seen when the appends
+	// ran fast on a quiet box).
+	for deadline := time.Now().Add(time.Minute); log.IDIndex().Watermark < total; {
+		if time.Now().After(deadline) {
+			b.Fatalf("the id index did not read the log: %+v", log.IDIndex())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	rs := log.ReplayCacheStats()
 	b.Logf("ring: seqs %d..%d (%d events, %d MiB accounted)", rs.First, rs.Last, rs.Events, rs.Bytes>>20)
+	gapMade := false
 	type path struct {
 		name     string
 		from, to uint64
@@ -63,10 +82,27 @@ func BenchmarkReplay(b *testing.B) {
 		{"ring", rs.First, total, log.ScanRange},
 		{"ring-off", rs.First, total, log.StoredScanForBench},
 		{"straddle", 1, total, log.ScanRange},
+		{"raw-direct", 1, total, counted(log.RawDirectForBench)},
+		{"raw-consumer-8192", 1, total, counted(func(ctx context.Context, from, to uint64) (int, error) {
+			return log.RawConsumerForBench(ctx, from, to, 8192)
+		})},
+		{"raw-consumer-32768", 1, total, counted(func(ctx context.Context, from, to uint64) (int, error) {
+			return log.RawConsumerForBench(ctx, from, to, 32768)
+		})},
+		{"gap", 1, total, log.StoredScanForBench}, // seq 10 deleted first (last: the deletion stays)
 	} {
 		b.Run("path="+p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			want := int(p.to - p.from + 1)
+			if p.name == "gap" {
+				if !gapMade { // b.Run calls this more than once
+					if err := log.DeleteForBench(ctx, 10); err != nil {
+						b.Fatal(err)
+					}
+					gapMade = true
+				}
+				want--
+			}
 			cpu0 := cpuTime()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
@@ -82,6 +118,18 @@ func BenchmarkReplay(b *testing.B) {
 			b.ReportMetric(events/time.Since(start).Seconds(), "events/s")
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/events, "cpu-µs/event")
 		})
+	}
+}
+
+// counted adapts a raw transport read, which only counts the messages it
+// got, to the scan signature: fn is called once per message, with nil.
+func counted(read func(ctx context.Context, from, to uint64) (int, error)) func(context.Context, uint64, uint64, func(*event.Event) bool) error {
+	return func(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error {
+		n, err := read(ctx, from, to)
+		for range n {
+			fn(nil)
+		}
+		return err
 	}
 }
 
