@@ -84,7 +84,12 @@ func (p *node) settle(ctx context.Context, head uint64, begin time.Time, took pr
 	if waiting != "" {
 		msg = "start-up catch-up not over after " + settleMaxWait.String() + ": freed memory returned to the OS anyway"
 	}
+	var replayed uint64
+	if p.det != nil {
+		replayed = p.det.ReplayedTo()
+	}
 	p.logger.Info(msg, "head", head, "took", elapsed.Round(time.Millisecond), "waiting_for", waiting,
+		"detection_replayed_to", replayed, "statistics_seq", p.st.LastSeq(), "id_index_watermark", p.log.IDIndex().Watermark,
 		"heap_resident_mib_before", before>>20, "heap_resident_mib_after", after>>20)
 }
 
