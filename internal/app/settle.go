@@ -29,9 +29,8 @@ import (
 const (
 	// settlePoll is how often the catch-up's progress is checked.
 	settlePoll = 250 * time.Millisecond
-	// settleStandbyWait: a detection engine that has not become the
-	// leader by then is a standby (another node leads) and replays
-	// nothing.
+	// settleStandbyWait: a detection engine that is not the leader then
+	// is a standby (another node leads) and replays nothing.
 	settleStandbyWait = 30 * time.Second
 	// settleMaxWait: past it the memory is returned even if some reader
 	// has not reached the start's head (an unreadable last event is never
@@ -98,15 +97,16 @@ func (p *node) settle(ctx context.Context, head uint64, begin time.Time, took pr
 // the statistics' replay and the id index.
 func (p *node) catchingUp(head uint64, since time.Duration) string {
 	if p.det != nil {
-		select {
-		case <-p.det.Started():
-			if p.det.Leader() && p.det.ReplayedTo() < head {
+		switch {
+		case p.det.Leader():
+			if p.det.ReplayedTo() < head {
 				return "detection replay"
 			}
-		default:
-			if since < settleStandbyWait {
-				return "detection leadership"
-			}
+		case since < settleStandbyWait:
+			// Not leading yet, or not any more: a lease not renewed in
+			// time during the replay (a loaded machine) is taken again
+			// within seconds, with the replay from the start.
+			return "detection leadership"
 		}
 	}
 	if p.st != nil && p.st.LastSeq() < head {

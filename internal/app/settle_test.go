@@ -24,8 +24,8 @@ type settleRecords struct {
 }
 
 func (h *settleRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (h *settleRecords) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *settleRecords) WithGroup(string) slog.Handler           { return h }
+func (h *settleRecords) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *settleRecords) WithGroup(string) slog.Handler            { return h }
 func (h *settleRecords) Handle(_ context.Context, r slog.Record) error {
 	if !strings.HasPrefix(r.Message, "start-up catch-up") {
 		return nil
