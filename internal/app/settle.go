@@ -23,15 +23,24 @@ import (
 // after restart (issue 12 item 8, second pass)").
 //
 // So once the start-up catch-up is over the node returns the freed pages
-// to the OS once (debug.FreeOSMemory: one collection and one scavenge).
-// It does not wait for anything else: the live heap left is what the
-// node keeps, and later bursts are the collector's ordinary business.
+// to the OS (debug.FreeOSMemory: one collection and one scavenge, a few
+// milliseconds), and once more when JetStream has dropped the block caches
+// the replay left (settleCacheExpiry). Nothing else: the live heap left is
+// what the node keeps, and later bursts are the collector's ordinary
+// business.
 const (
 	// settlePoll is how often the catch-up's progress is checked.
 	settlePoll = 250 * time.Millisecond
 	// settleStandbyWait: a detection engine that is not the leader then
 	// is a standby (another node leads) and replays nothing.
 	settleStandbyWait = 30 * time.Second
+	// settleCacheExpiry: JetStream keeps each message block it read
+	// cached (strongly referenced) until 10 s after the last access
+	// (its filestore's defaultCacheBufferExpiration, not configurable from
+	// the server's options): the blocks the replay read last are still
+	// live at the first release and freed after it, so a second release
+	// follows this long after the first.
+	settleCacheExpiry = 12 * time.Second
 	// settleMaxWait: past it the memory is returned even if some reader
 	// has not reached the start's head (an unreadable last event is never
 	// seen by the readers that skip it); the release is harmless anyway.
@@ -89,6 +98,16 @@ func (p *node) settle(ctx context.Context, head uint64, begin time.Time, took pr
 	}
 	p.logger.Info(msg, "head", head, "took", elapsed.Round(time.Millisecond), "waiting_for", waiting,
 		"detection_replayed_to", replayed, "statistics_seq", p.st.LastSeq(), "id_index_watermark", p.log.IDIndex().Watermark,
+		"heap_resident_mib_before", before>>20, "heap_resident_mib_after", after>>20)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(settleCacheExpiry):
+	}
+	before = heapRetained()
+	debug.FreeOSMemory()
+	after = heapRetained()
+	p.logger.Info("JetStream's block caches of the start-up replay expired: freed memory returned to the OS",
 		"heap_resident_mib_before", before>>20, "heap_resident_mib_after", after>>20)
 }
 
