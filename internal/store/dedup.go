@@ -201,7 +201,7 @@ func (d *dedupIndex) rememberAll(entries []snapshotEntry, since time.Time) int {
 	// stop most or all of it has expired. Sizing for all of them kept a
 	// map and an order array of that size for the life of the process
 	// (Go maps do not shrink): 13 MB at a 10 s window of a 9,000 ev/s
-	// bench, ~130 MB at the default 2 minutes (docs/performance.md, "RSS
+	// bench, an estimated 150 MB at the default 2 minutes (docs/performance.md, "RSS
 	// after restart").
 	fresh := 0
 	for _, e := range entries {

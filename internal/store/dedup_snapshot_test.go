@@ -219,7 +219,7 @@ func BenchmarkDedupSnapshotWrite(b *testing.B) {
 // start is read without sizing the index for them. rememberAll sized the
 // map and the order array for every entry of the file, expired or not,
 // and Go maps never shrink: a node restarted after its bench kept 13 MB
-// (10 s window) to ~130 MB (the default 2 minutes) for nothing.
+// (10 s window), an estimated 150 MB at the default 2 minutes, for nothing.
 func TestDedupSnapshotExpiredKeepsNoMemory(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
