@@ -194,6 +194,7 @@ func (p *node) subsystems(onListen func(addr string)) []subsystem {
 			return nil
 		}},
 		{name: "detect", start: p.startDetect},
+		{name: "settle", start: p.startSettle}, // issue 12 item 8: RSS after a restart (settle.go)
 		{name: "outputs", start: p.startOutputs},
 		{name: "poller", start: func(context.Context) error {
 			// Idle WebSocket connections wait in one epoll instance instead

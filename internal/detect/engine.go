@@ -168,7 +168,11 @@ type Engine struct {
 	started   chan struct{} // closed once Run has positioned itself on the log
 	startOnce sync.Once
 
-	lastSeq  atomic.Uint64
+	lastSeq atomic.Uint64
+	// handled: every event up to this seq was handled by this leadership,
+	// its correlation-window replay included (from-1 when it starts):
+	// ReplayedTo, for the node's start-up catch-up.
+	handled  atomic.Uint64
 	savedSeq uint64 // guarded by emitMu
 	evalNs   atomic.Int64
 	events   atomic.Uint64
@@ -431,6 +435,12 @@ func (e *Engine) drainWatch(ctx context.Context, w jetstream.KeyWatcher) {
 	}
 }
 
+// ReplayedTo is the seq up to which this node's engine has handled the
+// log while leading: the events it evaluates and those it replays after a
+// start to rebuild its correlation windows. 0 until it leads (a standby
+// reads nothing).
+func (e *Engine) ReplayedTo() uint64 { return e.handled.Load() }
+
 // Leader reports whether this engine currently evaluates the rules.
 func (e *Engine) Leader() bool { return e.leader.Load() }
 
@@ -618,6 +628,7 @@ func (e *Engine) lead(stop, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.handled.Store(from - 1)
 	e.leader.Store(true)
 	if e.lease != nil {
 		e.log.Info("detection engine leadership gained", "node", e.opts.NodeID, "cursor", e.lastSeq.Load(),
@@ -736,6 +747,7 @@ func (e *Engine) position(ctx context.Context) (uint64, error) {
 
 // handle evaluates one event (Run's goroutine only).
 func (e *Engine) handle(ctx context.Context, ev *event.Event) {
+	defer e.handled.Store(ev.Seq)
 	own := ev.Category == event.CategoryDetection && ev.Source == SourceName
 	if e.replayTo != 0 && ev.Seq <= e.replayTo {
 		// Evaluated before the cursor: it only rebuilds the windows.

@@ -123,6 +123,14 @@ func (s *Stats) Run(ctx context.Context, h *hub.Hub) error {
 	return nil
 }
 
+// LastSeq is the seq of the last event observed (its start-up replay
+// included): for the node's start-up catch-up.
+func (s *Stats) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSeq
+}
+
 // Blocked reports whether an event records a blocked request or action:
 // data.blocked == true, or an action/outcome naming a block. The database
 // security dialect and GraphQL rateLimitEvents use the same rule.

@@ -278,6 +278,7 @@ func (x *indexer) lateDuplicates(keys []string) []dupRef {
 
 // IDIndexInfo says how far the id index has read the log.
 type IDIndexInfo struct {
+	Enabled   bool   // the log keeps an id index (a data dir)
 	Watermark uint64 // every seq up to it is indexed
 	CaughtUp  bool   // the backlog found at Open is indexed
 }
@@ -289,5 +290,5 @@ func (l *Log) IDIndex() IDIndexInfo {
 	}
 	l.index.mu.Lock()
 	defer l.index.mu.Unlock()
-	return IDIndexInfo{Watermark: l.index.idx.Watermark(), CaughtUp: l.index.caught}
+	return IDIndexInfo{Enabled: true, Watermark: l.index.idx.Watermark(), CaughtUp: l.index.caught}
 }
