@@ -326,7 +326,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
-	late := l.index.lateDuplicates(fl.keys) // clears their keys
+	late := l.index.lateDuplicates(fl.keys, events) // clears their keys
 	var (
 		dups          []dupRef
 		firstErr, err error
