@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,19 +22,36 @@ import (
 // lookup by id older than the dedup window is served from an index on
 // disk, <data-dir>/idindex (internal/store/idindex: tenant/id -> seq and
 // a watermark, "every seq up to here is indexed"). It is derived from the
-// log: the indexer, a goroutine owned by the Log, reads every message
-// after the watermark with batched direct gets (tenant from the subject,
-// id from the body's first field, nothing decoded) and puts them with the
-// new watermark: at Open the backlog (what was stored while the node was
-// down, or the whole log when the directory was deleted or unreadable),
-// then what was stored since, every indexPoll. With an external NATS each
-// node keeps its own. Retention's removals are pruned from it.
+// log. The indexer, a goroutine owned by the Log, puts the entries in seq
+// order with the new watermark, every indexPoll. What this node appended
+// it learns from the acknowledgements (feed: key and seq, nothing read
+// back); a seq it did not learn that way (stored by another node or a
+// NATS producer, an acknowledgement dropped because too many were
+// waiting) is read from the log with batched direct gets (tenant from the
+// subject, id from the body's first field, nothing decoded) once it has
+// been missing for gapWait, from it up to the head. At Open the backlog
+// (what was stored while the node was down, or the whole log when the
+// directory was deleted or unreadable) is read at once. With an external
+// NATS each node keeps its own. Retention's removals are pruned from it.
+//
+// Reading every event back cost a direct get through the log's one NATS
+// connection (an in-process pipe shared with the appends'
+// acknowledgements and the tail) and the decompression of each S2 block
+// again, in bursts of a second of events (docs/performance.md, "Ingest CPU
+// per event").
 const (
 	idIndexDir = "idindex"
-	// indexPoll is how often the indexer reads what was stored since.
-	indexPoll = time.Second
+	// indexPoll is how often the indexer puts what was stored since.
+	indexPoll = 200 * time.Millisecond
 	// indexChunk is how many entries one Put writes.
 	indexChunk = 8192
+	// gapWait is how long a seq may be missing from the fed entries
+	// before the indexer reads the log from it: a pending acknowledgement
+	// comes sooner, one for another writer's message never comes.
+	gapWait = time.Second
+	// maxFed bounds the acknowledged entries waiting for a Put; beyond it
+	// they are dropped and read back from the log.
+	maxFed = 8 * indexChunk
 )
 
 type indexer struct {
@@ -46,6 +65,18 @@ type indexer struct {
 	tenants map[string]struct{} // of the retained events (Get tries each)
 	pruned  uint64              // the first seq of the last Prune
 	caught  bool                // the backlog at Open is indexed
+
+	// fed holds what this node's acknowledgements said was stored (seq ->
+	// key), until a Put takes it; at most maxFed entries.
+	fedMu sync.Mutex
+	fed   map[uint64]string
+
+	// gapSeq is the first seq found missing from fed at gapAt (0: none);
+	// owned by run.
+	gapSeq uint64
+	gapAt  time.Time
+
+	readBack atomic.Uint64 // messages read from the log (for tests)
 }
 
 // openIndexer opens (or, when unreadable, recreates) the id index and
@@ -69,7 +100,7 @@ func (l *Log) openIndexer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: id index: %w", err)
 	}
-	x := &indexer{l: l, idx: idx, done: make(chan struct{}), tenants: map[string]struct{}{}}
+	x := &indexer{l: l, idx: idx, done: make(chan struct{}), tenants: map[string]struct{}{}, fed: map[uint64]string{}}
 	// The tenants of the events indexed before this start: one per
 	// subject's first token (layout 2: a few thousand subjects at most).
 	info, err := l.stream.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+".>"))
@@ -129,6 +160,27 @@ func (x *indexer) run(ctx context.Context) {
 	}
 }
 
+// feed records what fl's acknowledgements say was stored, for the next
+// Put: the key (tenant/id) and seq of every event stored by fl (not the
+// duplicates: their seq is an earlier copy's, indexed with it).
+func (x *indexer) feed(fl *inflight) {
+	if x == nil {
+		return
+	}
+	x.fedMu.Lock()
+	defer x.fedMu.Unlock()
+	for i, key := range fl.keys {
+		a := fl.acks[i]
+		if key == "" || a.err != nil || a.seq == 0 || a.duplicate {
+			continue
+		}
+		if len(x.fed) >= maxFed {
+			return // the rest is read back from the log
+		}
+		x.fed[a.seq] = key
+	}
+}
+
 // catchUp indexes every message after the watermark up to the head, and
 // prunes what retention removed. It returns the number of entries put.
 func (x *indexer) catchUp(ctx context.Context) (int, error) {
@@ -149,6 +201,79 @@ func (x *indexer) catchUp(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	from := max(wm+1, first)
+	// The fed entries from the watermark on, as long as they follow each
+	// other.
+	var entries []idindex.Entry
+	x.fedMu.Lock()
+	for s := from; s <= head; s++ {
+		key, ok := x.fed[s]
+		if !ok {
+			break
+		}
+		delete(x.fed, s)
+		entries = append(entries, idindex.Entry{Key: key, Seq: s})
+	}
+	x.fedMu.Unlock()
+	n := 0
+	if len(entries) > 0 {
+		x.addTenants(entries)
+		for chunk := range slices.Chunk(entries, indexChunk) {
+			if err := x.idx.Put(chunk, chunk[len(chunk)-1].Seq); err != nil {
+				return n, err
+			}
+			n += len(chunk)
+		}
+		from = entries[len(entries)-1].Seq + 1
+	}
+	if from > head {
+		x.gapSeq = 0
+		return n, nil
+	}
+	// A gap at from: wait for its acknowledgement for up to gapWait (not
+	// at Open: the backlog is read at once), then read the log from there.
+	if x.caught {
+		now := time.Now()
+		if x.gapSeq != from {
+			x.gapSeq, x.gapAt = from, now
+			return n, nil
+		}
+		if now.Sub(x.gapAt) < gapWait {
+			return n, nil
+		}
+	}
+	x.gapSeq = 0
+	m, err := x.readLog(ctx, from, head)
+	n += m
+	// What the log gave is indexed: the fed entries at or below the new
+	// watermark are not needed any more.
+	wm = x.idx.Watermark()
+	x.fedMu.Lock()
+	for s := range x.fed {
+		if s <= wm {
+			delete(x.fed, s)
+		}
+	}
+	x.fedMu.Unlock()
+	return n, err
+}
+
+// addTenants records the tenants of entries (Get tries each).
+func (x *indexer) addTenants(entries []idindex.Entry) {
+	last := ""
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, e := range entries {
+		tenant, _, _ := strings.Cut(e.Key, "/")
+		if tenant != last {
+			x.tenants[tenant] = struct{}{}
+			last = tenant
+		}
+	}
+}
+
+// readLog indexes the messages from seq from up to head, read from the
+// log. It returns the number of entries put.
+func (x *indexer) readLog(ctx context.Context, from, head uint64) (int, error) {
 	entries := make([]idindex.Entry, 0, indexChunk)
 	var (
 		through uint64 // the last seq read: every seq up to it is indexed
@@ -170,11 +295,12 @@ func (x *indexer) catchUp(ctx context.Context) (int, error) {
 	}
 	// Only what was read advances the watermark (a lagging replica may
 	// answer a direct get with less than the head).
-	_, err = x.l.rawScan(ctx, from, "", func(seq uint64, subject string, body []byte) bool {
+	_, err := x.l.rawScan(ctx, from, "", func(seq uint64, subject string, body []byte) bool {
 		through = seq
 		if seq > head {
 			return false
 		}
+		x.readBack.Add(1)
 		if tenant, ok := tenantOf(subject); ok {
 			if id, ok := idOf(body); ok {
 				entries = append(entries, idindex.Entry{Key: tenant + "/" + id, Seq: seq})

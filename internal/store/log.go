@@ -472,6 +472,7 @@ func (l *Log) failBatch(fl *inflight) {
 // the next append take the chain position again from the log.
 func (l *Log) settled(fl *inflight) {
 	l.recent.settle(fl)
+	l.index.feed(fl)
 	for i, a := range fl.acks {
 		if fl.keys[i] != "" && (a.err != nil || a.duplicate) {
 			l.chainDirty.Store(true)
