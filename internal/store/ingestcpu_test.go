@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store/idindex"
@@ -222,5 +225,72 @@ func crashLogChild(dir string) {
 			_, _ = w.WriteString(strconv.FormatUint(acks[len(acks)-1].Seq, 10) + " " + strconv.FormatUint(l.IDIndex().Watermark, 10) + "\n")
 			_ = w.Flush()
 		}
+	}
+}
+
+// ingestcpuUUIDv7 is a UUIDv7 made at t.
+func ingestcpuUUIDv7(t time.Time) string {
+	ms := t.UnixMilli()
+	return fmt.Sprintf("%08x-%04x-7abc-8def-0123456789ab", ms>>16, ms&0xffff)
+}
+
+func TestFreshUUIDv7(t *testing.T) {
+	now := time.Now()
+	const window = 2 * time.Minute
+	for _, c := range []struct {
+		id   string
+		want bool
+	}{
+		{uuid.Must(uuid.NewV7()).String(), true},
+		{ingestcpuUUIDv7(now.Add(-50 * time.Second)), true},
+		{strings.ToUpper(ingestcpuUUIDv7(now)), true},
+		{ingestcpuUUIDv7(now.Add(50 * time.Second)), true},                    // a clock a little ahead
+		{ingestcpuUUIDv7(now.Add(-70 * time.Second)), false},                  // older than half the window
+		{ingestcpuUUIDv7(now.Add(-time.Hour)), false},                         // a late retry
+		{ingestcpuUUIDv7(now.Add(70 * time.Second)), false},                   // too far ahead
+		{uuid.Must(uuid.NewRandom()).String(), false},                         // v4: no time
+		{strings.Replace(ingestcpuUUIDv7(now), "-8def-", "-cdef-", 1), false}, // another variant
+		{strings.Replace(ingestcpuUUIDv7(now), "-", "", 1), false},
+		{"g" + ingestcpuUUIDv7(now)[1:], false},
+		{"late-1", false},
+		{"", false},
+	} {
+		if got := freshUUIDv7(c.id, now, window); got != c.want {
+			t.Errorf("freshUUIDv7(%q) = %v, want %v", c.id, got, c.want)
+		}
+	}
+}
+
+// TestFreshUUIDv7SkipsTheLateRetryLookup (issue 12 item 4): a producer's
+// UUIDv7 made within the last half of the dedup window is not looked up in
+// the id index (an earlier copy would be within the window, where the
+// in-memory dedup index answers); one made long ago, as a retry after the
+// window carries, is. Both are planted in the index as if stored at seq 1.
+func TestFreshUUIDv7SkipsTheLateRetryLookup(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "filler", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	fresh := uuid.Must(uuid.NewV7()).String()
+	old := ingestcpuUUIDv7(time.Now().Add(-time.Hour))
+	if err := l.index.idx.Put([]idindex.Entry{{Key: "default/" + fresh, Seq: 1}, {Key: "default/" + old, Seq: 1}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	acks, err := l.Append(ctx, normalized(t, &event.Event{ID: fresh, Type: "audit.query"}, &event.Event{ID: old, Type: "audit.query"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := acks[0]; a.Duplicate || a.Seq != 2 {
+		t.Fatalf("fresh UUIDv7: %+v, want stored at seq 2 without a lookup", a)
+	}
+	if a := acks[1]; !a.Duplicate || a.Seq != 1 {
+		t.Fatalf("old UUIDv7: %+v, want the duplicate of seq 1 from the index", a)
+	}
+	// A retry of the fresh one within the window: the in-memory index.
+	acks, err = l.Append(ctx, normalized(t, &event.Event{ID: fresh, Type: "audit.query"}))
+	if err != nil || !acks[0].Duplicate || acks[0].Seq != 2 {
+		t.Fatalf("retry of the fresh UUIDv7: %+v %v, want the duplicate of seq 2", acks, err)
 	}
 }
