@@ -103,3 +103,20 @@ func stringEnd(b []byte, i int) (int, bool) {
 	}
 	return 0, false
 }
+
+// plainString returns the text of the JSON string b when it has no escape
+// and only printable ASCII (every category and severity name), without a
+// decoder: Category and Severity called encoding/json for each event's
+// field, ~1 CPU-µs of the ingest decode. Anything else: ok is false and
+// the caller decodes b with encoding/json as before.
+func plainString(b []byte) (s string, ok bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	for _, c := range b[1 : len(b)-1] {
+		if c < 0x20 || c >= 0x80 || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(b[1 : len(b)-1]), true
+}

@@ -71,3 +71,46 @@ func TestDecodeArrayErrorsAsBefore(t *testing.T) {
 		t.Fatalf("valid array: %+v %v", evs, err)
 	}
 }
+
+// TestCategorySeverityFastPathAsBefore: the plain-string fast path of
+// Category and Severity gives what encoding/json's string decoding gave,
+// for plain names, escaped ones, non-strings and odd bytes.
+func TestCategorySeverityFastPathAsBefore(t *testing.T) {
+	for _, in := range []string{`"authentication"`, `"network"`, `"high"`, `"HIGH"`, `""`, `"info"`,
+		`"auth\u0065ntication"`, `"hi\"gh"`, `"nope"`, `1`, `null`, `["high"]`, `"h\u00e9"`, "\"h\xffigh\"", `"`, `"a"b"`} {
+		var slow string
+		slowErr := stdjson.Unmarshal([]byte(in), &slow)
+
+		var c Category
+		err := c.UnmarshalJSON([]byte(in))
+		if slowErr != nil {
+			if err == nil || err.Error() != "category must be a string" {
+				t.Errorf("category %s: %v, want the not-a-string error", in, err)
+			}
+		} else {
+			want, wantErr := ParseCategory(slow)
+			if slow == "" {
+				want, wantErr = "", nil
+			}
+			if c != want || (err == nil) != (wantErr == nil) {
+				t.Errorf("category %s: %q %v, want %q %v", in, c, err, want, wantErr)
+			}
+		}
+
+		var s Severity
+		err = s.UnmarshalJSON([]byte(in))
+		if slowErr != nil {
+			if err == nil || err.Error() != "severity must be a string" {
+				t.Errorf("severity %s: %v, want the not-a-string error", in, err)
+			}
+			continue
+		}
+		want, wantErr := ParseSeverity(slow)
+		if slow == "" {
+			want, wantErr = SeverityInfo, nil
+		}
+		if s != want || (err == nil) != (wantErr == nil) {
+			t.Errorf("severity %s: %v %v, want %v %v", in, s, err, want, wantErr)
+		}
+	}
+}
