@@ -72,9 +72,11 @@ type indexer struct {
 	fed   map[uint64]string
 
 	// gapSeq is the first seq found missing from fed at gapAt (0: none);
-	// owned by run.
-	gapSeq uint64
-	gapAt  time.Time
+	// owned by run. backlogHead is the log's head at Open: up to it,
+	// nothing is fed (it was stored before this start).
+	gapSeq      uint64
+	gapAt       time.Time
+	backlogHead uint64
 
 	readBack atomic.Uint64 // messages read from the log (for tests)
 }
@@ -113,6 +115,7 @@ func (l *Log) openIndexer(ctx context.Context) error {
 			x.tenants[t] = struct{}{}
 		}
 	}
+	x.backlogHead = info.State.LastSeq
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x.cancel = cancel
 	l.index = x
@@ -229,9 +232,14 @@ func (x *indexer) catchUp(ctx context.Context) (int, error) {
 		x.gapSeq = 0
 		return n, nil
 	}
-	// A gap at from: wait for its acknowledgement for up to gapWait (not
-	// at Open: the backlog is read at once), then read the log from there.
-	if x.caught {
+	// A gap at from: the backlog found at Open is read at once (up to the
+	// head then: what was appended since comes with its acknowledgements);
+	// any other gap waits for its acknowledgement for up to gapWait, then
+	// the log is read from there.
+	to := head
+	if from <= x.backlogHead {
+		to = min(head, x.backlogHead)
+	} else {
 		now := time.Now()
 		if x.gapSeq != from {
 			x.gapSeq, x.gapAt = from, now
@@ -242,7 +250,7 @@ func (x *indexer) catchUp(ctx context.Context) (int, error) {
 		}
 	}
 	x.gapSeq = 0
-	m, err := x.readLog(ctx, from, head)
+	m, err := x.readLog(ctx, from, to)
 	n += m
 	// What the log gave is indexed: the fed entries at or below the new
 	// watermark are not needed any more.
