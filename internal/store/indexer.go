@@ -102,7 +102,6 @@ func (l *Log) openIndexer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: id index: %w", err)
 	}
-	x := &indexer{l: l, idx: idx, done: make(chan struct{}), tenants: map[string]struct{}{}, fed: map[uint64]string{}}
 	// The tenants of the events indexed before this start: one per
 	// subject's first token (layout 2: a few thousand subjects at most).
 	info, err := l.stream.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+".>"))
@@ -110,6 +109,24 @@ func (l *Log) openIndexer(ctx context.Context) error {
 		_ = idx.Close()
 		return fmt.Errorf("store: id index: stream subjects: %w", err)
 	}
+	if wm := idx.Watermark(); wm > info.State.LastSeq {
+		// The index claims seqs the log does not have: the log lost its
+		// tail (a power loss before JetStream's sync: the index's flushed
+		// tables may be newer) or the stream was recreated. Its entries
+		// would map ids to seqs that new events will take, and the events
+		// up to its watermark would never be indexed: rebuilt from the log.
+		l.cfg.Logger.Warn("log: id index ahead of the log; rebuilding it from the log", "dir", dir, "watermark", wm, "head", info.State.LastSeq)
+		if err := idx.Close(); err != nil {
+			return fmt.Errorf("store: id index: close: %w", err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("store: id index: remove %s: %w", dir, err)
+		}
+		if idx, err = idindex.Open(dir, opts); err != nil {
+			return fmt.Errorf("store: id index: %w", err)
+		}
+	}
+	x := &indexer{l: l, idx: idx, done: make(chan struct{}), tenants: map[string]struct{}{}, fed: map[uint64]string{}}
 	for subj := range info.State.Subjects {
 		if t, ok := tenantOf(subj); ok {
 			x.tenants[t] = struct{}{}

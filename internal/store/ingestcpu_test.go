@@ -294,3 +294,51 @@ func TestFreshUUIDv7SkipsTheLateRetryLookup(t *testing.T) {
 		t.Fatalf("retry of the fresh UUIDv7: %+v %v, want the duplicate of seq 2", acks, err)
 	}
 }
+
+// TestIndexAheadOfTheLogIsRebuilt: an index whose watermark is above the
+// log's head (the log lost its tail in a power loss while the index's
+// flushed tables kept theirs, or the stream was recreated) would answer
+// late retries with seqs that other events then take, and never index the
+// events up to its watermark: it is rebuilt from the log at Open.
+func TestIndexAheadOfTheLogIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := open(t, dir)
+	if _, err := l.Append(ctx, manyEvents(t, 100, "kept")); err != nil {
+		t.Fatal(err)
+	}
+	waitIndexed(t, l, 100)
+	// The lost tail: ids 101..150 indexed, not in the log.
+	lost := make([]idindex.Entry, 50)
+	for i := range lost {
+		lost[i] = idindex.Entry{Key: fmt.Sprintf("default/lost-%d", i), Seq: uint64(101 + i)}
+	}
+	if err := l.index.idx.Put(lost, 150); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	l, err := Open(ctx, Config{DataDir: dir, DedupWindow: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(ctx, manyEvents(t, 20, "new")); err != nil { // seqs 101..120
+		t.Fatal(err)
+	}
+	waitIndexed(t, l, 120)
+	if seq, ok, err := l.index.idx.Lookup("default/lost-0"); err != nil || ok {
+		t.Fatalf("an id the log lost is still indexed at %d (%v)", seq, err)
+	}
+	for i, want := range map[string]uint64{"default/kept-0": 1, "default/kept-99": 100, "default/new-0": 101, "default/new-19": 120} {
+		if seq, ok, err := l.index.idx.Lookup(i); err != nil || !ok || seq != want {
+			t.Fatalf("%s: %d %v %v, want seq %d", i, seq, ok, err, want)
+		}
+	}
+	// A late retry of a lost id is stored (it is not in the log), not
+	// answered with the seq another event now holds.
+	acks, err := l.Append(ctx, normalized(t, &event.Event{ID: "lost-0", Type: "audit.query"}))
+	if err != nil || acks[0].Duplicate || acks[0].Seq != 121 {
+		t.Fatalf("retry of a lost id: %+v %v, want stored at seq 121", acks, err)
+	}
+}
