@@ -104,9 +104,11 @@ func DeriveCategory(typ string) (Category, bool) {
 
 // UnmarshalJSON rejects unknown categories with the list of valid ones.
 func (c *Category) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("category must be a string")
+	s, ok := plainString(b)
+	if !ok {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("category must be a string")
+		}
 	}
 	if s == "" {
 		*c = ""

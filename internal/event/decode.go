@@ -31,13 +31,19 @@ func Decode(body []byte, contentType string, lim Limits) ([]*Event, error) {
 		return nil, &BatchError{Problems: []Problem{{Index: 0, Reason: "empty body: send a JSON object, a JSON array or NDJSON"}}}
 	}
 	var raws [][]byte
+	split := false // raws cut by splitArray
 	switch {
 	case contentType != "application/json" && contentType != "":
 		raws = splitLines(trimmed)
 	case trimmed[0] == '[':
+		var ok bool
+		if raws, ok = splitArray(trimmed); ok {
+			split = true
+			break
+		}
 		var arr []json.RawMessage
 		if err := json.Unmarshal(trimmed, &arr); err != nil {
-			return nil, &BatchError{Problems: []Problem{{Index: 0, Reason: "malformed JSON array: " + strings.TrimPrefix(err.Error(), "json: ")}}}
+			return nil, malformedArray(err)
 		}
 		raws = make([][]byte, len(arr))
 		for i, r := range arr {
@@ -71,9 +77,23 @@ func Decode(body []byte, contentType string, lim Limits) ([]*Event, error) {
 		events = append(events, ev)
 	}
 	if len(problems) > 0 {
+		if split {
+			// An element splitArray cut but DecodeOne refused may make
+			// the whole body malformed: named as such, as before.
+			var arr []json.RawMessage
+			if err := json.Unmarshal(trimmed, &arr); err != nil {
+				return nil, malformedArray(err)
+			}
+		}
 		return nil, &BatchError{Problems: problems, TooLarge: tooLarge && len(problems) == countTooLarge(problems, lim)}
 	}
 	return events, nil
+}
+
+// malformedArray is the error for a JSON array body encoding/json could
+// not read.
+func malformedArray(err error) error {
+	return &BatchError{Problems: []Problem{{Index: 0, Reason: "malformed JSON array: " + strings.TrimPrefix(err.Error(), "json: ")}}}
 }
 
 // IngestMediaTypes are the Content-Types an ingest body may be sent with:

@@ -47,7 +47,16 @@ type Event struct {
 	encOnce  sync.Once
 	enc      []byte
 	stored   []byte // the log's bytes (no seq), spliced into enc on demand
+	// idAssigned says Normalize generated ID (see IDAssigned).
+	idAssigned bool
 }
+
+// IDAssigned says that Normalize gave e its id (the producer sent none): a
+// fresh UUIDv7 with 74 random bits, so no earlier copy of e can be stored
+// and the log skips the late-retry lookup of its id in the id index (one
+// Pebble read per event; docs/performance.md, "Ingest CPU per event").
+// A Clone does not carry it: the copy is looked up like any other event.
+func (e *Event) IDAssigned() bool { return e.idAssigned }
 
 // JSON returns the event's wire encoding (with seq), computed once and
 // shared by every subscriber that receives this event. The result must not

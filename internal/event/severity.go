@@ -53,9 +53,11 @@ func (s Severity) MarshalJSON() ([]byte, error) {
 }
 
 func (s *Severity) UnmarshalJSON(b []byte) error {
-	var str string
-	if err := json.Unmarshal(b, &str); err != nil {
-		return fmt.Errorf("severity must be a string")
+	str, ok := plainString(b)
+	if !ok {
+		if err := json.Unmarshal(b, &str); err != nil {
+			return fmt.Errorf("severity must be a string")
+		}
 	}
 	if str == "" {
 		*s = SeverityInfo

@@ -24,12 +24,14 @@ func Normalize(e *Event, tenant string, now time.Time, lim Limits) (dropped int,
 		e.Time = e.ReceivedAt
 	}
 	e.Time = e.Time.UTC() // one canonical form, so the integrity hash is stable
+	e.idAssigned = false
 	if e.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return 0, fmt.Errorf("event: new id: %w", err)
 		}
 		e.ID = id.String()
+		e.idAssigned = true
 	}
 	if err := validateID("id", e.ID); err != nil {
 		return 0, err

@@ -330,7 +330,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 	for i, e := range events {
 		fl.keys[i] = e.Tenant + "/" + e.ID
 	}
-	late := l.index.lateDuplicates(fl.keys) // clears their keys
+	late := l.index.lateDuplicates(fl.keys, events) // clears their keys
 	var (
 		dups          []dupRef
 		firstErr, err error
@@ -476,6 +476,7 @@ func (l *Log) failBatch(fl *inflight) {
 // the next append take the chain position again from the log.
 func (l *Log) settled(fl *inflight) {
 	l.recent.settle(fl)
+	l.index.feed(fl)
 	for i, a := range fl.acks {
 		if fl.keys[i] != "" && (a.err != nil || a.duplicate) {
 			l.chainDirty.Store(true)
