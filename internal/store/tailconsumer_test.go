@@ -44,6 +44,8 @@ func TestTailDeletesItsConsumerWhenItStops(t *testing.T) {
 			t.Fatalf("round %d: tail ended with %v after %d events", round, err, got)
 		}
 		replayjsWaitFor(t, "the tail's consumer to be deleted", func() bool { return consumers() <= before },
-			func() string { return fmt.Sprintf("round %d: %d consumers on the stream, %d before", round, consumers(), before) })
+			func() string {
+				return fmt.Sprintf("round %d: %d consumers on the stream, %d before", round, consumers(), before)
+			})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -70,12 +71,17 @@ func TestSharedFramesOfOneWakeWrittenTogether(t *testing.T) {
 	go func() { // owned by the test: ends when client closes
 		br := bufio.NewReader(client)
 		for {
-			f, err := ws.ReadFrame(br)
-			if err != nil {
+			h, err := ws.ReadHeader(br)
+			if err != nil || h.Length > 1<<20 {
 				close(frames)
 				return
 			}
-			frames <- f.Payload
+			payload := make([]byte, h.Length)
+			if _, err := io.ReadFull(br, payload); err != nil {
+				close(frames)
+				return
+			}
+			frames <- payload
 		}
 	}()
 	done := make(chan *gql.Response, 1)
