@@ -24,17 +24,8 @@ import (
 // and queueing for it (issue 12 item 5, second pass).
 func TestStoredScanStopsOnCancel(t *testing.T) {
 	ctx := context.Background()
-	l, err := Open(ctx, Config{DataDir: t.TempDir(), ReplayCacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	const total = 8000
-	for i := 0; i < total; i += 1000 {
-		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("c%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := replayjsLog(t, total, "c")
 	// The consumer path is taken from the first batch with a gap: one
 	// deleted message in 6,001..8,000 moves a scan from 6,001 onto it.
 	if err := l.stream.DeleteMsg(ctx, 6010); err != nil {
@@ -146,17 +137,8 @@ func TestStoredScanRetentionDuringScan(t *testing.T) {
 // 4,097–6,144) of 7,000.
 func TestStoredScanGapReturnsToDirect(t *testing.T) {
 	ctx := context.Background()
-	l, err := Open(ctx, Config{DataDir: t.TempDir(), ReplayCacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	const total = 7000
-	for i := 0; i < total; i += 1000 {
-		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("g%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := replayjsLog(t, total, "g")
 	deleted := map[uint64]bool{3000: true, 3001: true, 5500: true}
 	for seq := range deleted {
 		if err := l.stream.DeleteMsg(ctx, seq); err != nil {
@@ -194,21 +176,12 @@ func TestStoredScanGapReturnsToDirect(t *testing.T) {
 // come.
 func TestStoredScanEndsWhenTheRestIsRemoved(t *testing.T) {
 	ctx := context.Background()
-	l, err := Open(ctx, Config{DataDir: t.TempDir(), ReplayCacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	const total = 8000
-	for i := 0; i < total; i += 1000 {
-		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("p%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := replayjsLog(t, total, "p")
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	n := 0
-	err = l.ScanRange(sctx, 1, total, func(e *event.Event) bool {
+	err := l.ScanRange(sctx, 1, total, func(e *event.Event) bool {
 		if n++; n == 100 {
 			if err := l.stream.Purge(ctx); err != nil {
 				t.Errorf("purge: %v", err)
@@ -237,4 +210,23 @@ func replayjsWaitFor(t *testing.T, what string, cond func() bool, state func() s
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// replayjsLog is a log with the recent-event ring off (every replay reads
+// JetStream) holding total events appended in batches of 1,000, ids
+// prefix<batch start>-<i>; closed when the test ends.
+func replayjsLog(t *testing.T, total int, prefix string) *Log {
+	t.Helper()
+	ctx := context.Background()
+	l, err := Open(ctx, Config{DataDir: t.TempDir(), ReplayCacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	for i := 0; i < total; i += 1000 {
+		if _, err := l.Append(ctx, manyEvents(t, 1000, fmt.Sprintf("%s%d", prefix, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
 }
