@@ -7,6 +7,7 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/ingest"
 	"github.com/vigil-sec/vigil/internal/store"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/transport/wsconn"
 )
 
@@ -75,6 +77,20 @@ func (e *Env) Publish(evs ...*event.Event) {
 	if _, err := e.Ingest.Publish(e.Ctx, e.Admin, evs); err != nil {
 		e.T.Fatalf("publish: %v", err)
 	}
+}
+
+// AppendDemo appends n demo events straight to the log and waits until
+// the hub has dispatched them, so a replay bounded by the hub's head (and
+// the recent-event ring the tail fills) covers all of them.
+func (e *Env) AppendDemo(n int) {
+	e.T.Helper()
+	testkit.AppendDemo(e.T, e.Ctx, e.Log, n)
+	testkit.CheckFor(e.T, time.Minute, 10*time.Millisecond, func() error {
+		if head := e.Hub.Head(); head < uint64(n) {
+			return fmt.Errorf("the hub dispatched up to seq %d of %d", head, n)
+		}
+		return nil
+	})
 }
 
 // Serve runs h on a loopback httptest server closed when the test ends.
