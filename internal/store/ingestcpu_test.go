@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/store/idindex"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // TestAssignedIDSkipsTheLateRetryLookup (issue 12 item 4): an event whose
@@ -125,35 +124,9 @@ func TestIndexAfterKill9LosesNothing(t *testing.T) {
 	dir := t.TempDir()
 	var total uint64
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run", "^TestIndexAfterKill9LosesNothing$")
-		cmd.Env = append(os.Environ(), crashLogEnv+"="+dir)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
 		// Past a few of the indexer's Puts (every indexPoll), then killed
 		// at a random point of its work.
-		for range 4 + round {
-			if !sc.Scan() {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("round %d: the child stopped: %v", round, sc.Err())
-			}
-		}
-		time.Sleep(time.Duration(rand.IntN(int(indexPoll/time.Microsecond))) * time.Microsecond)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		reported := sc.Text()
-		for sc.Scan() {
-			reported = sc.Text()
-		}
+		reported := testkit.KillChild(t, "TestIndexAfterKill9LosesNothing", crashLogEnv+"="+dir, 4+round, indexPoll)
 		t.Logf("round %d: the child's last report (head, index watermark): %s", round, reported)
 
 		l, err := Open(ctx, Config{DataDir: dir})

@@ -3,13 +3,13 @@ package idindex
 import (
 	"bufio"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // crashChildEnv names the directory a re-executed test binary indexes into
@@ -31,38 +31,10 @@ func TestKillMidPutKeepsWatermarkHonest(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "idx")
 	var last uint64
 	for round := range 4 {
-		cmd := exec.Command(os.Args[0], "-test.run", "^TestKillMidPutKeepsWatermarkHonest$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// Let it put a few batches (more each round), then kill it while it
-		// puts more: it never pauses between Puts. Its output is drained, so
-		// it never blocks on the pipe.
-		sc := bufio.NewScanner(out)
-		for range 3 + 2*round {
-			if !sc.Scan() {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("round %d: the child stopped: %v", round, sc.Err())
-			}
-		}
-		// The kill must land anywhere in a Put, not just after one returned
-		// (when the child printed): a random delay of up to a few Puts.
-		time.Sleep(time.Duration(rand.IntN(10_000)) * time.Microsecond)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		reported := sc.Text()
-		for sc.Scan() {
-			reported = sc.Text()
-		}
+		// puts more: it never pauses between Puts, and the random delay of
+		// up to a few Puts lands the kill anywhere in one.
+		reported := testkit.KillChild(t, "TestKillMidPutKeepsWatermarkHonest", crashChildEnv+"="+dir, 3+2*round, 10*time.Millisecond)
 
 		x, err := Open(dir, Options{})
 		if err != nil {
