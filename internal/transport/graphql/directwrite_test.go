@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // rawFrame reads the next text message as sent, skipping keep-alives.
@@ -147,9 +148,14 @@ func TestSharedSubscriptionFramesWrittenDirectly(t *testing.T) {
 					}
 				}
 			}
-			if w := g.gql.SharedFramesWritten(); w != uint64(3*len(datas)) {
-				t.Fatalf("%d result messages written directly, want %d (every one of the 3 sharing operations)", w, 3*len(datas))
-			}
+			// The writer counts a write once it has returned, which can be
+			// after the client has read the frame: wait for the count.
+			testkit.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+				if w := g.gql.SharedFramesWritten(); w != uint64(3*len(datas)) {
+					return fmt.Errorf("%d result messages written directly, want %d (every one of the 3 sharing operations)", w, 3*len(datas))
+				}
+				return nil
+			})
 			// Completing an operation releases its hub subscription, and
 			// the connection's other operation goes on.
 			a.stop(ids[0])
