@@ -439,7 +439,6 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 	// A tail stops when its owner does (the hub, the detection engine,
 	// statistics, a restart of any of them): delete its consumer then, or
 	// the server keeps it, and its state, for 5 minutes without interest.
-	defer l.deleteScanConsumer(ctx, cons)
 	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
 	if err != nil {
 		return fmt.Errorf("store: tail: %w", err)
