@@ -342,6 +342,12 @@ func (p *node) startIngest(context.Context) error {
 	}, func() float64 { return float64(log.UndecodableSkipped()) })); err != nil {
 		return err
 	}
+	if err := p.m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_tail_local_events_total",
+		Help: "Events the hub's tail took straight from this node's acknowledged appends instead of the stream's consumer.",
+	}, func() float64 { d, _ := log.LocalTail(); return float64(d) })); err != nil {
+		return err
+	}
 	if err := registerReplayCacheMetrics(p.m.Registry, log); err != nil {
 		return err
 	}

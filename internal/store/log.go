@@ -70,6 +70,12 @@ type Log struct {
 
 	ring lazyRing // the recent-event ring (ring.go)
 
+	// local hands this node's acknowledged appends to its tail
+	// (localfeed.go).
+	local localFeed
+	// tails runs the deletions of stopped tails' consumers; Close waits.
+	tails sync.WaitGroup
+
 	// gapScanned counts the events replays read through the ordered
 	// consumer because a direct-get batch had a gap (read.go).
 	gapScanned atomic.Uint64
@@ -232,6 +238,7 @@ func (l *Log) Close() {
 		// Drain is asynchronous; Close makes the connection's goroutines exit.
 		l.nc.Close()
 	}
+	l.tails.Wait() // their requests end with the connection
 	l.shutdownServer()
 }
 
@@ -435,6 +442,7 @@ func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *infl
 			continue
 		}
 		published++
+		fl.bodies[i] = body
 		e.Hash = hash
 		l.lastHash = hash
 	}
@@ -475,6 +483,7 @@ func (l *Log) failBatch(fl *inflight) {
 // not stored although later ones of this node's chain link to it makes
 // the next append take the chain position again from the log.
 func (l *Log) settled(fl *inflight) {
+	l.local.offerSettled(fl)
 	l.recent.settle(fl)
 	l.index.feed(fl)
 	for i, a := range fl.acks {

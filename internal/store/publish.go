@@ -68,13 +68,19 @@ type inflight struct {
 	subjects []string // subject per message published
 	// floor is a seq below every seq this batch's events can get: the
 	// dedup index's known seq when they were reserved (dedupIndex.reserve).
-	floor    uint64
-	acks     []pubAck
-	left     int // acknowledgements awaited (negative until sealed)
-	sealed   bool
-	sealedAt time.Time
-	done     chan struct{} // closed when every acknowledgement is in
-	timer    *time.Timer
+	floor uint64
+	acks  []pubAck
+	// bodies are the stored bodies of the messages published, for the
+	// local fast path to the tail (localfeed.go).
+	bodies [][]byte
+	// abandoned: the acknowledgements did not all come in time (abandon);
+	// what was found is not fed to the tail, whose consumer brings it.
+	abandoned bool
+	left      int // acknowledgements awaited (negative until sealed)
+	sealed    bool
+	sealedAt  time.Time
+	done      chan struct{} // closed when every acknowledgement is in
+	timer     *time.Timer
 }
 
 type pubAck struct {
@@ -102,7 +108,7 @@ func newBatchPublisher(nc *nats.Conn, onDone func(*inflight)) (*batchPublisher, 
 
 // begin registers a batch of n messages.
 func (p *batchPublisher) begin(n int) *inflight {
-	fl := &inflight{keys: make([]string, n), subjects: make([]string, n), acks: make([]pubAck, n), done: make(chan struct{})}
+	fl := &inflight{keys: make([]string, n), subjects: make([]string, n), acks: make([]pubAck, n), bodies: make([][]byte, n), done: make(chan struct{})}
 	p.mu.Lock()
 	p.next++
 	fl.id = p.next
@@ -156,6 +162,7 @@ func (p *batchPublisher) abandon(fl *inflight) {
 		return // completed meanwhile
 	}
 	delete(p.batches, fl.id) // late acknowledgements are ignored from here on
+	fl.abandoned = true
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()

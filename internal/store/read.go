@@ -260,7 +260,7 @@ func (l *Log) deleteScanConsumer(ctx context.Context, cons jetstream.Consumer) {
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), scanConsumerDeleteTimeout)
 	defer cancel()
-	if err := l.stream.DeleteConsumer(dctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := l.stream.DeleteConsumer(dctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, nats.ErrConnectionClosed) {
 		l.cfg.Logger.Warn("log: scan: could not delete its consumer (the server drops it after 5 min without interest)", "consumer", info.Name, "err", err)
 	}
 }
@@ -424,7 +424,9 @@ func (l *Log) directScan(ctx context.Context, from, to uint64, fn func(*event.Ev
 }
 
 // Tail delivers every event from seq `from` on, in order, until ctx ends:
-// the one ordered consumer that feeds a node's hub.
+// the one ordered consumer that feeds a node's hub. This node's own
+// appends also come straight from their acknowledgements (localfeed.go),
+// so the hub need not wait for the stream to deliver them back.
 func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) error {
 	if from == 0 {
 		from = 1
@@ -439,34 +441,104 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 	// A tail stops when its owner does (the hub, the detection engine,
 	// statistics, a restart of any of them): delete its consumer then, or
 	// the server keeps it, and its state, for 5 minutes without interest.
+	// In the background: while a cluster fails over the request waits
+	// seconds, and the owner's restart must not wait with it.
+	defer l.deleteTailConsumer(cons)
 	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
 	if err != nil {
 		return fmt.Errorf("store: tail: %w", err)
 	}
 	ring := l.recentRing().feeder() // nil unless this tail fills the ring
 	defer ring.release()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return ctx.Err()
-			}
-			return fmt.Errorf("store: tail: %w", err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("store: tail: metadata: %w", err)
-		}
-		e, err := decode(msg.Data(), meta.Sequence.Stream)
+	local := l.local.attach() // nil unless this tail is the one fed
+	defer l.local.detach(local)
+
+	stored := make(chan tailMsg, tailPumpBuffer)
+	stopPump := make(chan struct{})
+	pumped := make(chan struct{})
+	go func() { // owned by Tail: ends when it.Stop ends the iterator, or stopPump closes
+		defer close(pumped)
+		l.pumpTail(it, stored, stopPump)
+	}()
+	defer func() {
+		it.Stop()
+		close(stopPump)
+		<-pumped
+	}()
+
+	m := tailMerge{next: from, dropped: &l.local.dropped, fromLocal: &l.local.delivered, deliver: func(seq uint64, body []byte) {
+		e, err := decode(body, seq)
 		if err != nil {
 			// A body that is not an event (a NATS producer's mistake) is
 			// skipped, not fatal: the log stays readable.
-			l.skipUndecodable(meta.Sequence.Stream, err)
-			continue
+			l.skipUndecodable(seq, err)
+			return
 		}
-		ring.add(e, len(msg.Data())) // before fn: a replay bounded by what fn saw finds it
+		ring.add(e, len(body)) // before fn: a replay bounded by what fn saw finds it
 		fn(e)
+	}}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case b := <-local:
+			m.local(b)
+		case msg := <-stored:
+			if msg.err != nil {
+				if ctx.Err() != nil || errors.Is(msg.err, jetstream.ErrMsgIteratorClosed) {
+					return ctx.Err()
+				}
+				return fmt.Errorf("store: tail: %w", msg.err)
+			}
+			m.stored(msg.seq, msg.body)
+		}
 	}
+}
+
+// tailMsg is one message of a tail's consumer, or the error that ended it.
+type tailMsg struct {
+	seq  uint64
+	body []byte
+	err  error
+}
+
+// tailPumpBuffer bounds the consumer's messages read ahead of the tail.
+const tailPumpBuffer = 512
+
+// pumpTail moves the consumer's messages to out until the iterator ends
+// (its error is the last message) or stop closes.
+func (l *Log) pumpTail(it jetstream.MessagesContext, out chan<- tailMsg, stop <-chan struct{}) {
+	for {
+		var tm tailMsg
+		msg, err := it.Next()
+		if err == nil {
+			var meta *jetstream.MsgMetadata
+			if meta, err = msg.Metadata(); err == nil {
+				tm = tailMsg{seq: meta.Sequence.Stream, body: msg.Data()}
+			} else {
+				err = fmt.Errorf("metadata: %w", err)
+			}
+		}
+		if err != nil {
+			tm = tailMsg{err: err}
+		}
+		select {
+		case out <- tm:
+		case <-stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// deleteTailConsumer deletes a stopped tail's consumer in the background
+// (Close waits for it; closing the connection ends its request).
+func (l *Log) deleteTailConsumer(cons jetstream.Consumer) {
+	l.tails.Add(1)
+	go func() { // owned by the Log: Close waits for it
+		defer l.tails.Done()
+		l.deleteScanConsumer(context.Background(), cons)
+	}()
 }
