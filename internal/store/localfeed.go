@@ -215,3 +215,34 @@ func (m *tailMerge) drainAhead() {
 		m.ahead = slices.Delete(m.ahead, 0, n)
 	}
 }
+
+// background runs goroutines a Log owns past the call that started them
+// (a stopped tail's consumer pump and deletion); Close waits for them.
+type background struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// Go runs fn in a goroutine unless closeAndWait has begun (false).
+func (b *background) Go(fn func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() { // owned by b: closeAndWait waits for it
+		defer b.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// closeAndWait refuses new goroutines and waits for the running ones.
+func (b *background) closeAndWait() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}

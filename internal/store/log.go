@@ -73,8 +73,9 @@ type Log struct {
 	// local hands this node's acknowledged appends to its tail
 	// (localfeed.go).
 	local localFeed
-	// tails runs the deletions of stopped tails' consumers; Close waits.
-	tails sync.WaitGroup
+	// tails counts stopped tails' consumer pumps and deletions; Close
+	// waits for them.
+	tails background
 
 	// gapScanned counts the events replays read through the ordered
 	// consumer because a direct-get batch had a gap (read.go).
@@ -238,7 +239,7 @@ func (l *Log) Close() {
 		// Drain is asynchronous; Close makes the connection's goroutines exit.
 		l.nc.Close()
 	}
-	l.tails.Wait() // their requests end with the connection
+	l.tails.closeAndWait() // tails' pumps and consumer deletions end with the connection
 	l.shutdownServer()
 }
 

@@ -455,15 +455,18 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 
 	stored := make(chan tailMsg, tailPumpBuffer)
 	stopPump := make(chan struct{})
-	pumped := make(chan struct{})
-	go func() { // owned by Tail: ends when it.Stop ends the iterator, or stopPump closes
-		defer close(pumped)
-		l.pumpTail(it, stored, stopPump)
-	}()
+	// Owned by the Log (Close waits): ends once it.Stop ends the iterator.
+	if !l.tails.Go(func() { l.pumpTail(it, stored, stopPump) }) {
+		it.Stop()
+		return errors.New("store: tail: the log is closed")
+	}
+	// Not waited for here: an ordered consumer in the middle of a reset
+	// (its server went away) returns from Next only when the reset ends,
+	// seconds later, and the tail's owner must not stop or restart that
+	// late.
 	defer func() {
 		it.Stop()
 		close(stopPump)
-		<-pumped
 	}()
 
 	m := tailMerge{next: from, dropped: &l.local.dropped, fromLocal: &l.local.delivered, deliver: func(seq uint64, body []byte) {
@@ -536,9 +539,5 @@ func (l *Log) pumpTail(it jetstream.MessagesContext, out chan<- tailMsg, stop <-
 // deleteTailConsumer deletes a stopped tail's consumer in the background
 // (Close waits for it; closing the connection ends its request).
 func (l *Log) deleteTailConsumer(cons jetstream.Consumer) {
-	l.tails.Add(1)
-	go func() { // owned by the Log: Close waits for it
-		defer l.tails.Done()
-		l.deleteScanConsumer(context.Background(), cons)
-	}()
+	l.tails.Go(func() { l.deleteScanConsumer(context.Background(), cons) }) // after Close: nothing to delete through
 }
