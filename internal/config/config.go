@@ -167,7 +167,7 @@ func Defaults() Config {
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		ReplayCacheMB: 64, ReplayCacheEvents: 1 << 20,
-		IngestMaxDeliveryLag: 25 * time.Millisecond, IngestMaxHold: time.Second,
+		IngestMaxDeliveryLag: 5 * time.Millisecond, IngestMaxHold: time.Second,
 		GraphQL: DefaultGraphQLLimits(),
 		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
 	}

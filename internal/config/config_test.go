@@ -147,7 +147,7 @@ func TestReplayCacheOptions(t *testing.T) {
 func TestIngestAdmissionOptions(t *testing.T) {
 	none := func(string) string { return "" }
 	cfg, err := Load(nil, none, io.Discard)
-	if err != nil || cfg.IngestMaxDeliveryLag != 25*time.Millisecond || cfg.IngestMaxHold != time.Second {
+	if err != nil || cfg.IngestMaxDeliveryLag != 5*time.Millisecond || cfg.IngestMaxHold != time.Second {
 		t.Fatalf("defaults: lag %v, hold %v, %v", cfg.IngestMaxDeliveryLag, cfg.IngestMaxHold, err)
 	}
 	env := map[string]string{"VIGIL_INGEST_MAX_DELIVERY_LAG": "0s", "VIGIL_INGEST_MAX_HOLD": "250ms"}
