@@ -43,18 +43,30 @@ type localAppend struct {
 	body []byte // the stored body, byte for byte
 }
 
-// localFeedBatches bounds the batches waiting for the tail; localAhead
-// bounds the local appends a tail keeps while it waits for an earlier seq.
+// Bounds of what the local path holds while the tail is busy: the batches
+// (and their bodies' bytes) waiting in the channel, and the local appends
+// a tail keeps while it waits for an earlier seq. Past them local copies
+// are dropped and the consumer brings those events: the memory a stalled
+// tail pins does not grow with what producers send.
 const (
-	localFeedBatches = 1024
-	localAhead       = 8192
+	localFeedBatches  = 1024
+	localFeedMaxBytes = 32 << 20
+	localAhead        = 8192
+	localAheadBytes   = 32 << 20
 )
+
+// localBatch is one settled batch's newly stored messages.
+type localBatch struct {
+	appends []localAppend
+	bytes   int64 // of their bodies
+}
 
 // localFeed passes a Log's acknowledged appends to the one tail that
 // listens (the hub's); with none, offers are dropped.
 type localFeed struct {
-	mu sync.Mutex
-	ch chan []localAppend
+	mu     sync.Mutex
+	ch     chan localBatch
+	queued atomic.Int64 // body bytes in ch
 
 	delivered atomic.Uint64 // events a tail delivered from the local path
 	dropped   atomic.Uint64 // local copies dropped (the consumer brought them)
@@ -68,18 +80,18 @@ func (l *Log) LocalTail() (delivered, dropped uint64) {
 }
 
 // attach makes the caller the listening tail; nil if another tail is.
-func (f *localFeed) attach() chan []localAppend {
+func (f *localFeed) attach() chan localBatch {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ch != nil {
 		return nil
 	}
-	f.ch = make(chan []localAppend, localFeedBatches)
+	f.ch = make(chan localBatch, localFeedBatches)
 	return f.ch
 }
 
 // detach ends ch's listening (a no-op for nil).
-func (f *localFeed) detach(ch chan []localAppend) {
+func (f *localFeed) detach(ch chan localBatch) {
 	if ch == nil {
 		return
 	}
@@ -91,8 +103,8 @@ func (f *localFeed) detach(ch chan []localAppend) {
 }
 
 // offer hands b to the listening tail without waiting.
-func (f *localFeed) offer(b []localAppend) {
-	if len(b) == 0 {
+func (f *localFeed) offer(b localBatch) {
+	if len(b.appends) == 0 {
 		return
 	}
 	f.mu.Lock()
@@ -100,27 +112,36 @@ func (f *localFeed) offer(b []localAppend) {
 	if f.ch == nil {
 		return
 	}
+	if f.queued.Load()+b.bytes > localFeedMaxBytes {
+		f.dropped.Add(uint64(len(b.appends)))
+		return
+	}
 	select {
 	case f.ch <- b:
+		f.queued.Add(b.bytes)
 	default:
-		f.dropped.Add(uint64(len(b)))
+		f.dropped.Add(uint64(len(b.appends)))
 	}
 }
+
+// taken is called by the tail for each batch it receives.
+func (f *localFeed) taken(b localBatch) { f.queued.Add(-b.bytes) }
 
 // offerSettled feeds the newly stored messages of a settled batch.
 func (f *localFeed) offerSettled(fl *inflight) {
 	if fl.bodies == nil {
 		return
 	}
-	var b []localAppend
+	var b localBatch
 	for i, a := range fl.acks {
 		if fl.keys[i] == "" || a.err != nil || a.duplicate || a.seq == 0 || fl.bodies[i] == nil || fl.abandoned {
 			continue
 		}
-		if b == nil {
-			b = make([]localAppend, 0, len(fl.acks)-i)
+		if b.appends == nil {
+			b.appends = make([]localAppend, 0, len(fl.acks)-i)
 		}
-		b = append(b, localAppend{seq: a.seq, body: fl.bodies[i]})
+		b.appends = append(b.appends, localAppend{seq: a.seq, body: fl.bodies[i]})
+		b.bytes += int64(len(fl.bodies[i]))
 	}
 	f.offer(b)
 }
@@ -128,8 +149,9 @@ func (f *localFeed) offerSettled(fl *inflight) {
 // tailMerge orders the two sources of one tail: deliver is called once
 // per seq, in increasing order, from next on.
 type tailMerge struct {
-	next    uint64
-	ahead   []localAppend // local appends above next, sorted by seq
+	next       uint64
+	ahead      []localAppend // local appends above next, sorted by seq
+	aheadBytes int64         // of their bodies
 	deliver func(seq uint64, body []byte)
 	// dropped and fromLocal count local appends dropped and delivered
 	// (nil: not counted).
@@ -175,7 +197,7 @@ func (m *tailMerge) stored(seq uint64, body []byte) {
 			count(m.dropped) // removed from the log before the tail got to it
 		}
 	}
-	m.ahead = m.ahead[n:]
+	m.forget(n)
 	m.deliver(seq, body)
 	m.next = seq + 1
 	m.drainAhead()
@@ -194,11 +216,12 @@ func (m *tailMerge) keepAhead(a localAppend) {
 	if found {
 		return
 	}
-	if len(m.ahead) >= localAhead {
+	if len(m.ahead) >= localAhead || m.aheadBytes+int64(len(a.body)) > localAheadBytes {
 		count(m.dropped)
 		return // the consumer brings it
 	}
 	m.ahead = slices.Insert(m.ahead, i, a)
+	m.aheadBytes += int64(len(a.body))
 }
 
 func (m *tailMerge) drainAhead() {
@@ -211,9 +234,18 @@ func (m *tailMerge) drainAhead() {
 		}
 		n++
 	}
-	if n > 0 {
-		m.ahead = slices.Delete(m.ahead, 0, n)
+	m.forget(n)
+}
+
+// forget removes the first n local appends kept ahead.
+func (m *tailMerge) forget(n int) {
+	if n == 0 {
+		return
 	}
+	for _, a := range m.ahead[:n] {
+		m.aheadBytes -= int64(len(a.body))
+	}
+	m.ahead = slices.Delete(m.ahead, 0, n)
 }
 
 // background runs goroutines a Log owns past the call that started them

@@ -32,7 +32,7 @@ func newMergeRecorder(next uint64) *mergeRecorder {
 
 func bodyOf(seq uint64) []byte { return []byte(fmt.Sprint(seq)) }
 
-func localBatch(seqs ...uint64) []localAppend {
+func appendsOf(seqs ...uint64) []localAppend {
 	b := make([]localAppend, len(seqs))
 	for i, s := range seqs {
 		b[i] = localAppend{seq: s, body: bodyOf(s)}
@@ -65,7 +65,7 @@ func TestTailMergeDeliversEachStoredSeqOnceInOrder(t *testing.T) {
 		var batches [][]localAppend
 		for i := 0; i < len(mine); {
 			k := min(1+rng.IntN(10), len(mine)-i)
-			batches = append(batches, localBatch(mine[i:i+k]...))
+			batches = append(batches, appendsOf(mine[i:i+k]...))
 			i += k
 		}
 		for i := 0; i+1 < len(batches); i++ {
@@ -101,14 +101,14 @@ func TestTailMergeDeliversEachStoredSeqOnceInOrder(t *testing.T) {
 // dropped when the consumer shows the gap, not delivered out of order.
 func TestTailMergeDropsWhatTheLogSkipped(t *testing.T) {
 	r := newMergeRecorder(1)
-	r.m.local(localBatch(3, 5))
+	r.m.local(appendsOf(3, 5))
 	r.m.stored(1, bodyOf(1))
 	if !slices.Equal(r.got, []uint64{1}) {
 		t.Fatalf("delivered %v, want [1]: 2 is not known yet", r.got)
 	}
 	r.m.stored(4, bodyOf(4)) // 2 and 3 are gone
 	r.m.stored(5, bodyOf(5)) // delivered already, from the local copy
-	r.m.local(localBatch(6))
+	r.m.local(appendsOf(6))
 	if want := []uint64{1, 4, 5, 6}; !slices.Equal(r.got, want) {
 		t.Fatalf("delivered %v, want %v", r.got, want)
 	}
@@ -123,7 +123,7 @@ func TestTailMergeBoundsTheLookAhead(t *testing.T) {
 	r := newMergeRecorder(1)
 	const n = localAhead + 100
 	for seq := uint64(2); seq <= n; seq++ {
-		r.m.local(localBatch(seq))
+		r.m.local(appendsOf(seq))
 	}
 	if len(r.m.ahead) != localAhead || r.dropped.Load() != n-1-localAhead {
 		t.Fatalf("look-ahead %d, dropped %d; want %d and %d", len(r.m.ahead), r.dropped.Load(), localAhead, n-1-localAhead)
@@ -234,5 +234,41 @@ func TestTailTakesOwnAppendsAndOtherProducersInOrder(t *testing.T) {
 	}
 	if got := l.UndecodableSkipped(); got != foreign/10 {
 		t.Fatalf("%d bodies skipped as not events, want %d", got, foreign/10)
+	}
+}
+
+// What a stalled tail pins is bounded in bytes, not only in batches: big
+// events offered while nobody takes them are dropped past
+// localFeedMaxBytes (the consumer brings them), and the look-ahead keeps
+// at most localAheadBytes of bodies.
+func TestLocalPathBoundsItsMemory(t *testing.T) {
+	var f localFeed
+	ch := f.attach()
+	defer f.detach(ch)
+	big := make([]byte, 1<<20)
+	offered := 0
+	for seq := uint64(1); f.dropped.Load() == 0; seq++ {
+		if seq > 2*localFeedBatches {
+			t.Fatalf("%d batches of 1 MiB queued without a drop (%d bytes)", seq, f.queued.Load())
+		}
+		f.offer(localBatch{appends: []localAppend{{seq: seq, body: big}}, bytes: int64(len(big))})
+		offered++
+	}
+	if q := f.queued.Load(); q > localFeedMaxBytes || len(ch) != offered-1 {
+		t.Fatalf("queued %d bytes in %d batches (limit %d)", q, len(ch), localFeedMaxBytes)
+	}
+	for len(ch) > 0 {
+		f.taken(<-ch)
+	}
+	if q := f.queued.Load(); q != 0 {
+		t.Fatalf("%d bytes still counted as queued after the tail took everything", q)
+	}
+
+	r := newMergeRecorder(1)
+	for seq := uint64(2); seq < 100; seq++ {
+		r.m.local([]localAppend{{seq: seq, body: big}})
+	}
+	if r.m.aheadBytes > localAheadBytes || len(r.m.ahead) != localAheadBytes/len(big) {
+		t.Fatalf("look-ahead holds %d bytes in %d events (limit %d bytes)", r.m.aheadBytes, len(r.m.ahead), localAheadBytes)
 	}
 }

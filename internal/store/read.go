@@ -485,7 +485,8 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 		case <-ctx.Done():
 			return ctx.Err()
 		case b := <-local:
-			m.local(b)
+			l.local.taken(b)
+			m.local(b.appends)
 		case msg := <-stored:
 			if msg.err != nil {
 				if ctx.Err() != nil || errors.Is(msg.err, jetstream.ErrMsgIteratorClosed) {
