@@ -152,7 +152,7 @@ type tailMerge struct {
 	next       uint64
 	ahead      []localAppend // local appends above next, sorted by seq
 	aheadBytes int64         // of their bodies
-	deliver func(seq uint64, body []byte)
+	deliver    func(seq uint64, body []byte)
 	// dropped and fromLocal count local appends dropped and delivered
 	// (nil: not counted).
 	dropped, fromLocal *atomic.Uint64
