@@ -64,9 +64,10 @@ type localBatch struct {
 // localFeed passes a Log's acknowledged appends to the one tail that
 // listens (the hub's); with none, offers are dropped.
 type localFeed struct {
-	mu     sync.Mutex
-	ch     chan localBatch
-	queued atomic.Int64 // body bytes in ch
+	mu       sync.Mutex
+	ch       chan localBatch
+	attached atomic.Bool  // ch != nil, read without the lock
+	queued   atomic.Int64 // body bytes in ch
 
 	delivered atomic.Uint64 // events a tail delivered from the local path
 	dropped   atomic.Uint64 // local copies dropped (the consumer brought them)
@@ -87,6 +88,7 @@ func (f *localFeed) attach() chan localBatch {
 		return nil
 	}
 	f.ch = make(chan localBatch, localFeedBatches)
+	f.attached.Store(true)
 	return f.ch
 }
 
@@ -99,6 +101,7 @@ func (f *localFeed) detach(ch chan localBatch) {
 	defer f.mu.Unlock()
 	if f.ch == ch {
 		f.ch = nil
+		f.attached.Store(false)
 	}
 }
 
@@ -129,8 +132,8 @@ func (f *localFeed) taken(b localBatch) { f.queued.Add(-b.bytes) }
 
 // offerSettled feeds the newly stored messages of a settled batch.
 func (f *localFeed) offerSettled(fl *inflight) {
-	if fl.bodies == nil {
-		return
+	if fl.bodies == nil || !f.attached.Load() {
+		return // nobody listens (no hub: vigil migrate, verify, a test)
 	}
 	var b localBatch
 	for i, a := range fl.acks {
