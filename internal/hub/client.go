@@ -68,6 +68,17 @@ type Client struct {
 	space  chan struct{}
 	depth  atomic.Int64
 	since  int64 // connected at, UnixNano (8 bytes, not time.Time's 24: SPEC 11 counts them)
+
+	// staged are this client's live deliveries of the chunk the hub is
+	// dispatching, queued together by enqueueStaged; only the
+	// dispatching goroutine touches them.
+	staged []stagedDelivery
+}
+
+// stagedDelivery is one live delivery waiting for the end of its chunk.
+type stagedDelivery struct {
+	sub *subscription
+	d   Delivery
 }
 
 // NewClient registers a client. The caller must Close it.
@@ -308,6 +319,56 @@ func (c *Client) enqueue(d Delivery, block bool) bool {
 			return false
 		}
 	}
+}
+
+// enqueueStaged queues the deliveries the dispatcher staged for this
+// client during one chunk, under one lock instead of one per delivery:
+// with 1,000 writers reading their queues on the other core, each lock
+// of a client's mutex moved its cache line between the cores, and that
+// was a tenth of the server's CPU at saturation. The outcome of each
+// delivery is what enqueue would have given it, in the same order.
+func (c *Client) enqueueStaged() {
+	staged := c.staged
+	accepted := 0
+	c.mu.Lock()
+	for i, sd := range staged {
+		d := sd.d
+		if c.closed || c.lag != nil {
+			if c.lag != nil {
+				for _, rest := range staged[i:] {
+					c.noteLag(rest.d)
+				}
+			}
+			break
+		}
+		size, capBytes := 0, c.info.QueueBytes
+		if capBytes > 0 && d.Event != nil {
+			size = len(d.Event.JSON())
+		}
+		if len(c.queue) < c.cap && (capBytes <= 0 || c.bytes+size <= capBytes || len(c.queue) == 0) {
+			c.queue = append(c.queue, d)
+			c.bytes += size
+			if len(c.queue) == 1 {
+				c.hub.wakes = append(c.hub.wakes, c)
+			}
+			accepted++
+			continue
+		}
+		c.lag = map[string]uint64{}
+		for _, rest := range staged[i:] {
+			c.noteLag(rest.d)
+		}
+		c.hub.lagged.Add(1)
+		c.signal()
+		break
+	}
+	c.depth.Store(int64(len(c.queue)))
+	c.mu.Unlock()
+	for _, sd := range staged[:accepted] {
+		sd.sub.delivered(sd.d.Event)
+	}
+	clear(staged) // the events belong to the queue now
+	c.staged = staged[:0]
 }
 
 // noteLag records the first undelivered seq of each subscription.

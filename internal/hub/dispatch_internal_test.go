@@ -115,3 +115,90 @@ func TestTailIsNotHeldBySlowDispatch(t *testing.T) {
 		t.Fatalf("client woken %d times for %d events; want at most %d (once per chunk)", w, n, most)
 	}
 }
+
+// A chunk's live deliveries are queued per client under one lock
+// (Client.enqueueStaged); what each client ends with must be exactly what
+// offering the events one at a time gives: the same deliveries in the
+// same order (events in seq order, a client's subscriptions in routing
+// order for each), the same lag point per subscription once the queue is
+// full, the same resume points and counts. Three clients: one with room,
+// one whose queue fills in the middle of the chunk (two subscriptions,
+// one filtered), one closed.
+func TestStagedChunkEqualsOneByOne(t *testing.T) {
+	type outcome struct {
+		queue   []string
+		lag     map[string]uint64
+		last    map[string]uint64
+		lagged  uint64
+		byCat   uint64
+		depth   int64
+		dropped uint64
+	}
+	admin := &auth.Principal{ID: "test", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
+	run := func(chunk int) []outcome {
+		h := New(nil, Options{})
+		var events []*event.Event
+		for i := range 10 {
+			sev := event.SeverityLow
+			if i%3 == 0 {
+				sev = event.SeverityHigh
+			}
+			e := &event.Event{Type: "authentication.login", Severity: sev, Source: "staged"}
+			if _, err := event.Normalize(e, "default", time.Now(), event.DefaultLimits()); err != nil {
+				t.Fatal(err)
+			}
+			e.Seq = uint64(i + 1)
+			events = append(events, e)
+		}
+		high, err := filter.Compile(filter.Filter{MinSeverity: "high"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomy := h.NewClient(ClientInfo{Transport: "test", Principal: admin, QueueSize: 64, OnReady: func() {}})
+		small := h.NewClient(ClientInfo{Transport: "test", Principal: admin, QueueSize: 5, OnReady: func() {}})
+		closed := h.NewClient(ClientInfo{Transport: "test", Principal: admin, QueueSize: 64, OnReady: func() {}})
+		ctx := context.Background()
+		for _, s := range []struct {
+			c  *Client
+			id string
+			m  *filter.Matcher
+		}{{roomy, "all", filter.MatchAll()}, {small, "all", filter.MatchAll()}, {small, "high", high}, {closed, "all", filter.MatchAll()}} {
+			if _, err := s.c.Subscribe(ctx, s.id, s.m, Latest()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		closed.Close()
+		for i := 0; i < len(events); i += chunk {
+			h.dispatchChunk(events[i:min(i+chunk, len(events))])
+		}
+		var out []outcome
+		for _, c := range []*Client{roomy, small, closed} {
+			c.mu.Lock()
+			o := outcome{lag: map[string]uint64{}, last: map[string]uint64{}, depth: c.depth.Load()}
+			for _, d := range c.queue {
+				o.queue = append(o.queue, fmt.Sprintf("%s:%d", d.SubID, d.Event.Seq))
+			}
+			for k, v := range c.lag {
+				o.lag[k] = v
+			}
+			for id, s := range c.subs {
+				o.last[id] = s.lastSeq.Load()
+			}
+			c.mu.Unlock()
+			out = append(out, o)
+		}
+		st := h.Stats()
+		out[0].lagged, out[0].dropped = st.Lagged, st.Dropped
+		for i := range h.byCat {
+			out[0].byCat += h.byCat[i].Load()
+		}
+		return out
+	}
+	one, staged := run(1), run(chunkEvents)
+	if fmt.Sprint(one) != fmt.Sprint(staged) {
+		t.Fatalf("one event per chunk:\n%+v\nten per chunk:\n%+v", one, staged)
+	}
+	if len(one[1].lag) != 2 || len(one[1].queue) != 5 || one[0].lagged != 1 {
+		t.Fatalf("the small client should have lagged on both subscriptions with a full queue: %+v", one[1])
+	}
+}

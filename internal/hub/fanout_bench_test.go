@@ -21,6 +21,14 @@ import (
 // clients (SPEC 11: >= 1,000,000). Socket writes are measured end to end by
 // `vigil bench` (docs/performance.md).
 func BenchmarkFanout(b *testing.B) {
+	// chunk=1 is an idle hub (one event per dispatch); chunk=16 a hub
+	// with a backlog, which offers chunkEvents at a time.
+	for _, chunk := range []int{1, chunkEvents} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) { benchmarkFanout(b, chunk) })
+	}
+}
+
+func benchmarkFanout(b *testing.B, chunk int) {
 	const clients = 1000
 	h := New(nil, Options{QueueSize: 1 << 16})
 	admin := &auth.Principal{ID: "bench", Role: auth.RoleAdmin, Tenant: auth.AllTenants}
@@ -64,10 +72,14 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
+	batch := make([]*event.Event, 0, chunk)
 	for i := 0; i < b.N; i++ {
 		e := events[i%len(events)]
 		e.Seq = uint64(i + 1)
-		h.dispatch(e)
+		if batch = append(batch, e); len(batch) == chunk || i == b.N-1 {
+			h.dispatchChunk(batch)
+			batch = batch[:0]
+		}
 	}
 	want := int64(b.N) * clients
 	for delivered.Load() < want {

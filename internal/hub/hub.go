@@ -93,6 +93,9 @@ type Hub struct {
 	// current chunk; signalled once the chunk is offered. Owned by the
 	// dispatching goroutine (dispatchChunk).
 	wakes []*Client
+	// staging are the clients with deliveries staged during the chunk
+	// being dispatched (Client.staged); dispatching goroutine only.
+	staging []*Client
 
 	delivered atomic.Uint64
 	dropped   atomic.Uint64
@@ -256,10 +259,19 @@ func (h *Hub) dispatchChunk(events []*event.Event) {
 	last := events[len(events)-1].Seq
 	h.inflight.Store(last)
 	h.routesMu.RLock()
+	offer := (*subscription).offer
+	if len(events) == 1 {
+		offer = (*subscription).offerNow
+	}
 	for _, e := range events {
-		h.routes.each(e, (*subscription).offer)
+		h.routes.each(e, offer)
 	}
 	h.routesMu.RUnlock()
+	for _, c := range h.staging {
+		c.enqueueStaged()
+	}
+	clear(h.staging)
+	h.staging = h.staging[:0]
 	h.dispatched.Store(last)
 	for _, c := range h.wakes {
 		c.signal()

@@ -36,8 +36,15 @@ type subscription struct {
 	slots []routeSlot
 }
 
-// offer is called by the hub's dispatch goroutine for every event.
-func (s *subscription) offer(e *event.Event) {
+// offer is called by the hub's dispatch goroutine for every event of a
+// chunk of several: the live deliveries are staged (stage).
+func (s *subscription) offer(e *event.Event) { s.offerLive(e, true) }
+
+// offerNow is offer for a chunk of one event (an idle hub): staging would
+// only add a second pass over the clients.
+func (s *subscription) offerNow(e *event.Event) { s.offerLive(e, false) }
+
+func (s *subscription) offerLive(e *event.Event, stage bool) {
 	if s.catching.Load() {
 		s.mu.Lock()
 		if s.catching.Load() {
@@ -54,30 +61,59 @@ func (s *subscription) offer(e *event.Event) {
 	if e.Seq < s.liveFrom.Load() {
 		return // the replay delivered it
 	}
-	s.deliver(e, false)
+	if !stage {
+		s.deliver(e, false)
+		return
+	}
+	// Staged: the client's deliveries of this chunk are queued together
+	// when the chunk has been offered (Hub.dispatchChunk).
+	visible, ok := s.visible(e)
+	if !ok {
+		return
+	}
+	c := s.client
+	if len(c.staged) == 0 {
+		c.hub.staging = append(c.hub.staging, c)
+	}
+	c.staged = append(c.staged, stagedDelivery{sub: s, d: Delivery{SubID: s.id, Event: visible}})
 }
 
-func (s *subscription) deliver(e *event.Event, block bool) bool {
+// visible is the form of e this subscription delivers (masked for its
+// principal), or false when it delivers nothing.
+func (s *subscription) visible(e *event.Event) (*event.Event, bool) {
 	if s.stopped.Load() || e.Seq < s.minSeq || !s.matcher.Match(e) {
-		return true
+		return nil, false
 	}
 	visible, ok := s.client.hub.opts.Policy(s.client.info.Principal, e)
 	if !ok {
-		return true
+		return nil, false
 	}
 	// issue 5: a masked event must also match in its masked form, or a
 	// viewer could probe unmasked values (exact IP, e-mail) with filters.
 	if visible != e && !s.matcher.Match(visible) {
+		return nil, false
+	}
+	return visible, true
+}
+
+func (s *subscription) deliver(e *event.Event, block bool) bool {
+	visible, ok := s.visible(e)
+	if !ok {
 		return true
 	}
 	if !s.client.enqueue(Delivery{SubID: s.id, Event: visible}, block) {
 		return false
 	}
+	s.delivered(e)
+	return true
+}
+
+// delivered notes that e (or its masked form) was queued.
+func (s *subscription) delivered(e *event.Event) {
 	s.lastSeq.Store(e.Seq)
 	if i := e.Category.Index(); i >= 0 && i < len(s.client.hub.byCat) {
 		s.client.hub.byCat[i].Add(1)
 	}
-	return true
 }
 
 // resumePoint is where a client should resume this subscription.
