@@ -348,6 +348,12 @@ func (p *node) startIngest(context.Context) error {
 	}, func() float64 { d, _ := log.LocalTail(); return float64(d) })); err != nil {
 		return err
 	}
+	if err := p.m.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_tail_local_dropped_total",
+		Help: "Local copies of appended events the hub's tail dropped because it was busy (the stream's consumer delivered those events instead).",
+	}, func() float64 { _, d := log.LocalTail(); return float64(d) })); err != nil {
+		return err
+	}
 	if err := registerReplayCacheMetrics(p.m.Registry, log); err != nil {
 		return err
 	}
