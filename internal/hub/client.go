@@ -369,6 +369,9 @@ func (c *Client) enqueueStaged() {
 	}
 	clear(staged) // the events belong to the queue now
 	c.staged = staged[:0]
+	if cap(staged) > 4*chunkEvents {
+		c.staged = nil // many subscriptions matched at once: do not keep it
+	}
 }
 
 // noteLag records the first undelivered seq of each subscription.
