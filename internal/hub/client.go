@@ -71,8 +71,10 @@ type Client struct {
 
 	// staged are this client's live deliveries of the chunk the hub is
 	// dispatching, queued together by enqueueStaged; only the
-	// dispatching goroutine touches them.
-	staged []stagedDelivery
+	// dispatching goroutine touches them. A pointer, allocated on the
+	// first delivery: a slice header would take the struct from the
+	// 288-byte size class to 320 for every idle connection (SPEC 11).
+	staged *[]stagedDelivery
 }
 
 // stagedDelivery is one live delivery waiting for the end of its chunk.
@@ -328,7 +330,7 @@ func (c *Client) enqueue(d Delivery, block bool) bool {
 // was a tenth of the server's CPU at saturation. The outcome of each
 // delivery is what enqueue would have given it, in the same order.
 func (c *Client) enqueueStaged() {
-	staged := c.staged
+	staged := *c.staged
 	accepted := 0
 	c.mu.Lock()
 	for i, sd := range staged {
@@ -368,9 +370,9 @@ func (c *Client) enqueueStaged() {
 		sd.sub.delivered(sd.d.Event)
 	}
 	clear(staged) // the events belong to the queue now
-	c.staged = staged[:0]
+	*c.staged = staged[:0]
 	if cap(staged) > 4*chunkEvents {
-		c.staged = nil // many subscriptions matched at once: do not keep it
+		*c.staged = nil // many subscriptions matched at once: do not keep it
 	}
 }
 

@@ -72,10 +72,13 @@ func (s *subscription) offerLive(e *event.Event, stage bool) {
 		return
 	}
 	c := s.client
-	if len(c.staged) == 0 {
+	if c.staged == nil {
+		c.staged = new([]stagedDelivery)
+	}
+	if len(*c.staged) == 0 {
 		c.hub.staging = append(c.hub.staging, c)
 	}
-	c.staged = append(c.staged, stagedDelivery{sub: s, d: Delivery{SubID: s.id, Event: visible}})
+	*c.staged = append(*c.staged, stagedDelivery{sub: s, d: Delivery{SubID: s.id, Event: visible}})
 }
 
 // visible is the form of e this subscription delivers (masked for its
