@@ -102,6 +102,7 @@ func (f *localFeed) detach(ch chan localBatch) {
 	if f.ch == ch {
 		f.ch = nil
 		f.attached.Store(false)
+		f.queued.Store(0) // what ch still holds is dropped with it
 	}
 }
 

@@ -264,6 +264,16 @@ func TestLocalPathBoundsItsMemory(t *testing.T) {
 		t.Fatalf("%d bytes still counted as queued after the tail took everything", q)
 	}
 
+	// A tail that stops with batches still queued does not leave them
+	// counted against the next one.
+	f.offer(localBatch{appends: []localAppend{{seq: 1, body: big}}, bytes: int64(len(big))})
+	f.detach(ch)
+	if next := f.attach(); next == nil || f.queued.Load() != 0 {
+		t.Fatalf("after a detach with a batch queued: attach %v, %d bytes counted", next != nil, f.queued.Load())
+	} else {
+		ch = next
+	}
+
 	r := newMergeRecorder(1)
 	for seq := uint64(2); seq < 100; seq++ {
 		r.m.local([]localAppend{{seq: seq, body: big}})
