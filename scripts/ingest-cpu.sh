@@ -14,7 +14,9 @@
 # the load average before and after, and the server's CPU time over the
 # run (utime+stime from /proc/<pid>/stat) per event. PROFILE=SECONDS also
 # saves a CPU profile of each server, taken 2 s into the run, next to the
-# data directory's name in $OUT (default /tmp). Not part of CI.
+# data directory's name in $OUT (default /tmp). ARRIVALS=even spreads the
+# publishers' starts over one interval (default burst: the SPEC 11 command
+# as written; docs/performance.md, "Load shape"). Not part of CI.
 set -euo pipefail
 rounds=$1
 shift
@@ -47,7 +49,7 @@ for r in $(seq 1 "$rounds"); do
       prof=$!
     fi
     "$gen" bench --server "http://127.0.0.1:$port" --data-dir "$d" --events 100000 --batch 10 \
-      --publishers 20 --rate 10000 --subscribers 1000 --spread 1000 2>&1 | grep -E "^ingest:|^end-to-end"
+      --publishers 20 --rate 10000 --subscribers 1000 --spread 1000 --arrivals "${ARRIVALS:-burst}" 2>&1 | grep -E "^ingest:|^end-to-end"
     c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
     [ -n "$prof" ] && wait "$prof"
     echo "server CPU $(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.1f", (b - a) * 1e6 / t / 100000 }') us/event; load after $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -19,7 +19,9 @@
 #   "200 400 1000 2000"), CLIENTS (default 1000), SELECTIVE_RATE (default
 #   10000), IDLE (default "5000 10000"), OVERLOAD_DURATION (default 20s),
 #   ONLY (fanout, selective, overload or idle to run one part), HIST (1:
-#   also Centrifugo with history, default 1).
+#   also Centrifugo with history, default 1), ARRIVALS (burst: every
+#   publisher on the same schedule, their requests arriving together, the
+#   default; even: their starts spread over one interval).
 #
 # What it does: builds the load client test/perf/versus, starts Vigil
 # (`vigil serve`, defaults but for the connection caps, on a fresh data
@@ -44,6 +46,7 @@ idle_counts=${IDLE:-5000 10000}
 overload_duration=${OVERLOAD_DURATION:-20s}
 only=${ONLY:-}
 hist=${HIST:-1}
+arrivals=${ARRIVALS:-burst}
 vport=18480
 cport=18400
 api_key=versus-api-key
@@ -120,12 +123,12 @@ start_servers() {
 }
 
 vigil() { # versus flags...
-  "$work/versus" -server vigil -url "http://127.0.0.1:$vport" -token "$(cat "$work/vigil-data/admin.token")" -pid "$vigil_pid" "$@"
+  "$work/versus" -server vigil -url "http://127.0.0.1:$vport" -token "$(cat "$work/vigil-data/admin.token")" -pid "$vigil_pid" -arrivals "$arrivals" "$@"
 }
 cent() { # namespace, versus flags...
   local ns=$1
   shift
-  "$work/versus" -server centrifugo -namespace "$ns" -url "http://127.0.0.1:$cport" -api-key "$api_key" -hmac "$hmac" -pid "$cent_pid" "$@"
+  "$work/versus" -server centrifugo -namespace "$ns" -url "http://127.0.0.1:$cport" -api-key "$api_key" -hmac "$hmac" -pid "$cent_pid" -arrivals "$arrivals" "$@"
 }
 
 echo "# versus: $("$vigil_bin" version 2>/dev/null | head -1 || echo vigil) ($(git -C "$repo" rev-parse --short HEAD)) against $("$cent_bin" version), $(nproc) cores, $(date -u +%FT%TZ)"

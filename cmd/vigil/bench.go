@@ -25,6 +25,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	publishers := fs.Int("publishers", 4, "concurrent publishers")
 	subscribers := fs.Int("subscribers", 10, "WebSocket subscribers measuring end-to-end latency")
 	rate := fs.Float64("rate", 0, "target events/s across publishers (0: as fast as possible)")
+	arrivals := fs.String("arrivals", "burst", "with --rate: \"burst\" starts every publisher at once on the same schedule (their requests arrive together, once per interval), \"even\" spreads their starts over one interval (requests arrive evenly)")
 	spread := fs.Int("spread", 0, "spread events over this many users and give each subscriber one of them (0: every subscriber gets every event)")
 	batchFrames := fs.Bool("batch-frames", false, `subscribers ask for batched frames ({"type":"events"}, docs/protocol.md)`)
 	idle := fs.Int("idle", 0, "instead: open this many idle WebSocket connections, report server memory per connection and the fan-out latency of one event to all of them")
@@ -40,6 +41,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	if *total <= 0 || *batch <= 0 || *publishers <= 0 || *subscribers < 0 || *spread < 0 {
 		return errors.New("bench: --events, --batch and --publishers must be positive; --subscribers and --spread 0 or more")
+	}
+	if *arrivals != "burst" && *arrivals != "even" {
+		return fmt.Errorf("bench: --arrivals %q: want burst or even", *arrivals)
 	}
 	worker := e.getenv(idleWorkerEnv)
 	if *cpuProfile != "" && worker == "" {
@@ -127,7 +131,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	ready.Wait()
 	time.Sleep(200 * time.Millisecond) // let subscriptions register before the first event
 
-	e.printf("vigil bench: %d events, batch %d, %d publishers, %d subscribers\n", *total, *batch, *publishers, *subscribers)
+	e.printf("vigil bench: %d events, batch %d, %d publishers, %d subscribers, arrivals %s\n", *total, *batch, *publishers, *subscribers, *arrivals)
 	var published atomic.Int64
 	perPub := *total / *publishers
 	start := time.Now()
@@ -143,6 +147,14 @@ func runBench(ctx context.Context, e env, args []string) error {
 				interval = time.Duration(float64(time.Second) * float64(*batch) / (*rate / float64(*publishers)))
 			}
 			next := time.Now()
+			if *arrivals == "even" && interval > 0 {
+				// Publisher p starts p/publishers of an interval late, so
+				// the requests of independent producers arrive evenly
+				// instead of all at once (docs/performance.md, "Load
+				// shape").
+				next = next.Add(interval * time.Duration(p) / time.Duration(*publishers))
+				time.Sleep(time.Until(next))
+			}
 			for sent := 0; sent < perPub; {
 				n := min(*batch, perPub-sent)
 				evs := make([]*client.Event, n)

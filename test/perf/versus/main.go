@@ -70,6 +70,7 @@ type config struct {
 	duration   time.Duration
 	batch      int
 	publishers int
+	arrivals   string // burst or even
 	drain      time.Duration
 	header     bool
 	label      string
@@ -92,6 +93,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 8*time.Second, "publishing time")
 	flag.IntVar(&c.batch, "batch", 10, "events per HTTP request")
 	flag.IntVar(&c.publishers, "publishers", 4, "concurrent publishers")
+	flag.StringVar(&c.arrivals, "arrivals", "burst", `"burst": every publisher starts at once on the same schedule; "even": their starts are spread over one interval`)
 	flag.DurationVar(&c.drain, "drain", 20*time.Second, "longest wait for deliveries after the last publish")
 	flag.BoolVar(&c.header, "header", false, "print the table header first")
 	flag.IntVar(&c.slow, "slow", 0, "this many of the clients read slowly (a pause per delivery): are they cut before the others suffer?")
@@ -114,6 +116,8 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("-mode %q: want fanout, selective or idle", c.mode)
 	case c.clients <= 0 || c.batch <= 0 || c.publishers <= 0 || c.rate <= 0:
 		return errors.New("-clients, -batch, -publishers and -rate must be positive")
+	case c.arrivals != "burst" && c.arrivals != "even":
+		return fmt.Errorf("-arrivals %q: want burst or even", c.arrivals)
 	case c.slow < 0 || c.slow > c.clients:
 		return errors.New("-slow must be between 0 and -clients")
 	case c.server == "vigil" && c.token == "":
@@ -196,6 +200,10 @@ func runLoad(ctx context.Context, c config) error {
 			defer pubs.Done()
 			interval := time.Duration(float64(time.Second) * float64(c.batch) * float64(c.publishers) / c.rate)
 			due := time.Now()
+			if c.arrivals == "even" {
+				due = due.Add(interval * time.Duration(p) / time.Duration(c.publishers))
+				time.Sleep(time.Until(due))
+			}
 			for time.Since(start) < c.duration && ctx.Err() == nil {
 				first := next.Add(int64(c.batch)) - int64(c.batch)
 				if int(first)+c.batch > len(r.ackNano) {
