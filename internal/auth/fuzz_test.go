@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"net/netip"
 	"strings"
 	"testing"
@@ -47,6 +48,32 @@ func FuzzMaskText(f *testing.F) {
 			if a.Unmap().Is4() && out != "" && !strings.HasSuffix(out, ".0") {
 				t.Fatalf("IPv4 %q not truncated: %q", s, out)
 			}
+		}
+	})
+}
+
+// FuzzTokenFromSubprotocols: any header a client sends is read without a
+// panic, a token offered as a subprotocol comes back byte for byte, and
+// nothing decodes to a token unless a vigil.bearer. entry was offered.
+func FuzzTokenFromSubprotocols(f *testing.F) {
+	f.Add("vigil, vigil.bearer.dmdsX2FiX2Nk", "tok")
+	f.Add("graphql-transport-ws", "vgl_00_x")
+	f.Add("vigil.bearer.%%%, vigil.bearer.", "")
+	f.Fuzz(func(t *testing.T, header, tok string) {
+		got, offered := tokenFromSubprotocols([]string{header})
+		if !offered && got != "" {
+			t.Fatalf("header %q: token %q without an offer", header, got)
+		}
+		want := false
+		for _, p := range strings.Split(header, ",") {
+			want = want || strings.HasPrefix(strings.TrimSpace(p), BearerSubprotocol)
+		}
+		if offered != want {
+			t.Fatalf("header %q: offered %v, want %v", header, offered, want)
+		}
+		enc := BearerSubprotocol + base64.RawURLEncoding.EncodeToString([]byte(tok))
+		if got, ok := tokenFromSubprotocols([]string{"vigil, " + enc}); !ok || got != tok {
+			t.Fatalf("token %q: round trip gave %q, %v", tok, got, ok)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,9 +17,10 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (*Principal, error)
 }
 
-// TokenFromRequest takes the bearer token from the Authorization header or,
-// for browsers that cannot set headers on WebSockets and EventSource, from
-// the token query parameter.
+// TokenFromRequest takes the bearer token from the Authorization header;
+// for a browser's WebSocket, which cannot set headers, from a
+// BearerSubprotocol it offers; else from the token query parameter
+// (EventSource, and WebSocket clients that offer no subprotocol).
 func TokenFromRequest(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
@@ -28,7 +30,40 @@ func TokenFromRequest(r *http.Request) string {
 			return strings.TrimSpace(tok)
 		}
 	}
+	if tok, ok := tokenFromSubprotocols(r.Header.Values("Sec-WebSocket-Protocol")); ok {
+		return tok
+	}
 	return r.URL.Query().Get("token")
+}
+
+// BearerSubprotocol prefixes a WebSocket subprotocol that carries a token,
+// base64url-encoded without padding: a browser offers
+// ["vigil", "vigil.bearer.<base64url(token)>"] (new WebSocket(url,
+// protocols)), so the token travels in a header instead of the URL, which
+// proxies log and browsers keep in their history. The server never
+// selects it (it answers "vigil"). The same idea as Kubernetes'
+// "base64url.bearer.authorization.k8s.io." subprotocol.
+const BearerSubprotocol = "vigil.bearer."
+
+// tokenFromSubprotocols finds a BearerSubprotocol among the offered
+// subprotocols (comma-separated, in one or more header lines). An offer
+// that does not decode gives "" (no token: 401), never a fall-back to
+// ?token=.
+func tokenFromSubprotocols(lines []string) (string, bool) {
+	for _, line := range lines {
+		for p := range strings.SplitSeq(line, ",") {
+			enc, ok := strings.CutPrefix(strings.TrimSpace(p), BearerSubprotocol)
+			if !ok {
+				continue
+			}
+			tok, err := base64.RawURLEncoding.DecodeString(enc)
+			if err != nil {
+				return "", true
+			}
+			return string(tok), true
+		}
+	}
+	return "", false
 }
 
 // Require wraps next so it runs only for an authenticated principal, which it

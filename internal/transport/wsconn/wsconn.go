@@ -296,6 +296,15 @@ func (s *Session) closeConn() {
 	}
 }
 
+// Subprotocol is the subprotocol the server selects when a client offers
+// it. A browser that sends its token as an auth.BearerSubprotocol must
+// offer it too: a browser fails a handshake whose answer selects none of
+// the subprotocols it offered, and the token's is never selected.
+const Subprotocol = "vigil"
+
+// selectSubprotocol picks Subprotocol when offered and nothing otherwise.
+func selectSubprotocol(p string) bool { return p == Subprotocol }
+
 // Serve authenticates r, upgrades it and runs the connection until it ends.
 func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, newDialect func(*Session) Dialect) {
 	if deps.PingInterval <= 0 {
@@ -338,7 +347,7 @@ func Serve(w http.ResponseWriter, r *http.Request, deps Deps, transport string, 
 		}
 		release = rel
 	}
-	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	conn, rw, _, err := ws.HTTPUpgrader{Protocol: selectSubprotocol}.Upgrade(r, w)
 	if err != nil {
 		release()
 		deps.Logger.Debug("websocket upgrade failed", "err", err)

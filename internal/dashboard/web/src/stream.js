@@ -28,7 +28,9 @@ export function connect() {
   if (ws) { ws.onclose = null; ws.close(); }
   set({ conn: S.conn === "live" ? "reconnecting" : "connecting" });
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const sock = new WebSocket(`${proto}//${location.host}/api/v1/stream?token=${encodeURIComponent(S.token)}`);
+  // The token travels as a subprotocol (a header), never in the URL, which
+  // reverse proxies log; the server selects "vigil" (docs/security.md).
+  const sock = new WebSocket(`${proto}//${location.host}/api/v1/stream`, ["vigil", "vigil.bearer." + base64url(S.token)]);
   ws = sock;
   sock.onopen = () => {
     backoff = 1000;
@@ -40,6 +42,14 @@ export function connect() {
   };
   sock.onmessage = (m) => onMessage(JSON.parse(m.data));
   sock.onclose = (ev) => onClose(ev);
+}
+
+// base64url encodes s's UTF-8 bytes without padding: every character is
+// one a subprotocol may hold.
+function base64url(s) {
+  let bin = "";
+  for (const b of new TextEncoder().encode(s)) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 export function disconnect() {
