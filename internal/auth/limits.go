@@ -25,6 +25,11 @@ type LimitConfig struct {
 	MessagesPerSec   float64 `json:"messages_per_sec" yaml:"messages_per_sec"` // client messages per connection
 	MessageBurst     int     `json:"message_burst" yaml:"message_burst"`
 	MaxSubscriptions int     `json:"max_subscriptions" yaml:"max_subscriptions"` // per connection
+	// MaxFilterCostPerToken bounds the filter cost (filter.Matcher.Cost: 1
+	// per subscription, 10 with an expr) of one token's subscriptions
+	// across all its connections and transports: what it can make the
+	// dispatcher spend per event. Admin tokens are not counted.
+	MaxFilterCostPerToken int `json:"max_filter_cost_per_token" yaml:"max_filter_cost_per_token"`
 	// AllowedOrigins lists the browser origins ("https://soc.example.com",
 	// "https://*.example.com", or "*") allowed to open streaming connections.
 	// Empty means same-origin only. A request without an Origin header is a
@@ -37,8 +42,15 @@ func DefaultLimits() LimitConfig {
 	// The connection caps are high enough for `vigil bench` and dashboards
 	// with many tabs, and low enough that one leaked token or one host
 	// cannot take every file descriptor of a node.
-	return LimitConfig{MaxConnsPerToken: 10_000, MaxConnsPerIP: 10_000, MessagesPerSec: 20, MessageBurst: 50, MaxSubscriptions: 100}
+	return LimitConfig{MaxConnsPerToken: 10_000, MaxConnsPerIP: 10_000, MessagesPerSec: 20, MessageBurst: 50, MaxSubscriptions: 100,
+		MaxFilterCostPerToken: DefaultMaxFilterCostPerToken}
 }
+
+// DefaultMaxFilterCostPerToken: 1,000 plain subscriptions or 100 with an
+// expr per token, which at ~0.4 µs per expr test caps one token's share
+// of dispatch at ~40 µs per event (docs/security.md, "Filter cost per
+// token"). A console tab costs 2 (12 with an expr filter).
+const DefaultMaxFilterCostPerToken = 1000
 
 func (c LimitConfig) withDefaults() LimitConfig {
 	d := DefaultLimits()
@@ -56,6 +68,9 @@ func (c LimitConfig) withDefaults() LimitConfig {
 	}
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = d.MaxSubscriptions
+	}
+	if c.MaxFilterCostPerToken == 0 {
+		c.MaxFilterCostPerToken = d.MaxFilterCostPerToken
 	}
 	return c
 }
@@ -96,6 +111,7 @@ type Limiter struct {
 	mu        sync.Mutex
 	perToken  map[string]int
 	perIP     map[string]int
+	costs     map[string]int           // filter cost held per token id
 	msgRates  map[string]*rate.Limiter // by connection id
 	lastPrune time.Time
 }
@@ -103,7 +119,7 @@ type Limiter struct {
 // NewLimiter returns a limiter for cfg; m may be nil.
 func NewLimiter(cfg LimitConfig, m *Metrics) *Limiter {
 	return &Limiter{cfg: cfg.withDefaults(), metrics: m,
-		perToken: map[string]int{}, perIP: map[string]int{}, msgRates: map[string]*rate.Limiter{}}
+		perToken: map[string]int{}, perIP: map[string]int{}, costs: map[string]int{}, msgRates: map[string]*rate.Limiter{}}
 }
 
 // Config returns the effective configuration.
@@ -214,6 +230,39 @@ func (l *Limiter) AllowSubscribe(current int) error {
 			fmt.Sprintf("too many subscriptions on this connection (limit %d)", max)}
 	}
 	return nil
+}
+
+// Take reserves cost (a subscription's filter.Matcher.Cost) against p's
+// token's MaxFilterCostPerToken; release returns it (once, however often
+// it is called). Admin principals and a negative limit are not counted.
+// A refusal is a *LimitError "filter_cost" (429). It implements
+// hub.FilterBudget.
+func (l *Limiter) Take(p *Principal, cost int) (release func(), err error) {
+	max := l.cfg.MaxFilterCostPerToken
+	if p == nil || p.Role == RoleAdmin || max < 0 {
+		return func() {}, nil
+	}
+	key := p.ID
+	l.mu.Lock()
+	held := l.costs[key]
+	if held+cost > max {
+		l.mu.Unlock()
+		l.metrics.LimitRejected("filter_cost")
+		return nil, &LimitError{"filter_cost", http.StatusTooManyRequests,
+			fmt.Sprintf("subscription refused: this token's subscriptions would cost %d of its filter budget of %d (1 per subscription, 10 with an expr; max_filter_cost_per_token)", held+cost, max)}
+	}
+	l.costs[key] = held + cost
+	l.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.costs[key] -= cost; l.costs[key] <= 0 {
+				delete(l.costs, key)
+			}
+		})
+	}, nil
 }
 
 // CheckOrigin applies the Origin allow-list. No Origin header: a

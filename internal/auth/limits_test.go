@@ -92,3 +92,57 @@ func TestLimiterMessageRateAndSubs(t *testing.T) {
 		t.Fatalf("third subscription: %v", err)
 	}
 }
+
+// TestFilterBudget: a token's subscriptions are bounded by their filter
+// cost across connections; release returns it once however often it is
+// called; admin principals and a negative limit are not counted.
+func TestFilterBudget(t *testing.T) {
+	m := NewMetrics(nil)
+	l := NewLimiter(LimitConfig{MaxFilterCostPerToken: 25}, m)
+	viewer := &Principal{ID: "tok-v", Role: RoleViewer}
+	other := &Principal{ID: "tok-w", Role: RoleViewer}
+	r1, err := l.Take(viewer, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Take(viewer, 10); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Take(viewer, 10)
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != "filter_cost" || le.Status != 429 || !errors.Is(err, ErrLimit) {
+		t.Fatalf("third expr subscription: %v, want a filter_cost limit error", err)
+	}
+	if m.LimitRejections("filter_cost") != 1 {
+		t.Fatalf("rejections counted: %v", m.LimitRejections("filter_cost"))
+	}
+	if _, err := l.Take(other, 25); err != nil {
+		t.Fatalf("another token has its own budget: %v", err)
+	}
+	r1()
+	r1() // once
+	if _, err := l.Take(viewer, 10); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	if _, err := l.Take(viewer, 1); err != nil {
+		t.Fatalf("a double release must not have returned more than was held: %v", err)
+	}
+	if _, err := l.Take(viewer, 5); err == nil {
+		t.Fatal("26 of 25 accepted: the second release of r1 returned its cost twice")
+	}
+	admin := &Principal{ID: "adm", Role: RoleAdmin}
+	for range 10 {
+		if _, err := l.Take(admin, 10); err != nil {
+			t.Fatalf("admin counted: %v", err)
+		}
+	}
+	off := NewLimiter(LimitConfig{MaxFilterCostPerToken: -1}, nil)
+	for range 10 {
+		if _, err := off.Take(viewer, 10); err != nil {
+			t.Fatalf("limit off: %v", err)
+		}
+	}
+	if got := NewLimiter(LimitConfig{}, nil).Config().MaxFilterCostPerToken; got != DefaultMaxFilterCostPerToken {
+		t.Fatalf("default %d", got)
+	}
+}

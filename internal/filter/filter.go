@@ -217,6 +217,20 @@ func Compile(f Filter) (*Matcher, error) {
 // Filter returns the filter the matcher was compiled from.
 func (m *Matcher) Filter() Filter { return m.src }
 
+// Cost is what one subscription with this filter may make the hub's
+// dispatcher spend per event, in units of a structured filter's test
+// (~37 ns): 1, or ExprCost with a CEL expression (~0.4 µs per test,
+// docs/performance.md). Limits count it per token (auth.Limiter.Take).
+func (m *Matcher) Cost() int {
+	if m.program != nil {
+		return ExprCost
+	}
+	return 1
+}
+
+// ExprCost is the Cost of a filter with an expr.
+const ExprCost = 10
+
 // Categories returns the categories the matcher is limited to (nil: any).
 func (m *Matcher) Categories() []event.Category {
 	if m.categories == 0 {

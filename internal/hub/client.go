@@ -163,8 +163,19 @@ func (e ErrDuplicateSub) Error() string {
 
 // Subscribe adds a subscription and returns the head seq at that moment.
 // With a cursor in the past, matching events from the log are delivered
-// first, then live ones, with no gap and no duplicate.
+// first, then live ones, with no gap and no duplicate. A subscription
+// over the principal's filter budget (Options.Budget) is refused with
+// the budget's error.
 func (c *Client) Subscribe(ctx context.Context, id string, m *filter.Matcher, from Cursor) (uint64, error) {
+	return c.SubscribeAnnounced(ctx, id, m, from, nil)
+}
+
+// SubscribeAnnounced is Subscribe with announce (when non-nil) called once
+// the subscription is admitted and before it can deliver anything: a
+// transport's acknowledgement sent there precedes the subscription's
+// events and never precedes a refusal by the budget. An error from
+// announce ends the call with it.
+func (c *Client) SubscribeAnnounced(ctx context.Context, id string, m *filter.Matcher, from Cursor, announce func() error) (uint64, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -184,7 +195,20 @@ func (c *Client) Subscribe(ctx context.Context, id string, m *filter.Matcher, fr
 		}
 		start = seq
 	}
-	s := &subscription{id: id, client: c, matcher: m, minSeq: start}
+	release := func() {}
+	if b := c.hub.opts.Budget; b != nil {
+		var err error
+		if release, err = b.Take(c.info.Principal, m.Cost()); err != nil {
+			return 0, err
+		}
+	}
+	if announce != nil {
+		if err := announce(); err != nil {
+			release()
+			return 0, err
+		}
+	}
+	s := &subscription{id: id, client: c, matcher: m, minSeq: start, release: release}
 	head := c.hub.dispatched.Load()
 	// Any cursor, even one past the hub's head (the hub may trail the log,
 	// and a time cursor on a quiet log points past it), goes through the
@@ -198,10 +222,12 @@ func (c *Client) Subscribe(ctx context.Context, id string, m *filter.Matcher, fr
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		release()
 		return 0, ErrClosed
 	}
 	if _, dup := c.subs[id]; dup { // a concurrent Subscribe with the same id won
 		c.mu.Unlock()
+		release()
 		return 0, ErrDuplicateSub(id)
 	}
 	c.subs[id] = s
@@ -231,6 +257,7 @@ func (c *Client) Unsubscribe(id string) bool {
 	}
 	s.stopped.Store(true)
 	c.hub.removeSubs(s)
+	s.releaseBudget()
 	return true
 }
 
@@ -490,6 +517,9 @@ func (c *Client) Close() {
 	}
 	c.mu.Unlock()
 	c.hub.removeSubs(subs...)
+	for _, s := range subs {
+		s.releaseBudget()
+	}
 	c.hub.mu.Lock()
 	delete(c.hub.clients, c)
 	c.hub.mu.Unlock()

@@ -51,7 +51,19 @@ type Options struct {
 	// ConsumerQueue is the queue of each in-process Consumer; default 65536.
 	ConsumerQueue int
 	Policy        Policy
-	Logger        *slog.Logger
+	// Budget, when set, bounds each principal's subscriptions by their
+	// filters' cost (auth.Limiter): a subscription over it is refused.
+	Budget FilterBudget
+	Logger *slog.Logger
+}
+
+// FilterBudget bounds what one principal's subscriptions may make the
+// dispatcher spend per event: every routed event is tested against every
+// subscription filed under its keys, so the cost is the client's to
+// choose unless something counts it (docs/security.md).
+type FilterBudget interface {
+	// Take reserves cost for a subscription of p; release returns it.
+	Take(p *auth.Principal, cost int) (release func(), err error)
 }
 
 // Hub fans events out to clients.

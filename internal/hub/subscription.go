@@ -9,11 +9,22 @@ import (
 	"github.com/vigil-sec/vigil/internal/filter"
 )
 
+// releaseBudget returns the subscription's filter cost (a no-op without a
+// budget; release functions run their effect once).
+func (s *subscription) releaseBudget() {
+	if s.release != nil {
+		s.release()
+	}
+}
+
 type subscription struct {
 	id      string
 	client  *Client
 	matcher *filter.Matcher
 	stopped atomic.Bool
+	// release returns the subscription's filter cost to the principal's
+	// budget (Options.Budget); it runs once, when the subscription ends.
+	release func()
 	minSeq  uint64 // the cursor: nothing before it is delivered
 
 	// catching is true while the subscription replays from the log. Live

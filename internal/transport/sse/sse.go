@@ -85,6 +85,10 @@ func Handler(h *hub.Hub, guard Admitter, heartbeat, stall time.Duration) http.Ha
 		client := h.NewClient(hub.ClientInfo{Transport: "sse", Remote: r.RemoteAddr, Principal: p})
 		defer client.Close()
 		if _, err := client.Subscribe(r.Context(), "sse", m, cursor); err != nil {
+			if errors.Is(err, auth.ErrLimit) {
+				auth.WriteErr(w, err) // the token's filter budget: 429
+				return
+			}
 			auth.WriteErr(w, domain.Errorf(domain.KindInternal, "%w", err))
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/filter"
 	"github.com/vigil-sec/vigil/internal/hub"
 	"github.com/vigil-sec/vigil/internal/transport/wsconn"
@@ -187,23 +188,39 @@ func (d *dialect) Message(s *wsconn.Session, payload []byte) error {
 	d.prefixes = append(slices.DeleteFunc(d.prefixes, func(p subPrefix) bool { return p.id == m.ID }), subPrefix{m.ID, prefix, m.Batch})
 	d.mu.Unlock()
 	if err := d.subscribe(s, m.ID, matcher, cursor); err != nil {
+		if errors.Is(err, errAnnounce) {
+			return err // the connection failed
+		}
 		var dup hub.ErrDuplicateSub
-		if errors.As(err, &dup) {
+		if errors.As(err, &dup) { // a concurrent subscribe with this id won: its prefix stays
 			return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeDuplicateSub, Message: err.Error()})
 		}
-		return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: CodeInternal, Message: err.Error()})
+		d.mu.Lock()
+		d.prefixes = slices.DeleteFunc(d.prefixes, func(p subPrefix) bool { return p.id == m.ID })
+		d.mu.Unlock()
+		code := CodeInternal
+		if errors.Is(err, auth.ErrLimit) {
+			code = CodeTooManySubs // the token's filter budget
+		}
+		return s.Send(ServerMessage{Type: "error", ID: m.ID, Code: code, Message: err.Error()})
 	}
 	return nil
 }
 
-// subscribe announces the subscription with the current head before
-// registering it, so "subscribed" precedes every replayed or live event of
-// it in the connection's single queue.
+// errAnnounce marks a failure to send "subscribed".
+var errAnnounce = errors.New("wsnative: announce")
+
+// subscribe announces the subscription with the current head once the
+// hub admitted it and before registering it, so "subscribed" precedes
+// every replayed or live event of it in the connection's single queue,
+// and a refused subscription gets only its error.
 func (d *dialect) subscribe(s *wsconn.Session, id string, m *filter.Matcher, c hub.Cursor) error {
-	if err := s.Send(ServerMessage{Type: "subscribed", ID: id, Head: s.Client().HubHead()}); err != nil {
-		return err
-	}
-	_, err := s.Client().Subscribe(s.Context(), id, m, c)
+	_, err := s.Client().SubscribeAnnounced(s.Context(), id, m, c, func() error {
+		if err := s.Send(ServerMessage{Type: "subscribed", ID: id, Head: s.Client().HubHead()}); err != nil {
+			return fmt.Errorf("%w: %w", errAnnounce, err)
+		}
+		return nil
+	})
 	return err
 }
 
