@@ -24,6 +24,27 @@ func registerReplayCacheMetrics(reg prometheus.Registerer, log *store.Log) error
 			Name: "vigil_replay_cache_served_total",
 			Help: "Replayed events served from the replay cache instead of JetStream.",
 		}, func() float64 { return float64(log.ReplayCacheStats().Served) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_replay_spill_bytes",
+			Help: "Bytes on disk in the replay spill, the events older than the replay cache (bounded by --replay-spill-mb).",
+		}, func() float64 { return float64(log.ReplaySpillStats().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_replay_spill_events",
+			Help: "Events a replay can read from the replay spill.",
+		}, func() float64 {
+			if st := log.ReplaySpillStats(); st.Last >= st.First && st.Last > 0 {
+				return float64(st.Last - st.First + 1)
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vigil_replay_spill_served_total",
+			Help: "Replayed events read from the replay spill instead of JetStream.",
+		}, func() float64 { return float64(log.ReplaySpillStats().Served) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vigil_replay_spill_resets_total",
+			Help: "Times the replay spill was emptied (a gap in what the tail delivered, a record it could not queue, a write error).",
+		}, func() float64 { return float64(log.ReplaySpillStats().Resets) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("app: replay cache metrics: %w", err)

@@ -57,6 +57,10 @@ type Config struct {
 	// events are served from memory. 0 MB disables it.
 	ReplayCacheMB     int `yaml:"replay_cache_mb"`
 	ReplayCacheEvents int `yaml:"replay_cache_events"`
+	// ReplaySpillMB bounds the replay spill on disk (internal/store/
+	// spill.go): the ring continued in <data-dir>/replay-spill for
+	// replays older than it, deleted at every start and stop. 0 disables.
+	ReplaySpillMB int `yaml:"replay_spill_mb"`
 
 	// IngestMaxDeliveryLag holds publishers while the oldest acknowledged
 	// event not yet offered to live subscriptions is older than this
@@ -166,7 +170,7 @@ func Defaults() Config {
 		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, QueueKiB: 4096, PingInterval: 30 * time.Second,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
-		ReplayCacheMB: 64, ReplayCacheEvents: 1 << 20,
+		ReplayCacheMB: 64, ReplayCacheEvents: 1 << 20, ReplaySpillMB: 1024,
 		IngestMaxDeliveryLag: 5 * time.Millisecond, IngestMaxHold: time.Second,
 		GraphQL: DefaultGraphQLLimits(),
 		Syslog:  Syslog{Tenant: "default", Timezone: "UTC", MaxMessageKiB: 64, MaxConnections: 1000, IdleTimeout: 5 * time.Minute},
@@ -254,6 +258,7 @@ func options() []option {
 		}},
 		{"replay-cache-mb", "VIGIL_REPLAY_CACHE_MB", "memory (MiB, estimated) for the newest events kept decoded so replays of them skip JetStream (0: off)", integer(func(c *Config) *int { return &c.ReplayCacheMB })},
 		{"replay-cache-events", "VIGIL_REPLAY_CACHE_EVENTS", "most events kept in the replay cache", integer(func(c *Config) *int { return &c.ReplayCacheEvents })},
+		{"replay-spill-mb", "VIGIL_REPLAY_SPILL_MB", "disk (MiB) for the events older than the replay cache, kept as stored in <data-dir>/replay-spill so replays of them skip JetStream; deleted at every start and stop (0: off)", integer(func(c *Config) *int { return &c.ReplaySpillMB })},
 		{"ingest-max-delivery-lag", "VIGIL_INGEST_MAX_DELIVERY_LAG", "hold publishers while live delivery is this far behind the acknowledged events (0: never hold)", dur(func(c *Config) *time.Duration { return &c.IngestMaxDeliveryLag })},
 		{"ingest-max-hold", "VIGIL_INGEST_MAX_HOLD", "longest a publish is held for delivery lag; then it is appended anyway", dur(func(c *Config) *time.Duration { return &c.IngestMaxHold })},
 		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},
@@ -312,7 +317,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	def := Defaults()
 	shown := map[string]string{
 		"listen": def.Listen, "data-dir": def.DataDir, "sync": def.Sync, "dedup-window": def.DedupWindow.String(), "dedup-snapshot-interval": def.DedupSnapshotInterval.String(),
-		"replay-cache-mb": fmt.Sprint(def.ReplayCacheMB), "replay-cache-events": fmt.Sprint(def.ReplayCacheEvents),
+		"replay-cache-mb": fmt.Sprint(def.ReplayCacheMB), "replay-cache-events": fmt.Sprint(def.ReplayCacheEvents), "replay-spill-mb": fmt.Sprint(def.ReplaySpillMB),
 		"ingest-max-delivery-lag": def.IngestMaxDeliveryLag.String(), "ingest-max-hold": def.IngestMaxHold.String(),
 		"queue-size": fmt.Sprint(def.QueueSize), "queue-kib": fmt.Sprint(def.QueueKiB), "ping-interval": def.PingInterval.String(),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
@@ -428,6 +433,9 @@ func (c *Config) finish() error {
 	}
 	if c.IngestMaxDeliveryLag < 0 || c.IngestMaxHold < 0 {
 		return fmt.Errorf("config: ingest-max-delivery-lag (%s) and ingest-max-hold (%s) must not be negative", c.IngestMaxDeliveryLag, c.IngestMaxHold)
+	}
+	if c.ReplaySpillMB < 0 || c.ReplaySpillMB > 1<<24 {
+		return fmt.Errorf("config: replay-spill-mb: %d is not between 0 (off) and 16777216", c.ReplaySpillMB)
 	}
 	if c.ReplayCacheEvents <= 0 {
 		return fmt.Errorf("config: replay-cache-events: %d must be positive", c.ReplayCacheEvents)

@@ -56,6 +56,11 @@ type Config struct {
 	// 0 means the default (64 MiB, 1,048,576 events); negative disables.
 	ReplayCacheBytes  int64
 	ReplayCacheEvents int
+	// ReplaySpillBytes bounds the replay spill (spill.go): the ring
+	// continued on disk, in <DataDir>/replay-spill, for replays older than
+	// the ring. 0 means the default (1 GiB); negative disables it; so does
+	// an empty DataDir. It lives as long as the process.
+	ReplaySpillBytes int64
 	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
 	MaxMemory int64
 	MaxStore  int64

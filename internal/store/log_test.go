@@ -335,6 +335,35 @@ func TestSeqForTimeLeavesNoConsumer(t *testing.T) {
 	}
 }
 
+// TestLeaderChangeReanchorsTheChain: after a new stream leader (or a
+// reconnect), the next append takes the chain position from the log
+// instead of linking to what this node hashed last, which the old leader
+// may have lost with a batch still in flight; verify then holds.
+func TestLeaderChangeReanchorsTheChain(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "one", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	// As after a batch the old leader lost while its settlement is still
+	// pending: the chain position points at an event not in the log.
+	l.mu.Lock()
+	l.lastHash = strings.Repeat("e", 64)
+	l.mu.Unlock()
+	l.leaderChanged(time.Now()) // the advisory
+	if _, err := l.Append(ctx, normalized(t, &event.Event{ID: "two", Type: "audit.query"})); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK {
+		t.Fatalf("the append after a leader change linked to a lost event: %+v", rep.Broken)
+	}
+}
+
 // TestFailedChainRecoveryKeepsChainDirty (issue 8 item 5a): an append
 // after a lost event must take the chain position from the log; when that
 // recovery fails, the batch fails and the chain stays dirty, so the next

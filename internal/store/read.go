@@ -135,6 +135,7 @@ func (l *Log) scanRange(ctx context.Context, from, to uint64, ring *recentRing, 
 		// Retention removed what is below the first seq: never serve it
 		// from memory either.
 		ring.dropBelow(info.State.FirstSeq)
+		l.spill.dropBelow(info.State.FirstSeq)
 		return l.scanWithRing(ctx, ring, from, to, fn)
 	}
 	_, err = l.scanStored(ctx, from, to, fn)
@@ -450,6 +451,8 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 	}
 	ring := l.recentRing().feeder() // nil unless this tail fills the ring
 	defer ring.release()
+	spill := l.spill.feeder() // nil unless this tail fills the spill
+	defer spill.release()
 	local := l.local.attach() // nil unless this tail is the one fed
 	defer l.local.detach(local)
 
@@ -478,6 +481,7 @@ func (l *Log) Tail(ctx context.Context, from uint64, fn func(*event.Event)) erro
 			return
 		}
 		ring.add(e, len(body)) // before fn: a replay bounded by what fn saw finds it
+		spill.add(seq, body)
 		fn(e)
 	}}
 	for {

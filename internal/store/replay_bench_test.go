@@ -29,7 +29,9 @@ import (
 //     hub's is), all served from memory;
 //   - ring-off: the same range from JetStream, as without the ring;
 //   - straddle: ScanRange over all 50,000 events: below the ring from
-//     JetStream, then on from the ring;
+//     the replay spill (spill.go), then on from the ring;
+//   - spill: ScanRange over the events below the ring, all from the
+//     replay spill on disk;
 //   - gap: direct, after seq 10 was deleted (a gap in the first batch,
 //     as a replay from the front of a log that retention trims meets);
 //     it runs last, the deletion stays;
@@ -68,6 +70,13 @@ func BenchmarkReplay(b *testing.B) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// And the spill has flushed them.
+	for deadline := time.Now().Add(time.Minute); log.ReplaySpillStats().Last < total; {
+		if time.Now().After(deadline) {
+			b.Fatalf("the spill did not take the log: %+v", log.ReplaySpillStats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	rs := log.ReplayCacheStats()
 	b.Logf("ring: seqs %d..%d (%d events, %d MiB accounted)", rs.First, rs.Last, rs.Events, rs.Bytes>>20)
 	gapMade := false
@@ -82,6 +91,7 @@ func BenchmarkReplay(b *testing.B) {
 		{"ring", rs.First, total, log.ScanRange},
 		{"ring-off", rs.First, total, log.StoredScanForBench},
 		{"straddle", 1, total, log.ScanRange},
+		{"spill", 1, rs.First - 1, log.ScanRange},
 		{"raw-direct", 1, total, counted(log.RawDirectForBench)},
 		{"raw-consumer-8192", 1, total, counted(func(ctx context.Context, from, to uint64) (int, error) {
 			return log.RawConsumerForBench(ctx, from, to, 8192)

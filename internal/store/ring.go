@@ -306,14 +306,15 @@ func (l *Log) scanWithRing(ctx context.Context, r *recentRing, from, to uint64, 
 			// then on from the ring (or from the log again if the ring
 			// moved past meanwhile).
 			end := min(to, first-1)
-			stopped, err := l.scanStored(ctx, from, end, fn)
+			stopped, err := l.scanBelowRing(ctx, from, end, fn)
 			if err != nil || stopped {
 				return err
 			}
 			from = end + 1
 		default:
-			// Empty, or the tail has not reached from yet: the log.
-			_, err := l.scanStored(ctx, from, to, fn)
+			// Empty, or the tail has not reached from yet: the spill
+			// and the log.
+			_, err := l.scanBelowRing(ctx, from, to, fn)
 			return err
 		}
 	}

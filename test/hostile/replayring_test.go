@@ -14,9 +14,9 @@ import (
 // Issue 12 item 5: a WebSocket replay from a cursor below the recent-event
 // ring, while producers append (the ring evicting its low end), gets every
 // event once and in order, straight on into the live stream; part of it
-// comes from the ring, which stays within --replay-cache-mb. After a
-// restart the ring starts empty (replays come from the log) and refills
-// from the live tail.
+// comes from the ring, which stays within --replay-cache-mb, and part from
+// the replay spill below it. After a restart ring and spill start empty
+// (replays come from the log) and refill from the live tail.
 func TestReplayRingResumeStraddlingAndRestart(t *testing.T) {
 	n := testnode.Start(t, func(c *config.Config) { c.ReplayCacheMB = 1 })
 	p := newSlowclientPublisher(t, n, "replayring")
@@ -46,11 +46,19 @@ func TestReplayRingResumeStraddlingAndRestart(t *testing.T) {
 	if b := slowclientMetric(t, n, "vigil_replay_cache_bytes"); b > 1<<20 || b == 0 {
 		t.Fatalf("ring holds %.0f B; want some, within 1 MiB", b)
 	}
+	// Below the ring, the replay spill on disk served part of it.
+	if served := slowclientMetric(t, n, "vigil_replay_spill_served_total"); served == 0 {
+		t.Fatal("no replayed event came from the replay spill")
+	}
 
 	n.Stop()
 	n.Restart()
 	if s := slowclientMetric(t, n, "vigil_replay_cache_events"); s != 0 {
 		t.Fatalf("ring holds %.0f events right after a restart", s)
+	}
+	// The spill lives as long as its process: the restart deleted it.
+	if s := slowclientMetric(t, n, "vigil_replay_spill_events"); s != 0 {
+		t.Fatalf("the replay spill holds %.0f events right after a restart", s)
 	}
 	got = replayringRead(t, n, published[len(published)-500], 500)
 	if !slices.Equal(got, published[len(published)-500:]) {

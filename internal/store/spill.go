@@ -1,0 +1,518 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// The replay spill (issue 12 item 5): the recent-event ring (ring.go)
+// continued on disk. The tail that fills the ring also writes every event
+// it delivers, as stored, to segment files under <data-dir>/replay-spill,
+// so that a replay of a range older than the ring but younger than the
+// spill's bound is read from one sequential file instead of one JetStream
+// message per event (~5 µs of CPU each: docs/performance.md). Reading a
+// spilled event costs a copy, a CRC and the decode.
+//
+// Invariants:
+//   - the spill holds one contiguous range of seqs, as the ring does: a
+//     record that does not follow the last one (a tail restarted
+//     elsewhere, a seq the tail skipped, a record the writer had to drop)
+//     empties it first;
+//   - it holds only what this process's tail delivered, and lives as long
+//     as the process: Open deletes what a previous process left and Close
+//     deletes it, so it can never disagree with a log that changed while
+//     it was not running (power loss, a recreated stream);
+//   - readers see only flushed records, each checked by its CRC, and any
+//     surprise (a short read, a CRC or seq mismatch, a segment removed)
+//     sends the rest of their range to the log: the spill only speeds
+//     reads up, it is never the source of an answer the log would not
+//     give;
+//   - it is bounded by bytes on disk: whole segments, oldest first, are
+//     removed past the bound, and below the log's first seq (retention);
+//   - ingest and the tail never wait for it: records are handed to its
+//     writer goroutine through a bounded queue, and dropped when the queue
+//     is full (the gap then empties the spill).
+
+// DefaultReplaySpillBytes is Config.ReplaySpillBytes's default.
+const DefaultReplaySpillBytes = 1 << 30
+
+const (
+	spillSegmentBytes = 64 << 20
+	spillIndexEvery   = 256       // a record offset is kept every this many seqs
+	spillHeaderBytes  = 16        // seq (8), body length (4), CRC-32C of the body (4)
+	spillQueueEvents  = 8192      // records waiting for the writer
+	spillQueueBytes   = 32 << 20  // their bodies
+	spillFlushBytes   = 256 << 10 // the writer flushes at least this often
+	spillMaxRecord    = 16 << 20  // a longer length field is corruption
+	spillReadBuffer   = 1 << 20
+	spillDirName      = "replay-spill"
+)
+
+var spillCRC = crc32.MakeTable(crc32.Castagnoli)
+
+type spillRecord struct {
+	seq  uint64
+	body []byte
+}
+
+type spillSegment struct {
+	path    string
+	first   uint64
+	flushed uint64  // last seq readers may read; first-1 while none is
+	size    int64   // bytes written
+	index   []int64 // index[i]: offset of the record of seq first+i*spillIndexEvery
+}
+
+// replaySpill is the spill; a nil *replaySpill is a disabled one.
+type replaySpill struct {
+	dir      string
+	maxBytes int64
+	segBytes int64 // a segment's size before the next one starts
+	log      *slog.Logger
+
+	feeding atomic.Bool // a tail fills the spill (one at a time)
+	in      chan spillRecord
+	queued  atomic.Int64 // bytes of bodies in `in`
+	stop    chan struct{}
+	done    chan struct{}
+
+	mu     sync.RWMutex
+	segs   []*spillSegment // oldest first; contiguous
+	bytes  int64
+	failed bool // a write failed: the spill is off until the next start
+
+	served, resets, evicted, dropped atomic.Uint64
+
+	// The writer's own state.
+	f       *os.File
+	w       *bufio.Writer
+	last    uint64 // last seq written (0: empty)
+	written uint64 // last seq in w not yet flushed
+	files   int    // segment files made, for their names
+}
+
+// openReplaySpill empties dir (what a previous process left) and starts
+// the writer; nil when maxBytes is not positive or dir cannot be used.
+func openReplaySpill(dir string, maxBytes int64, logger *slog.Logger) (*replaySpill, error) {
+	if maxBytes <= 0 || dir == "" {
+		return nil, nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("store: replay spill: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: replay spill: %w", err)
+	}
+	s := &replaySpill{dir: dir, maxBytes: max(maxBytes, 2*spillSegmentBytes), segBytes: spillSegmentBytes, log: logger,
+		in: make(chan spillRecord, spillQueueEvents), stop: make(chan struct{}), done: make(chan struct{})}
+	go s.run() // owned by the spill: close stops it
+	return s, nil
+}
+
+// close stops the writer and deletes the spill's files.
+func (s *replaySpill) close() {
+	if s == nil {
+		return
+	}
+	close(s.stop)
+	<-s.done
+	if s.f != nil {
+		_ = s.f.Close() // its content is deleted next
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		s.log.Warn("replay spill: removing its files", "err", err)
+	}
+}
+
+// spillFeeder lets one Tail fill the spill; nil (every method a no-op)
+// when the spill is off or another Tail fills it.
+type spillFeeder struct{ s *replaySpill }
+
+func (s *replaySpill) feeder() *spillFeeder {
+	if s == nil || !s.feeding.CompareAndSwap(false, true) {
+		return nil
+	}
+	return &spillFeeder{s: s}
+}
+
+// add queues a delivered event's stored body (which nobody modifies).
+// It never waits: past the queue's bounds the record is dropped, and the
+// gap it leaves empties the spill.
+func (f *spillFeeder) add(seq uint64, body []byte) {
+	if f == nil {
+		return
+	}
+	s := f.s
+	if s.queued.Load()+int64(len(body)) > spillQueueBytes {
+		s.dropped.Add(1)
+		return
+	}
+	select {
+	case s.in <- spillRecord{seq: seq, body: body}:
+		s.queued.Add(int64(len(body)))
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+func (f *spillFeeder) release() {
+	if f != nil {
+		f.s.feeding.Store(false)
+	}
+}
+
+// run is the writer: it appends records, flushes when the queue is empty
+// or enough is buffered, and makes what it flushed readable.
+func (s *replaySpill) run() {
+	defer close(s.done)
+	for {
+		select {
+		case r := <-s.in:
+			s.queued.Add(-int64(len(r.body)))
+			s.write(r)
+			if len(s.in) == 0 || (s.w != nil && s.w.Buffered() >= spillFlushBytes) {
+				s.flush()
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *replaySpill) write(r spillRecord) {
+	if s.failedNow() {
+		return
+	}
+	if s.last != 0 && r.seq != s.last+1 {
+		s.reset()
+	}
+	if s.f == nil || s.active().size >= s.segBytes {
+		if err := s.rotate(r.seq); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+	seg := s.active()
+	if (r.seq-seg.first)%spillIndexEvery == 0 {
+		s.mu.Lock()
+		seg.index = append(seg.index, seg.size)
+		s.mu.Unlock()
+	}
+	var h [spillHeaderBytes]byte
+	binary.LittleEndian.PutUint64(h[0:], r.seq)
+	binary.LittleEndian.PutUint32(h[8:], uint32(len(r.body)))
+	binary.LittleEndian.PutUint32(h[12:], crc32.Checksum(r.body, spillCRC))
+	if _, err := s.w.Write(h[:]); err != nil {
+		s.fail(err)
+		return
+	}
+	if _, err := s.w.Write(r.body); err != nil {
+		s.fail(err)
+		return
+	}
+	seg.size += int64(spillHeaderBytes + len(r.body)) // the writer's field; readers use flushed
+	s.last, s.written = r.seq, r.seq
+}
+
+// flush writes what is buffered and publishes it to readers.
+func (s *replaySpill) flush() {
+	if s.w == nil || s.written == 0 || s.failedNow() {
+		return
+	}
+	if err := s.w.Flush(); err != nil {
+		s.fail(err)
+		return
+	}
+	s.mu.Lock()
+	seg := s.segs[len(s.segs)-1]
+	seg.flushed = s.written
+	s.bytes = 0
+	for _, sg := range s.segs {
+		s.bytes += sg.size
+	}
+	for s.bytes > s.maxBytes && len(s.segs) > 1 {
+		s.removeOldestLocked()
+	}
+	s.mu.Unlock()
+	s.written = 0
+}
+
+// rotate starts a segment whose first record is seq.
+func (s *replaySpill) rotate(seq uint64) error {
+	if s.f != nil {
+		if err := s.w.Flush(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.segs[len(s.segs)-1].flushed = s.last
+		s.mu.Unlock()
+		if err := s.f.Close(); err != nil {
+			return err
+		}
+		s.written = 0
+	}
+	s.files++
+	path := filepath.Join(s.dir, fmt.Sprintf("%08d.spill", s.files))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if s.w == nil {
+		s.w = bufio.NewWriterSize(f, spillFlushBytes)
+	} else {
+		s.w.Reset(f)
+	}
+	s.f = f
+	s.mu.Lock()
+	s.segs = append(s.segs, &spillSegment{path: path, first: seq, flushed: seq - 1})
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *replaySpill) active() *spillSegment {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.segs[len(s.segs)-1]
+}
+
+// reset empties the spill (a gap): every segment file is removed; a
+// reader that opened one still reads it, and its records are still the
+// log's.
+func (s *replaySpill) reset() {
+	if s.f != nil {
+		_ = s.f.Close() // removed next
+		s.f = nil
+	}
+	if s.w != nil {
+		s.w.Reset(io.Discard)
+	}
+	s.mu.Lock()
+	if len(s.segs) > 0 {
+		s.resets.Add(1)
+	}
+	for len(s.segs) > 0 {
+		s.removeOldestLocked()
+	}
+	s.bytes = 0
+	s.mu.Unlock()
+	s.last, s.written = 0, 0
+}
+
+func (s *replaySpill) removeOldestLocked() {
+	seg := s.segs[0]
+	s.segs = s.segs[1:]
+	s.bytes -= seg.size
+	if seg.flushed >= seg.first {
+		s.evicted.Add(seg.flushed - seg.first + 1)
+	}
+	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("replay spill: removing a segment", "path", seg.path, "err", err)
+	}
+}
+
+// fail turns the spill off after a write error (a full disk): replays
+// read the log, ingest is not affected.
+func (s *replaySpill) fail(err error) {
+	s.log.Warn("replay spill: write failed; replays older than the in-memory ring read the log until the next start", "err", err)
+	s.reset()
+	s.mu.Lock()
+	s.failed = true
+	s.mu.Unlock()
+}
+
+func (s *replaySpill) failedNow() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.failed
+}
+
+// bounds returns the seqs a reader may read; ok is false when none.
+func (s *replaySpill) bounds() (first, last uint64, ok bool) {
+	if s == nil {
+		return 0, 0, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.segs) == 0 {
+		return 0, 0, false
+	}
+	first = s.segs[0].first
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		if sg := s.segs[i]; sg.flushed >= sg.first {
+			return first, sg.flushed, true
+		}
+	}
+	return 0, 0, false
+}
+
+// dropBelow removes the segments wholly below seq (retention removed
+// them from the log; readers never ask below the log's first seq).
+func (s *replaySpill) dropBelow(seq uint64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.segs) > 1 && s.segs[0].flushed < seq {
+		s.removeOldestLocked()
+	}
+}
+
+// read delivers the spilled events from seq from up to to, in order, and
+// returns the first seq it did not deliver: from itself when it holds
+// nothing readable at from, less than to+1 when it met a surprise (the
+// caller reads the rest from the log). stopped reports that fn asked to
+// stop.
+func (s *replaySpill) read(ctx context.Context, from, to uint64, fn func(*event.Event) bool) (next uint64, stopped bool, err error) {
+	next = from
+	for next <= to {
+		s.mu.RLock()
+		i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].flushed >= next })
+		if i == len(s.segs) || s.segs[i].first > next || s.segs[i].flushed < s.segs[i].first {
+			s.mu.RUnlock()
+			return next, false, nil
+		}
+		seg := s.segs[i]
+		k := (next - seg.first) / spillIndexEvery
+		if k >= uint64(len(seg.index)) {
+			s.mu.RUnlock()
+			return next, false, nil
+		}
+		path, off, seq, last := seg.path, seg.index[k], seg.first+k*spillIndexEvery, min(to, seg.flushed)
+		s.mu.RUnlock()
+		n, stopped, err := s.readSegment(ctx, path, off, seq, next, last, fn)
+		if err != nil || stopped {
+			return next + n, stopped, err
+		}
+		if n == 0 {
+			return next, false, nil
+		}
+		next += n
+	}
+	return next, false, nil
+}
+
+// readSegment reads path from offset off, whose record is seq, and
+// delivers seqs from..last; it returns how many it delivered. A segment
+// removed meanwhile, a short read or a bad record end it early without an
+// error (the caller goes to the log).
+func (s *replaySpill) readSegment(ctx context.Context, path string, off int64, seq, from, last uint64, fn func(*event.Event) bool) (n uint64, stopped bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false, nil // removed: the log has it
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return 0, false, nil
+	}
+	r := bufio.NewReaderSize(f, spillReadBuffer)
+	var h [spillHeaderBytes]byte
+	for ; seq <= last; seq++ {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return n, false, nil
+		}
+		size := binary.LittleEndian.Uint32(h[8:])
+		if binary.LittleEndian.Uint64(h[0:]) != seq || size > spillMaxRecord {
+			s.log.Warn("replay spill: unexpected record; reading the log instead", "path", path, "seq", seq)
+			return n, false, nil
+		}
+		if seq < from {
+			if _, err := r.Discard(int(size)); err != nil {
+				return n, false, nil
+			}
+			continue
+		}
+		body := make([]byte, size) // the event's strings point into it
+		if _, err := io.ReadFull(r, body); err != nil {
+			return n, false, nil
+		}
+		if crc32.Checksum(body, spillCRC) != binary.LittleEndian.Uint32(h[12:]) {
+			s.log.Warn("replay spill: CRC mismatch; reading the log instead", "path", path, "seq", seq)
+			return n, false, nil
+		}
+		e, derr := decode(body, seq)
+		if derr != nil {
+			return n, false, nil // the log decides what to do with it
+		}
+		if n%scanCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return n, false, err
+			}
+		}
+		n++
+		s.served.Add(1)
+		if !fn(e) {
+			return n, true, nil
+		}
+	}
+	return n, false, nil
+}
+
+// SpillStats describes the replay spill (tests, benchmark, operators).
+type SpillStats struct {
+	First, Last uint64 // readable seqs; 0, 0 when empty
+	Segments    int
+	Bytes       int64
+	Served      uint64
+	Resets      uint64
+	Evicted     uint64
+	Dropped     uint64 // records the tail could not queue
+	Failed      bool
+}
+
+// ReplaySpillStats reports the replay spill's state (zero when it is off).
+func (l *Log) ReplaySpillStats() SpillStats {
+	s := l.spill
+	if s == nil {
+		return SpillStats{}
+	}
+	st := SpillStats{Served: s.served.Load(), Resets: s.resets.Load(), Evicted: s.evicted.Load(), Dropped: s.dropped.Load()}
+	if first, last, ok := s.bounds(); ok {
+		st.First, st.Last = first, last
+	}
+	s.mu.RLock()
+	st.Segments, st.Bytes, st.Failed = len(s.segs), s.bytes, s.failed
+	s.mu.RUnlock()
+	return st
+}
+
+// scanBelowRing is scanStored with the spill in front of it: the part of
+// [from, to] the spill holds from disk, the rest from the log.
+func (l *Log) scanBelowRing(ctx context.Context, from, to uint64, fn func(*event.Event) bool) (stopped bool, err error) {
+	for from <= to {
+		first, last, ok := l.spill.bounds()
+		switch {
+		case ok && from >= first && from <= last:
+			next, stopped, err := l.spill.read(ctx, from, min(to, last), fn)
+			if err != nil || stopped {
+				return stopped, err
+			}
+			if next == from { // nothing readable there after all
+				return l.scanStored(ctx, from, to, fn)
+			}
+			from = next
+		case ok && from < first:
+			end := min(to, first-1)
+			if stopped, err := l.scanStored(ctx, from, end, fn); err != nil || stopped {
+				return stopped, err
+			}
+			from = end + 1
+		default:
+			return l.scanStored(ctx, from, to, fn)
+		}
+	}
+	return false, nil
+}
