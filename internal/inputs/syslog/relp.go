@@ -33,12 +33,20 @@ import (
 // (https://www.rsyslog.com/doc/reference/parameters/omrelp-tls.html) says
 // client and server must both have it "on" or both "off". No in-band
 // upgrade (a "starttls" command) is involved; Vigil still answers any
-// command it does not know "500 command not supported". omrelp authenticates Vigil's certificate
+// command it does not know "500 command not supported".
+//
+// What works with Debian 12's rsyslog 8.2302 and librelp 1.11
+// (test/hostile TestRELPRsyslogTLS): omrelp checking Vigil's certificate
 // with tls.caCert and tls.authMode="name" (tls.permittedPeer matched
-// against the certificate's subjectAltName, then its CN) or "certvalid"
-// (chain only); without tls.authMode librelp asks for anonymous
-// Diffie-Hellman, which Go's crypto/tls does not offer, and the handshake
-// fails (docs/inputs.md).
+// against its subjectAltName, then its CN) or "certvalid" (chain only).
+// With the gnutls library (librelp's default tls.tlslib) omrelp must also
+// have a certificate of its own (tls.myCert, tls.myPrivKey), although
+// Vigil asks for none: without one its ClientHello offers TLS 1.3 suites
+// but only TLS 1.0–1.2, so no cipher suite matches. With
+// tls.tlslib="openssl" it needs none. Anonymous TLS (no tls.authMode)
+// does not work: gnutls then offers only anonymous Diffie-Hellman suites,
+// which crypto/tls does not have, and openssl without tls.caCert rejects
+// Vigil's certificate (and disables the action).
 
 // RELPInput is the metric label of the RELP listener.
 const RELPInput = "relp"
