@@ -19,7 +19,8 @@ import (
 // tried. With gnutls, omrelp needs a certificate of its own
 // (tls.myCert/tls.myPrivKey) although Vigil asks for none: without one
 // its ClientHello offers no TLS 1.2 certificate suite and no TLS 1.3, and
-// the handshake fails; the last case pins that down.
+// the handshake fails; a case pins that down. With --syslog-tls-client-ca
+// Vigil requires rsyslog's certificate (tls.myCert) to chain to that CA.
 func TestRELPRsyslogTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real rsyslog over TLS: skipped in -short")
@@ -32,21 +33,28 @@ func TestRELPRsyslogTLS(t *testing.T) {
 	certs.CA.Client(t, "rsyslog").Write(t, clientCert, clientKey)
 	own := fmt.Sprintf(`tls.myCert=%q tls.myPrivKey=%q`, clientCert, clientKey)
 	const openssl = `tls.tlslib="openssl"`
+	// With --syslog-tls-client-ca, omrelp must present a certificate of
+	// that CA: rsyslog's own is one (issued by the CA of Vigil's).
+	clientCA := []string{"--syslog-tls-client-ca", certs.CAFile}
 	for _, tc := range []struct {
 		name, module, action string
+		vigil                []string
 		refused              bool
 	}{
-		{"gnutls name", ``, `tls.authMode="name" tls.permittedPeer="localhost" ` + own, false},
-		{"gnutls certvalid", ``, `tls.authMode="certvalid" ` + own, false},
-		{"openssl name", openssl, `tls.authMode="name" tls.permittedPeer="localhost"`, false},
-		{"openssl certvalid", openssl, `tls.authMode="certvalid"`, false},
-		{"gnutls without a certificate of its own", ``, `tls.authMode="certvalid"`, true},
+		{"gnutls name", ``, `tls.authMode="name" tls.permittedPeer="localhost" ` + own, nil, false},
+		{"gnutls certvalid", ``, `tls.authMode="certvalid" ` + own, nil, false},
+		{"openssl name", openssl, `tls.authMode="name" tls.permittedPeer="localhost"`, nil, false},
+		{"openssl certvalid", openssl, `tls.authMode="certvalid"`, nil, false},
+		{"gnutls without a certificate of its own", ``, `tls.authMode="certvalid"`, nil, true},
+		{"client CA, gnutls with its certificate", ``, `tls.authMode="name" tls.permittedPeer="localhost" ` + own, clientCA, false},
+		{"client CA, openssl with its certificate", openssl, `tls.authMode="name" tls.permittedPeer="localhost" ` + own, clientCA, false},
+		{"client CA, openssl without a certificate", openssl, `tls.authMode="name" tls.permittedPeer="localhost"`, clientCA, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir, dir := t.TempDir(), t.TempDir()
 			port := relpFreePort(t)
-			p := startupServe(t, bin, dataDir, "--syslog-relp-listen", "127.0.0.1:"+port,
-				"--syslog-tls-cert", certs.CertFile, "--syslog-tls-key", certs.KeyFile)
+			p := startupServe(t, bin, dataDir, append([]string{"--syslog-relp-listen", "127.0.0.1:" + port,
+				"--syslog-tls-cert", certs.CertFile, "--syslog-tls-key", certs.KeyFile}, tc.vigil...)...)
 			file := filepath.Join(dir, "app.log")
 			const total = 500
 			relpLines(t, file, 0, total)

@@ -20,9 +20,14 @@ import (
 
 // relpTLSServer starts a RELP listener (and a syslog TLS one on the side)
 // serving the certificate of files through tlsconfig, as the app does.
-func relpTLSServer(t *testing.T, g *gatedLog, files *tlstest.Files) (*Server, *tlsconfig.Server) {
+// clientCA, when set, is the CA file clients' certificates must chain to.
+func relpTLSServer(t *testing.T, g *gatedLog, files *tlstest.Files, clientCA ...string) (*Server, *tlsconfig.Server) {
 	t.Helper()
-	ts, err := tlsconfig.New(tlsconfig.Options{CertFile: files.CertFile, KeyFile: files.KeyFile})
+	opts := tlsconfig.Options{CertFile: files.CertFile, KeyFile: files.KeyFile}
+	if len(clientCA) > 0 {
+		opts.ClientCAFile = clientCA[0]
+	}
+	ts, err := tlsconfig.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +105,7 @@ func TestRELPOverTLSRefusesCleartext(t *testing.T) {
 	if strings.Contains(string(b), "rsp") || strings.Contains(string(b), "200") {
 		t.Fatalf("cleartext client answered %q", b)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for counter(t, s.m.Errors.WithLabelValues(RELPInput, "tls_handshake")) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("tls_handshake errors: %v, want 1", counter(t, s.m.Errors.WithLabelValues(RELPInput, "tls_handshake")))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitCounter(t, s.m.Errors.WithLabelValues(RELPInput, "tls_handshake"), 1)
 	if n := counter(t, s.m.Received.WithLabelValues(RELPInput)); n != 0 {
 		t.Fatalf("%v messages received in clear", n)
 	}
@@ -148,6 +147,63 @@ func TestRELPOverTLSReload(t *testing.T) {
 	}
 }
 
+// TestRELPOverTLSClientCertificates: with a client CA, a RELP client
+// without a certificate signed by it is refused at the handshake (nothing
+// stored); one with such a certificate is served.
+func TestRELPOverTLSClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	files := tlstest.New(t, dir)
+	clients := tlstest.NewCA(t, dir, "senders-ca")
+	g := &gatedLog{gate: make(chan struct{}, 1)}
+	s, _ := relpTLSServer(t, g, files, clients.File)
+	m := "<13>Nov 30 10:00:00 h app: client certificate"
+	session := fmt.Sprintf("1 open 14 relp_version=0\n2 syslog %d %s\n3 close 0\n", len(m), m)
+
+	for name, certs := range map[string][]tls.Certificate{
+		"no certificate":              nil,
+		"a certificate of another CA": {files.CA.Client(t, "stranger").TLS},
+		"syslog port, no certificate": nil, // the RFC 5425 listener has the same configuration
+	} {
+		cfg := files.ClientConfig.Clone()
+		cfg.Certificates = certs
+		addr := s.RELPAddr().String()
+		if strings.HasPrefix(name, "syslog") {
+			addr = s.Addr().String()
+		}
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err == nil { // TLS 1.3: the client learns of the refusal on its first read
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprint(c, session)
+			var b []byte
+			b, err = io.ReadAll(c)
+			c.Close()
+			if len(b) > 0 {
+				t.Fatalf("%s: answered %q", name, b)
+			}
+		}
+		if err == nil {
+			t.Fatalf("%s: served", name)
+		}
+	}
+	waitCounter(t, s.m.Errors.WithLabelValues(RELPInput, "tls_handshake"), 2)
+
+	cfg := files.ClientConfig.Clone()
+	cfg.Certificates = []tls.Certificate{clients.Client(t, "rsyslog").TLS}
+	c, r := relpDialTLS(t, s, cfg)
+	g.gate <- struct{}{}
+	fmt.Fprint(c, session)
+	for _, want := range []string{"200 OK", "200 OK", ""} {
+		if f := relpRead(t, r); !strings.HasPrefix(string(f.data), want) {
+			t.Fatalf("answered %d %s %q, want %q", f.txnr, f.cmd, f.data, want)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.stored) != 1 || g.stored[0].Message != "client certificate" {
+		t.Fatalf("stored %d events", len(g.stored))
+	}
+}
+
 func counter(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric
@@ -155,4 +211,17 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// waitCounter waits up to 5 s for c to reach want (the server counts a
+// failed handshake after the client has seen it fail).
+func waitCounter(t *testing.T, c prometheus.Counter, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for counter(t, c) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("counter at %v, want %v", counter(t, c), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
