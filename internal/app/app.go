@@ -548,7 +548,7 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 	var tlsCfg *tls.Config
 	var ts *tlsconfig.Server
 	if cfg.Syslog.TLSCert != "" {
-		ts, err = tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey,
+		ts, err = tlsconfig.New(tlsconfig.Options{CertFile: cfg.Syslog.TLSCert, KeyFile: cfg.Syslog.TLSKey, ClientCAFile: cfg.Syslog.TLSClientCA,
 			PollInterval: cfg.TLS.ReloadInterval, Logger: logger.With("listener", "syslog")})
 		if err != nil {
 			return nil, nil, fmt.Errorf("app: syslog tls: %w", err)
@@ -568,7 +568,7 @@ func startSyslog(cfg config.Config, maps *mapping.Set, ing *ingest.Service, reg 
 	if err != nil {
 		return nil, nil, fmt.Errorf("app: %w", err)
 	}
-	attrs := []any{"tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil}
+	attrs := []any{"tenant", cfg.Syslog.Tenant, "tls", tlsCfg != nil, "client_certificates", cfg.Syslog.TLSClientCA != ""}
 	var addrs []net.Addr
 	for _, a := range []struct {
 		name string

@@ -120,9 +120,12 @@ type Syslog struct {
 	Listen string `yaml:"listen"`
 	Tenant string `yaml:"tenant"`
 	// Allow lists the CIDRs that may send (empty: every peer).
-	Allow          []string      `yaml:"allow"`
-	TLSCert        string        `yaml:"tls_cert"`
-	TLSKey         string        `yaml:"tls_key"`
+	Allow   []string `yaml:"allow"`
+	TLSCert string   `yaml:"tls_cert"`
+	TLSKey  string   `yaml:"tls_key"`
+	// TLSClientCA makes every syslog TLS and RELP-over-TLS client present
+	// a certificate signed by one of these CAs.
+	TLSClientCA    string        `yaml:"tls_client_ca"`
 	MaxMessageKiB  int           `yaml:"max_message_kib"`
 	MaxConnections int           `yaml:"max_connections"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
@@ -294,8 +297,9 @@ func options() []option {
 		{"syslog-listen", "VIGIL_SYSLOG_LISTEN", "receive syslog (RFC 5424/3164) on UDP and TCP at host:port (empty: off)", str(func(c *Config) *string { return &c.Syslog.Listen })},
 		{"syslog-tenant", "VIGIL_SYSLOG_TENANT", "tenant of the events received by syslog", str(func(c *Config) *string { return &c.Syslog.Tenant })},
 		{"syslog-allow", "VIGIL_SYSLOG_ALLOW", "comma-separated CIDRs allowed to send syslog (default: any peer)", strList(func(c *Config) *[]string { return &c.Syslog.Allow })},
-		{"syslog-tls-cert", "VIGIL_SYSLOG_TLS_CERT", "serve syslog over TLS (RFC 5425) on TCP with this PEM certificate; no UDP then", str(func(c *Config) *string { return &c.Syslog.TLSCert })},
+		{"syslog-tls-cert", "VIGIL_SYSLOG_TLS_CERT", "serve syslog over TLS (RFC 5425) on TCP, and RELP over TLS, with this PEM certificate; no UDP then", str(func(c *Config) *string { return &c.Syslog.TLSCert })},
 		{"syslog-tls-key", "VIGIL_SYSLOG_TLS_KEY", "PEM private key of --syslog-tls-cert", str(func(c *Config) *string { return &c.Syslog.TLSKey })},
+		{"syslog-tls-client-ca", "VIGIL_SYSLOG_TLS_CLIENT_CA", "require syslog TLS and RELP-over-TLS clients to present a certificate signed by these PEM CAs", str(func(c *Config) *string { return &c.Syslog.TLSClientCA })},
 		{"syslog-max-message-kib", "VIGIL_SYSLOG_MAX_MESSAGE_KIB", "largest syslog message (KiB); a longer one is dropped and its TCP connection closed", integer(func(c *Config) *int { return &c.Syslog.MaxMessageKiB })},
 		{"syslog-max-connections", "VIGIL_SYSLOG_MAX_CONNECTIONS", "concurrent syslog TCP connections", integer(func(c *Config) *int { return &c.Syslog.MaxConnections })},
 		{"syslog-idle-timeout", "VIGIL_SYSLOG_IDLE_TIMEOUT", "close a syslog TCP connection silent this long", dur(func(c *Config) *time.Duration { return &c.Syslog.IdleTimeout })},
@@ -485,6 +489,9 @@ func (s Syslog) check() error {
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return errors.New("config: --syslog-tls-cert and --syslog-tls-key must be given together")
+	}
+	if s.TLSClientCA != "" && s.TLSCert == "" {
+		return errors.New("config: --syslog-tls-client-ca needs --syslog-tls-cert and --syslog-tls-key")
 	}
 	if s.MaxMessageKiB <= 0 || s.MaxConnections <= 0 || s.IdleTimeout <= 0 {
 		return errors.New("config: syslog-max-message-kib, syslog-max-connections and syslog-idle-timeout must be positive")

@@ -38,6 +38,7 @@ func TestSyslogOptions(t *testing.T) {
 		{[]string{"--syslog-allow", "10.0.0.0/8,not-a-cidr"}, `"not-a-cidr" is not a CIDR`},
 		{[]string{"--syslog-tenant", "a b"}, "syslog tenant"},
 		{[]string{"--syslog-tls-cert", "c.pem"}, "--syslog-tls-key"},
+		{[]string{"--syslog-tls-client-ca", "ca.pem"}, "--syslog-tls-client-ca needs"},
 		{[]string{"--syslog-max-connections", "0"}, "must be positive"},
 	} {
 		_, err := Load(tc.args, func(string) string { return "" }, io.Discard)

@@ -50,14 +50,22 @@ func relpFreePort(t *testing.T) string {
 // Vigil is away; it is killed when the test ends.
 func relpStartRsyslog(t *testing.T, rsyslogd, dir, file, port string) *strings.Builder {
 	t.Helper()
+	return relpStartRsyslogWith(t, rsyslogd, dir, file, port, "", "")
+}
+
+// relpStartRsyslogWith is relpStartRsyslog with more omrelp parameters
+// (name="value" ..., e.g. the TLS ones): module for module(load="omrelp"),
+// action for its action.
+func relpStartRsyslogWith(t *testing.T, rsyslogd, dir, file, port, module, action string) *strings.Builder {
+	t.Helper()
 	conf := fmt.Sprintf(`global(workDirectory=%q)
 module(load="imfile" PollingInterval="1")
-module(load="omrelp")
+module(load="omrelp" %s)
 input(type="imfile" File=%q Tag="relptest:" Facility="user" Severity="info")
 action(type="omrelp" target="127.0.0.1" port=%q template="RSYSLOG_SyslogProtocol23Format"
        action.resumeRetryCount="-1" action.resumeInterval="1"
-       queue.type="LinkedList" queue.size="100000")
-`, dir, file, port)
+       queue.type="LinkedList" queue.size="100000" %s)
+`, dir, module, file, port, action)
 	confFile := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package syslog
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,29 @@ import (
 //
 // A frame is TXNR SP COMMAND SP DATALEN [SP DATA] LF: TXNR and DATALEN are
 // 1–9 digits, COMMAND 1–32 letters, DATA exactly DATALEN octets.
+//
+// RELP over TLS (Options.TLS set) is TLS from the first byte, then the same
+// frames inside: that is what librelp does for omrelp's tls="on". Its
+// relpTcpConnect calls relpTcpConnectTLSInit right after connect() when TLS
+// is enabled, with no RELP command before the handshake, and the rsyslog
+// documentation of omrelp's and imrelp's "tls" parameter
+// (https://www.rsyslog.com/doc/reference/parameters/omrelp-tls.html) says
+// client and server must both have it "on" or both "off". No in-band
+// upgrade (a "starttls" command) is involved; Vigil still answers any
+// command it does not know "500 command not supported".
+//
+// What works with Debian 12's rsyslog 8.2302 and librelp 1.11
+// (test/hostile TestRELPRsyslogTLS): omrelp checking Vigil's certificate
+// with tls.caCert and tls.authMode="name" (tls.permittedPeer matched
+// against its subjectAltName, then its CN) or "certvalid" (chain only).
+// With the gnutls library (librelp's default tls.tlslib) omrelp must also
+// have a certificate of its own (tls.myCert, tls.myPrivKey), although
+// Vigil asks for none: without one its ClientHello offers TLS 1.3 suites
+// but only TLS 1.0–1.2, so no cipher suite matches. With
+// tls.tlslib="openssl" it needs none. Anonymous TLS (no tls.authMode)
+// does not work: gnutls then offers only anonymous Diffie-Hellman suites,
+// which crypto/tls does not have, and openssl without tls.caCert rejects
+// Vigil's certificate (and disables the action).
 
 // RELPInput is the metric label of the RELP listener.
 const RELPInput = "relp"
@@ -163,6 +187,9 @@ type relpPending struct {
 func (s *Server) serveRELP(c net.Conn) {
 	defer s.connDone(c)
 	remote := c.RemoteAddr().String()
+	if tc, ok := c.(*tls.Conn); ok && !s.relpHandshake(tc, remote) {
+		return
+	}
 	rr := newRELPReader(c, s.opts.MaxMessage)
 	p := NewParser(s.opts.Location)
 	var (
@@ -287,4 +314,22 @@ func (s *Server) relpEnd(remote string, err error) {
 	default:
 		s.m.Error(s.log, RELPInput, "append", 1, "relp: connection closed unanswered (the sender resends)", "peer", remote, "err", err)
 	}
+}
+
+// relpHandshake runs the TLS handshake of a RELP connection within the idle
+// timeout (here, in the connection's goroutine, so a slow or silent peer
+// holds up nobody else); false, counted as "tls_handshake", when it fails:
+// a cleartext RELP client, a client that does not trust the certificate,
+// or one that offers no cipher suite Vigil has.
+func (s *Server) relpHandshake(c *tls.Conn, remote string) bool {
+	if err := c.SetDeadline(time.Now().Add(s.opts.IdleTimeout)); err != nil {
+		return false
+	}
+	if err := c.Handshake(); err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			s.m.Error(s.log, RELPInput, "tls_handshake", 1, "relp: connection closed: TLS handshake failed", "peer", remote, "err", err)
+		}
+		return false
+	}
+	return c.SetDeadline(time.Time{}) == nil
 }

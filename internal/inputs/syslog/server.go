@@ -57,7 +57,8 @@ type Options struct {
 	Location *time.Location
 	// RELPListen, when set, also serves RELP (rsyslog's omrelp) on this
 	// TCP address: each message is answered after it is in the log.
-	// Listen may then be empty (RELP only).
+	// Listen may then be empty (RELP only). With TLS set, RELP is served
+	// over TLS from the first byte (omrelp's tls="on"), never in clear.
 	RELPListen string
 
 	MaxMessage  int           // bytes per message (default 64 KiB); longer: counted, TCP connection closed
@@ -175,6 +176,11 @@ func Start(opts Options) (*Server, error) {
 				s.udp.Close()
 			}
 			return nil, fmt.Errorf("syslog: listen relp %s: %w", opts.RELPListen, err)
+		}
+		if opts.TLS != nil {
+			// The same configuration as the syslog TLS listener: one
+			// certificate, and its reloads apply to both (see relpTLS).
+			ln = tls.NewListener(ln, opts.TLS)
 		}
 		s.relp = ln
 		id += " relp:" + ln.Addr().String()
