@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -51,12 +52,13 @@ const DefaultReplaySpillBytes = 1 << 30
 
 const (
 	spillSegmentBytes = 64 << 20
-	spillIndexEvery   = 256       // a record offset is kept every this many seqs
-	spillHeaderBytes  = 16        // seq (8), body length (4), CRC-32C of the body (4)
-	spillQueueEvents  = 8192      // records waiting for the writer
-	spillQueueBytes   = 32 << 20  // their bodies
-	spillFlushBytes   = 256 << 10 // the writer flushes at least this often
-	spillMaxRecord    = 16 << 20  // a longer length field is corruption
+	spillIndexEvery   = 256                    // a record offset is kept every this many seqs
+	spillHeaderBytes  = 16                     // seq (8), body length (4), CRC-32C of the body (4)
+	spillQueueEvents  = 8192                   // records waiting for the writer
+	spillQueueBytes   = 32 << 20               // their bodies
+	spillFlushBytes   = 1 << 20                // the writer flushes when this much is buffered
+	spillFlushEvery   = 250 * time.Millisecond // or this long after the last flush
+	spillMaxRecord    = 16 << 20               // a longer length field is corruption
 	spillReadBuffer   = 1 << 20
 	spillDirName      = "replay-spill"
 )
@@ -174,18 +176,24 @@ func (f *spillFeeder) release() {
 	}
 }
 
-// run is the writer: it appends records, flushes when the queue is empty
-// or enough is buffered, and makes what it flushed readable.
+// run is the writer: it appends records, flushes when a buffer's worth
+// is waiting or spillFlushEvery has passed, and makes what it flushed
+// readable. Not flushing at every pause of the tail keeps its writes few
+// and large (the newest events are in the ring anyway).
 func (s *replaySpill) run() {
 	defer close(s.done)
+	tick := time.NewTicker(spillFlushEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case r := <-s.in:
 			s.queued.Add(-int64(len(r.body)))
 			s.write(r)
-			if len(s.in) == 0 || (s.w != nil && s.w.Buffered() >= spillFlushBytes) {
+			if s.w != nil && s.w.Buffered() >= spillFlushBytes {
 				s.flush()
 			}
+		case <-tick.C:
+			s.flush()
 		case <-s.stop:
 			return
 		}
