@@ -159,21 +159,33 @@ func (l *Limiter) Admit(r *http.Request, p *Principal) (release func(), status i
 	}
 	l.perIP[ip]++
 	l.mu.Unlock()
+	return l.releaseOnce(func() {
+		if tokenKey != "" {
+			decrement(l.perToken, tokenKey, 1)
+		}
+		decrement(l.perIP, ip, 1)
+	}), 0, nil
+}
+
+// releaseOnce returns a release function that runs undo under l.mu the
+// first time it is called and does nothing after.
+func (l *Limiter) releaseOnce(undo func()) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if tokenKey != "" {
-				if l.perToken[tokenKey]--; l.perToken[tokenKey] <= 0 {
-					delete(l.perToken, tokenKey)
-				}
-			}
-			if l.perIP[ip]--; l.perIP[ip] <= 0 {
-				delete(l.perIP, ip)
-			}
+			undo()
 		})
-	}, 0, nil
+	}
+}
+
+// decrement takes n from m[key], deleting the key at zero so the maps
+// hold only what is in use.
+func decrement(m map[string]int, key string, n int) {
+	if m[key] -= n; m[key] <= 0 {
+		delete(m, key)
+	}
 }
 
 // AllowMessage takes one client message on connection connID from its
@@ -253,16 +265,7 @@ func (l *Limiter) Take(p *Principal, cost int) (release func(), err error) {
 	}
 	l.costs[key] = held + cost
 	l.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if l.costs[key] -= cost; l.costs[key] <= 0 {
-				delete(l.costs, key)
-			}
-		})
-	}, nil
+	return l.releaseOnce(func() { decrement(l.costs, key, cost) }), nil
 }
 
 // CheckOrigin applies the Origin allow-list. No Origin header: a

@@ -74,14 +74,7 @@ func filterBudgetDial(t *testing.T, n *testnode.Node, token string) *slowclientW
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	c := &slowclientWS{t: t, conn: conn, rw: conn}
-	if br != nil {
-		c.rw = struct {
-			io.Reader
-			io.Writer
-		}{io.MultiReader(br, conn), conn}
-	}
-	return c
+	return newSlowclientWS(t, conn, br)
 }
 
 type filterBudgetMsg struct {

@@ -204,6 +204,12 @@ func slowclientDial(t *testing.T, n *testnode.Node, path string, rcvbuf int, pro
 		t.Fatalf("upgrade %s: %v", path, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
+	return newSlowclientWS(t, conn, br)
+}
+
+// newSlowclientWS wraps an upgraded connection; br holds what the
+// handshake read past the answer (nil: nothing).
+func newSlowclientWS(t *testing.T, conn net.Conn, br *bufio.Reader) *slowclientWS {
 	c := &slowclientWS{t: t, conn: conn, rw: conn}
 	if br != nil {
 		c.rw = struct {
