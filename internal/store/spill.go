@@ -422,7 +422,7 @@ func (s *replaySpill) readSegment(ctx context.Context, path string, off int64, s
 	if err != nil {
 		return 0, false, nil // removed: the log has it
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only: nothing to lose
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, false, nil
 	}
