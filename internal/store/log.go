@@ -410,6 +410,21 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 // be published (the rest of the batch is then not published). err means
 // nothing was published and fl has ended.
 func (l *Log) publishLocked(ctx context.Context, events []*event.Event, fl *inflight) (dups []dupRef, firstErr, err error) {
+	if l.ns == nil {
+		// On a cluster a batch whose acknowledgements are late may be
+		// lost with a stream leader, and one hashed now would link to its
+		// events: while one is late, wait until every earlier batch has
+		// settled (a loss marks the chain dirty, recovered below).
+		// Appends are serial meanwhile; in the common case nothing waits.
+		for _, done := range l.pub.lateBatches(lateAckWait) {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				l.failBatch(fl)
+				return nil, nil, fmt.Errorf("store: append: waiting for earlier batches to settle: %w", ctx.Err())
+			}
+		}
+	}
 	if l.chainDirty.Load() {
 		// An earlier batch lost events after this node's chain moved past
 		// them: take the chain position again from what the log holds.
@@ -481,6 +496,12 @@ func (l *Log) settleEarly(t time.Time) {
 	})
 }
 
+// lateAckWait is how long a batch on a cluster may wait for its
+// acknowledgements before the next append waits for it to settle
+// (publishLocked). Acknowledgements take milliseconds while the stream has
+// a leader; an election takes seconds.
+const lateAckWait = 250 * time.Millisecond
+
 // leaderChanged is told that the stream has a new leader or the
 // connection a new server (at t): batches in flight then may have lost
 // events the old leader had not replicated. Their settlement marks the
@@ -490,7 +511,8 @@ func (l *Log) settleEarly(t time.Time) {
 // 15 runs, the next batch stored after the election linking to the last
 // event of a batch the kill lost). So the next append takes the chain
 // position from the log first; what the old leader had committed is in
-// the new leader's log by now, what it had not is gone for good.
+// the new leader's log by now, what it had not is gone for good. (A batch
+// hashed between the election and this call is held by lateAckWait.)
 func (l *Log) leaderChanged(t time.Time) {
 	l.chainDirty.Store(true)
 	l.settleEarly(t)

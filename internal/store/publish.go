@@ -232,6 +232,31 @@ func (p *batchPublisher) abandonSealedBefore(t time.Time) {
 	}
 }
 
+// lateBatches returns the done channels of every sealed batch when one of
+// them has waited longer than late for its acknowledgements, else nil.
+func (p *batchPublisher) lateBatches(late time.Duration) []chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	anyLate := false
+	for _, fl := range p.batches {
+		if fl.sealed && now.Sub(fl.sealedAt) > late {
+			anyLate = true
+			break
+		}
+	}
+	if !anyLate {
+		return nil
+	}
+	var done []chan struct{}
+	for _, fl := range p.batches {
+		if fl.sealed {
+			done = append(done, fl.done)
+		}
+	}
+	return done
+}
+
 func (p *batchPublisher) finishLocked(fl *inflight) {
 	delete(p.batches, fl.id)
 	if fl.timer != nil {

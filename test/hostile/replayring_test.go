@@ -26,6 +26,9 @@ func TestReplayRingResumeStraddlingAndRestart(t *testing.T) {
 		published = append(published, p.publish(100)...)
 	}
 	replayringWaitFor(t, "the ring to fill", func() bool { return slowclientMetric(t, n, "vigil_replay_cache_events") > 200 })
+	// The spill's writer flushes every 250 ms: wait until it holds the
+	// events below the ring.
+	replayringWaitFor(t, "the spill to take the events", func() bool { return slowclientMetric(t, n, "vigil_replay_spill_events") >= 1000 })
 
 	more := make(chan []uint64, 1)
 	go func() { // producer during the replay; its result is read below
