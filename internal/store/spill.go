@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
@@ -98,6 +99,10 @@ type replaySpill struct {
 
 	served, resets, evicted, dropped atomic.Uint64
 
+	// freeBytes reports the bytes available to unprivileged users on
+	// the spill's file system (statfs; a field for the tests).
+	freeBytes func(dir string) (uint64, error)
+
 	// The writer's own state.
 	f       *os.File
 	w       *bufio.Writer
@@ -118,7 +123,7 @@ func openReplaySpill(dir string, maxBytes int64, logger *slog.Logger) (*replaySp
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: replay spill: %w", err)
 	}
-	s := &replaySpill{dir: dir, maxBytes: max(maxBytes, 2*spillSegmentBytes), segBytes: spillSegmentBytes, log: logger,
+	s := &replaySpill{dir: dir, maxBytes: max(maxBytes, 2*spillSegmentBytes), segBytes: spillSegmentBytes, log: logger, freeBytes: statfsFree,
 		in: make(chan spillRecord, spillQueueEvents), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run() // owned by the spill: close stops it
 	return s, nil
@@ -258,8 +263,32 @@ func (s *replaySpill) flush() {
 	s.written = 0
 }
 
+// spillDiskReserve is the free space a new segment must leave on the
+// spill's file system: the spill is a cache, and the log (JetStream's
+// files, usually on the same disk) must never run out of room for it.
+const spillDiskReserve = 2 << 30
+
+// errSpillDiskLow turns the spill off when a segment would leave less
+// than spillDiskReserve free.
+var errSpillDiskLow = errors.New("less than 2 GiB would stay free on its disk after the next segment; the replay spill leaves the space to the log")
+
+// statfsFree is the space available to unprivileged users under dir.
+func statfsFree(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
 // rotate starts a segment whose first record is seq.
 func (s *replaySpill) rotate(seq uint64) error {
+	if free, err := s.freeBytes(s.dir); err != nil || free < uint64(s.segBytes)+spillDiskReserve {
+		if err != nil {
+			return fmt.Errorf("replay spill: free space: %w", err)
+		}
+		return errSpillDiskLow
+	}
 	if s.f != nil {
 		if err := s.w.Flush(); err != nil {
 			return err

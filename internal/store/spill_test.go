@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vigil-sec/vigil/internal/demo"
@@ -174,4 +175,37 @@ func TestSpillGapsBoundsAndLifetime(t *testing.T) {
 		t.Fatalf("a previous process's spill survived Open: %v", err)
 	}
 	l.Close()
+}
+
+// TestSpillLeavesTheDiskToTheLog: a segment that would leave less than
+// spillDiskReserve free on the file system is not made; the spill turns
+// itself off (replays read the log) instead of taking space the log needs.
+func TestSpillLeavesTheDiskToTheLog(t *testing.T) {
+	s, err := openReplaySpill(filepath.Join(t.TempDir(), "spill"), 1, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.segBytes = 4096
+	var free atomic.Uint64
+	free.Store(spillDiskReserve + 1<<20)
+	s.freeBytes = func(string) (uint64, error) { return free.Load(), nil }
+	feed := s.feeder()
+	defer feed.release()
+	body := make([]byte, 180)
+	for seq := uint64(1); seq <= 30; seq++ { // two segments: room for both
+		feed.add(seq, body)
+	}
+	ringWaitFor(t, "the writer", func() bool { _, last, ok := s.bounds(); return ok && last == 30 })
+	free.Store(spillDiskReserve + 1000) // less than a segment above the reserve
+	for seq := uint64(31); seq <= 60; seq++ {
+		feed.add(seq, body)
+	}
+	ringWaitFor(t, "the spill to turn off", func() bool { return s.failedNow() })
+	if _, _, ok := s.bounds(); ok {
+		t.Fatal("the spill still serves after turning off")
+	}
+	if segs, _ := filepath.Glob(filepath.Join(s.dir, "*.spill")); len(segs) != 0 {
+		t.Fatalf("its segments stayed on disk: %v", segs)
+	}
 }
