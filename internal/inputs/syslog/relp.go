@@ -187,7 +187,7 @@ type relpPending struct {
 func (s *Server) serveRELP(c net.Conn) {
 	defer s.connDone(c)
 	remote := c.RemoteAddr().String()
-	if tc, ok := c.(*tls.Conn); ok && !s.relpHandshake(tc, remote) {
+	if tc, ok := c.(*tls.Conn); ok && !s.handshake(tc, RELPInput, remote) {
 		return
 	}
 	rr := newRELPReader(c, s.opts.MaxMessage)
@@ -316,18 +316,19 @@ func (s *Server) relpEnd(remote string, err error) {
 	}
 }
 
-// relpHandshake runs the TLS handshake of a RELP connection within the idle
-// timeout (here, in the connection's goroutine, so a slow or silent peer
-// holds up nobody else); false, counted as "tls_handshake", when it fails:
-// a cleartext RELP client, a client that does not trust the certificate,
-// or one that offers no cipher suite Vigil has.
-func (s *Server) relpHandshake(c *tls.Conn, remote string) bool {
+// handshake runs the TLS handshake of a connection to input's listener
+// (RFC 5425 syslog or RELP) within the idle timeout (here, in the
+// connection's goroutine, so a slow or silent peer holds up nobody else);
+// false, counted as "tls_handshake", when it fails: a cleartext client, a
+// client that does not trust the certificate, or one that offers no
+// cipher suite Vigil has.
+func (s *Server) handshake(c *tls.Conn, input, remote string) bool {
 	if err := c.SetDeadline(time.Now().Add(s.opts.IdleTimeout)); err != nil {
 		return false
 	}
 	if err := c.Handshake(); err != nil {
 		if !errors.Is(err, net.ErrClosed) {
-			s.m.Error(s.log, RELPInput, "tls_handshake", 1, "relp: connection closed: TLS handshake failed", "peer", remote, "err", err)
+			s.m.Error(s.log, input, "tls_handshake", 1, input+": connection closed: TLS handshake failed", "peer", remote, "err", err)
 		}
 		return false
 	}

@@ -225,3 +225,24 @@ func waitCounter(t *testing.T, c prometheus.Counter, want float64) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSyslogTLSHandshakeFailureCounted: a cleartext client on the RFC 5425
+// listener is counted as a failed TLS handshake, not as bad framing.
+func TestSyslogTLSHandshakeFailureCounted(t *testing.T) {
+	files := tlstest.New(t, t.TempDir())
+	g := &gatedLog{gate: make(chan struct{}, 1)}
+	g.gate <- struct{}{}
+	s, _ := relpTLSServer(t, g, files)
+	c, err := net.DialTimeout("tcp", s.Addr().String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "<13>Nov 30 10:00:00 h app: in clear\n")
+	_, _ = io.ReadAll(c)
+	waitCounter(t, s.m.Errors.WithLabelValues(Input, "tls_handshake"), 1)
+	if n := counter(t, s.m.Errors.WithLabelValues(Input, "framing")); n != 0 {
+		t.Fatalf("counted as bad framing %v times", n)
+	}
+}

@@ -375,6 +375,11 @@ func (s *Server) connDone(c net.Conn) {
 func (s *Server) serveConn(c net.Conn) {
 	defer s.connDone(c)
 	remote := c.RemoteAddr().String()
+	// Handshake first, so that a failed one is counted as such rather
+	// than as bad framing on the first read.
+	if tc, ok := c.(*tls.Conn); ok && !s.handshake(tc, Input, remote) {
+		return
+	}
 	p := NewParser(s.opts.Location)
 	fr := NewFrameReader(c, s.opts.MaxMessage)
 	for {
