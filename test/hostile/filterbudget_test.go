@@ -120,3 +120,35 @@ func filterBudgetSSE(t *testing.T, n *testnode.Node, token, expr string) (int, s
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	return resp.StatusCode, string(b)
 }
+
+// TestFilterBudgetGraphQL: GraphQL subscriptions count against the same
+// budget: of three subscriptions with an expr (3 × 10 > 25), started
+// concurrently by the server, exactly one is refused with an error naming
+// the budget.
+func TestFilterBudgetGraphQL(t *testing.T) {
+	g := gqlStart(t, func(c *config.Config) { c.Access.Limits.MaxFilterCostPerToken = 25 })
+	c := g.gqlDial(t, "graphql-transport-ws")
+	g.gqlInit(t, c, g.viewer)
+	for i := 1; i <= 3; i++ {
+		gqlSend(t, c, map[string]any{"type": "subscribe", "id": fmt.Sprint(i),
+			"payload": map[string]any{"query": `subscription { events(filter: {expr: "data.size > 100"}) { id } }`}})
+	}
+	m, err := gqlNext(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(m["payload"]), "filter budget of 25") {
+		t.Fatalf("got %s, want one subscription refused naming the budget", gqlShow(m))
+	}
+	// Nothing else within gqlNext's 5 s: the other two run (no event
+	// matches them), only the refused one may be completed.
+	for {
+		m, err := gqlNext(c)
+		if err != nil {
+			break // the read deadline: nothing more
+		}
+		if typ := string(m["type"]); typ != `"complete"` {
+			t.Fatalf("a second answer %s", gqlShow(m))
+		}
+	}
+}
