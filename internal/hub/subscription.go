@@ -9,14 +9,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/filter"
 )
 
-// releaseBudget returns the subscription's filter cost (a no-op without a
-// budget; release functions run their effect once).
-func (s *subscription) releaseBudget() {
-	if s.release != nil {
-		s.release()
-	}
-}
-
 type subscription struct {
 	id      string
 	client  *Client
@@ -45,6 +37,14 @@ type subscription struct {
 	// Where the hub's router holds this subscription; guarded by Hub.routesMu.
 	kind  routeKind
 	slots []routeSlot
+}
+
+// releaseBudget returns the subscription's filter cost (a no-op without a
+// budget; release functions run their effect once).
+func (s *subscription) releaseBudget() {
+	if s.release != nil {
+		s.release()
+	}
 }
 
 // offer is called by the hub's dispatch goroutine for every event of a

@@ -52,7 +52,7 @@ import (
 const DefaultReplaySpillBytes = 1 << 30
 
 const (
-	spillSegmentBytes = 64 << 20
+	spillSegmentBytes = 64 << 20               // the largest segment
 	spillIndexEvery   = 256                    // a record offset is kept every this many seqs
 	spillHeaderBytes  = 16                     // seq (8), body length (4), CRC-32C of the body (4)
 	spillQueueEvents  = 8192                   // records waiting for the writer
@@ -112,7 +112,9 @@ type replaySpill struct {
 }
 
 // openReplaySpill empties dir (what a previous process left) and starts
-// the writer; nil when maxBytes is not positive or dir cannot be used.
+// the writer; nil when maxBytes is not positive or dir is empty. Segments
+// are a quarter of maxBytes (1–64 MiB), so the spill holds at most
+// maxBytes plus the segment being written.
 func openReplaySpill(dir string, maxBytes int64, logger *slog.Logger) (*replaySpill, error) {
 	if maxBytes <= 0 || dir == "" {
 		return nil, nil
@@ -123,7 +125,7 @@ func openReplaySpill(dir string, maxBytes int64, logger *slog.Logger) (*replaySp
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: replay spill: %w", err)
 	}
-	s := &replaySpill{dir: dir, maxBytes: max(maxBytes, 2*spillSegmentBytes), segBytes: spillSegmentBytes, log: logger, freeBytes: statfsFree,
+	s := &replaySpill{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/4, 1<<20), spillSegmentBytes), log: logger, freeBytes: statfsFree,
 		in: make(chan spillRecord, spillQueueEvents), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run() // owned by the spill: close stops it
 	return s, nil
