@@ -103,7 +103,7 @@ func New(server, token string, opts ...Option) (*Client, error) {
 // more concurrent publishers than that (vigil bench runs 20) closed a
 // connection after almost every request and opened a new one for the
 // next, which cost the server an accept, a close and a new connection's
-// buffers per request (docs/performance.md, "Connection reuse").
+// buffers per request (docs/performance.md, "Load shape and connection reuse").
 const maxIdleConnsPerServer = 64
 
 // newTransport is the Client's own HTTP transport: net/http's defaults but

@@ -293,7 +293,7 @@ func (p *node) startLog(ctx context.Context) error {
 		SyncAlways: cfg.Sync == "always", DedupWindow: cfg.DedupWindow, DedupSnapshotInterval: snapshotInterval(cfg.DedupSnapshotInterval),
 		MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
 		Replicas: cfg.Replicas, Logger: p.logger,
-		ReplayCacheBytes: replayCacheBytes(cfg.ReplayCacheMB), ReplayCacheEvents: cfg.ReplayCacheEvents, ReplaySpillBytes: replayCacheBytes(cfg.ReplaySpillMB),
+		ReplayCacheBytes: replayBoundBytes(cfg.ReplayCacheMB), ReplayCacheEvents: cfg.ReplayCacheEvents, ReplaySpillBytes: replayBoundBytes(cfg.ReplaySpillMB),
 	})
 	if err != nil {
 		return err

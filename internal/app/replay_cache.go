@@ -53,9 +53,10 @@ func registerReplayCacheMetrics(reg prometheus.Registerer, log *store.Log) error
 	return nil
 }
 
-// replayCacheBytes maps --replay-cache-mb (0: off) to the store's bound
+// replayBoundBytes maps --replay-cache-mb or --replay-spill-mb (0: off) to
+// the store's bound
 // (negative: off; 0 there means its default).
-func replayCacheBytes(mb int) int64 {
+func replayBoundBytes(mb int) int64 {
 	if mb <= 0 {
 		return -1
 	}

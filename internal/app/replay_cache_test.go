@@ -6,8 +6,8 @@ import "testing"
 // (negative there: its 0 would mean the 64 MiB default).
 func TestReplayCacheBytes(t *testing.T) {
 	for mb, want := range map[int]int64{0: -1, -1: -1, 1: 1 << 20, 64: 64 << 20} {
-		if got := replayCacheBytes(mb); got != want {
-			t.Errorf("replayCacheBytes(%d) = %d, want %d", mb, got, want)
+		if got := replayBoundBytes(mb); got != want {
+			t.Errorf("replayBoundBytes(%d) = %d, want %d", mb, got, want)
 		}
 	}
 }
