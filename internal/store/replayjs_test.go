@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // TestStoredScanStopsOnCancel: a replay read from JetStream (below the
@@ -42,7 +42,7 @@ func TestStoredScanStopsOnCancel(t *testing.T) {
 	// return to.
 	full(1)
 	full(6001)
-	subs0, gor0 := l.nc.NumSubscriptions(), runtime.NumGoroutine()
+	subs0, gor0 := l.nc.NumSubscriptions(), testkit.OwnGoroutines()
 	for _, c := range []struct {
 		name string
 		from uint64
@@ -64,10 +64,18 @@ func TestStoredScanStopsOnCancel(t *testing.T) {
 			}
 		})
 	}
-	replayjsWaitFor(t, "the scans' subscriptions and goroutines to end", func() bool {
-		return l.nc.NumSubscriptions() <= subs0 && runtime.NumGoroutine() <= gor0
+	consumers := func() int {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	replayjsWaitFor(t, "the scans' subscriptions, consumers and goroutines to end", func() bool {
+		return l.nc.NumSubscriptions() <= subs0 && consumers() == 0 && len(testkit.OwnGoroutines()) <= len(gor0)
 	}, func() string {
-		return fmt.Sprintf("subscriptions %d (before %d), goroutines %d (before %d)", l.nc.NumSubscriptions(), subs0, runtime.NumGoroutine(), gor0)
+		return fmt.Sprintf("subscriptions %d (before %d), consumers on the stream %d (want 0), goroutines outside the NATS server %d (before %d); new ones:\n%s",
+			l.nc.NumSubscriptions(), subs0, consumers(), len(testkit.OwnGoroutines()), len(gor0), testkit.NewGoroutines(gor0, testkit.OwnGoroutines()))
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -281,37 +282,30 @@ func slowclientCheckPrefix(t *testing.T, got, published []uint64) {
 	}
 }
 
-// slowclientBaseline is the process's goroutine count with the node idle.
-func slowclientBaseline(p *slowclientPublisher) int {
+// slowclientBaseline is the process's goroutines with the node idle,
+// less the NATS server's and Pebble's (they come and go on their own
+// schedule; testkit.OwnGoroutines).
+func slowclientBaseline(p *slowclientPublisher) []string {
 	p.http.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
 	runtime.GC()
-	return runtime.NumGoroutine()
+	return testkit.OwnGoroutines()
 }
 
-// slowclientWaitGoroutines waits until the goroutine count is back to the
+// slowclientWaitGoroutines waits until the goroutines are back to the
 // baseline (the client's handler, writer and reader have ended).
-func slowclientWaitGoroutines(t *testing.T, p *slowclientPublisher, baseline int, within time.Duration) {
+func slowclientWaitGoroutines(t *testing.T, p *slowclientPublisher, baseline []string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		p.http.CloseIdleConnections()
 		http.DefaultClient.CloseIdleConnections()
-		n := runtime.NumGoroutine()
-		if n <= baseline {
+		now := testkit.OwnGoroutines()
+		if len(now) <= len(baseline) {
 			return
 		}
 		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			var tops []string
-			for _, g := range strings.Split(string(buf), "\n\n") {
-				lines := strings.Split(g, "\n")
-				if len(lines) > 1 {
-					tops = append(tops, lines[0]+" "+lines[1])
-				}
-			}
-			t.Fatalf("%d goroutines, baseline %d, %v after the client was cut:\n%s", n, baseline, within, strings.Join(tops, "\n"))
+			t.Fatalf("%d goroutines, baseline %d, %v after the client was cut; new ones:\n%s", len(now), len(baseline), within, testkit.NewGoroutines(baseline, now))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
