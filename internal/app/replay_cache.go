@@ -31,12 +31,11 @@ func registerReplayCacheMetrics(reg prometheus.Registerer, log *store.Log) error
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vigil_replay_spill_events",
 			Help: "Events a replay can read from the replay spill.",
-		}, func() float64 {
-			if st := log.ReplaySpillStats(); st.Last >= st.First && st.Last > 0 {
-				return float64(st.Last - st.First + 1)
-			}
-			return 0
-		}),
+		}, func() float64 { return float64(log.ReplaySpillStats().Events) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_replay_spill_recovered_events",
+			Help: "Events the replay spill kept at start from the previous run (a clean stop whose spill still agreed with the log; 0 otherwise).",
+		}, func() float64 { return float64(log.ReplaySpillStats().Recovered) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_replay_spill_served_total",
 			Help: "Replayed events read from the replay spill instead of JetStream.",

@@ -157,7 +157,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		if b == 0 {
 			b = DefaultReplaySpillBytes
 		}
-		if l.spill, err = openReplaySpill(filepath.Join(cfg.DataDir, spillDirName), b, cfg.Logger); err != nil {
+		view, err := l.spillView(ctx)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		if l.spill, err = openReplaySpill(ctx, filepath.Join(cfg.DataDir, spillDirName), b, cfg.Logger, view); err != nil {
 			l.Close()
 			return nil, err
 		}

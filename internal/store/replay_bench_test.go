@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -150,4 +151,83 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkReplayAfterRestart: the replays right after a clean restart (a
+// deploy: every client resumes from its cursor at once), when the ring is
+// empty. path=spill reads all 50,000 events from the replay spill the
+// previous run left (spill_restart.go); path=jetstream the same range
+// from the log, as every such replay did before. Run:
+//
+//	go test ./internal/store -run '^$' -bench ReplayAfterRestart -benchtime 10x
+//
+// With VIGIL_BENCH_DROP_CACHES=1 (root only) each replay starts with the
+// page cache dropped, as after a reboot or once other files evicted the
+// spill's.
+func BenchmarkReplayAfterRestart(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	const total = 50_000
+	log, err := store.Open(ctx, store.Config{DataDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	testkit.AppendDemo(b, ctx, log, total)
+	tctx, stopTail := context.WithCancel(ctx)
+	tailDone := make(chan error, 1)
+	go func() { tailDone <- log.Tail(tctx, 1, func(*event.Event) {}) }() // stopped below
+	for deadline := time.Now().Add(time.Minute); log.ReplaySpillStats().Last < total || log.IDIndex().Watermark < total; {
+		if time.Now().After(deadline) {
+			b.Fatalf("the tail did not fill the spill: %+v", log.ReplaySpillStats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopTail()
+	<-tailDone
+	log.Close()
+	if log, err = store.Open(ctx, store.Config{DataDir: dir}); err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	if st := log.ReplaySpillStats(); st.Recovered != total {
+		b.Fatalf("the restart kept %+v of the spill", st)
+	}
+	drop := os.Getenv("VIGIL_BENCH_DROP_CACHES") == "1"
+	for _, p := range []struct {
+		name string
+		scan func(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error
+	}{
+		{"spill", log.ScanRange},
+		{"jetstream", log.StoredScanForBench},
+	} {
+		b.Run("path="+p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var elapsed, cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				if drop {
+					b.StopTimer()
+					syscall.Sync()
+					if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				cpu0, start := cpuTime(), time.Now()
+				n := 0
+				if err := p.scan(ctx, 1, total, func(*event.Event) bool { n++; return true }); err != nil {
+					b.Fatal(err)
+				}
+				elapsed, cpu = elapsed+time.Since(start), cpu+cpuTime()-cpu0
+				if n != total {
+					b.Fatalf("replayed %d of %d", n, total)
+				}
+			}
+			events := float64(b.N * total)
+			b.ReportMetric(events/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(cpu)/float64(time.Microsecond)/events, "cpu-µs/event")
+		})
+	}
+	if st := log.ReplaySpillStats(); st.Served == 0 {
+		b.Fatalf("no replay came from the spill: %+v", st)
+	}
 }

@@ -33,10 +33,13 @@ import (
 //     record that does not follow the last one (a tail restarted
 //     elsewhere, a seq the tail skipped, a record the writer had to drop)
 //     empties it first;
-//   - it holds only what this process's tail delivered, and lives as long
-//     as the process: Open deletes what a previous process left and Close
-//     deletes it, so it can never disagree with a log that changed while
-//     it was not running (power loss, a recreated stream);
+//   - it holds what a tail delivered: this process's, and a previous
+//     process's only when that one closed cleanly and what it left still
+//     agrees with the log (spill_restart.go); anything else a previous
+//     process left is deleted at Open, so it can never disagree with a
+//     log that changed while it was not running (power loss, a recreated
+//     stream). The one gap it may hold is between what it kept from the
+//     previous process and what this one's tail delivers;
 //   - readers see only flushed records, each checked by its CRC, and any
 //     surprise (a short read, a CRC or seq mismatch, a segment removed)
 //     sends the rest of their range to the log: the spill only speeds
@@ -85,6 +88,12 @@ type replaySpill struct {
 	maxBytes int64
 	segBytes int64 // a segment's size before the next one starts
 	log      *slog.Logger
+	identity string // the stream's, for the manifest (spill_restart.go)
+	// adopted is the newest seq kept from a previous process (0: none
+	// kept, or the tail has delivered since): the tail's first record
+	// starts a segment of its own after it, or empties the spill when
+	// it is not past it.
+	adopted uint64
 
 	feeding atomic.Bool // a tail fills the spill (one at a time)
 	in      chan spillRecord
@@ -97,7 +106,7 @@ type replaySpill struct {
 	bytes  int64
 	failed bool // a write failed: the spill is off until the next start
 
-	served, resets, evicted, dropped atomic.Uint64
+	served, resets, evicted, dropped, recovered atomic.Uint64
 
 	// freeBytes reports the bytes available to unprivileged users on
 	// the spill's file system (statfs; a field for the tests).
@@ -111,35 +120,58 @@ type replaySpill struct {
 	files   int    // segment files made, for their names
 }
 
-// openReplaySpill empties dir (what a previous process left) and starts
-// the writer; nil when maxBytes is not positive or dir is empty. Segments
-// are a quarter of maxBytes (1–64 MiB), so the spill holds at most
-// maxBytes plus the segment being written.
-func openReplaySpill(dir string, maxBytes int64, logger *slog.Logger) (*replaySpill, error) {
+// openReplaySpill keeps what a previous process's clean Close left in dir
+// if it agrees with the log (view; nil: nothing is kept), deletes
+// anything else there, and starts the writer; nil when maxBytes is not
+// positive or dir is empty. Segments are a quarter of maxBytes (1–64
+// MiB), so the spill holds at most maxBytes plus the segment being
+// written.
+func openReplaySpill(ctx context.Context, dir string, maxBytes int64, logger *slog.Logger, view *spillLogView) (*replaySpill, error) {
 	if maxBytes <= 0 || dir == "" {
 		return nil, nil
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("store: replay spill: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: replay spill: %w", err)
 	}
 	s := &replaySpill{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/4, 1<<20), spillSegmentBytes), log: logger, freeBytes: statfsFree,
 		in: make(chan spillRecord, spillQueueEvents), stop: make(chan struct{}), done: make(chan struct{})}
+	if view != nil {
+		s.identity = view.identity
+	}
+	kept, why := s.adopt(ctx, view)
+	if kept > 0 {
+		first, last, _ := s.bounds()
+		logger.Info("replay spill: kept the previous run's", "events", kept, "first_seq", first, "last_seq", last)
+	} else if why != "nothing to keep" {
+		logger.Info("replay spill: starting empty", "reason", why)
+	}
+	s.recovered.Store(kept)
 	go s.run() // owned by the spill: close stops it
 	return s, nil
 }
 
-// close stops the writer and deletes the spill's files.
+// close stops the writer and leaves what it flushed, described by a
+// manifest, for the next start (spill_restart.go); after a write error,
+// or when the manifest cannot be written, it deletes the spill's files.
 func (s *replaySpill) close() {
 	if s == nil {
 		return
 	}
 	close(s.stop)
-	<-s.done
+	<-s.done // the writer flushed on its way out
 	if s.f != nil {
-		_ = s.f.Close() // its content is deleted next
+		if err := s.f.Close(); err != nil {
+			s.fail(err)
+		}
+	}
+	if !s.failedNow() {
+		written, err := s.writeManifest()
+		if err == nil && written {
+			return
+		}
+		if err != nil {
+			s.log.Warn("replay spill: writing its manifest; the next start begins empty", "err", err)
+		}
 	}
 	if err := os.RemoveAll(s.dir); err != nil {
 		s.log.Warn("replay spill: removing its files", "err", err)
@@ -202,6 +234,7 @@ func (s *replaySpill) run() {
 		case <-tick.C:
 			s.flush()
 		case <-s.stop:
+			s.flush() // for the manifest close writes
 			return
 		}
 	}
@@ -210,6 +243,15 @@ func (s *replaySpill) run() {
 func (s *replaySpill) write(r spillRecord) {
 	if s.failedNow() {
 		return
+	}
+	if s.adopted != 0 {
+		// The first record since a previous process's segments were
+		// kept: it starts a segment after them (rotate, s.f is nil), or
+		// the spill starts over if it is not past them.
+		if r.seq <= s.adopted {
+			s.reset()
+		}
+		s.adopted = 0
 	}
 	if s.last != 0 && r.seq != s.last+1 {
 		s.reset()
@@ -397,6 +439,19 @@ func (s *replaySpill) bounds() (first, last uint64, ok bool) {
 	return 0, 0, false
 }
 
+// nextSegment returns the first seq of the oldest segment that starts
+// after seq.
+func (s *replaySpill) nextSegment(seq uint64) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, sg := range s.segs {
+		if sg.first > seq && sg.flushed >= sg.first {
+			return sg.first, true
+		}
+	}
+	return 0, false
+}
+
 // dropBelow removes the segments wholly below seq (retention removed
 // them from the log; readers never ask below the log's first seq).
 func (s *replaySpill) dropBelow(seq uint64) {
@@ -503,12 +558,14 @@ func (s *replaySpill) readSegment(ctx context.Context, path string, off int64, s
 // SpillStats describes the replay spill (tests, benchmark, operators).
 type SpillStats struct {
 	First, Last uint64 // readable seqs; 0, 0 when empty
+	Events      uint64 // readable events (fewer than Last-First+1 across the gap a restart may leave)
 	Segments    int
 	Bytes       int64
 	Served      uint64
 	Resets      uint64
 	Evicted     uint64
 	Dropped     uint64 // records the tail could not queue
+	Recovered   uint64 // events kept from the previous process at Open
 	Failed      bool
 }
 
@@ -518,12 +575,17 @@ func (l *Log) ReplaySpillStats() SpillStats {
 	if s == nil {
 		return SpillStats{}
 	}
-	st := SpillStats{Served: s.served.Load(), Resets: s.resets.Load(), Evicted: s.evicted.Load(), Dropped: s.dropped.Load()}
+	st := SpillStats{Served: s.served.Load(), Resets: s.resets.Load(), Evicted: s.evicted.Load(), Dropped: s.dropped.Load(), Recovered: s.recovered.Load()}
 	if first, last, ok := s.bounds(); ok {
 		st.First, st.Last = first, last
 	}
 	s.mu.RLock()
 	st.Segments, st.Bytes, st.Failed = len(s.segs), s.bytes, s.failed
+	for _, sg := range s.segs {
+		if sg.flushed >= sg.first {
+			st.Events += sg.flushed - sg.first + 1
+		}
+	}
 	s.mu.RUnlock()
 	return st
 }
@@ -539,8 +601,18 @@ func (l *Log) scanBelowRing(ctx context.Context, from, to uint64, fn func(*event
 			if err != nil || stopped {
 				return stopped, err
 			}
-			if next == from { // nothing readable there after all
-				return l.scanStored(ctx, from, to, fn)
+			if next == from {
+				// Nothing readable at from: the gap between what was kept
+				// from the previous process and what this one's tail
+				// spilled, or a surprise. The log up to the next segment.
+				end := to
+				if at, ok := l.spill.nextSegment(from); ok {
+					end = min(to, at-1)
+				}
+				if stopped, err := l.scanStored(ctx, from, end, fn); err != nil || stopped {
+					return stopped, err
+				}
+				next = end + 1
 			}
 			from = next
 		case ok && from < first:
