@@ -48,8 +48,8 @@ import (
 const spillManifestName = "manifest.json"
 
 type spillManifest struct {
-	Version  int                   `json:"version"`
-	Stream   string                `json:"stream"` // spillLogView.identity
+	Version  int                    `json:"version"`
+	Stream   string                 `json:"stream"` // spillLogView.identity
 	Segments []spillManifestSegment `json:"segments"`
 }
 
