@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -152,6 +153,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	// The spill continues the ring: reads reach it only through the ring.
+	// Turned off, what an earlier run left is deleted: its events are
+	// kept nowhere else outside the log, and whoever turned it off may
+	// have done so to keep no copy past retention (docs/security.md).
+	if cfg.DataDir != "" && (cfg.ReplaySpillBytes < 0 || cfg.ReplayCacheBytes < 0) {
+		if err := os.RemoveAll(filepath.Join(cfg.DataDir, spillDirName)); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("store: removing the replay spill: %w", err)
+		}
+	}
 	if cfg.DataDir != "" && cfg.ReplaySpillBytes >= 0 && cfg.ReplayCacheBytes >= 0 {
 		b := cfg.ReplaySpillBytes
 		if b == 0 {

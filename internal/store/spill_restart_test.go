@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/demo"
@@ -104,17 +107,6 @@ func TestSpillSurvivesCleanRestart(t *testing.T) {
 // the spill starts empty with none of the old files left.
 func TestSpillRestartChecksTheLog(t *testing.T) {
 	ctx := context.Background()
-	// off opens the log with the spill off (its directory untouched), for
-	// changes made while "the node was down".
-	off := func(t *testing.T, dir string, change func(l *Log)) {
-		t.Helper()
-		l, err := Open(ctx, Config{DataDir: dir, ReplaySpillBytes: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		change(l)
-		l.Close()
-	}
 	for _, c := range []struct {
 		name, why string
 		change    func(t *testing.T, dir string)
@@ -126,21 +118,23 @@ func TestSpillRestartChecksTheLog(t *testing.T) {
 			}
 		}},
 		{"message-deleted", "deleted messages inside it", func(t *testing.T, dir string) {
-			off(t, dir, func(l *Log) {
-				if err := l.stream.DeleteMsg(ctx, 1500); err != nil {
+			spillWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+				if err := s.DeleteMsg(ctx, 1500); err != nil {
 					t.Fatal(err)
 				}
 			})
 		}},
 		{"stream-recreated", "not the one the spill was written from", func(t *testing.T, dir string) {
-			off(t, dir, func(l *Log) {
-				if err := l.js.DeleteStream(ctx, StreamName); err != nil {
+			spillWhileDown(t, dir, func(js jetstream.JetStream, s jetstream.Stream) {
+				cfg := s.CachedInfo().Config
+				if err := js.DeleteStream(ctx, StreamName); err != nil {
 					t.Fatal(err)
 				}
+				if _, err := js.CreateStream(ctx, cfg); err != nil {
+					t.Fatal(err)
+				}
+				spillOthers(t, js, 2000) // other events at the spill's seqs
 			})
-			// The next Open creates it again, empty; refill it past the
-			// spill's seqs with other events.
-			off(t, dir, func(l *Log) { ringAppendDemo(t, l, demo.New(99), 2000, map[uint64]string{}, nil) })
 		}},
 		{"segment-truncated", "not the size the manifest gives", func(t *testing.T, dir string) {
 			segs, _ := filepath.Glob(filepath.Join(dir, spillDirName, "*.spill"))
@@ -160,7 +154,7 @@ func TestSpillRestartChecksTheLog(t *testing.T) {
 			// The same, and other events appended since: the spill's seqs
 			// exist again, with other events at them.
 			spillRestoreBackup(t, dir)
-			off(t, dir, func(l *Log) { ringAppendDemo(t, l, demo.New(98), 1500, map[uint64]string{}, nil) })
+			spillWhileDown(t, dir, func(js jetstream.JetStream, _ jetstream.Stream) { spillOthers(t, js, 1500) })
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -206,14 +200,11 @@ func TestSpillRestartAfterRetention(t *testing.T) {
 	dir := t.TempDir()
 	l := spillFill(t, dir, 1, 2000, demo.New(11))
 	l.Close()
-	l, err := Open(ctx, Config{DataDir: dir, ReplaySpillBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.stream.Purge(ctx, jetstream.WithPurgeSequence(1200)); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	spillWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+		if err := s.Purge(ctx, jetstream.WithPurgeSequence(1200)); err != nil {
+			t.Fatal(err)
+		}
+	})
 	l = spillLog(t, dir)
 	defer l.Close()
 	if st := l.ReplaySpillStats(); st.Recovered == 0 {
@@ -260,5 +251,71 @@ func spillRestoreBackup(t *testing.T, dir string) {
 	}
 	if err := os.CopyFS(dir, os.DirFS(dir+".backup")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// spillWhileDown changes the data directory's stream with NATS alone
+// while no Log is open (an operator's tools while the node is down).
+func spillWhileDown(t *testing.T, dir string, change func(js jetstream.JetStream, s jetstream.Stream)) {
+	t.Helper()
+	ctx := context.Background()
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(dir, "jetstream"), DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start() // shut down below
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(js, s)
+}
+
+// spillOthers stores n events no Log has seen, as Append would store them.
+func spillOthers(t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
+	gen := demo.New(98)
+	for range n {
+		e := normalized(t, gen.Next())[0]
+		body, _, err := canonical(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(context.Background(), Subject(e), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSpillOffDeletesWhatWasLeft: a log opened with the spill off deletes
+// what an earlier run's clean stop left: whoever turned it off may have
+// done so to keep no copy of the events past the log's retention.
+func TestSpillOffDeletesWhatWasLeft(t *testing.T) {
+	dir := t.TempDir()
+	l := spillFill(t, dir, 1, 500, demo.New(13))
+	l.Close()
+	if _, err := os.Stat(filepath.Join(dir, spillDirName, spillManifestName)); err != nil {
+		t.Fatalf("a clean stop left no spill: %v", err)
+	}
+	l, err := Open(context.Background(), Config{DataDir: dir, ReplaySpillBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := os.Stat(filepath.Join(dir, spillDirName)); !os.IsNotExist(err) {
+		t.Fatalf("the spill's files outlived a start with the spill off: %v", err)
 	}
 }
