@@ -59,7 +59,9 @@ type Config struct {
 	// ReplaySpillBytes bounds the replay spill (spill.go): the ring
 	// continued on disk, in <DataDir>/replay-spill, for replays older than
 	// the ring. 0 means the default (1 GiB); negative disables it; so does
-	// an empty DataDir. It lives as long as the process.
+	// an empty DataDir. A clean Close leaves it for the next Open, which
+	// keeps it only if it still agrees with the log (spill_restart.go);
+	// an Open with it disabled deletes it.
 	ReplaySpillBytes int64
 	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
 	MaxMemory int64
