@@ -88,6 +88,15 @@ func (s *replaySpill) writeManifest() (written bool, err error) {
 	if len(m.Segments) == 0 || s.identity == "" {
 		return false, nil
 	}
+	// The segments reach the disk before a manifest describes them: after
+	// a power loss the checks at Open would refuse torn segments anyway,
+	// but a kept spill should not depend on that (most pages went out
+	// long ago, so this is quick).
+	for _, ms := range m.Segments {
+		if err := syncFile(filepath.Join(s.dir, ms.File)); err != nil {
+			return false, err
+		}
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return false, err
@@ -303,4 +312,17 @@ func (l *Log) spillView(ctx context.Context) (*spillLogView, error) {
 			return m.Data, nil
 		},
 	}, nil
+}
+
+// syncFile flushes a file's data to its disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
