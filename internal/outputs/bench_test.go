@@ -2,6 +2,7 @@ package outputs_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,14 +21,22 @@ import (
 // to the receiver's arrival (p50, p99): "throughput" appends in batches of
 // 100 as fast as ingest takes them (the latency then includes the
 // backlog), "latency" appends one event and waits for its delivery.
+// "receiver-20ms" is "throughput" to a receiver that answers each request
+// after 20 ms (a SIEM's collector across a network), with the output's
+// concurrency at 1 (the default: one request at a time, in log order)
+// and 16.
 //
 //	go test -run '^$' -bench BenchmarkWebhookDelivery -benchtime 5000x ./internal/outputs/
+//	go test -run '^$' -bench 'BenchmarkWebhookDelivery/receiver' -benchtime 1000x ./internal/outputs/
 func BenchmarkWebhookDelivery(b *testing.B) {
-	b.Run("throughput", func(b *testing.B) { benchWebhook(b, 100) })
-	b.Run("latency", func(b *testing.B) { benchWebhook(b, 1) })
+	b.Run("throughput", func(b *testing.B) { benchWebhook(b, 100, 0, 1) })
+	b.Run("latency", func(b *testing.B) { benchWebhook(b, 1, 0, 1) })
+	for _, c := range []int{1, 16} {
+		b.Run(fmt.Sprintf("receiver-20ms/concurrency=%d", c), func(b *testing.B) { benchWebhook(b, 100, 20*time.Millisecond, c) })
+	}
 }
 
-func benchWebhook(b *testing.B, batch int) {
+func benchWebhook(b *testing.B, batch int, answerAfter time.Duration, concurrency int) {
 	bn := newBench(b)
 	var (
 		mu   sync.Mutex
@@ -37,6 +46,9 @@ func benchWebhook(b *testing.B, batch int) {
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
+		if answerAfter > 0 {
+			time.Sleep(answerAfter) // the receiver's own pace, not measured
+		}
 		id := r.Header.Get(webhook.HeaderDelivery)
 		var body struct {
 			ReceivedAt time.Time `json:"received_at"`
@@ -51,7 +63,7 @@ func benchWebhook(b *testing.B, batch int) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	bn.run(bn.managerOpts(defs(b, webhookYAML("bench", srv.URL, secretFile(b, "s"), ""))))
+	bn.run(bn.managerOpts(defs(b, webhookYAML("bench", srv.URL, secretFile(b, "s"), fmt.Sprintf("  concurrency: %d\n", concurrency)))))
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i += batch {

@@ -36,6 +36,9 @@ const (
 	MaxDigestInterval = 24 * time.Hour
 	// MinDigestInterval: below it a digest is just grouping.
 	MinDigestInterval = 100 * time.Millisecond
+	// MaxConcurrency bounds concurrency: requests one output has in
+	// flight (each a goroutine and, for HTTP, a connection).
+	MaxConcurrency = 64
 )
 
 // Definition is one parsed outputs: entry.
@@ -69,6 +72,10 @@ type Definition struct {
 	Template    *template.Template
 	TemplateSrc string
 	Timeout     time.Duration
+	// Concurrency is how many Sends the output has in flight (1: one at
+	// a time, in log order; more only for Type.Concurrent types, and
+	// then not in order).
+	Concurrency int
 }
 
 // Rate is rate_limit: at most N deliveries per Per ("30/1m").
@@ -121,9 +128,10 @@ type common struct {
 	DigestInterval string   `yaml:"digest_interval"`
 	Template       string   `yaml:"template"`
 	Timeout        string   `yaml:"timeout"`
+	Concurrency    string   `yaml:"concurrency"` // a number; read as text so a wrong value gets a clear error
 }
 
-var commonKeys = []string{"name", "type", "filter", "tenants", "max_age", "repeat_interval", "rate_limit", "group_wait", "digest_interval", "template", "timeout"}
+var commonKeys = []string{"name", "type", "filter", "tenants", "max_age", "repeat_interval", "rate_limit", "group_wait", "digest_interval", "template", "timeout", "concurrency"}
 
 // nameRE: an output's name is part of its durable consumer's name and of
 // URLs, so it is kept to a safe alphabet.
@@ -277,6 +285,21 @@ func parseOne(n *yaml.Node, types map[string]Type) (Definition, error) {
 		// A held message is first sent when its window ends: it must
 		// have time left for retries before max_age dead-letters it.
 		return d, fmt.Errorf("digest_interval: %s must be below max_age (%s)", d.DigestInterval, d.MaxAge)
+	}
+	d.Concurrency = 1
+	if c.Concurrency != "" {
+		n, err := strconv.Atoi(c.Concurrency)
+		switch {
+		case err != nil:
+			return d, fmt.Errorf("concurrency: %q is not a whole number", c.Concurrency)
+		case n < 1:
+			return d, fmt.Errorf("concurrency: %d must be at least 1", n)
+		case n > MaxConcurrency:
+			return d, fmt.Errorf("concurrency: %d is above the limit of %d", n, MaxConcurrency)
+		case n > 1 && !t.Concurrent:
+			return d, fmt.Errorf("concurrency: type %s sends one request at a time", t.Name)
+		}
+		d.Concurrency = n
 	}
 	d.TemplateSrc = c.Template
 	if d.Template, err = parseTemplate(c.Name, c.Template); err != nil {

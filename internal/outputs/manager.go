@@ -138,7 +138,7 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 	env := Env{
 		// Its own connection pool: closing one output's idle
 		// connections (Close) touches no other's.
-		HTTP:      &http.Client{Timeout: d.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		HTTP:      &http.Client{Timeout: d.Timeout, Transport: outputTransport(d.Concurrency)},
 		Logger:    m.opts.Logger.With("output", d.Name, "type", d.Type.Name),
 		PublicURL: m.opts.PublicURL,
 		Now:       m.opts.Now,
@@ -150,6 +150,9 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 		return nil, err
 	}
 	o := &output{m: m, def: d, sender: sender, log: env.Logger, repeat: map[string]sent{}, state: "starting", inFlight: maxInFlight}
+	if d.Concurrency > 1 {
+		o.slots = make(chan struct{}, d.Concurrency)
+	}
 	if d.DigestInterval > 0 {
 		o.inFlight = m.opts.MaxDigest
 	}
@@ -181,6 +184,15 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 		return nil, fmt.Errorf("durable consumer %s: %w", cfg.Durable, err)
 	}
 	return o, nil
+}
+
+// outputTransport is an output's own connection pool, keeping as many
+// idle connections per host as it has requests in flight (net/http keeps
+// 2: with more in flight, every burst would open new connections).
+func outputTransport(concurrency int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, http.DefaultMaxIdleConnsPerHost, concurrency)
+	return t
 }
 
 // subjectFilters narrows an output's consumer to its tenants and
@@ -256,7 +268,16 @@ type output struct {
 	// goroutine only); zero after a start, so the first goes out at once.
 	lastDigest time.Time
 
-	repeat map[string]sent // detection id → last sent; the delivery goroutine only
+	// repeat: detection id → last sent. Read by the delivery loop,
+	// written by whoever delivered (its workers, with concurrency).
+	repeatMu sync.Mutex
+	repeat   map[string]sent
+
+	// slots bounds the Sends in flight when concurrency is above 1 (nil:
+	// the delivery loop sends itself, one at a time, in log order);
+	// workers counts them, and the loop waits for them before it ends.
+	slots   chan struct{}
+	workers sync.WaitGroup
 
 	heldMu sync.Mutex
 	held   map[jetstream.Msg]struct{}
@@ -371,6 +392,7 @@ func (o *output) done(msg jetstream.Msg) {
 }
 
 func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
+	defer o.workers.Wait() // their messages are held until they end
 	for {
 		var first jetstream.Msg
 		select {
@@ -414,9 +436,9 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 					todo = append(todo, q)
 				}
 			}
-			o.deliver(ctx, todo)
+			o.dispatch(ctx, todo)
 		default:
-			o.deliver(ctx, todo)
+			o.dispatch(ctx, todo)
 		}
 		if ctx.Err() != nil {
 			return
@@ -589,7 +611,10 @@ func (o *output) message(raw jetstream.Msg) (Message, bool, error) {
 		}
 	}
 	if d := m.Detection; d != nil && o.def.RepeatInterval > 0 && e.Type != "detection.created" {
-		if prev, ok := o.repeat[d.ID]; ok && prev.status == d.Status && o.m.opts.Now().Sub(prev.at) < o.def.RepeatInterval {
+		o.repeatMu.Lock()
+		prev, ok := o.repeat[d.ID]
+		o.repeatMu.Unlock()
+		if ok && prev.status == d.Status && o.m.opts.Now().Sub(prev.at) < o.def.RepeatInterval {
 			o.nSuppressed.Add(1)
 			o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultSuppressed).Inc()
 			return Message{}, false, nil
@@ -641,7 +666,13 @@ func (o *output) deliver(ctx context.Context, todo []pending) {
 		attempts  int
 		lastErr   error
 		firstTime = o.m.opts.Now()
+		retrying  bool // counted in nRetrying (workers add and remove their own)
 	)
+	defer func() {
+		if retrying {
+			o.nRetrying.Add(-int64(len(todo)))
+		}
+	}()
 	for {
 		if o.limiter != nil {
 			if err := o.limiter.Wait(ctx); err != nil {
@@ -682,7 +713,10 @@ func (o *output) deliver(ctx context.Context, todo []pending) {
 			o.deadLetter(ctx, todo, reason, attempts, firstTime, lastErr)
 			return
 		}
-		o.nRetrying.Store(int64(len(todo)))
+		if !retrying {
+			o.nRetrying.Add(int64(len(todo)))
+			retrying = true
+		}
 		o.setState("retrying")
 		o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultRetry).Add(float64(len(todo)))
 		o.log.Info("output: delivery failed; retrying", "attempt", attempts, "in", wait.Round(time.Millisecond), "err", safeErr(err))
@@ -692,12 +726,37 @@ func (o *output) deliver(ctx context.Context, todo []pending) {
 	}
 }
 
-// send calls the sender under the output's lock, bounded by its timeout.
+// dispatch delivers todo: on the delivery loop itself (in log order), or
+// with concurrency on a worker once one of the output's slots is free
+// (the loop waits for one; ctx ending stops the wait, and todo stays
+// held, to be released when the output stops).
+func (o *output) dispatch(ctx context.Context, todo []pending) {
+	if o.slots == nil {
+		o.deliver(ctx, todo)
+		return
+	}
+	select {
+	case o.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	o.workers.Add(1)
+	go func() { // a worker: owned by the delivery loop, which waits for it
+		defer o.workers.Done()
+		defer func() { <-o.slots }()
+		o.deliver(ctx, todo)
+	}()
+}
+
+// send calls the sender, bounded by its timeout; under the output's lock
+// unless the type's Sender is safe for concurrent use.
 func (o *output) send(ctx context.Context, msgs []Message) error {
 	ctx, cancel := context.WithTimeout(ctx, o.def.Timeout)
 	defer cancel()
-	o.sendMu.Lock()
-	defer o.sendMu.Unlock()
+	if !o.def.Type.Concurrent {
+		o.sendMu.Lock()
+		defer o.sendMu.Unlock()
+	}
 	return o.sender.Send(ctx, msgs)
 }
 
@@ -712,7 +771,6 @@ func (o *output) accepted(todo []pending) {
 			o.m.metrics.latency.WithLabelValues(o.def.Name).Observe(now.Sub(t).Seconds())
 		}
 	}
-	o.nRetrying.Store(0)
 	o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultDelivered).Add(float64(len(todo)))
 	o.statMu.Lock()
 	o.state, o.lastOKAt = "running", now
@@ -724,6 +782,8 @@ func (o *output) accepted(todo []pending) {
 // remember records a detection sent, for repeat_interval, within a
 // bounded memory.
 func (o *output) remember(d *Detection, now time.Time) {
+	o.repeatMu.Lock()
+	defer o.repeatMu.Unlock()
 	if len(o.repeat) >= repeatCap {
 		for id, s := range o.repeat {
 			if now.Sub(s.at) >= o.def.RepeatInterval {
@@ -769,7 +829,6 @@ func (o *output) deadLetter(ctx context.Context, todo []pending, reason string, 
 		o.done(p.raw)
 	}
 	o.nFailed.Add(int64(len(todo)))
-	o.nRetrying.Store(0)
 	o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultDeadLetter).Add(float64(len(todo)))
 	o.setState("running")
 	o.log.Warn("output: gave up; dead-lettered as "+DeadLetterType, "messages", len(todo), "reason", reason, "attempts", attempts, "err", errText)

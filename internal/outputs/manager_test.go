@@ -53,6 +53,10 @@ func TestParseDefinitionsRefusesBrokenEntries(t *testing.T) {
 		{"digest_interval too short", "- name: g\n  type: grouptest\n  digest_interval: 10ms\n", `digest_interval: 10ms is below the minimum of 100ms`},
 		{"digest_interval not below max_age", "- name: g\n  type: grouptest\n  digest_interval: 2h\n  max_age: 2h\n", `digest_interval: 2h0m0s must be below max_age (2h0m0s)`},
 		{"bad template", webhookYAML("f", "http://a/", sf, "  template: '{{.Nope}}'\n"), `outputs[0] (f): template`},
+		{"concurrency zero", webhookYAML("f", "http://a/", sf, "  concurrency: 0\n"), `outputs[0] (f): concurrency: 0 must be at least 1`},
+		{"concurrency too high", webhookYAML("f", "http://a/", sf, "  concurrency: 65\n"), `outputs[0] (f): concurrency: 65 is above the limit of 64`},
+		{"concurrency not a number", webhookYAML("f", "http://a/", sf, "  concurrency: many\n"), `outputs[0] (f): concurrency: "many" is not a whole number`},
+		{"concurrency on a serial type", "- name: g\n  type: grouptest\n  concurrency: 4\n", `outputs[0] (g): concurrency: type grouptest sends one request at a time`},
 		{"not a mapping", "- just a string\n", `outputs[0]: not a mapping`},
 	}
 	for _, c := range cases {
@@ -612,4 +616,76 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestWebhookConcurrency: concurrency: 8 keeps eight requests in flight to
+// a receiver that answers slowly, and never a ninth, though the output
+// holds far more messages; a stop while all eight wait releases them, and
+// the next start delivers every event. Before concurrency an output sent
+// one request at a time: a receiver 50 ms away bounded it at 20 events/s.
+func TestWebhookConcurrency(t *testing.T) {
+	leakCheck(t)
+	const conc, n = 8, 100
+	var (
+		mu       sync.Mutex
+		inFlight int
+		most     int
+		seen     = map[string]int{}
+		gate     = make(chan struct{})
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		g := gate
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		select {
+		case <-g:
+		case <-req.Context().Done():
+			return // the output gave up on it: not delivered
+		}
+		mu.Lock()
+		seen[req.Header.Get(webhook.HeaderDelivery)]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	state := func() (int, int, int) { mu.Lock(); defer mu.Unlock(); return inFlight, most, len(seen) }
+
+	b := newBench(t)
+	d := defs(t, webhookYAML("siem", srv.URL, secretFile(t, "s3cret"), fmt.Sprintf("  concurrency: %d\n  filter: {categories: [authentication]}\n", conc)))
+	_, stop := b.run(b.managerOpts(d))
+	for range n {
+		b.publish(plainEvent("auth.login"))
+	}
+	checkFor(t, 10*time.Second, "eight requests in flight", func() error {
+		if in, _, _ := state(); in != conc {
+			return fmt.Errorf("%d in flight", in)
+		}
+		return nil
+	})
+	// The output holds up to 256 messages: were the bound not kept, more
+	// requests would be on their way by now.
+	time.Sleep(200 * time.Millisecond)
+	if in, most, _ := state(); in != conc || most != conc {
+		t.Fatalf("%d requests in flight, at most %d, want %d", in, most, conc)
+	}
+	stop() // all eight waiting: released, not lost
+	if _, _, got := state(); got != 0 {
+		t.Fatalf("%d delivered while the receiver held every request", got)
+	}
+	mu.Lock()
+	close(gate)
+	mu.Unlock()
+	b.run(b.managerOpts(d))
+	checkFor(t, 20*time.Second, "every event delivered after the restart", func() error {
+		if _, _, got := state(); got < n {
+			return fmt.Errorf("%d of %d", got, n)
+		}
+		return nil
+	})
+	if _, most, _ := state(); most > conc {
+		t.Fatalf("%d requests were in flight at once, the limit is %d", most, conc)
+	}
 }

@@ -175,7 +175,7 @@ type Env struct {
 // Type is one kind of output (webhook, pagerduty, ...), as its package
 // offers it to the core. The core decodes an outputs: entry's common keys
 // (name, type, filter, tenants, max_age, repeat_interval, rate_limit,
-// group_wait, digest_interval, template, timeout) itself and the remaining keys, strictly
+// group_wait, digest_interval, template, timeout, concurrency) itself and the remaining keys, strictly
 // (an unknown key is refused), into the struct NewOptions returns.
 type Type struct {
 	Name string
@@ -189,6 +189,9 @@ type Type struct {
 	// within the output's group_wait are handed to Send together, and
 	// digest_interval is allowed.
 	Groups bool
+	// Concurrent is true when the type's Sender may be called from
+	// several goroutines at once: concurrency above 1 is allowed.
+	Concurrent bool
 }
 
 // Secret is a credential from the config. It is never logged, printed or

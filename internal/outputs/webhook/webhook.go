@@ -44,6 +44,9 @@ func Type() outputs.Type {
 		Name:       "webhook",
 		NewOptions: func() any { return &Options{} },
 		New:        New,
+		// Send keeps no state between calls (the HTTP client is safe for
+		// concurrent use): concurrency above 1 is allowed.
+		Concurrent: true,
 	}
 }
 
