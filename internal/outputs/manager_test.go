@@ -655,7 +655,7 @@ func TestWebhookConcurrency(t *testing.T) {
 
 	b := newBench(t)
 	d := defs(t, webhookYAML("siem", srv.URL, secretFile(t, "s3cret"), fmt.Sprintf("  concurrency: %d\n  filter: {categories: [authentication]}\n", conc)))
-	_, stop := b.run(b.managerOpts(d))
+	m, stop := b.run(b.managerOpts(d))
 	for range n {
 		b.publish(plainEvent("auth.login"))
 	}
@@ -670,6 +670,9 @@ func TestWebhookConcurrency(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if in, most, _ := state(); in != conc || most != conc {
 		t.Fatalf("%d requests in flight, at most %d, want %d", in, most, conc)
+	}
+	if st := m.Statuses(context.Background(), b.admin); len(st) != 1 || st[0].Concurrency != conc {
+		t.Fatalf("status: %+v, want concurrency %d", st, conc)
 	}
 	stop() // all eight waiting: released, not lost
 	if _, _, got := state(); got != 0 {

@@ -26,7 +26,7 @@ type Status struct {
 	Delivered  int64  `json:"delivered"`
 	Failed     int64  `json:"failed"` // dead-lettered
 	Suppressed int64  `json:"suppressed"`
-	Retrying   int64  `json:"retrying"` // messages of the request being retried
+	Retrying   int64  `json:"retrying"` // messages of the requests being retried
 	// Pending is the consumer's lag: messages not yet acknowledged
 	// (-1 when the consumer could not be asked).
 	Pending       int64      `json:"pending"`
@@ -39,6 +39,8 @@ type Status struct {
 	GroupWait     string     `json:"group_wait,omitempty"`
 	// DigestInterval: the messages of the open digest show in Pending.
 	DigestInterval string `json:"digest_interval,omitempty"`
+	// Concurrency: requests in flight at once (omitted at 1).
+	Concurrency int `json:"concurrency,omitempty"`
 }
 
 // lagTimeout bounds one consumer info request (REST and scrape).
@@ -68,6 +70,9 @@ func (o *output) status(ctx context.Context) Status {
 	}
 	if o.def.DigestInterval > 0 {
 		s.DigestInterval = o.def.DigestInterval.String()
+	}
+	if o.def.Concurrency > 1 {
+		s.Concurrency = o.def.Concurrency
 	}
 	o.statMu.Lock()
 	s.State, s.LastError = o.state, o.lastErr
