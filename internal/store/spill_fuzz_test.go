@@ -23,7 +23,9 @@ import (
 //	go test ./internal/store -run '^$' -fuzz FuzzSpillAdopt -fuzztime 60s
 func FuzzSpillAdopt(f *testing.F) {
 	const n = 300
-	body := func(seq uint64) []byte { return fmt.Appendf(nil, `{"seq-%d":"%s"}`, seq, bytes.Repeat([]byte{'x'}, int(seq%50))) }
+	body := func(seq uint64) []byte {
+		return fmt.Appendf(nil, `{"seq-%d":"%s"}`, seq, bytes.Repeat([]byte{'x'}, int(seq%50)))
+	}
 	var seg []byte
 	var index []int64
 	for seq := uint64(1); seq <= n; seq++ {
