@@ -8,13 +8,13 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/client"
 	"github.com/vigil-sec/vigil/internal/demo"
 	"github.com/vigil-sec/vigil/internal/detect"
+	"github.com/vigil-sec/vigil/internal/testkit"
 	"github.com/vigil-sec/vigil/internal/testnode"
 )
 
@@ -35,29 +35,10 @@ func cliCheckFor(t *testing.T, timeout, step time.Duration, cond func() error) {
 	}
 }
 
-// cliSyncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type cliSyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *cliSyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *cliSyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cliBackground runs a vigil command until the returned stop is called; its
 // outputs can be read while it runs, and done is closed with its exit code.
 type cliBackground struct {
-	stdout, stderr cliSyncBuffer
+	stdout, stderr testkit.SyncBuffer
 	done           chan struct{}
 	code           int
 	cancel         context.CancelFunc

@@ -1,13 +1,11 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/demo"
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // spillFill opens a log in dir with the spill on, runs a tail from from,
@@ -167,7 +166,7 @@ func TestSpillRestartChecksTheLog(t *testing.T) {
 			l = spillFill(t, dir, 1001, 1000, gen)
 			l.Close()
 			c.change(t, dir)
-			var logged syncBuffer
+			var logged testkit.SyncBuffer
 			l, err := Open(ctx, Config{DataDir: dir, ReplayCacheBytes: 30 * ringCost(700), ReplayCacheEvents: 30, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -319,23 +318,4 @@ func TestSpillOffDeletesWhatWasLeft(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, spillDirName)); !os.IsNotExist(err) {
 		t.Fatalf("the spill's files outlived a start with the spill off: %v", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger whose goroutines write while
-// the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
