@@ -22,10 +22,17 @@ import (
 // Vigil is killed with SIGKILL while it retries them; the receiver comes
 // back and Vigil restarts on the same data directory: every detection
 // arrives (deduplicated by X-Vigil-Delivery), every signature verifies.
+// Once one request at a time (the default), once with concurrency: 8
+// (eight requests retried at once when the kill comes).
 func TestOutputsKill9WhileReceiverDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a child vigil process; skipped with -short")
 	}
+	t.Run("serial", func(t *testing.T) { outputsKill9(t, "") })
+	t.Run("concurrency-8", func(t *testing.T) { outputsKill9(t, "    concurrency: 8\n") })
+}
+
+func outputsKill9(t *testing.T, extra string) {
 	const secret = "kill9-secret"
 	var (
 		mu       sync.Mutex
@@ -63,7 +70,7 @@ func TestOutputsKill9WhileReceiverDown(t *testing.T) {
     url: %s/hook
     secret_file: %s
     filter: {categories: [detection]}
-`, recv.URL, sf)), 0o600)
+%s`, recv.URL, sf, extra)), 0o600)
 	dataDir := filepath.Join(dir, "data")
 	cmd, addr := startServe(t, bin, "--data-dir", dataDir, "--config", cfgPath)
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
