@@ -167,10 +167,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		if b == 0 {
 			b = DefaultReplaySpillBytes
 		}
+		// Without the stream's state nothing left from before can be
+		// checked, or described for the next start: the spill then only
+		// lives as long as this process, and the start goes on.
 		view, err := l.spillView(ctx)
 		if err != nil {
-			l.Close()
-			return nil, err
+			cfg.Logger.Warn("log: replay spill: the stream's state is unknown; the spill starts empty and is not kept at stop", "err", err)
+			view = nil
 		}
 		if l.spill, err = openReplaySpill(ctx, filepath.Join(cfg.DataDir, spillDirName), b, cfg.Logger, view); err != nil {
 			l.Close()

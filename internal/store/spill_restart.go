@@ -47,6 +47,9 @@ import (
 
 const spillManifestName = "manifest.json"
 
+// spillCheckTimeout bounds each read of the log that checks a kept spill.
+const spillCheckTimeout = 2 * time.Second
+
 type spillManifest struct {
 	Version  int                    `json:"version"`
 	Stream   string                 `json:"stream"` // spillLogView.identity
@@ -305,6 +308,10 @@ func (l *Log) spillView(ctx context.Context) (*spillLogView, error) {
 		last:     info.State.LastSeq,
 		deleted:  uint64(info.State.NumDeleted),
 		body: func(ctx context.Context, seq uint64) ([]byte, error) {
+			// Bounded: on a cluster still electing a leader the start
+			// should not wait on the spill (it then starts empty).
+			ctx, cancel := context.WithTimeout(ctx, spillCheckTimeout)
+			defer cancel()
 			m, err := l.stream.GetMsg(ctx, seq)
 			if err != nil {
 				return nil, err
