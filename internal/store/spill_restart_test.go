@@ -130,9 +130,12 @@ func TestSpillRestartChecksTheLog(t *testing.T) {
 				if err := js.DeleteStream(ctx, StreamName); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := js.CreateStream(ctx, cfg); err != nil {
-					t.Fatal(err)
-				}
+				// The server removes the old stream's files after it
+				// answers: creating it again may fail until it has.
+				testkit.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+					_, err := js.CreateStream(ctx, cfg)
+					return err
+				})
 				spillOthers(t, js, 2000) // other events at the spill's seqs
 			})
 		}},
