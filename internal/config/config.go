@@ -59,8 +59,9 @@ type Config struct {
 	ReplayCacheEvents int `yaml:"replay_cache_events"`
 	// ReplaySpillMB bounds the replay spill on disk (internal/store/
 	// spill.go): the ring continued in <data-dir>/replay-spill for
-	// replays older than it; kept across a clean restart when it still
-	// agrees with the log (spill_restart.go), deleted otherwise. 0
+	// replays older than it; kept across a restart (clean, or a crash up
+	// to its last checkpoint) when it still agrees with the log
+	// (spill_restart.go), deleted otherwise. 0
 	// disables it and deletes what an earlier run left.
 	ReplaySpillMB int `yaml:"replay_spill_mb"`
 
@@ -263,7 +264,7 @@ func options() []option {
 		}},
 		{"replay-cache-mb", "VIGIL_REPLAY_CACHE_MB", "memory (MiB, estimated) for the newest events kept decoded so replays of them skip JetStream (0: off)", integer(func(c *Config) *int { return &c.ReplayCacheMB })},
 		{"replay-cache-events", "VIGIL_REPLAY_CACHE_EVENTS", "most events kept in the replay cache", integer(func(c *Config) *int { return &c.ReplayCacheEvents })},
-		{"replay-spill-mb", "VIGIL_REPLAY_SPILL_MB", "disk (MiB) for the events older than the replay cache, kept as stored in <data-dir>/replay-spill so replays of them skip JetStream; kept across a clean restart when it still agrees with the log (0: off, and what an earlier run left is deleted)", integer(func(c *Config) *int { return &c.ReplaySpillMB })},
+		{"replay-spill-mb", "VIGIL_REPLAY_SPILL_MB", "disk (MiB) for the events older than the replay cache, kept as stored in <data-dir>/replay-spill so replays of them skip JetStream; kept across a restart (clean, or a crash up to its last 10 s checkpoint) when it still agrees with the log (0: off, and what an earlier run left is deleted)", integer(func(c *Config) *int { return &c.ReplaySpillMB })},
 		{"ingest-max-delivery-lag", "VIGIL_INGEST_MAX_DELIVERY_LAG", "hold publishers while live delivery is this far behind the acknowledged events (0: never hold)", dur(func(c *Config) *time.Duration { return &c.IngestMaxDeliveryLag })},
 		{"ingest-max-hold", "VIGIL_INGEST_MAX_HOLD", "longest a publish is held for delivery lag; then it is appended anyway", dur(func(c *Config) *time.Duration { return &c.IngestMaxHold })},
 		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},

@@ -59,10 +59,16 @@ type Config struct {
 	// ReplaySpillBytes bounds the replay spill (spill.go): the ring
 	// continued on disk, in <DataDir>/replay-spill, for replays older than
 	// the ring. 0 means the default (1 GiB); negative disables it; so does
-	// an empty DataDir. A clean Close leaves it for the next Open, which
-	// keeps it only if it still agrees with the log (spill_restart.go);
-	// an Open with it disabled deletes it.
+	// an empty DataDir. A clean Close (or, after a crash, the last
+	// checkpoint) leaves it for the next Open, which keeps it only if it
+	// still agrees with the log (spill_restart.go); an Open with it
+	// disabled deletes it.
 	ReplaySpillBytes int64
+	// ReplaySpillCheckpoint is how often the spill's writer describes
+	// what it has flushed in a manifest, so that a crash leaves a spill
+	// the next Open can check and keep (spill_restart.go); 0 means
+	// DefaultReplaySpillCheckpoint.
+	ReplaySpillCheckpoint time.Duration
 	// MaxMemory and MaxStore cap the embedded JetStream (bytes).
 	MaxMemory int64
 	MaxStore  int64

@@ -175,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			cfg.Logger.Warn("log: replay spill: the stream's state is unknown; the spill starts empty and is not kept at stop", "err", err)
 			view = nil
 		}
-		if l.spill, err = openReplaySpill(ctx, filepath.Join(cfg.DataDir, spillDirName), b, cfg.Logger, view); err != nil {
+		if l.spill, err = openReplaySpill(ctx, filepath.Join(cfg.DataDir, spillDirName), b, cfg.ReplaySpillCheckpoint, cfg.Logger, view); err != nil {
 			l.Close()
 			return nil, err
 		}

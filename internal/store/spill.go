@@ -54,6 +54,11 @@ import (
 // DefaultReplaySpillBytes is Config.ReplaySpillBytes's default.
 const DefaultReplaySpillBytes = 1 << 30
 
+// DefaultReplaySpillCheckpoint is Config.ReplaySpillCheckpoint's default:
+// after a crash the next start keeps the spill as it was at most this
+// long before it.
+const DefaultReplaySpillCheckpoint = 10 * time.Second
+
 const (
 	spillSegmentBytes = 64 << 20               // the largest segment
 	spillIndexEvery   = 256                    // a record offset is kept every this many seqs
@@ -89,6 +94,8 @@ type replaySpill struct {
 	segBytes int64 // a segment's size before the next one starts
 	log      *slog.Logger
 	identity string // the stream's, for the manifest (spill_restart.go)
+	// checkpointEvery: the writer writes a manifest this often.
+	checkpointEvery time.Duration
 	// adopted is the newest seq kept from a previous process (0: none
 	// kept, or the tail has delivered since): the tail's first record
 	// starts a segment of its own after it, or empties the spill when
@@ -126,15 +133,19 @@ type replaySpill struct {
 // positive or dir is empty. Segments are a quarter of maxBytes (1–64
 // MiB), so the spill holds at most maxBytes plus the segment being
 // written.
-func openReplaySpill(ctx context.Context, dir string, maxBytes int64, logger *slog.Logger, view *spillLogView) (*replaySpill, error) {
+func openReplaySpill(ctx context.Context, dir string, maxBytes int64, checkpointEvery time.Duration, logger *slog.Logger, view *spillLogView) (*replaySpill, error) {
 	if maxBytes <= 0 || dir == "" {
 		return nil, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: replay spill: %w", err)
 	}
+	if checkpointEvery <= 0 {
+		checkpointEvery = DefaultReplaySpillCheckpoint
+	}
 	s := &replaySpill{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/4, 1<<20), spillSegmentBytes), log: logger, freeBytes: statfsFree,
-		in: make(chan spillRecord, spillQueueEvents), stop: make(chan struct{}), done: make(chan struct{})}
+		checkpointEvery: checkpointEvery,
+		in:              make(chan spillRecord, spillQueueEvents), stop: make(chan struct{}), done: make(chan struct{})}
 	if view != nil {
 		s.identity = view.identity
 	}
@@ -223,6 +234,8 @@ func (s *replaySpill) run() {
 	defer close(s.done)
 	tick := time.NewTicker(spillFlushEvery)
 	defer tick.Stop()
+	cp := time.NewTicker(s.checkpointEvery)
+	defer cp.Stop()
 	for {
 		select {
 		case r := <-s.in:
@@ -233,6 +246,9 @@ func (s *replaySpill) run() {
 			}
 		case <-tick.C:
 			s.flush()
+		case <-cp.C:
+			s.flush()
+			s.checkpoint()
 		case <-s.stop:
 			s.flush() // for the manifest close writes
 			return
@@ -379,6 +395,10 @@ func (s *replaySpill) reset() {
 	}
 	if s.w != nil {
 		s.w.Reset(io.Discard)
+	}
+	// A checkpoint's manifest describes what goes now.
+	if err := os.Remove(filepath.Join(s.dir, spillManifestName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("replay spill: removing its manifest", "err", err)
 	}
 	s.mu.Lock()
 	if len(s.segs) > 0 {

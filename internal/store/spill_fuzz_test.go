@@ -65,7 +65,7 @@ func FuzzSpillAdopt(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, spillManifestName), manifest, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := openReplaySpill(context.Background(), dir, 1<<30, slog.New(slog.DiscardHandler), view)
+		s, err := openReplaySpill(context.Background(), dir, 1<<30, 0, slog.New(slog.DiscardHandler), view)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,27 +17,34 @@ import (
 	"time"
 )
 
-// A replay spill survives a clean restart (a deploy, an upgrade): when
+// A replay spill survives a restart (a deploy, an upgrade, a crash): when
 // every client reconnects and resumes from its last seq at once, the
 // spill serves them from disk instead of JetStream at a third of the pace
 // (docs/performance.md, "The replay spill"). It is kept only when it
 // provably still agrees with the log:
 //
-//   - Close writes a manifest (spillManifestName) after its last flush:
-//     the segments, their seqs, sizes and offset indexes, and the
-//     stream's identity (its creation time). Open reads it and deletes it
-//     before anything else, so a process killed later (kill -9, power
-//     loss) leaves segments without a manifest, which the next Open
-//     deletes: only what a clean Close described is ever kept.
+//   - The spill describes itself in a manifest (spillManifestName): the
+//     segments, their seqs, sizes and offset indexes, and the stream's
+//     identity (its creation time). Close writes one after its last
+//     flush, the writer one every checkpointEvery (a checkpoint), each
+//     after syncing the segments. Open reads it and deletes it before
+//     anything else, so what is kept is exactly what one manifest
+//     described: all of it after a clean stop, the last checkpoint after
+//     a crash (records written after it are past its sizes and seqs, and
+//     are not kept).
 //   - The stream must be the same one (a stream deleted and created
 //     again has another creation time), must hold no deleted message
 //     inside it (nothing in Vigil deletes one; an operator's `nats stream
 //     rmm` would, and the spill would still have it), and must still hold
 //     the spill's last seq.
-//   - Each segment's size on disk must be the manifest's, and the oldest
-//     kept record and the newest one must be byte for byte what the log
-//     holds at their seqs (a data directory restored from another
-//     backup, or another node's, differs there).
+//   - Segments the manifest lists that are gone are skipped while they
+//     are the oldest (evicted after a checkpoint); one gone after a
+//     present one refuses the spill. No segment may be shorter than the
+//     manifest gives (longer is a checkpoint's segment written on). The
+//     oldest kept record and the newest one must be byte for byte what
+//     the log holds at their seqs (a data directory restored from
+//     another backup, or another node's, differs there; so does a log
+//     that lost its last writes in a power loss the spill survived).
 //   - Segments wholly below the stream's first seq (retention ran while
 //     the node was down) are removed.
 //
@@ -72,6 +79,23 @@ type spillLogView struct {
 	deleted     uint64 // messages deleted inside the stream
 	// body returns the stored body of seq.
 	body func(ctx context.Context, seq uint64) ([]byte, error)
+}
+
+// checkpoint writes a manifest while the spill runs (the writer, every
+// checkpointEvery, right after a flush), so that a crash leaves a spill
+// the next Open can check and keep as it was then. Later records are
+// past what the manifest describes and are not kept; a segment removed
+// since (eviction, retention) is skipped if it is among the oldest, and
+// anything else (a reset) removes the manifest with the segments. A
+// checkpoint that fails is only logged: the next one tries again, and a
+// crash before it leaves a spill that starts empty.
+func (s *replaySpill) checkpoint() {
+	if s.failedNow() {
+		return
+	}
+	if _, err := s.writeManifest(); err != nil {
+		s.log.Debug("replay spill: checkpoint", "err", err)
+	}
 }
 
 // writeManifest describes the flushed segments for the next Open (the
@@ -180,6 +204,18 @@ func (s *replaySpill) adoptChecked(ctx context.Context, view *spillLogView) (why
 	case len(m.Segments) == 0:
 		return "empty manifest", nil
 	}
+	// A crash after a checkpoint: the oldest segments it lists may have
+	// been evicted since. Those are skipped; a missing segment after a
+	// present one means the spill was not what the manifest says.
+	for len(m.Segments) > 0 {
+		if _, err := os.Stat(filepath.Join(s.dir, filepath.Base(m.Segments[0].File))); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		m.Segments = m.Segments[1:]
+	}
+	if len(m.Segments) == 0 {
+		return "the segments it describes are gone", nil
+	}
 	listed := map[string]bool{}
 	for i, ms := range m.Segments {
 		switch {
@@ -195,9 +231,11 @@ func (s *replaySpill) adoptChecked(ctx context.Context, view *spillLogView) (why
 				return fmt.Sprintf("segment %s: index out of order", ms.File), nil
 			}
 		}
+		// Larger is a checkpoint's segment written on after it (its
+		// records past Size are not kept); smaller is damage.
 		st, err := os.Stat(filepath.Join(s.dir, ms.File))
-		if err != nil || st.Size() != ms.Size {
-			return fmt.Sprintf("segment %s: not the size the manifest gives", ms.File), nil
+		if err != nil || st.Size() < ms.Size {
+			return fmt.Sprintf("segment %s: shorter than the manifest gives, or gone", ms.File), nil
 		}
 		listed[ms.File] = true
 	}

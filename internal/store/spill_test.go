@@ -118,7 +118,7 @@ func TestSpillCorruptionReadsTheLog(t *testing.T) {
 // deleted at Close.
 func TestSpillGapsBoundsAndLifetime(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spill")
-	s, err := openReplaySpill(context.Background(), dir, 1, slog.New(slog.DiscardHandler), nil)
+	s, err := openReplaySpill(context.Background(), dir, 1, 0, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestSpillGapsBoundsAndLifetime(t *testing.T) {
 // spillDiskReserve free on the file system is not made; the spill turns
 // itself off (replays read the log) instead of taking space the log needs.
 func TestSpillLeavesTheDiskToTheLog(t *testing.T) {
-	s, err := openReplaySpill(context.Background(), filepath.Join(t.TempDir(), "spill"), 1, slog.New(slog.DiscardHandler), nil)
+	s, err := openReplaySpill(context.Background(), filepath.Join(t.TempDir(), "spill"), 1, 0, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
