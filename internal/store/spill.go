@@ -176,7 +176,7 @@ func (s *replaySpill) close() {
 		}
 	}
 	if !s.failedNow() {
-		written, err := s.writeManifest()
+		written, err := s.writeManifest(true)
 		if err == nil && written {
 			return
 		}

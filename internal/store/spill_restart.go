@@ -93,16 +93,22 @@ func (s *replaySpill) checkpoint() {
 	if s.failedNow() {
 		return
 	}
-	if _, err := s.writeManifest(); err != nil {
+	if _, err := s.writeManifest(false); err != nil {
 		s.log.Debug("replay spill: checkpoint", "err", err)
 	}
 }
 
-// writeManifest describes the flushed segments for the next Open (the
-// writer has stopped and flushed); written is false when there is
-// nothing to describe. Written to a temporary file, synced and renamed,
-// so a manifest is whole or absent.
-func (s *replaySpill) writeManifest() (written bool, err error) {
+// writeManifest describes the flushed segments for the next Open (on the
+// writer's goroutine, or after it stopped); written is false when there
+// is nothing to describe. Written to a temporary file and renamed, so a
+// manifest is whole or absent. durable (at Close) syncs the segments and
+// the manifest to disk first; a checkpoint does not: an fsync every 10 s
+// would make the writer (and, through a journal commit, the log's own
+// writes) wait for the disk, and what a checkpoint is for, kill -9,
+// loses nothing the kernel has. After a power loss an unsynced spill is
+// refused by the checks at Open or, for a record in the middle, by its
+// CRC when read.
+func (s *replaySpill) writeManifest(durable bool) (written bool, err error) {
 	s.mu.RLock()
 	m := spillManifest{Version: 1, Stream: s.identity}
 	for _, sg := range s.segs {
@@ -115,12 +121,10 @@ func (s *replaySpill) writeManifest() (written bool, err error) {
 	if len(m.Segments) == 0 || s.identity == "" {
 		return false, nil
 	}
-	// The segments reach the disk before a manifest describes them: after
-	// a power loss the checks at Open would refuse torn segments anyway,
-	// but a kept spill should not depend on that (most pages went out
-	// long ago, so this is quick).
-	for _, ms := range m.Segments {
-		if err := syncFile(filepath.Join(s.dir, ms.File)); err != nil {
+	// At Close the segments reach the disk before a manifest describes
+	// them (most pages went out long ago, so this is quick).
+	for i := 0; durable && i < len(m.Segments); i++ {
+		if err := syncFile(filepath.Join(s.dir, m.Segments[i].File)); err != nil {
 			return false, err
 		}
 	}
@@ -137,9 +141,11 @@ func (s *replaySpill) writeManifest() (written bool, err error) {
 		_ = f.Close() // the write error is the one to report
 		return false, err
 	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close() // likewise
-		return false, err
+	if durable {
+		if err := f.Sync(); err != nil {
+			_ = f.Close() // likewise
+			return false, err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return false, err
