@@ -34,7 +34,7 @@ func registerReplayCacheMetrics(reg prometheus.Registerer, log *store.Log) error
 		}, func() float64 { return float64(log.ReplaySpillStats().Events) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vigil_replay_spill_recovered_events",
-			Help: "Events the replay spill kept at start from the previous run (a clean stop whose spill still agreed with the log; 0 otherwise).",
+			Help: "Events the replay spill kept at start from the previous run (its clean stop, or after a crash its last checkpoint, when that still agreed with the log; 0 otherwise).",
 		}, func() float64 { return float64(log.ReplaySpillStats().Recovered) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_replay_spill_served_total",

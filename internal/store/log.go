@@ -156,13 +156,14 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	// Turned off, what an earlier run left is deleted: its events are
 	// kept nowhere else outside the log, and whoever turned it off may
 	// have done so to keep no copy past retention (docs/security.md).
-	if cfg.DataDir != "" && (cfg.ReplaySpillBytes < 0 || cfg.ReplayCacheBytes < 0) {
-		if err := os.RemoveAll(filepath.Join(cfg.DataDir, spillDirName)); err != nil {
+	switch spillDir := filepath.Join(cfg.DataDir, spillDirName); {
+	case cfg.DataDir == "":
+	case cfg.ReplaySpillBytes < 0 || cfg.ReplayCacheBytes < 0:
+		if err := os.RemoveAll(spillDir); err != nil {
 			l.Close()
 			return nil, fmt.Errorf("store: removing the replay spill: %w", err)
 		}
-	}
-	if cfg.DataDir != "" && cfg.ReplaySpillBytes >= 0 && cfg.ReplayCacheBytes >= 0 {
+	default:
 		b := cfg.ReplaySpillBytes
 		if b == 0 {
 			b = DefaultReplaySpillBytes
@@ -170,12 +171,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		// Without the stream's state nothing left from before can be
 		// checked, or described for the next start: the spill then only
 		// lives as long as this process, and the start goes on.
-		view, err := l.spillView(ctx)
+		view, err := l.spillView(ctx) // nil on error
 		if err != nil {
 			cfg.Logger.Warn("log: replay spill: the stream's state is unknown; the spill starts empty and is not kept at stop", "err", err)
-			view = nil
 		}
-		if l.spill, err = openReplaySpill(ctx, filepath.Join(cfg.DataDir, spillDirName), b, cfg.ReplaySpillCheckpoint, cfg.Logger, view); err != nil {
+		if l.spill, err = openReplaySpill(ctx, spillDir, b, cfg.ReplaySpillCheckpoint, cfg.Logger, view); err != nil {
 			l.Close()
 			return nil, err
 		}

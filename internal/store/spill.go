@@ -524,55 +524,82 @@ func (s *replaySpill) read(ctx context.Context, from, to uint64, fn func(*event.
 // removed meanwhile, a short read or a bad record end it early without an
 // error (the caller goes to the log).
 func (s *replaySpill) readSegment(ctx context.Context, path string, off int64, seq, from, last uint64, fn func(*event.Event) bool) (n uint64, stopped bool, err error) {
+	rerr := readSpillRecords(path, off, seq, from, last, func(seq uint64, body []byte) bool {
+		e, derr := decode(body, seq)
+		if derr != nil {
+			return false // the log decides what to do with it
+		}
+		if n%scanCheckEvery == 0 {
+			if err = ctx.Err(); err != nil {
+				return false
+			}
+		}
+		n++
+		s.served.Add(1)
+		stopped = !fn(e)
+		return !stopped
+	})
+	var bad *spillRecordError
+	if errors.As(rerr, &bad) {
+		s.log.Warn("replay spill: "+bad.what+"; reading the log instead", "path", path, "seq", bad.seq)
+	}
+	return n, stopped, err
+}
+
+// readSpillRecords reads the segment at path from offset off, whose record
+// is seq, and hands fn the body of each record from..last, with its seq
+// and CRC checked, until fn returns false. A body is fn's to keep. It
+// returns nil at last or when fn stopped, a *spillRecordError for a
+// record that is not what it should be, any other error for a file that
+// is gone or short.
+func readSpillRecords(path string, off int64, seq, from, last uint64, fn func(seq uint64, body []byte) bool) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, false, nil // removed: the log has it
+		return err
 	}
 	defer func() { _ = f.Close() }() // opened read-only: nothing to lose
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return 0, false, nil
+		return err
 	}
 	r := bufio.NewReaderSize(f, spillReadBuffer)
 	var h [spillHeaderBytes]byte
 	for ; seq <= last; seq++ {
 		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return n, false, nil
+			return err
 		}
 		size := binary.LittleEndian.Uint32(h[8:])
 		if binary.LittleEndian.Uint64(h[0:]) != seq || size > spillMaxRecord {
-			s.log.Warn("replay spill: unexpected record; reading the log instead", "path", path, "seq", seq)
-			return n, false, nil
+			return &spillRecordError{"unexpected record", seq}
 		}
 		if seq < from {
 			if _, err := r.Discard(int(size)); err != nil {
-				return n, false, nil
+				return err
 			}
 			continue
 		}
-		body := make([]byte, size) // the event's strings point into it
+		body := make([]byte, size) // a decoded event's strings point into it
 		if _, err := io.ReadFull(r, body); err != nil {
-			return n, false, nil
+			return err
 		}
 		if crc32.Checksum(body, spillCRC) != binary.LittleEndian.Uint32(h[12:]) {
-			s.log.Warn("replay spill: CRC mismatch; reading the log instead", "path", path, "seq", seq)
-			return n, false, nil
+			return &spillRecordError{"CRC mismatch", seq}
 		}
-		e, derr := decode(body, seq)
-		if derr != nil {
-			return n, false, nil // the log decides what to do with it
-		}
-		if n%scanCheckEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return n, false, err
-			}
-		}
-		n++
-		s.served.Add(1)
-		if !fn(e) {
-			return n, true, nil
+		if !fn(seq, body) {
+			return nil
 		}
 	}
-	return n, false, nil
+	return nil
+}
+
+// spillRecordError is a record whose header or body is not what it should
+// be at seq.
+type spillRecordError struct {
+	what string
+	seq  uint64
+}
+
+func (e *spillRecordError) Error() string {
+	return fmt.Sprintf("%s where seq %d should be", e.what, e.seq)
 }
 
 // SpillStats describes the replay spill (tests, benchmark, operators).

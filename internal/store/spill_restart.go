@@ -1,15 +1,11 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,8 +22,9 @@ import (
 //   - The spill describes itself in a manifest (spillManifestName): the
 //     segments, their seqs, sizes and offset indexes, and the stream's
 //     identity (its creation time). Close writes one after its last
-//     flush, the writer one every checkpointEvery (a checkpoint), each
-//     after syncing the segments. Open reads it and deletes it before
+//     flush, with the segments synced; the writer one every
+//     checkpointEvery (a checkpoint, not synced: see writeManifest).
+//     Open reads it and deletes it before
 //     anything else, so what is kept is exactly what one manifest
 //     described: all of it after a clean stop, the last checkpoint after
 //     a crash (records written after it are past its sizes and seqs, and
@@ -88,7 +85,8 @@ type spillLogView struct {
 // since (eviction, retention) is skipped if it is among the oldest, and
 // anything else (a reset) removes the manifest with the segments. A
 // checkpoint that fails is only logged: the next one tries again, and a
-// crash before it leaves a spill that starts empty.
+// crash before it keeps what the previous manifest described (if it
+// still checks out).
 func (s *replaySpill) checkpoint() {
 	if s.failedNow() {
 		return
@@ -153,9 +151,9 @@ func (s *replaySpill) writeManifest(durable bool) (written bool, err error) {
 	return true, os.Rename(tmp, filepath.Join(s.dir, spillManifestName))
 }
 
-// adopt takes over the segments a previous process's clean Close
-// described, when they agree with the log (view); otherwise it empties
-// the directory. It runs before the writer starts. It returns the events
+// adopt takes over the segments a previous process's manifest (its Close,
+// or its last checkpoint) described, when they agree with the log (view);
+// otherwise it empties the directory. It runs before the writer starts. It returns the events
 // kept and, when nothing was, why (for the log line).
 func (s *replaySpill) adopt(ctx context.Context, view *spillLogView) (kept uint64, why string) {
 	why, err := s.adoptChecked(ctx, view)
@@ -184,7 +182,7 @@ func (s *replaySpill) adoptChecked(ctx context.Context, view *spillLogView) (why
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		if entries, _ := os.ReadDir(s.dir); len(entries) > 0 {
-			return "no manifest (the previous process did not close cleanly)", nil
+			return "no manifest (the previous process stopped before it described its spill)", nil
 		}
 		return "nothing to keep", nil
 	}
@@ -192,7 +190,7 @@ func (s *replaySpill) adoptChecked(ctx context.Context, view *spillLogView) (why
 		return "", err
 	}
 	// Whatever happens next, this start owns the segments now: a crash
-	// before the next clean Close must not find them described.
+	// before its own first checkpoint must not find them described.
 	if err := os.Remove(path); err != nil {
 		return "", err
 	}
@@ -301,42 +299,18 @@ func (s *replaySpill) adoptChecked(ctx context.Context, view *spillLogView) (why
 }
 
 // spillRecordAt reads the body of seq from a segment whose first record is
-// first, with its CRC checked.
+// first, with its seq and CRC checked.
 func spillRecordAt(path string, first uint64, index []int64, seq uint64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }() // read-only
 	k := (seq - first) / spillIndexEvery
-	if _, err := f.Seek(index[k], io.SeekStart); err != nil {
-		return nil, err
+	var body []byte
+	err := readSpillRecords(path, index[k], first+k*spillIndexEvery, seq, seq, func(_ uint64, b []byte) bool {
+		body = b
+		return false
+	})
+	if err == nil && body == nil {
+		err = errors.New("not found")
 	}
-	r := bufio.NewReader(f)
-	var h [spillHeaderBytes]byte
-	for at := first + k*spillIndexEvery; ; at++ {
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return nil, err
-		}
-		size := binary.LittleEndian.Uint32(h[8:])
-		if binary.LittleEndian.Uint64(h[0:]) != at || size > spillMaxRecord {
-			return nil, fmt.Errorf("unexpected record where seq %d should be", at)
-		}
-		if at < seq {
-			if _, err := r.Discard(int(size)); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, err
-		}
-		if crc32.Checksum(body, spillCRC) != binary.LittleEndian.Uint32(h[12:]) {
-			return nil, errors.New("CRC mismatch")
-		}
-		return body, nil
-	}
+	return body, err
 }
 
 // spillView is what a previous process's spill is checked against: the
