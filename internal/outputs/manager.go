@@ -191,7 +191,7 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 // 2: with more in flight, every burst would open new connections).
 func outputTransport(concurrency int) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, http.DefaultMaxIdleConnsPerHost, concurrency)
+	t.MaxIdleConnsPerHost = max(http.DefaultMaxIdleConnsPerHost, concurrency)
 	return t
 }
 

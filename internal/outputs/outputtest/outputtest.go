@@ -3,38 +3,22 @@
 package outputtest
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/outputs"
+	"github.com/vigil-sec/vigil/internal/testkit"
 )
 
 // Now is the fixed clock of the tests.
 var Now = time.Date(2026, 11, 30, 17, 4, 5, 123456789, time.UTC)
 
 // LogBuffer is a concurrency-safe buffer the test logger writes to.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type LogBuffer = testkit.SyncBuffer
 
 // Env is an outputs.Env with a debug logger into the returned buffer, the
 // fixed clock and a public URL.
