@@ -148,7 +148,17 @@ func (s *replaySpill) writeManifest(durable bool) (written bool, err error) {
 	if err := f.Close(); err != nil {
 		return false, err
 	}
-	return true, os.Rename(tmp, filepath.Join(s.dir, spillManifestName))
+	if err := os.Rename(tmp, filepath.Join(s.dir, spillManifestName)); err != nil {
+		return false, err
+	}
+	if durable {
+		// The rename is durable once the directory is (as the dedup
+		// snapshot's).
+		if err := syncFile(s.dir); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // adopt takes over the segments a previous process's manifest (its Close,
