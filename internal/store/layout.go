@@ -61,14 +61,27 @@ func streamConfig(cfg Config, embedded bool) jetstream.StreamConfig {
 
 // checkLayout refuses a stream this build cannot read: one holding events
 // in layout 1, or one a migration left half done. An empty stream of any
-// layout is fine: Open updates its config to layout 2.
+// layout is fine: Open updates its config to layout 2. So is no stream
+// (Open creates it), unless a migration's temporary stream exists: between
+// its steps the events are there alone, and a stream created then would
+// be taken for the migrated one (the next `vigil migrate` would find it
+// in layout 2 already).
 func (l *Log) checkLayout(ctx context.Context) error {
-	s, err := l.streamAtOpen(ctx)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
+	s, err := l.streamNamedAtOpen(ctx, StreamName)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("store: stream info: %w", err)
+	}
+	if err != nil || s.CachedInfo().State.Msgs == 0 {
+		_, terr := l.streamNamedAtOpen(ctx, migrateStream)
+		if terr == nil {
+			return fmt.Errorf("store: stream %s %s is being migrated to layout %s (a `vigil migrate` did not finish; the events are in %s): run `%s` again to complete it", StreamName, l.where(), Layout, migrateStream, l.migrateCommand())
+		}
+		if !errors.Is(terr, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("store: stream info: %w", terr)
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("store: stream info: %w", err)
+		return nil
 	}
 	ci := s.CachedInfo()
 	if _, ok := ci.Config.Metadata[migrateFirstKey]; ok || ci.Config.Mirror != nil {
@@ -91,13 +104,18 @@ func (l *Log) checkLayout(ctx context.Context) error {
 // nodes started a second apart on a fresh 3-server cluster). "Not found"
 // and every answer return at once.
 func (l *Log) streamAtOpen(ctx context.Context) (jetstream.Stream, error) {
+	return l.streamNamedAtOpen(ctx, StreamName)
+}
+
+// streamNamedAtOpen is streamAtOpen for stream name.
+func (l *Log) streamNamedAtOpen(ctx context.Context, name string) (jetstream.Stream, error) {
 	if l.ns != nil {
-		return l.js.Stream(ctx, StreamName)
+		return l.js.Stream(ctx, name)
 	}
 	deadline := time.Now().Add(placementPatience)
 	for {
 		actx, cancel := context.WithTimeout(ctx, streamInfoAttempt)
-		s, err := l.js.Stream(actx, StreamName)
+		s, err := l.js.Stream(actx, name)
 		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil || time.Now().After(deadline) {
 			return s, err

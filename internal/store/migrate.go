@@ -34,15 +34,23 @@ import (
 //     stream is deleted, and the layout is marked done.
 //
 // Every step can be interrupted and `vigil migrate` run again: the
-// recorded state (first and last seq, message count, consumers) is in
-// the temporary stream's metadata, and VIGIL_EVENTS carries
-// migrateFirstKey until the end, so Open refuses it meanwhile.
+// recorded state (first and last seq, message count, consumers, the
+// stream's limits) is in the temporary stream's metadata, and
+// VIGIL_EVENTS carries migrateFirstKey (and the limits) until the end, so
+// Open refuses it meanwhile; between steps 2 and 3 there is no
+// VIGIL_EVENTS at all, and Open refuses to create one while the temporary
+// stream exists (checkLayout).
 const (
 	migrateStream       = "VIGIL_EVENTS_MIGRATE"
 	migrateFirstKey     = "vigil_migrate_first_seq"
 	migrateLastKey      = "vigil_migrate_last_seq"
 	migrateMsgsKey      = "vigil_migrate_msgs"
 	migrateConsumersKey = "vigil_migrate_consumers"
+	// migrateLimitsKey holds the layout-1 stream's limits (JSON
+	// migrateLimits): `vigil migrate` is not given the node's
+	// --retention-max-age, --retention-max-bytes and --dedup-window, so
+	// the migrated stream takes them from the stream it replaces.
+	migrateLimitsKey = "vigil_migrate_limits"
 	// outputConsumerPrefix names the durable consumers of the outputs
 	// (outputs.ConsumerName), recreated by a migration.
 	outputConsumerPrefix = "vigil-output-"
@@ -86,6 +94,19 @@ type MigratedConsumer struct {
 type migrateConsumer struct {
 	Config jetstream.ConsumerConfig `json:"config"`
 	Resume uint64                   `json:"resume"`
+}
+
+// migrateLimits are the limits of the stream being migrated that Vigil
+// sets from its own configuration.
+type migrateLimits struct {
+	MaxAge     time.Duration `json:"max_age"`
+	MaxBytes   int64         `json:"max_bytes"`
+	Duplicates time.Duration `json:"duplicates"`
+}
+
+func limitsOf(cfg jetstream.StreamConfig) string {
+	b, _ := json.Marshal(migrateLimits{MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes, Duplicates: cfg.Duplicates})
+	return string(b)
 }
 
 // Migrate rewrites the stream of cfg's data dir (or external NATS) in
@@ -162,18 +183,37 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 		return MigrateReport{}, err
 	}
 	migrating := main != nil && (main.Config.Mirror != nil || main.Config.Metadata[migrateFirstKey] != "")
+	if main != nil && temp != nil && !migrating && main.Config.Metadata[LayoutMetadataKey] == Layout {
+		// A stream in layout 2 next to the temporary one.
+		want, _, _, rerr := recorded(temp, nil)
+		switch {
+		case rerr == nil && temp.Config.Mirror == nil && main.State.LastSeq == 0:
+			// Created, and never written, while VIGIL_EVENTS did not
+			// exist between steps 2 and 3 (by a node of a build that did
+			// not refuse to): the events are in the temporary stream.
+			m.progress("deleting the empty " + StreamName + " created while the migration was under way")
+			if err := m.js.DeleteStream(ctx, StreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return MigrateReport{}, fmt.Errorf("store: migrate: delete the empty %s: %w", StreamName, err)
+			}
+			main = nil
+		case rerr == nil && main.State.Msgs == want.Msgs && main.State.FirstSeq == want.FirstSeq && main.State.LastSeq == want.LastSeq:
+			// Left over by an earlier run that was stopped after its end.
+			if err := m.js.DeleteStream(ctx, migrateStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return MigrateReport{}, fmt.Errorf("store: migrate: delete %s: %w", migrateStream, err)
+			}
+			temp = nil
+		default:
+			return MigrateReport{}, fmt.Errorf("store: migrate: %s is in layout %s (seq %d-%d, %d messages) but %s holds an unfinished migration's copy (seq %d-%d, %d messages): a node wrote to a new %s while the migration was under way. Nothing was deleted: delete whichever you do not need (`nats stream rm %s` and run `vigil migrate` again to go on with the migration, or `nats stream rm %s`)",
+				StreamName, Layout, main.State.FirstSeq, main.State.LastSeq, main.State.Msgs, migrateStream, want.FirstSeq, want.LastSeq, want.Msgs, StreamName, StreamName, migrateStream)
+		}
+	}
 	switch {
 	case main == nil && temp == nil:
 		return MigrateReport{Reason: "no stream " + StreamName + ": nothing to migrate (a new log is created in layout " + Layout + ")"}, nil
 	case main != nil && !migrating && main.Config.Metadata[LayoutMetadataKey] == Layout:
-		if temp != nil { // left over by an earlier run that was stopped after its end
-			if err := m.js.DeleteStream(ctx, migrateStream); err != nil {
-				return MigrateReport{}, fmt.Errorf("store: migrate: delete %s: %w", migrateStream, err)
-			}
-		}
 		return MigrateReport{Reason: "stream " + StreamName + " is in layout " + Layout + " already", Messages: main.State.Msgs, FirstSeq: main.State.FirstSeq, LastSeq: main.State.LastSeq}, nil
 	case main != nil && !migrating && main.State.Msgs == 0 && temp == nil:
-		if _, err := m.js.UpdateStream(ctx, m.finalConfig(main.Config.Replicas, nil)); err != nil {
+		if _, err := m.js.UpdateStream(ctx, m.finalConfig(main.Config.Replicas, limitsOf(main.Config), nil)); err != nil {
 			return MigrateReport{}, fmt.Errorf("store: migrate: update the empty stream: %w", err)
 		}
 		return MigrateReport{Reason: "stream " + StreamName + " was empty: its config is now layout " + Layout, FirstSeq: main.State.FirstSeq, LastSeq: main.State.LastSeq}, nil
@@ -204,7 +244,7 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 		}
 		main = nil
 	}
-	want, consumers, err := recorded(temp, main)
+	want, consumers, limits, err := recorded(temp, main)
 	if err != nil {
 		return MigrateReport{}, err
 	}
@@ -221,12 +261,12 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 			return rep, fmt.Errorf("store: migrate: neither %s nor %s exists any more", StreamName, migrateStream)
 		}
 		m.progress(fmt.Sprintf("copying %d messages back to %s in layout %s", want.Msgs, StreamName, Layout))
-		if _, err := m.js.CreateStream(ctx, jetstream.StreamConfig{
+		if _, err := m.createStream(ctx, jetstream.StreamConfig{
 			Name: StreamName, Description: "Vigil security events (being migrated)",
 			Storage: jetstream.FileStorage, Replicas: replicas, Compression: jetstream.S2Compression,
 			Mirror:   &jetstream.StreamSource{Name: migrateStream},
 			Metadata: ownMetadata(temp.Config.Metadata),
-		}); err != nil {
+		}, "the events are kept in "+migrateStream); err != nil {
 			return rep, fmt.Errorf("store: migrate: create %s as a mirror: %w", StreamName, err)
 		}
 		main = &jetstream.StreamInfo{Config: jetstream.StreamConfig{Mirror: &jetstream.StreamSource{Name: migrateStream}}}
@@ -236,8 +276,13 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 		if _, err := m.catchUp(ctx, StreamName, want); err != nil {
 			return rep, err
 		}
+		// Without the limits yet (retention could remove messages before
+		// the check below): they are kept in the metadata until the end.
 		meta := map[string]string{migrateFirstKey: strconv.FormatUint(want.FirstSeq, 10)}
-		if _, err := m.js.UpdateStream(ctx, m.finalConfig(replicas, meta)); err != nil {
+		if limits != "" {
+			meta[migrateLimitsKey] = limits
+		}
+		if _, err := m.js.UpdateStream(ctx, m.finalConfig(replicas, "", meta)); err != nil {
 			return rep, fmt.Errorf("store: migrate: promote %s to a stream of its own: %w", StreamName, err)
 		}
 	}
@@ -262,17 +307,25 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 			return rep, fmt.Errorf("store: migrate: delete %s: %w", migrateStream, err)
 		}
 	}
-	if _, err := m.js.UpdateStream(ctx, m.finalConfig(replicas, nil)); err != nil {
+	if _, err := m.js.UpdateStream(ctx, m.finalConfig(replicas, limits, nil)); err != nil {
 		return rep, fmt.Errorf("store: migrate: mark %s as layout %s: %w", StreamName, Layout, err)
 	}
 	rep.Done = true
 	return rep, nil
 }
 
-// finalConfig is the layout-2 stream with extra metadata.
-func (m *migration) finalConfig(replicas int, extra map[string]string) jetstream.StreamConfig {
+// finalConfig is the layout-2 stream with the limits (JSON migrateLimits,
+// those of m.cfg when empty) and extra metadata.
+func (m *migration) finalConfig(replicas int, limits string, extra map[string]string) jetstream.StreamConfig {
 	scfg := streamConfig(m.cfg, m.embedded)
 	scfg.Replicas = max(replicas, 1)
+	var lim migrateLimits
+	if limits != "" && json.Unmarshal([]byte(limits), &lim) == nil {
+		scfg.MaxAge, scfg.MaxBytes = lim.MaxAge, orUnlimited(lim.MaxBytes)
+		if lim.Duplicates > 0 {
+			scfg.Duplicates = lim.Duplicates
+		}
+	}
 	for k, v := range extra {
 		scfg.Metadata[k] = v
 	}
@@ -302,7 +355,7 @@ func (m *migration) createTemp(ctx context.Context, main *jetstream.StreamInfo) 
 	if err != nil {
 		return nil, fmt.Errorf("store: migrate: %w", err)
 	}
-	ts, err := m.js.CreateStream(ctx, jetstream.StreamConfig{
+	ts, err := m.createStream(ctx, jetstream.StreamConfig{
 		Name: migrateStream, Description: "Vigil: " + StreamName + " in layout " + Layout + ", being migrated (vigil migrate)",
 		Storage: jetstream.FileStorage, Replicas: max(main.Config.Replicas, 1), Compression: jetstream.S2Compression,
 		Mirror: &jetstream.StreamSource{Name: StreamName, SubjectTransforms: migrateTransforms},
@@ -311,8 +364,9 @@ func (m *migration) createTemp(ctx context.Context, main *jetstream.StreamInfo) 
 			migrateLastKey:      strconv.FormatUint(main.State.LastSeq, 10),
 			migrateMsgsKey:      strconv.FormatUint(main.State.Msgs, 10),
 			migrateConsumersKey: string(cs),
+			migrateLimitsKey:    limitsOf(main.Config),
 		},
-	})
+	}, "nothing was changed")
 	if err != nil {
 		return nil, fmt.Errorf("store: migrate: create %s: %w", migrateStream, err)
 	}
@@ -320,26 +374,24 @@ func (m *migration) createTemp(ctx context.Context, main *jetstream.StreamInfo) 
 }
 
 // recorded reads what the migration recorded in the temporary stream (or,
-// once that is gone, in VIGIL_EVENTS: its first seq only).
-func recorded(temp, main *jetstream.StreamInfo) (jetstream.StreamState, []migrateConsumer, error) {
-	var st jetstream.StreamState
+// once that is gone, in VIGIL_EVENTS: its first seq and limits only).
+// limits is "" for a temporary stream of an earlier build (none recorded).
+func recorded(temp, main *jetstream.StreamInfo) (st jetstream.StreamState, cs []migrateConsumer, limits string, err error) {
 	if temp == nil {
 		if main == nil {
-			return st, nil, errors.New("store: migrate: nothing recorded")
+			return st, nil, "", errors.New("store: migrate: nothing recorded")
 		}
-		st = main.State
-		return st, nil, nil
+		return main.State, nil, main.Config.Metadata[migrateLimitsKey], nil
 	}
 	md := temp.Config.Metadata
 	var err1, err2, err3 error
 	st.FirstSeq, err1 = strconv.ParseUint(md[migrateFirstKey], 10, 64)
 	st.LastSeq, err2 = strconv.ParseUint(md[migrateLastKey], 10, 64)
 	st.Msgs, err3 = strconv.ParseUint(md[migrateMsgsKey], 10, 64)
-	var cs []migrateConsumer
 	if err := errors.Join(err1, err2, err3, json.Unmarshal([]byte(md[migrateConsumersKey]), &cs)); err != nil {
-		return st, nil, fmt.Errorf("store: migrate: %s does not hold the migration's records (%w): delete it (`nats stream rm %s`) if VIGIL_EVENTS still exists, and run vigil migrate again", migrateStream, err, migrateStream)
+		return st, nil, "", fmt.Errorf("store: migrate: %s does not hold the migration's records (%w): delete it (`nats stream rm %s`) if VIGIL_EVENTS still exists, and run vigil migrate again", migrateStream, err, migrateStream)
 	}
-	return st, cs, nil
+	return st, cs, md[migrateLimitsKey], nil
 }
 
 // catchUp waits until stream name holds want's messages and seqs.
@@ -349,7 +401,20 @@ func (m *migration) catchUp(ctx context.Context, name string, want jetstream.Str
 	for {
 		info, err := m.info(ctx, name)
 		if err != nil {
-			return nil, err
+			// On a cluster a stream electing a leader (a server stopped)
+			// answers nothing for a few seconds: a stall, not an end.
+			if ctx.Err() != nil || !migrateTransient(err) {
+				return nil, err
+			}
+			if time.Since(moved) > migrateStall {
+				return nil, fmt.Errorf("%w (no answer for %v: run vigil migrate again once the NATS cluster answers)", err, migrateStall)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("store: migrate: waiting for %s: %w", name, ctx.Err())
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
 		}
 		if info == nil {
 			return nil, fmt.Errorf("store: migrate: stream %s disappeared", name)
@@ -372,6 +437,37 @@ func (m *migration) catchUp(ctx context.Context, name string, want jetstream.Str
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// createStream creates cfg. A cluster may not place its replicas for a
+// while (a server stopped, or just back and not yet known to be online):
+// that is retried for up to placementPatience, then returned with what to
+// do; state says what the failure left.
+func (m *migration) createStream(ctx context.Context, cfg jetstream.StreamConfig, state string) (jetstream.Stream, error) {
+	deadline := time.Now().Add(placementPatience)
+	for {
+		s, err := m.js.CreateStream(ctx, cfg)
+		if err == nil || !isPlacementError(err) {
+			return s, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: the NATS cluster cannot place %d replicas (a server down?); %s: run vigil migrate again once every server is back", err, cfg.Replicas, state)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// migrateTransient says whether err is a request a cluster without a
+// stream leader leaves unanswered (or answers "temporarily unavailable").
+func migrateTransient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
 // ownMetadata is md without the server's own keys (_nats.*).
