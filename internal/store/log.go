@@ -114,7 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
 	l.msgIDHeader = l.ns == nil
-	if l.pub, err = newBatchPublisher(l.nc, l.settled); err != nil {
+	if l.pub, err = newBatchPublisher(l.nc, l.settled, l.local.offerSettled); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -553,7 +553,6 @@ func (l *Log) failBatch(fl *inflight) {
 // not stored although later ones of this node's chain link to it makes
 // the next append take the chain position again from the log.
 func (l *Log) settled(fl *inflight) {
-	l.local.offerSettled(fl)
 	l.recent.settle(fl)
 	l.index.feed(fl)
 	for i, a := range fl.acks {
