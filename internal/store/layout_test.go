@@ -153,6 +153,76 @@ func writeLayout1(t *testing.T, dir string) map[uint64]string {
 	return ids
 }
 
+// TestMigratePausesRetention: a layout-1 log whose oldest events reach its
+// max age while it is being copied keeps them all through the migration
+// (retention is paused, then set again). Without the pause they expired
+// before the copy read them, and the migration stalled for good.
+func TestMigratePausesRetention(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeLayout1(t, dir)
+	const maxAge = 3 * time.Second
+	withRawStream(t, dir, func(js jetstream.JetStream, s jetstream.Stream) {
+		cfg := s.CachedInfo().Config
+		cfg.MaxAge = maxAge
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	aged := time.Now().Add(maxAge + time.Second)
+	var steps []string
+	rep, err := Migrate(ctx, Config{DataDir: dir}, func(s string) {
+		steps = append(steps, s)
+		if strings.HasPrefix(s, "output consumer") {
+			// The copy starts after this line: let every event reach
+			// the stream's max age first, as the oldest events of a
+			// large log do while it is copied. (The time passing is the
+			// test's subject, not a wait for a state.)
+			time.Sleep(time.Until(aged))
+		}
+	})
+	if err != nil {
+		t.Fatalf("migrate: %v (steps %q)", err, steps)
+	}
+	if !rep.Done || rep.Messages != 36 || rep.FirstSeq != 6 || rep.LastSeq != 42 {
+		t.Fatalf("report %+v (steps %q)", rep, steps)
+	}
+	if !strings.HasPrefix(steps[0], "pausing retention") {
+		t.Fatalf("steps %q", steps)
+	}
+	// As the migration left it (a node's Open then sets its own flags').
+	withRawStream(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+		if got := s.CachedInfo().Config; got.MaxAge != maxAge || got.Metadata[migrateLimitsKey] != "" {
+			t.Fatalf("after migrate: max age %v, metadata %v", got.MaxAge, got.Metadata)
+		}
+	})
+}
+
+// withRawStream runs fn on dir's stream through an embedded server of its
+// own, without Open (which refuses layout 1 and sets its own config).
+func withRawStream(t *testing.T, dir string, fn func(jetstream.JetStream, jetstream.Stream)) {
+	t.Helper()
+	ns, err := startEmbedded(Config{DataDir: dir, MaxMemory: 1 << 20, MaxStore: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(js, s)
+}
+
 // TestMigrateLayout1KeepsEverySeq: a data dir in layout 1 is refused with
 // the command to run; vigil migrate rewrites it keeping every seq, store
 // time, gap and the output consumer's position; the log then reads by id
@@ -167,18 +237,8 @@ func TestMigrateLayout1KeepsEverySeq(t *testing.T) {
 		t.Fatalf("open of a layout-1 dir: %v", err)
 	}
 	var before []time.Time
-	{
-		// What the layout-1 stream holds, by direct reads (Open refuses it).
-		ns, err := startEmbedded(Config{DataDir: dir, MaxMemory: 1 << 20, MaxStore: 1 << 30})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, _ := nats.Connect("", nats.InProcessServer(ns))
-		js, _ := jetstream.New(nc)
-		s, err := js.Stream(ctx, StreamName)
-		if err != nil {
-			t.Fatal(err)
-		}
+	// What the layout-1 stream holds, by direct reads (Open refuses it).
+	withRawStream(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
 		for seq := uint64(6); seq <= 42; seq++ {
 			m, err := s.GetMsg(ctx, seq)
 			if seq == 21 {
@@ -189,10 +249,7 @@ func TestMigrateLayout1KeepsEverySeq(t *testing.T) {
 			}
 			before = append(before, m.Time)
 		}
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}
+	})
 
 	var steps []string
 	rep, err := Migrate(ctx, Config{DataDir: dir}, func(s string) { steps = append(steps, s) })

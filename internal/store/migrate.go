@@ -213,7 +213,7 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 	case main != nil && !migrating && main.Config.Metadata[LayoutMetadataKey] == Layout:
 		return MigrateReport{Reason: "stream " + StreamName + " is in layout " + Layout + " already", Messages: main.State.Msgs, FirstSeq: main.State.FirstSeq, LastSeq: main.State.LastSeq}, nil
 	case main != nil && !migrating && main.State.Msgs == 0 && temp == nil:
-		if _, err := m.js.UpdateStream(ctx, m.finalConfig(main.Config.Replicas, limitsOf(main.Config), nil)); err != nil {
+		if _, err := m.js.UpdateStream(ctx, m.finalConfig(main.Config.Replicas, recordedLimits(main), nil)); err != nil {
 			return MigrateReport{}, fmt.Errorf("store: migrate: update the empty stream: %w", err)
 		}
 		return MigrateReport{Reason: "stream " + StreamName + " was empty: its config is now layout " + Layout, FirstSeq: main.State.FirstSeq, LastSeq: main.State.LastSeq}, nil
@@ -221,6 +221,9 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 	if main != nil && !migrating {
 		// Step 1: layout 1 with events.
 		if temp == nil {
+			if main, err = m.pauseRetention(ctx, main); err != nil {
+				return MigrateReport{}, err
+			}
 			if _, err = m.createTemp(ctx, main); err != nil {
 				return MigrateReport{}, err
 			}
@@ -332,6 +335,41 @@ func (m *migration) finalConfig(replicas int, limits string, extra map[string]st
 	return scfg
 }
 
+// pauseRetention keeps the layout-1 stream from expiring messages while it
+// is copied. A log kept for its max age loses its oldest messages all the
+// time, and a copy of a large one takes minutes to hours: messages expired
+// before the mirror read them would be missing from the copy, which would
+// then never hold what was recorded (the migration would stall, and every
+// run after it too). Its limits are recorded on the stream itself first
+// (a run interrupted here finds them there), then on the copy, and set
+// again on the migrated stream at the last step: what retention would
+// have removed meanwhile is removed then. Nothing is appended meanwhile
+// (every node is stopped), so max bytes cannot be reached either.
+func (m *migration) pauseRetention(ctx context.Context, main *jetstream.StreamInfo) (*jetstream.StreamInfo, error) {
+	if main.Config.Metadata[migrateLimitsKey] != "" || (main.Config.MaxAge <= 0 && main.Config.MaxBytes <= 0) {
+		return main, nil // paused by an earlier run, or nothing expires
+	}
+	cfg := main.Config
+	cfg.Metadata = ownMetadata(cfg.Metadata)
+	cfg.Metadata[migrateLimitsKey] = limitsOf(main.Config)
+	cfg.MaxAge, cfg.MaxBytes = 0, -1
+	m.progress(fmt.Sprintf("pausing retention on %s while it is copied (max age %v, max bytes %d: set again at the end)", StreamName, main.Config.MaxAge, main.Config.MaxBytes))
+	s, err := m.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: pause retention on the layout-1 stream: %w", err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// recordedLimits are the limits of main before the migration: recorded
+// in its metadata once pauseRetention has lifted them.
+func recordedLimits(main *jetstream.StreamInfo) string {
+	if l := main.Config.Metadata[migrateLimitsKey]; l != "" {
+		return l
+	}
+	return limitsOf(main.Config)
+}
+
 // createTemp records the consumers' positions and starts the mirror that
 // rewrites the subjects.
 func (m *migration) createTemp(ctx context.Context, main *jetstream.StreamInfo) (*jetstream.StreamInfo, error) {
@@ -364,7 +402,7 @@ func (m *migration) createTemp(ctx context.Context, main *jetstream.StreamInfo) 
 			migrateLastKey:      strconv.FormatUint(main.State.LastSeq, 10),
 			migrateMsgsKey:      strconv.FormatUint(main.State.Msgs, 10),
 			migrateConsumersKey: string(cs),
-			migrateLimitsKey:    limitsOf(main.Config),
+			migrateLimitsKey:    recordedLimits(main),
 		},
 	}, "nothing was changed")
 	if err != nil {
