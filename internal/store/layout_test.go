@@ -162,7 +162,7 @@ func TestMigratePausesRetention(t *testing.T) {
 	dir := t.TempDir()
 	writeLayout1(t, dir)
 	const maxAge = 3 * time.Second
-	withRawStream(t, dir, func(js jetstream.JetStream, s jetstream.Stream) {
+	streamWhileDown(t, dir, func(js jetstream.JetStream, s jetstream.Stream) {
 		cfg := s.CachedInfo().Config
 		cfg.MaxAge = maxAge
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
@@ -191,36 +191,11 @@ func TestMigratePausesRetention(t *testing.T) {
 		t.Fatalf("steps %q", steps)
 	}
 	// As the migration left it (a node's Open then sets its own flags').
-	withRawStream(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+	streamWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
 		if got := s.CachedInfo().Config; got.MaxAge != maxAge || got.Metadata[migrateLimitsKey] != "" {
 			t.Fatalf("after migrate: max age %v, metadata %v", got.MaxAge, got.Metadata)
 		}
 	})
-}
-
-// withRawStream runs fn on dir's stream through an embedded server of its
-// own, without Open (which refuses layout 1 and sets its own config).
-func withRawStream(t *testing.T, dir string, fn func(jetstream.JetStream, jetstream.Stream)) {
-	t.Helper()
-	ns, err := startEmbedded(Config{DataDir: dir, MaxMemory: 1 << 20, MaxStore: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(context.Background(), StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fn(js, s)
 }
 
 // TestMigrateLayout1KeepsEverySeq: a data dir in layout 1 is refused with
@@ -238,7 +213,7 @@ func TestMigrateLayout1KeepsEverySeq(t *testing.T) {
 	}
 	var before []time.Time
 	// What the layout-1 stream holds, by direct reads (Open refuses it).
-	withRawStream(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+	streamWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
 		for seq := uint64(6); seq <= 42; seq++ {
 			m, err := s.GetMsg(ctx, seq)
 			if seq == 21 {

@@ -119,14 +119,14 @@ func TestSpillRestartChecksTheLog(t *testing.T) {
 			}
 		}},
 		{"message-deleted", "deleted messages inside it", func(t *testing.T, dir string) {
-			spillWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+			streamWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
 				if err := s.DeleteMsg(ctx, 1500); err != nil {
 					t.Fatal(err)
 				}
 			})
 		}},
 		{"stream-recreated", "not the one the spill was written from", func(t *testing.T, dir string) {
-			spillWhileDown(t, dir, func(js jetstream.JetStream, s jetstream.Stream) {
+			streamWhileDown(t, dir, func(js jetstream.JetStream, s jetstream.Stream) {
 				cfg := s.CachedInfo().Config
 				if err := js.DeleteStream(ctx, StreamName); err != nil {
 					t.Fatal(err)
@@ -158,7 +158,7 @@ func TestSpillRestartChecksTheLog(t *testing.T) {
 			// The same, and other events appended since: the spill's seqs
 			// exist again, with other events at them.
 			spillRestoreBackup(t, dir)
-			spillWhileDown(t, dir, func(js jetstream.JetStream, _ jetstream.Stream) { spillOthers(t, js, 1500) })
+			streamWhileDown(t, dir, func(js jetstream.JetStream, _ jetstream.Stream) { spillOthers(t, js, 1500) })
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -204,7 +204,7 @@ func TestSpillRestartAfterRetention(t *testing.T) {
 	dir := t.TempDir()
 	l := spillFill(t, dir, 1, 2000, demo.New(11))
 	l.Close()
-	spillWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
+	streamWhileDown(t, dir, func(_ jetstream.JetStream, s jetstream.Stream) {
 		if err := s.Purge(ctx, jetstream.WithPurgeSequence(1200)); err != nil {
 			t.Fatal(err)
 		}
@@ -258,9 +258,10 @@ func spillRestoreBackup(t *testing.T, dir string) {
 	}
 }
 
-// spillWhileDown changes the data directory's stream with NATS alone
-// while no Log is open (an operator's tools while the node is down).
-func spillWhileDown(t *testing.T, dir string, change func(js jetstream.JetStream, s jetstream.Stream)) {
+// streamWhileDown reads or changes the data directory's stream with NATS
+// alone while no Log is open (an operator's tools while the node is down;
+// a layout-1 stream, which Open refuses).
+func streamWhileDown(t *testing.T, dir string, change func(js jetstream.JetStream, s jetstream.Stream)) {
 	t.Helper()
 	ctx := context.Background()
 	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(dir, "jetstream"), DontListen: true, NoSigs: true, NoLog: true})
