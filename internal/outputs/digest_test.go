@@ -135,6 +135,50 @@ func TestDigestIntervalHoldsAndSendsOnce(t *testing.T) {
 	})
 }
 
+// TestDigestIntervalKeptAcrossRestart: a restart within digest_interval
+// of the last digest does not send the next one early: the interval is
+// counted from the last digest accepted before the restart (kept in the
+// consumer's metadata), not from the start. Before, a node restarting (or
+// crash-looping) mailed a digest at every start.
+func TestDigestIntervalKeptAcrossRestart(t *testing.T) {
+	leakCheck(t)
+	b := newBench(t)
+	const interval = 5 * time.Second
+	g := &digestType{failed: true, cons: func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+		c, err := b.log.JetStream().Consumer(ctx, store.StreamName, outputs.ConsumerName("digest"))
+		if err != nil {
+			return nil, err
+		}
+		return c.Info(ctx)
+	}}
+	opts := b.managerOpts(defs(t, "- name: digest\n  type: digesttest\n  digest_interval: 5s\n  filter: {categories: [detection]}\n", g.Type()))
+	_, stop := b.run(opts)
+	b.publish(detectionEvent("det-r0", "detection.created", "active", "default", 1))
+	checkFor(t, 5*time.Second, "the first digest", func() error {
+		if len(g.calls()) == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	stop()
+	b.run(opts) // the restart, well within the interval
+	next := detectionEvent("det-r1", "detection.created", "active", "default", 1)
+	b.publish(next)
+	checkFor(t, 2*interval, "the digest after the restart", func() error {
+		if len(g.calls()) < 2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	c := g.calls()
+	if gap := c[1].at.Sub(c[0].at); gap < interval-100*time.Millisecond {
+		t.Fatalf("the digest after the restart came %v after the one before it, within digest_interval %v", gap, interval)
+	}
+	if len(c) != 2 || len(c[1].ids) != 1 || c[1].ids[0] != next.ID {
+		t.Fatalf("sends %+v", c)
+	}
+}
+
 // TestDigestSentEarlyAtItsBound: a digest window that fills the output's
 // in-flight bound (MaxDigest, its consumer's MaxAckPending) is sent early
 // instead of stalling the consumer until the interval ends; the next

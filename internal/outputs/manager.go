@@ -178,12 +178,50 @@ func (m *Manager) newOutput(ctx context.Context, d Definition) (*output, error) 
 	if c, err := m.opts.JetStream.Consumer(ctx, m.opts.Stream, cfg.Durable); err == nil {
 		old := c.CachedInfo().Config
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+		if d.DigestInterval > 0 {
+			o.restoreLastDigest(old.Metadata[lastDigestKey], &cfg)
+		}
 	}
 	if o.cons, err = m.opts.JetStream.CreateOrUpdateConsumer(ctx, m.opts.Stream, cfg); err != nil {
 		_ = sender.Close()
 		return nil, fmt.Errorf("durable consumer %s: %w", cfg.Durable, err)
 	}
+	o.consCfg = cfg
 	return o, nil
+}
+
+// lastDigestKey is the consumer metadata key holding when a digest output
+// last had a digest accepted (RFC 3339). Kept with the consumer, it
+// survives a restart and moves with the consumer (vigil migrate): a node
+// restarting, or crash-looping, does not mail a digest at every start.
+const lastDigestKey = "vigil_last_digest"
+
+// restoreLastDigest takes the last digest's time from the consumer's
+// metadata (v) and keeps it in cfg. A time in the future (the clock went
+// back, or the value was edited) counts as now: the next digest waits one
+// interval at most.
+func (o *output) restoreLastDigest(v string, cfg *jetstream.ConsumerConfig) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if v == "" || err != nil {
+		return
+	}
+	o.lastDigest = t
+	if now := time.Now(); t.After(now) { // wall clock, as the timers
+		o.lastDigest = now
+	}
+	cfg.Metadata = map[string]string{lastDigestKey: o.lastDigest.UTC().Format(time.RFC3339Nano)}
+}
+
+// saveLastDigest records o.lastDigest in the consumer's metadata. A
+// failure costs only an early digest after a restart: logged, not fatal.
+func (o *output) saveLastDigest(ctx context.Context) {
+	cfg := o.consCfg
+	cfg.Metadata = map[string]string{lastDigestKey: o.lastDigest.UTC().Format(time.RFC3339Nano)}
+	if _, err := o.m.opts.JetStream.CreateOrUpdateConsumer(ctx, o.m.opts.Stream, cfg); err != nil {
+		o.log.Warn("output: could not record the digest's time (the first digest after a restart may come early)", "err", err)
+		return
+	}
+	o.consCfg = cfg
 }
 
 // outputTransport is an output's own connection pool, keeping as many
@@ -265,8 +303,12 @@ type output struct {
 	inFlight int
 	log      *slog.Logger
 	// lastDigest is when the last digest was accepted (the delivery
-	// goroutine only); zero after a start, so the first goes out at once.
+	// goroutine only), kept in the consumer's metadata (lastDigestKey)
+	// across restarts; zero when none was; digested: one was since the
+	// start. consCfg is the consumer's config as last created or updated.
 	lastDigest time.Time
+	digested   bool
+	consCfg    jetstream.ConsumerConfig
 
 	// repeat: detection id → last sent. Read by the delivery loop,
 	// written by whoever delivered (its workers, with concurrency).
@@ -463,12 +505,13 @@ const digestStartGrace = 2 * time.Second
 // hands out no more until some are acknowledged.
 func (o *output) digest(ctx context.Context, ch <-chan jetstream.Msg, todo []pending) {
 	wait := o.def.GroupWait
-	if o.lastDigest.IsZero() {
+	if !o.digested {
 		// The first digest since the start: what a crash left held comes
 		// back after the consumer's ack wait, not necessarily in one
 		// pull; collect it for a moment so it stays one digest.
 		wait = max(wait, digestStartGrace)
-	} else {
+	}
+	if !o.lastDigest.IsZero() {
 		// Wall clock, as the timers: opts.Now may be a test's clock.
 		wait = max(wait, time.Until(o.lastDigest.Add(o.def.DigestInterval)))
 	}
@@ -513,7 +556,8 @@ collect:
 	}
 	o.deliver(ctx, todo)
 	if ctx.Err() == nil {
-		o.lastDigest = time.Now()
+		o.lastDigest, o.digested = time.Now(), true
+		o.saveLastDigest(ctx)
 	}
 }
 

@@ -30,7 +30,9 @@ import (
 // unacknowledged (kept in progress past several ack waits, never
 // redelivered meanwhile); the node stops while the mail server refuses
 // mail, as a crash would end it before the digest; a new manager on the
-// same durable consumer mails the pending digest with all of them.
+// same durable consumer mails the pending digest with all of them, once
+// the interval since the first mail has passed (not at once: the last
+// digest's time is kept with the consumer).
 // Before the fix the sender kept the pending alerts itself after the core
 // had acknowledged them: they were lost.
 func TestEmailDigestPendingAtStopIsMailedAfterRestart(t *testing.T) {
@@ -62,7 +64,7 @@ func TestEmailDigestPendingAtStopIsMailedAfterRestart(t *testing.T) {
   password: ${VIGIL_TEST_SMTP_PASS}
   from: vigil@example.com
   to: [soc@example.com]
-  digest_interval: 1h
+  digest_interval: 8s
   group_wait: 300ms
   filter: {categories: [detection]}
 `, host, port, srv.caFile, testUser)
@@ -128,6 +130,7 @@ func TestEmailDigestPendingAtStopIsMailedAfterRestart(t *testing.T) {
 		return nil
 	})
 	srv.take()
+	firstMailed := time.Now()
 	for _, id := range []string{"ev-2", "ev-3", "ev-4"} {
 		publish(id)
 	}
@@ -138,7 +141,7 @@ func TestEmailDigestPendingAtStopIsMailedAfterRestart(t *testing.T) {
 		return nil
 	})
 	// Past group_wait and three ack waits: still held by the core,
-	// unacknowledged, never redelivered, not mailed (the interval is 1h).
+	// unacknowledged, never redelivered, not mailed (the interval is 8 s).
 	time.Sleep(3 * ackWait)
 	if c := consumer(); c.ackPending != 3 || c.redelivered != 0 {
 		t.Fatalf("consumer %+v: want the 3 detections held unacknowledged and not redelivered", *c)
@@ -167,6 +170,11 @@ func TestEmailDigestPendingAtStopIsMailedAfterRestart(t *testing.T) {
 	got := srv.take()
 	if len(got) != 1 {
 		t.Fatalf("%d mails after the restart, want the one digest", len(got))
+	}
+	// Not at the restart: the interval runs from the first mail, across
+	// the restart (the consumer keeps when the last digest went out).
+	if gap := time.Since(firstMailed); gap < 8*time.Second-500*time.Millisecond {
+		t.Fatalf("the digest was mailed %v after the first mail, within digest_interval 8s", gap)
 	}
 	// parse checks the headers against the fixed clock of the sender
 	// tests; this one runs on the wall clock: subject and body only.
