@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -119,5 +120,35 @@ func TestReadBodyLimit(t *testing.T) {
 	req = httptest.NewRequest(http.MethodPost, "/", strings.NewReader("0123456789"))
 	if b, err := ReadBody(httptest.NewRecorder(), req, 10); err != nil || len(b) != 10 {
 		t.Fatalf("10 bytes at a limit of 10: %d, %v", len(b), err)
+	}
+}
+
+// TestReadBodyAllocatesOnceForItsContentLength: a body whose request
+// gives its length is read into one buffer of that size (not grown from
+// 512 bytes as it arrives), and a request that announces more than it
+// sends does not make the server allocate what it announced.
+func TestReadBodyAllocatesOnceForItsContentLength(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 7000) // about a batch of 10 events
+	read := func(announced int64, sent []byte) []byte {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/events", bytes.NewReader(sent))
+		r.ContentLength = announced
+		got, err := ReadBody(httptest.NewRecorder(), r, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	var got []byte
+	allocs := testing.AllocsPerRun(50, func() { got = read(int64(len(body)), body) })
+	if !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, want the body's %d", len(got), len(body))
+	}
+	if c := cap(got); c > len(body)+bytes.MinRead {
+		t.Fatalf("buffer of %d bytes for a body of %d: grown while reading", c, len(body))
+	}
+	t.Logf("%.0f allocations per read (request and recorder included)", allocs)
+	// Announced 1 MiB, sent 10 bytes: at most the prealloc bound.
+	if c := cap(read(1<<20, []byte("0123456789"))); c > maxBodyPrealloc+bytes.MinRead {
+		t.Fatalf("announced 1 MiB, sent 10 bytes: %d bytes allocated", c)
 	}
 }
