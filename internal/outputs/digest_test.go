@@ -59,6 +59,17 @@ func (g *digestType) Send(ctx context.Context, msgs []outputs.Message) error {
 }
 func (g *digestType) Close() error { return nil }
 
+// consumerInfo reads the state of output name's durable consumer.
+func (b *bench) consumerInfo(name string) func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	return func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+		c, err := b.log.JetStream().Consumer(ctx, store.StreamName, outputs.ConsumerName(name))
+		if err != nil {
+			return nil, err
+		}
+		return c.Info(ctx)
+	}
+}
+
 func (g *digestType) calls() []digestSend {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -73,13 +84,7 @@ func TestDigestIntervalHoldsAndSendsOnce(t *testing.T) {
 	leakCheck(t)
 	b := newBench(t)
 	const interval = time.Second
-	g := &digestType{cons: func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		c, err := b.log.JetStream().Consumer(ctx, store.StreamName, outputs.ConsumerName("digest"))
-		if err != nil {
-			return nil, err
-		}
-		return c.Info(ctx)
-	}}
+	g := &digestType{cons: b.consumerInfo("digest")}
 	b.run(b.managerOpts(defs(t, "- name: digest\n  type: digesttest\n  digest_interval: 1s\n  filter: {categories: [detection]}\n", g.Type())))
 	first := detectionEvent("det-d0", "detection.created", "active", "default", 1)
 	b.publish(first)
@@ -144,13 +149,7 @@ func TestDigestIntervalKeptAcrossRestart(t *testing.T) {
 	leakCheck(t)
 	b := newBench(t)
 	const interval = 5 * time.Second
-	g := &digestType{failed: true, cons: func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		c, err := b.log.JetStream().Consumer(ctx, store.StreamName, outputs.ConsumerName("digest"))
-		if err != nil {
-			return nil, err
-		}
-		return c.Info(ctx)
-	}}
+	g := &digestType{failed: true, cons: b.consumerInfo("digest")}
 	opts := b.managerOpts(defs(t, "- name: digest\n  type: digesttest\n  digest_interval: 5s\n  filter: {categories: [detection]}\n", g.Type()))
 	_, stop := b.run(opts)
 	b.publish(detectionEvent("det-r0", "detection.created", "active", "default", 1))
@@ -187,13 +186,7 @@ func TestDigestSentEarlyAtItsBound(t *testing.T) {
 	leakCheck(t)
 	b := newBench(t)
 	const bound = 4
-	g := &digestType{failed: true, cons: func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		c, err := b.log.JetStream().Consumer(ctx, store.StreamName, outputs.ConsumerName("big"))
-		if err != nil {
-			return nil, err
-		}
-		return c.Info(ctx)
-	}}
+	g := &digestType{failed: true, cons: b.consumerInfo("big")}
 	opts := b.managerOpts(defs(t, "- name: big\n  type: digesttest\n  digest_interval: 1h\n  filter: {categories: [detection]}\n", g.Type()))
 	opts.MaxDigest = bound
 	b.run(opts)
