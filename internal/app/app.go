@@ -395,6 +395,7 @@ func (p *node) startOutputs(ctx context.Context) error {
 	outs, err := outputs.NewManager(ctx, outputs.Options{
 		JetStream: p.log.JetStream(), Stream: store.StreamName, SubjectPrefix: store.SubjectPrefix,
 		Definitions: p.outputDefs, PublicURL: p.cfg.PublicURL, Logger: p.logger, Registerer: p.m.Registry,
+		Replicas: p.log.Replicas(),
 		DeadLetter: func(ctx context.Context, e *event.Event) error {
 			_, err := ing.Publish(ctx, &auth.Principal{ID: "outputs", Name: "outputs", Role: auth.RoleAdmin, Tenant: e.Tenant}, []*event.Event{e})
 			return err

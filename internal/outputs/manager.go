@@ -73,7 +73,12 @@ type Options struct {
 	MaxBackoff time.Duration
 	// MaxDigest overrides the MaxDigest bound (tests).
 	MaxDigest int
-	Now       func() time.Time
+	// Replicas of the repeat_interval bucket (RepeatBucket): the stream's.
+	// 0 means 1.
+	Replicas int
+	// RepeatBucketBytes overrides DefaultRepeatBucketBytes (tests).
+	RepeatBucketBytes int64
+	Now               func() time.Time
 }
 
 // Manager runs every configured output: one goroutine per output reading
@@ -85,6 +90,9 @@ type Manager struct {
 	byName  map[string]*output
 	metrics *managerMetrics
 	started atomic.Bool
+	// repeats is the repeat_interval memory every node shares (nil when
+	// no output has a repeat_interval).
+	repeats *repeatStore
 }
 
 // ConsumerName is the durable consumer of output name.
@@ -120,6 +128,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	var err error
 	if m.metrics, err = newManagerMetrics(opts.Registerer, m); err != nil {
 		return nil, err
+	}
+	if m.repeats, err = openRepeats(ctx, opts.JetStream, opts.Definitions, opts.Replicas, opts.RepeatBucketBytes); err != nil {
+		return nil, fmt.Errorf("outputs: %w", err)
 	}
 	for _, d := range opts.Definitions {
 		o, err := m.newOutput(ctx, d)
@@ -310,8 +321,9 @@ type output struct {
 	digested   bool
 	consCfg    jetstream.ConsumerConfig
 
-	// repeat: detection id → last sent. Read by the delivery loop,
-	// written by whoever delivered (its workers, with concurrency).
+	// repeat: detection id → last sent by this node. Read by the delivery
+	// loop, written by whoever delivered (its workers, with concurrency).
+	// What other nodes and earlier runs sent is in m.repeats.
 	repeatMu sync.Mutex
 	repeat   map[string]sent
 
@@ -329,11 +341,6 @@ type output struct {
 	state                                       string
 	lastErr                                     string
 	lastErrAt, lastOKAt                         time.Time
-}
-
-type sent struct {
-	status string
-	at     time.Time
 }
 
 // run is the output's delivery loop: a reader moves messages from the
@@ -446,7 +453,7 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 			}
 			first = msg
 		}
-		p, ok := o.take(first)
+		p, ok := o.take(ctx, first)
 		if !ok {
 			continue
 		}
@@ -459,7 +466,7 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 			// message; anything else taken meanwhile follows, alone.
 			var rest []pending
 			for _, raw := range o.collect(ctx, ch, maxGroup-1, o.def.GroupWait) {
-				if q, ok := o.take(raw); ok && created(q) {
+				if q, ok := o.take(ctx, raw); ok && created(q) {
 					todo = append(todo, q)
 				} else if ok {
 					rest = append(rest, q)
@@ -474,7 +481,7 @@ func (o *output) deliverLoop(ctx context.Context, ch <-chan jetstream.Msg) {
 			}
 		case o.maxBatch > 1:
 			for _, raw := range o.collect(ctx, ch, o.maxBatch-1, 0) {
-				if q, ok := o.take(raw); ok {
+				if q, ok := o.take(ctx, raw); ok {
 					todo = append(todo, q)
 				}
 			}
@@ -529,7 +536,7 @@ collect:
 				if !ok {
 					return // stopping: released by run
 				}
-				if q, ok := o.take(raw); ok {
+				if q, ok := o.take(ctx, raw); ok {
 					todo = append(todo, q)
 				}
 				continue
@@ -542,7 +549,7 @@ collect:
 			if !ok {
 				return
 			}
-			if q, ok := o.take(raw); ok {
+			if q, ok := o.take(ctx, raw); ok {
 				todo = append(todo, q)
 			}
 		case <-timer:
@@ -609,8 +616,8 @@ type pending struct {
 
 // take turns raw into a Message, or acknowledges it when this output does
 // not take it.
-func (o *output) take(raw jetstream.Msg) (pending, bool) {
-	m, ok, err := o.message(raw)
+func (o *output) take(ctx context.Context, raw jetstream.Msg) (pending, bool) {
+	m, ok, err := o.message(ctx, raw)
 	if err != nil {
 		o.log.Warn("output: stored message is not an event; skipped", "err", err)
 	}
@@ -625,7 +632,7 @@ func (o *output) take(raw jetstream.Msg) (pending, bool) {
 // tenants, the filter, its own dead-letter records (never delivered by
 // the output that failed, or one failure would feed the next), and
 // repeat_interval.
-func (o *output) message(raw jetstream.Msg) (Message, bool, error) {
+func (o *output) message(ctx context.Context, raw jetstream.Msg) (Message, bool, error) {
 	meta, err := raw.Metadata()
 	if err != nil {
 		return Message{}, false, err
@@ -655,10 +662,7 @@ func (o *output) message(raw jetstream.Msg) (Message, bool, error) {
 		}
 	}
 	if d := m.Detection; d != nil && o.def.RepeatInterval > 0 && e.Type != "detection.created" {
-		o.repeatMu.Lock()
-		prev, ok := o.repeat[d.ID]
-		o.repeatMu.Unlock()
-		if ok && prev.status == d.Status && o.m.opts.Now().Sub(prev.at) < o.def.RepeatInterval {
+		if o.repeats(ctx, d) {
 			o.nSuppressed.Add(1)
 			o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultSuppressed).Inc()
 			return Message{}, false, nil
@@ -726,7 +730,7 @@ func (o *output) deliver(ctx context.Context, todo []pending) {
 		attempts++
 		err := o.send(ctx, msgs)
 		if err == nil {
-			o.accepted(todo)
+			o.accepted(ctx, todo)
 			return
 		}
 		if ctx.Err() != nil {
@@ -804,12 +808,12 @@ func (o *output) send(ctx context.Context, msgs []Message) error {
 	return o.sender.Send(ctx, msgs)
 }
 
-func (o *output) accepted(todo []pending) {
+func (o *output) accepted(ctx context.Context, todo []pending) {
 	now := o.m.opts.Now()
 	for _, p := range todo {
 		o.done(p.raw)
 		if d := p.msg.Detection; d != nil && o.def.RepeatInterval > 0 {
-			o.remember(d, now)
+			o.remember(ctx, d, now)
 		}
 		if t := p.msg.Event.ReceivedAt; !t.IsZero() {
 			o.m.metrics.latency.WithLabelValues(o.def.Name).Observe(now.Sub(t).Seconds())
@@ -823,14 +827,52 @@ func (o *output) accepted(todo []pending) {
 	o.nDelivered.Add(int64(len(todo)))
 }
 
-// remember records a detection sent, for repeat_interval, within a
-// bounded memory.
-func (o *output) remember(d *Detection, now time.Time) {
+// repeats reports whether an update of d repeats what this output sent
+// within repeat_interval: by this node (its own memory), else by any node
+// or an earlier run (the shared bucket). A bucket that cannot be read
+// lets the update go out: an extra message, never a lost one.
+func (o *output) repeats(ctx context.Context, d *Detection) bool {
+	now := o.m.opts.Now()
+	o.repeatMu.Lock()
+	prev, ok := o.repeat[d.ID]
+	o.repeatMu.Unlock()
+	if ok && prev.suppresses(d.Status, now, o.def.RepeatInterval) {
+		return true
+	}
+	if o.m.repeats == nil {
+		return false
+	}
+	shared, ok, err := o.m.repeats.get(ctx, o.def.Name, d.ID)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.Warn("output: repeat_interval memory not read; the update goes out", "detection", d.ID, "err", err)
+		}
+		return false
+	}
+	return ok && shared.suppresses(d.Status, now, o.def.RepeatInterval)
+}
+
+// remember records a detection sent, for repeat_interval: in this node's
+// bounded memory and in the shared bucket.
+func (o *output) remember(ctx context.Context, d *Detection, now time.Time) {
+	s := sent{Status: d.Status, At: now}
+	o.rememberLocally(d.ID, s)
+	if o.m.repeats == nil {
+		return
+	}
+	// Not cancelled with ctx: a message accepted just before a stop is
+	// still recorded, or the next start would send its update again.
+	if err := o.m.repeats.put(context.WithoutCancel(ctx), o.def.Name, d.ID, s); err != nil {
+		o.log.Warn("output: repeat_interval memory not recorded (after a restart, or on another node, the next update may go out again)", "detection", d.ID, "err", err)
+	}
+}
+
+func (o *output) rememberLocally(id string, s sent) {
 	o.repeatMu.Lock()
 	defer o.repeatMu.Unlock()
 	if len(o.repeat) >= repeatCap {
-		for id, s := range o.repeat {
-			if now.Sub(s.at) >= o.def.RepeatInterval {
+		for id, old := range o.repeat {
+			if s.At.Sub(old.At) >= o.def.RepeatInterval {
 				delete(o.repeat, id)
 			}
 		}
@@ -838,7 +880,7 @@ func (o *output) remember(d *Detection, now time.Time) {
 			clear(o.repeat) // worst case: one extra message per detection
 		}
 	}
-	o.repeat[d.ID] = sent{status: d.Status, at: now}
+	o.repeat[id] = s
 }
 
 // deadLetter records each message of todo as a system.output_failed event
