@@ -161,8 +161,17 @@ type migration struct {
 	progress func(string)
 }
 
-// info returns the stream's info, nil when it does not exist.
-func (m *migration) info(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+// info returns the stream's info, nil when it does not exist; retried.
+func (m *migration) info(ctx context.Context, name string) (info *jetstream.StreamInfo, err error) {
+	err = m.retry(ctx, func() error {
+		info, err = m.infoOnce(ctx, name)
+		return err
+	})
+	return info, err
+}
+
+// infoOnce is info without the retries.
+func (m *migration) infoOnce(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
 	s, err := m.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -192,13 +201,13 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 			// exist between steps 2 and 3 (by a node of a build that did
 			// not refuse to): the events are in the temporary stream.
 			m.progress("deleting the empty " + StreamName + " created while the migration was under way")
-			if err := m.js.DeleteStream(ctx, StreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err := m.remove(ctx, StreamName); err != nil {
 				return MigrateReport{}, fmt.Errorf("store: migrate: delete the empty %s: %w", StreamName, err)
 			}
 			main = nil
 		case rerr == nil && main.State.Msgs == want.Msgs && main.State.FirstSeq == want.FirstSeq && main.State.LastSeq == want.LastSeq:
 			// Left over by an earlier run that was stopped after its end.
-			if err := m.js.DeleteStream(ctx, migrateStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err := m.remove(ctx, migrateStream); err != nil {
 				return MigrateReport{}, fmt.Errorf("store: migrate: delete %s: %w", migrateStream, err)
 			}
 			temp = nil
@@ -213,7 +222,7 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 	case main != nil && !migrating && main.Config.Metadata[LayoutMetadataKey] == Layout:
 		return MigrateReport{Reason: "stream " + StreamName + " is in layout " + Layout + " already", Messages: main.State.Msgs, FirstSeq: main.State.FirstSeq, LastSeq: main.State.LastSeq}, nil
 	case main != nil && !migrating && main.State.Msgs == 0 && temp == nil:
-		if _, err := m.js.UpdateStream(ctx, m.finalConfig(main.Config.Replicas, recordedLimits(main), nil)); err != nil {
+		if _, err := m.update(ctx, m.finalConfig(main.Config.Replicas, recordedLimits(main), nil)); err != nil {
 			return MigrateReport{}, fmt.Errorf("store: migrate: update the empty stream: %w", err)
 		}
 		return MigrateReport{Reason: "stream " + StreamName + " was empty: its config is now layout " + Layout, FirstSeq: main.State.FirstSeq, LastSeq: main.State.LastSeq}, nil
@@ -237,12 +246,12 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 			// refuses a cycle).
 			tcfg := temp.Config
 			tcfg.Mirror, tcfg.Metadata = nil, ownMetadata(tcfg.Metadata)
-			if _, err := m.js.UpdateStream(ctx, tcfg); err != nil {
+			if _, err := m.update(ctx, tcfg); err != nil {
 				return MigrateReport{}, fmt.Errorf("store: migrate: detach %s from %s: %w", migrateStream, StreamName, err)
 			}
 		}
 		m.progress("deleting the layout-1 stream " + StreamName)
-		if err := m.js.DeleteStream(ctx, StreamName); err != nil {
+		if err := m.remove(ctx, StreamName); err != nil {
 			return MigrateReport{}, fmt.Errorf("store: migrate: delete the layout-1 stream: %w", err)
 		}
 		main = nil
@@ -285,7 +294,7 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 		if limits != "" {
 			meta[migrateLimitsKey] = limits
 		}
-		if _, err := m.js.UpdateStream(ctx, m.finalConfig(replicas, "", meta)); err != nil {
+		if _, err := m.update(ctx, m.finalConfig(replicas, "", meta)); err != nil {
 			return rep, fmt.Errorf("store: migrate: promote %s to a stream of its own: %w", StreamName, err)
 		}
 	}
@@ -300,17 +309,20 @@ func (m *migration) run(ctx context.Context) (MigrateReport, error) {
 		cc := c.Config
 		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = jetstream.DeliverByStartSequencePolicy, c.Resume, nil
 		cc.Metadata = ownMetadata(cc.Metadata)
-		if _, err := m.js.CreateOrUpdateConsumer(ctx, StreamName, cc); err != nil {
+		if err := m.retry(ctx, func() error {
+			_, err := m.js.CreateOrUpdateConsumer(ctx, StreamName, cc)
+			return err
+		}); err != nil {
 			return rep, fmt.Errorf("store: migrate: create the output consumer %s again at seq %d: %w", cc.Durable, c.Resume, err)
 		}
 		rep.Consumers = append(rep.Consumers, MigratedConsumer{Name: cc.Durable, Resume: c.Resume})
 	}
 	if temp != nil {
-		if err := m.js.DeleteStream(ctx, migrateStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := m.remove(ctx, migrateStream); err != nil {
 			return rep, fmt.Errorf("store: migrate: delete %s: %w", migrateStream, err)
 		}
 	}
-	if _, err := m.js.UpdateStream(ctx, m.finalConfig(replicas, limits, nil)); err != nil {
+	if _, err := m.update(ctx, m.finalConfig(replicas, limits, nil)); err != nil {
 		return rep, fmt.Errorf("store: migrate: mark %s as layout %s: %w", StreamName, Layout, err)
 	}
 	rep.Done = true
@@ -354,11 +366,11 @@ func (m *migration) pauseRetention(ctx context.Context, main *jetstream.StreamIn
 	cfg.Metadata[migrateLimitsKey] = limitsOf(main.Config)
 	cfg.MaxAge, cfg.MaxBytes = 0, -1
 	m.progress(fmt.Sprintf("pausing retention on %s while it is copied (max age %v, max bytes %d: set again at the end)", StreamName, main.Config.MaxAge, main.Config.MaxBytes))
-	s, err := m.js.UpdateStream(ctx, cfg)
+	info, err := m.update(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: migrate: pause retention on the layout-1 stream: %w", err)
 	}
-	return s.CachedInfo(), nil
+	return info, nil
 }
 
 // recordedLimits are the limits of main before the migration: recorded
@@ -373,21 +385,27 @@ func recordedLimits(main *jetstream.StreamInfo) string {
 // createTemp records the consumers' positions and starts the mirror that
 // rewrites the subjects.
 func (m *migration) createTemp(ctx context.Context, main *jetstream.StreamInfo) (*jetstream.StreamInfo, error) {
-	s, err := m.js.Stream(ctx, StreamName)
-	if err != nil {
-		return nil, fmt.Errorf("store: migrate: %w", err)
-	}
 	var consumers []migrateConsumer
-	lister := s.ListConsumers(ctx)
-	for ci := range lister.Info() {
-		if !strings.HasPrefix(ci.Name, outputConsumerPrefix) || ci.Config.Durable == "" {
-			continue // ephemeral consumers end with their node
+	err := m.retry(ctx, func() error {
+		consumers = nil
+		s, err := m.js.Stream(ctx, StreamName)
+		if err != nil {
+			return err
 		}
-		consumers = append(consumers, migrateConsumer{Config: ci.Config, Resume: ci.AckFloor.Stream + 1})
-		m.progress(fmt.Sprintf("output consumer %s resumes at seq %d", ci.Name, ci.AckFloor.Stream+1))
+		lister := s.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			if !strings.HasPrefix(ci.Name, outputConsumerPrefix) || ci.Config.Durable == "" {
+				continue // ephemeral consumers end with their node
+			}
+			consumers = append(consumers, migrateConsumer{Config: ci.Config, Resume: ci.AckFloor.Stream + 1})
+		}
+		return lister.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: list the output consumers: %w", err)
 	}
-	if err := lister.Err(); err != nil {
-		return nil, fmt.Errorf("store: migrate: list consumers: %w", err)
+	for _, c := range consumers {
+		m.progress(fmt.Sprintf("output consumer %s resumes at seq %d", c.Config.Durable, c.Resume))
 	}
 	cs, err := json.Marshal(consumers)
 	if err != nil {
@@ -437,7 +455,7 @@ func (m *migration) catchUp(ctx context.Context, name string, want jetstream.Str
 	var last uint64
 	moved := time.Now()
 	for {
-		info, err := m.info(ctx, name)
+		info, err := m.infoOnce(ctx, name)
 		if err != nil {
 			// On a cluster a stream electing a leader (a server stopped)
 			// answers nothing for a few seconds: a stall, not an end.
@@ -484,7 +502,11 @@ func (m *migration) catchUp(ctx context.Context, name string, want jetstream.Str
 func (m *migration) createStream(ctx context.Context, cfg jetstream.StreamConfig, state string) (jetstream.Stream, error) {
 	deadline := time.Now().Add(placementPatience)
 	for {
-		s, err := m.js.CreateStream(ctx, cfg)
+		var s jetstream.Stream
+		err := m.retry(ctx, func() (err error) {
+			s, err = m.js.CreateStream(ctx, cfg)
+			return err
+		})
 		if err == nil || !isPlacementError(err) {
 			return s, err
 		}
@@ -506,6 +528,53 @@ func migrateTransient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
 		errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// retry runs op until it succeeds, fails for a reason other than a
+// cluster electing a leader (migrateTransient), or has gone unanswered for
+// migrateStall. Every step's requests go through it: a server stopping
+// mid-migration costs a wait, not a rerun. op must be safe to repeat
+// (each step's request is: an update sets the same config, a delete of
+// what is already gone counts as done).
+func (m *migration) retry(ctx context.Context, op func() error) error {
+	start := time.Now()
+	for {
+		err := op()
+		if err == nil || ctx.Err() != nil || !migrateTransient(err) {
+			return err
+		}
+		if time.Since(start) > migrateStall {
+			return fmt.Errorf("%w (no answer for %v: run vigil migrate again once the NATS cluster answers)", err, migrateStall)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// update is UpdateStream, retried.
+func (m *migration) update(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	var info *jetstream.StreamInfo
+	err := m.retry(ctx, func() error {
+		s, err := m.js.UpdateStream(ctx, cfg)
+		if err == nil {
+			info = s.CachedInfo()
+		}
+		return err
+	})
+	return info, err
+}
+
+// remove deletes stream name, retried; a stream already gone (deleted by
+// an attempt whose answer was lost) counts as deleted.
+func (m *migration) remove(ctx context.Context, name string) error {
+	err := m.retry(ctx, func() error { return m.js.DeleteStream(ctx, name) })
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	return err
 }
 
 // ownMetadata is md without the server's own keys (_nats.*).

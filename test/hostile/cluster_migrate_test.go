@@ -722,3 +722,38 @@ func TestClusterMigrateServerRestarted(t *testing.T) {
 	t.Logf("migrated in %v with %s restarted before the copy back", time.Since(start).Round(time.Millisecond), cl.servers[restarted].Name())
 	migrateCheck(t, cl, fx)
 }
+
+// TestClusterMigrateLeaderLostMidStep: the server leading the layout-1
+// stream stops just as the migration deletes that stream, so the request
+// meets a leader election (JetStream answers nothing, or 503, for a few
+// seconds). The migration waits for the new leader, as it does while
+// copying, instead of ending with "run vigil migrate again".
+func TestClusterMigrateLeaderLostMidStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS cluster: skipped with -short")
+	}
+	cl := clusterStartNATS(t, 3)
+	fx := migrateWriteLayout1(t, cl.url(0))
+	leader := cl.streamLeader("VIGIL_EVENTS")
+	if leader < 0 {
+		t.Fatal("VIGIL_EVENTS has no leader")
+	}
+	other := (leader + 1) % 3 // the migration's server stays up
+	url := cl.url(other)
+	start := time.Now()
+	rep, steps, err := migrateInProcess(t, url, func(step string, _ context.CancelFunc) {
+		if strings.Contains(step, "deleting the layout-1 stream") {
+			if l := cl.streamLeader("VIGIL_EVENTS"); l >= 0 && l != other {
+				leader = l
+			}
+			cl.servers[leader].Shutdown()
+			cl.servers[leader].WaitForShutdown()
+		}
+	})
+	if err != nil || !rep.Done {
+		t.Fatalf("the migration with the stream's leader %s stopped mid-step: %+v %v (steps %q)", cl.servers[leader].Name(), rep, err, steps)
+	}
+	t.Logf("migrated in %v with %s stopped as the layout-1 stream was deleted", time.Since(start).Round(time.Millisecond), cl.servers[leader].Name())
+	cl.start(leader)
+	migrateCheck(t, cl, fx)
+}
