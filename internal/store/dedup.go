@@ -154,17 +154,20 @@ func (d *dedupIndex) learnLocked(key string, seq uint64, at time.Time) {
 	}
 }
 
-// lookupID returns the highest seq stored with id under any tenant, among
-// the ids of the index.
-func (d *dedupIndex) lookupID(id string) (seq uint64, ok bool) {
+// lookupID returns the seqs stored with id under any tenant among the
+// ids of the index, newest first.
+func (d *dedupIndex) lookupID(id string) []uint64 {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	var seqs []uint64
 	for tenant := range d.tenants {
-		if p, found := d.entries[tenant+"/"+id]; found && p.fl == nil && p.seq > seq {
-			seq, ok = p.seq, true
+		if p, found := d.entries[tenant+"/"+id]; found && p.fl == nil {
+			seqs = append(seqs, p.seq)
 		}
 	}
-	return seq, ok
+	d.mu.Unlock()
+	slices.Sort(seqs)
+	slices.Reverse(seqs)
+	return seqs
 }
 
 // coverTo records that every id stored up to head is in the index (a

@@ -386,25 +386,6 @@ func (x *indexer) lookup(id string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// getIndexed is Get from the id index (nil, nil when it has no event
-// with that id that the log still holds).
-func (l *Log) getIndexed(ctx context.Context, id string) (*event.Event, error) {
-	if l.index == nil {
-		return nil, nil
-	}
-	seqs, err := l.index.lookup(id)
-	if err != nil {
-		return nil, fmt.Errorf("store: get %s: %w", id, err)
-	}
-	for _, seq := range seqs {
-		e, err := l.getSeq(ctx, seq, id)
-		if err != nil || e != nil {
-			return e, err
-		}
-	}
-	return nil, nil
-}
-
 // lateDuplicates looks keys up in the id index: a retry that comes after
 // the dedup window, of an event the log still holds, is answered with its
 // first seq instead of being stored again (one Pebble lookup per event,

@@ -68,7 +68,7 @@ func TestGetByIDAfterTheDedupWindow(t *testing.T) {
 	check := func(l *Log) {
 		t.Helper()
 		waitIndexed(t, l, 3000)
-		if _, ok := l.recent.lookupID("old-7"); ok {
+		if len(l.recent.lookupID("old-7")) > 0 {
 			t.Fatal("the dedup index still holds the events")
 		}
 		for _, i := range []int{0, 1, 2, 1500, 2999} {
@@ -169,4 +169,53 @@ func TestLateRetryAfterTheDedupWindow(t *testing.T) {
 	if err != nil || !rep.OK {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
+}
+
+// TestFindChoosesAmongTenants: two tenants each stored an event with one
+// id (dedup is per tenant). Find answers each reader with the newest one
+// it accepts, from the dedup index and, once that has forgotten them,
+// from the id index on disk; Get (no choice) the newest of all.
+func TestFindChoosesAmongTenants(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := open(t, dir)
+	acme := &event.Event{ID: "shared-id", Type: "audit.query", Tenant: "acme", Message: "acme's"}
+	globex := &event.Event{ID: "shared-id", Type: "audit.query", Tenant: "globex", Message: "globex's"}
+	normalized(t, acme, globex)
+	acme.Tenant, globex.Tenant = "acme", "globex"
+	for _, e := range []*event.Event{acme, globex} { // acme's first: globex's is the newest
+		if _, err := l.Append(ctx, []*event.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(l *Log, where string) {
+		t.Helper()
+		for _, tenant := range []string{"acme", "globex"} {
+			e, err := l.Find(ctx, "shared-id", func(e *event.Event) bool { return e.Tenant == tenant })
+			if err != nil || e.Tenant != tenant {
+				t.Fatalf("%s: Find for %s: %+v, %v", where, tenant, e, err)
+			}
+		}
+		if e, err := l.Get(ctx, "shared-id"); err != nil || e.Tenant != "globex" {
+			t.Fatalf("%s: Get: %+v, %v", where, e, err)
+		}
+		if _, err := l.Find(ctx, "shared-id", func(e *event.Event) bool { return e.Tenant == "initech" }); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: Find for a tenant without it: %v", where, err)
+		}
+	}
+	check(l, "dedup index")
+	l.Close()
+	l, err := Open(ctx, Config{DataDir: dir, DedupWindow: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.WaitDedupIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitIndexed(t, l, 2)
+	if len(l.recent.lookupID("shared-id")) > 0 {
+		t.Fatal("the dedup index still holds the events")
+	}
+	check(l, "id index")
 }

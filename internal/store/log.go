@@ -634,25 +634,53 @@ func decode(data []byte, seq uint64) (*event.Event, error) {
 }
 
 // Get returns the event with the given id, searching every tenant (the
-// newest one stored with that id, as the lookup by subject of layout 1
-// answered). Layout 2 has no subject per id: the id is looked up in the
-// dedup index (the ids stored within its window, this node's appends at
-// once), then in the id index on disk (every event it has read, within a
-// second of its storing: indexer.go); the event at the seq found is read
-// and checked to have that id.
+// newest one stored with that id): Find without a choice.
 func (l *Log) Get(ctx context.Context, id string) (*event.Event, error) {
+	return l.Find(ctx, id, nil)
+}
+
+// Find returns the newest event stored with the given id that keep
+// accepts (nil keeps any). An id is unique within a tenant only (dedup
+// is per tenant), so two tenants may each hold one: a reader must be
+// answered with the one it may see, or a tenant publishing another's id
+// would hide that tenant's event from it. Layout 2 has no subject per id:
+// the id is looked up in the dedup index (the ids stored within its
+// window, this node's appends at once), then in the id index on disk
+// (every event it has read, within a second of its storing: indexer.go);
+// the event at each seq found is read and checked to have that id.
+func (l *Log) Find(ctx context.Context, id string, keep func(*event.Event) bool) (*event.Event, error) {
 	if id == "" {
 		return nil, fmt.Errorf("event: empty id: %w", domain.ErrNotFound)
 	}
-	if seq, ok := l.recent.lookupID(id); ok {
-		e, err := l.getSeq(ctx, seq, id)
-		if err != nil || e != nil {
-			return e, err
+	tried := map[uint64]bool{}
+	try := func(seqs []uint64) (*event.Event, error) {
+		for _, seq := range seqs {
+			if tried[seq] {
+				continue
+			}
+			tried[seq] = true
+			e, err := l.getSeq(ctx, seq, id)
+			if err != nil {
+				return nil, err
+			}
+			if e != nil && (keep == nil || keep(e)) {
+				return e, nil
+			}
 		}
+		return nil, nil
 	}
-	e, err := l.getIndexed(ctx, id)
+	e, err := try(l.recent.lookupID(id))
 	if err != nil || e != nil {
 		return e, err
+	}
+	if l.index != nil {
+		seqs, err := l.index.lookup(id)
+		if err != nil {
+			return nil, fmt.Errorf("store: get %s: %w", id, err)
+		}
+		if e, err := try(seqs); err != nil || e != nil {
+			return e, err
+		}
 	}
 	return nil, fmt.Errorf("event %q: %w", id, domain.ErrNotFound)
 }

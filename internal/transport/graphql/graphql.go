@@ -58,9 +58,10 @@ type History interface {
 	Query(ctx context.Context, p *auth.Principal, m *filter.Matcher, limit int, asc bool, from uint64) ([]*event.Event, uint64, error)
 }
 
-// EventGetter finds one event by id (store.Log).
+// EventGetter finds one event by id (store.Log): the newest with that id
+// that keep accepts (ids are unique per tenant only).
 type EventGetter interface {
-	Get(ctx context.Context, id string) (*event.Event, error)
+	Find(ctx context.Context, id string, keep func(*event.Event) bool) (*event.Event, error)
 }
 
 // Deps are the resolvers' dependencies.

@@ -95,16 +95,17 @@ func (q queryResolver) Event(ctx context.Context, id string) (*generated.Event, 
 	if q.deps.Events == nil {
 		return nil, errors.New("event lookup is not available")
 	}
-	e, err := q.deps.Events.Get(ctx, id)
+	var v *event.Event
+	_, err = q.deps.Events.Find(ctx, id, func(e *event.Event) bool {
+		var ok bool
+		v, ok = q.deps.Policy(p, e)
+		return ok
+	})
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
-			return nil, nil
+			return nil, nil // another tenant's id is "not found", not "forbidden"
 		}
 		return nil, fmt.Errorf("event %s: %w", id, err)
-	}
-	v, ok := q.deps.Policy(p, e)
-	if !ok {
-		return nil, nil // another tenant's id is "not found", not "forbidden"
 	}
 	return toEvent(v), nil
 }

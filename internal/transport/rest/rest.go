@@ -31,7 +31,9 @@ type Log interface {
 	First(ctx context.Context) (uint64, error)
 	ScanRange(ctx context.Context, from, to uint64, fn func(*event.Event) bool) error
 	SeqForTime(ctx context.Context, t time.Time) (uint64, error)
-	Get(ctx context.Context, id string) (*event.Event, error)
+	// Find: the newest event with the id that keep accepts (ids are
+	// unique per tenant only).
+	Find(ctx context.Context, id string, keep func(*event.Event) bool) (*event.Event, error)
 	Ready(ctx context.Context) error
 }
 
@@ -118,18 +120,20 @@ func (h *Events) Get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	e, err := h.Log.Get(r.Context(), id)
+	var visible *event.Event
+	_, err := h.Log.Find(r.Context(), id, func(e *event.Event) bool {
+		v, ok := h.Policy(p, e)
+		visible = v
+		return ok
+	})
 	if err != nil {
+		// Another tenant's event with this id is "not found" too: do not
+		// reveal other tenants' ids.
 		if errors.Is(err, domain.ErrNotFound) {
 			auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no event %q", id))
 			return
 		}
 		auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "%w", err))
-		return
-	}
-	visible, ok := h.Policy(p, e)
-	if !ok {
-		auth.WriteErr(w, domain.Errorf(domain.KindNotFound, "no event %q", id)) // do not reveal other tenants' ids
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
