@@ -310,7 +310,7 @@ func (p *node) startLog(ctx context.Context) error {
 // startHub starts the hub's reader and waits until it reads; a reader
 // that fails later stops the node (run reads hubErr).
 func (p *node) startHub(context.Context) error {
-	p.h = hub.New(p.log, hub.Options{QueueSize: p.cfg.QueueSize, QueueBytes: p.cfg.QueueKiB << 10, Policy: p.acc.HubPolicy(), Budget: p.acc.Limiter, Logger: p.logger})
+	p.h = hub.New(p.log, hub.Options{QueueSize: p.cfg.QueueSize, QueueBytes: p.cfg.QueueKiB << 10, Policy: p.acc.HubPolicy(), Masked: p.acc.HubMasked, Budget: p.acc.Limiter, Logger: p.logger})
 	p.goBackground(func(ctx context.Context) { p.hubErr <- p.h.Run(ctx) })
 	select {
 	case <-p.h.Started():

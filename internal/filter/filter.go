@@ -245,15 +245,24 @@ func (m *Matcher) Categories() []event.Category {
 	return out
 }
 
-// Match reports whether e satisfies every field of the filter.
-func (m *Matcher) Match(e *event.Event) bool {
+// MatchClass reports whether e satisfies the filter's categories,
+// severities and types: the fields no masking changes (auth.MaskEvent), so
+// it is a cheap necessary condition of Match on any masked form of e. A
+// reader shown masked events is matched on the masked form only; this
+// spares masking the events it could never match.
+func (m *Matcher) MatchClass(e *event.Event) bool {
 	if m.categories != 0 && m.categories&categoryIndex[e.Category] == 0 {
 		return false
 	}
 	if m.severities != 0 && m.severities&(1<<e.Severity) == 0 {
 		return false
 	}
-	if (len(m.typeExact) > 0 || len(m.typePrefix) > 0) && !m.matchType(e.Type) {
+	return (len(m.typeExact) == 0 && len(m.typePrefix) == 0) || m.matchType(e.Type)
+}
+
+// Match reports whether e satisfies every field of the filter.
+func (m *Matcher) Match(e *event.Event) bool {
+	if !m.MatchClass(e) {
 		return false
 	}
 	if len(m.src.Users) > 0 && !containsFold(m.src.Users, e.User) {

@@ -208,7 +208,8 @@ func (c *Client) SubscribeAnnounced(ctx context.Context, id string, m *filter.Ma
 			return 0, err
 		}
 	}
-	s := &subscription{id: id, client: c, matcher: m, minSeq: start, release: release}
+	s := &subscription{id: id, client: c, matcher: m, minSeq: start, release: release,
+		masked: c.hub.opts.Masked != nil && c.hub.opts.Masked(c.info.Principal)}
 	head := c.hub.dispatched.Load()
 	// Any cursor, even one past the hub's head (the hub may trail the log,
 	// and a time cursor on a quiet log points past it), goes through the

@@ -51,6 +51,12 @@ type Options struct {
 	// ConsumerQueue is the queue of each in-process Consumer; default 65536.
 	ConsumerQueue int
 	Policy        Policy
+	// Masked reports whether Policy shows p masked events (auth.Policy.Masks
+	// of its role). Such a subscription's filter is matched against the
+	// masked form only and is not routed by user or source, so a filter
+	// cannot tell a masked reader anything the masked events do not.
+	// Required when Policy masks.
+	Masked func(p *auth.Principal) bool
 	// Budget, when set, bounds each principal's subscriptions by their
 	// filters' cost (auth.Limiter): a subscription over it is refused.
 	Budget FilterBudget

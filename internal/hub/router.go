@@ -59,17 +59,21 @@ func newRouter() *router {
 		byCategory: map[string]*bucket{}}
 }
 
-// routeFor picks the index a subscription goes under and its keys.
-func routeFor(m *filter.Matcher) (routeKind, []string) {
+// routeFor picks the index a subscription goes under and its keys. A
+// masked subscription is never indexed by user or source: masking may
+// change them, and an event offered by its unmasked user would tell the
+// filter what the masked form hides (types and categories are never
+// masked).
+func routeFor(m *filter.Matcher, masked bool) (routeKind, []string) {
 	f := m.Filter()
-	if len(f.Users) > 0 && allASCII(f.Users) {
+	if len(f.Users) > 0 && allASCII(f.Users) && !masked {
 		keys := make([]string, 0, len(f.Users))
 		for _, u := range f.Users {
 			keys = appendUnique(keys, strings.ToLower(u))
 		}
 		return routeUser, keys
 	}
-	if len(f.Sources) > 0 {
+	if len(f.Sources) > 0 && !masked {
 		keys := make([]string, 0, len(f.Sources))
 		for _, s := range f.Sources {
 			keys = appendUnique(keys, s)
@@ -94,7 +98,7 @@ func routeFor(m *filter.Matcher) (routeKind, []string) {
 }
 
 func (r *router) add(s *subscription) {
-	kind, keys := routeFor(s.matcher)
+	kind, keys := routeFor(s.matcher, s.masked)
 	s.kind = kind
 	if kind == routeRest {
 		s.slots = []routeSlot{r.rest.push(s, "")}

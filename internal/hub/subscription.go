@@ -13,6 +13,10 @@ type subscription struct {
 	id      string
 	client  *Client
 	matcher *filter.Matcher
+	// masked: the principal is shown masked events (Options.Masked), so
+	// the filter is matched against the masked form only, and the router
+	// never indexes it by a field masking changes.
+	masked  bool
 	stopped atomic.Bool
 	// release returns the subscription's filter cost to the principal's
 	// budget (Options.Budget); it runs once, when the subscription ends.
@@ -95,16 +99,26 @@ func (s *subscription) offerLive(e *event.Event, stage bool) {
 // visible is the form of e this subscription delivers (masked for its
 // principal), or false when it delivers nothing.
 func (s *subscription) visible(e *event.Event) (*event.Event, bool) {
-	if s.stopped.Load() || e.Seq < s.minSeq || !s.matcher.Match(e) {
+	if s.stopped.Load() || e.Seq < s.minSeq {
+		return nil, false
+	}
+	if s.masked {
+		// Matched against what the principal sees, and only that: a
+		// match on the unmasked event as well (what this did until an
+		// audit) let a viewer probe unmasked values with a filter true
+		// on every masked form, e.g. users "***@example.com" OR
+		// "bob@example.com" (issue 5, the filter oracle).
+		visible, ok := s.client.hub.opts.Policy(s.client.info.Principal, e)
+		if !ok || !s.matcher.Match(visible) {
+			return nil, false
+		}
+		return visible, true
+	}
+	if !s.matcher.Match(e) {
 		return nil, false
 	}
 	visible, ok := s.client.hub.opts.Policy(s.client.info.Principal, e)
-	if !ok {
-		return nil, false
-	}
-	// issue 5: a masked event must also match in its masked form, or a
-	// viewer could probe unmasked values (exact IP, e-mail) with filters.
-	if visible != e && !s.matcher.Match(visible) {
+	if !ok || (visible != e && !s.matcher.Match(visible)) { // Options.Masked unset: at least the masked form must match
 		return nil, false
 	}
 	return visible, true

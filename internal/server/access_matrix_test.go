@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -73,7 +74,7 @@ func newEnv(t *testing.T, cfg access.Config) *env {
 		t.Fatal(err)
 	}
 	acc.Enforcer.Interval = 200 * time.Millisecond
-	h := hub.New(log, hub.Options{Policy: acc.HubPolicy()})
+	h := hub.New(log, hub.Options{Policy: acc.HubPolicy(), Masked: acc.HubMasked})
 	done := make(chan struct{}, 3)
 	go func() { _ = h.Run(ctx); done <- struct{}{} }()
 	<-h.Started()
@@ -860,6 +861,85 @@ func TestViewerFilterOracle(t *testing.T) {
 	e.do("GET", "/api/v1/events?src_ips=203.0.113.0/24", e.toks["viewer-acme"], nil, &hist)
 	if len(hist.Events) == 0 {
 		t.Error("viewer's CIDR filter over the truncated address matched nothing")
+	}
+}
+
+// TestViewerFilterOracleOr: a filter true on every masked form and on
+// one unmasked guess (an OR: two values of a list, or a CEL ||) must tell
+// a viewer nothing. Matched on the masked form and the unmasked one both,
+// as until an audit found it, the right guess matched the viewer's
+// events and a wrong one matched none; the user router (which indexed
+// subscriptions by the unmasked user) leaked the same way live. Each
+// right/wrong pair must now give the same answer, live, in replay and in
+// history; analysts are not masked, and the guess still selects for them.
+func TestViewerFilterOracleOr(t *testing.T) {
+	e := newEnv(t, access.Config{})
+	e.setupPrincipals()
+	// The events carry alice@example.com and 203.0.113.77 (env.publish).
+	probes := []struct {
+		name         string
+		right, wrong map[string]any
+		query        string // history: the right guess; the wrong one swaps 77 → 78 / alice → bob
+		wrongQuery   string
+	}{
+		{"src_ips", map[string]any{"src_ips": []string{"203.0.113.0", "203.0.113.77"}}, map[string]any{"src_ips": []string{"203.0.113.0", "203.0.113.78"}},
+			"src_ips=203.0.113.0,203.0.113.77", "src_ips=203.0.113.0,203.0.113.78"},
+		{"users", map[string]any{"users": []string{"***@example.com", "alice@example.com"}}, map[string]any{"users": []string{"***@example.com", "bob@example.com"}},
+			"users=***@example.com,alice@example.com", "users=***@example.com,bob@example.com"},
+		{"expr", map[string]any{"expr": `user.startsWith("***") || user.startsWith("alice")`}, map[string]any{"expr": `user.startsWith("***") || user.startsWith("bob")`},
+			"expr=" + url.QueryEscape(`user.startsWith("***") || user.startsWith("alice")`), "expr=" + url.QueryEscape(`user.startsWith("***") || user.startsWith("bob")`)},
+	}
+	type conns struct{ right, wrong net.Conn }
+	live := map[string]conns{}
+	for _, pr := range probes {
+		var c conns
+		var err error
+		if c.right, err = e.wsDial(e.toks["viewer-acme"], nil); err != nil {
+			t.Fatal(err)
+		}
+		defer c.right.Close()
+		if c.wrong, err = e.wsDial(e.toks["viewer-acme"], nil); err != nil {
+			t.Fatal(err)
+		}
+		defer c.wrong.Close()
+		wsSubscribe(t, c.right, "probe", pr.right, "latest")
+		wsSubscribe(t, c.wrong, "probe", pr.wrong, "latest")
+		live[pr.name] = c
+	}
+	e.publish("p1")
+	for _, pr := range probes {
+		c := live[pr.name]
+		right, _ := wsCollect(c.right, 300*time.Millisecond)
+		wrong, _ := wsCollect(c.wrong, 300*time.Millisecond)
+		if len(right) != len(wrong) || len(right) == 0 {
+			t.Errorf("%s, live: %d events for the right guess, %d for a wrong one (want the same, not 0)", pr.name, len(right), len(wrong))
+		}
+		count := func(tok, q string) int {
+			var hist struct{ Events []json.RawMessage }
+			if st := e.do("GET", "/api/v1/events?"+q, tok, nil, &hist); st != 200 {
+				t.Fatalf("%s: history HTTP %d", pr.name, st)
+			}
+			return len(hist.Events)
+		}
+		if r, w := count(e.toks["viewer-acme"], pr.query), count(e.toks["viewer-acme"], pr.wrongQuery); r != w || r == 0 {
+			t.Errorf("%s, history: %d events for the right guess, %d for a wrong one", pr.name, r, w)
+		}
+		if r, w := count(e.toks["analyst-acme"], pr.query), count(e.toks["analyst-acme"], pr.wrongQuery); r == 0 || w != 0 {
+			t.Errorf("%s, analyst history: %d for the right value, %d for a wrong one (unmasked: want >0 and 0)", pr.name, r, w)
+		}
+		replay := func(f map[string]any) int {
+			conn, err := e.wsDial(e.toks["viewer-acme"], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			wsSubscribe(t, conn, "probe", f, map[string]any{"seq": 1})
+			got, _ := wsCollect(conn, 300*time.Millisecond)
+			return len(got)
+		}
+		if r, w := replay(pr.right), replay(pr.wrong); r != w || r == 0 {
+			t.Errorf("%s, replay: %d events for the right guess, %d for a wrong one", pr.name, r, w)
+		}
 	}
 }
 

@@ -114,6 +114,10 @@ func New(ctx context.Context, o Options) (*Access, error) {
 // HubPolicy is the policy to put in hub.Options.Policy and rest.Events.
 func (a *Access) HubPolicy() hub.Policy { return a.Policy.Visible }
 
+// HubMasked is hub.Options.Masked: whether the principal's role is shown
+// masked events.
+func (a *Access) HubMasked(p *auth.Principal) bool { return p != nil && a.Policy.Masks(p.Role) }
+
 // Run keeps the token cache current and closes connections whose token is
 // revoked or expired, until ctx ends. h is the server's hub.
 func (a *Access) Run(ctx context.Context, h *hub.Hub) {
