@@ -371,7 +371,7 @@ func (p *node) startDetect(ctx context.Context) error {
 	cfg := p.cfg
 	det, err := detect.New(ctx, detect.Options{Source: p.h.Consumer("detect"), Appender: p.log, JetStream: p.log.JetStream(), Replicas: p.log.Replicas(),
 		RulesDir: cfg.Rules, Pipelines: cfg.Pipelines, Placeholders: cfg.SigmaPlaceholders, Limits: cfg.Limits, Logger: p.logger, NodeID: cfg.NodeID, Log: p.log,
-		ReloadOnSIGHUP: true, RulesPoll: cfg.RulesPoll}) // issue 13: pipelines, placeholders, hot reload
+		ReloadOnSIGHUP: true, RulesPoll: cfg.RulesPoll, Policy: p.acc.Policy}) // issue 13: pipelines, placeholders, hot reload
 	if err != nil {
 		return err
 	}

@@ -56,9 +56,12 @@ type BacktestOptions struct {
 	ToSeq uint64
 	// Tenant limits the events to one tenant ("" all).
 	Tenant string
-	// Visible, when set, limits the events to those it accepts (the
-	// caller's tenants and categories).
-	Visible func(*event.Event) bool
+	// View, when set, limits the events to those the caller may read (its
+	// tenants and categories) and gives the form it may see: the rules
+	// are evaluated on that form, so a masked reader (a viewer) learns
+	// from matches, group keys and event ids no more than its masked
+	// events show (auth.Policy.Visible).
+	View func(*event.Event) (*event.Event, bool)
 	// MaxEvents and MaxDuration bound the work: the backtest stops there
 	// and reports itself truncated.
 	MaxEvents   int
@@ -198,9 +201,15 @@ func Backtest(ctx context.Context, log BacktestLog, rs *RuleSet, opts BacktestOp
 			return false
 		}
 		if e.Category == event.CategoryDetection && e.Source == SourceName ||
-			opts.Tenant != "" && e.Tenant != opts.Tenant ||
-			opts.Visible != nil && !opts.Visible(e) {
+			opts.Tenant != "" && e.Tenant != opts.Tenant {
 			return rep.Read < uint64(opts.MaxEvents) || e.Seq >= to || stopAt(rep, "max_events")
+		}
+		if opts.View != nil {
+			v, ok := opts.View(e)
+			if !ok {
+				return rep.Read < uint64(opts.MaxEvents) || e.Seq >= to || stopAt(rep, "max_events")
+			}
+			e = v
 		}
 		rep.Evaluated++
 		perCat[e.Category]++
@@ -326,6 +335,15 @@ func ParseSince(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// viewFor is BacktestOptions.View for p: its tenants and categories,
+// masked as its role is.
+func (e *Engine) viewFor(p *auth.Principal) func(*event.Event) (*event.Event, bool) {
+	if pol := e.opts.Policy; pol != nil {
+		return func(ev *event.Event) (*event.Event, bool) { return pol.Visible(p, ev) }
+	}
+	return func(ev *event.Event) (*event.Event, bool) { return ev, p.MayRead(ev) }
+}
+
 // HandleBacktest serves POST /api/v1/rules/backtest: the rules in the body
 // (or the loaded ones) over stored history, nothing written. Reads only
 // the events the token may read; one backtest at a time per node (429);
@@ -362,7 +380,7 @@ func (e *Engine) HandleBacktest(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := BacktestOptions{FromSeq: req.FromSeq, ToSeq: req.ToSeq, Tenant: req.Tenant, MaxEvents: req.MaxEvents,
 		MaxDuration: time.Duration(req.MaxSeconds) * time.Second, First: req.First, Suppression: e.opts.Suppression,
-		MaxKeys: e.opts.MaxKeys, Visible: p.MayRead}
+		MaxKeys: e.opts.MaxKeys, View: e.viewFor(p)}
 	if req.MaxEvents < 0 || req.MaxSeconds < 0 || req.First < 0 {
 		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "max_events, max_seconds and first must not be negative"))
 		return

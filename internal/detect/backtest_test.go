@@ -305,12 +305,12 @@ func TestBacktestStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	seen := 0
-	rep, err := Backtest(ctx, l, rs, BacktestOptions{FromSeq: 1, Visible: func(*event.Event) bool {
+	rep, err := Backtest(ctx, l, rs, BacktestOptions{FromSeq: 1, View: func(e *event.Event) (*event.Event, bool) {
 		seen++
 		if seen == 1 {
 			cancel() // the client disconnects while the first batch is evaluated
 		}
-		return true
+		return e, true
 	}})
 	if !errors.Is(err, context.Canceled) || rep != nil {
 		t.Fatalf("backtest after the client left: %v (report %v)", err, rep)

@@ -93,6 +93,10 @@ type Options struct {
 	MaxEventIDs   int // event ids kept per detection; default 100
 	Limits        event.Limits
 	Logger        *slog.Logger
+	// Policy masks what List, Get, Update and backtests show a principal
+	// whose role is masked (viewers by default), as the streams mask the
+	// detection events. nil: nothing is masked.
+	Policy *auth.Policy
 
 	// Fail-over (docs/detections.md): with JetStream, every node's engine
 	// campaigns for one lease in LeaderBucket and only the holder
@@ -1128,6 +1132,9 @@ func (e *Engine) List(p *auth.Principal, q Query) []Detection {
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
+	for i := range out {
+		out[i] = e.maskFor(p, out[i])
+	}
 	return out
 }
 
@@ -1143,12 +1150,41 @@ func intersects(a, b []string) bool {
 // Get returns one detection p may see.
 func (e *Engine) Get(p *auth.Principal, id string) (Detection, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	d, ok := e.byID[id]
 	if !ok || !visible(p, d) {
+		e.mu.Unlock()
 		return Detection{}, ErrNotFound
 	}
-	return d.clone(), nil
+	c := d.clone()
+	e.mu.Unlock()
+	return e.maskFor(p, c), nil
+}
+
+// maskFor returns d as p may see it: masked as the detection events of the
+// streams are (the same rules over the same JSON: group key, group values,
+// assignee, notes, history), when p's role is masked. Fails closed: a
+// detection whose masked form does not decode keeps only fields masking
+// never changes.
+func (e *Engine) maskFor(p *auth.Principal, d Detection) Detection {
+	pol := e.opts.Policy
+	if pol == nil || p == nil || !pol.Masks(p.Role) {
+		return d
+	}
+	safe := Detection{ID: d.ID, RuleID: d.RuleID, Category: d.Category, Severity: d.Severity, Confidence: d.Confidence,
+		Status: d.Status, MitreTactics: d.MitreTactics, MitreTechniques: d.MitreTechniques, OWASPCategory: d.OWASPCategory,
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Count: d.Count, Tenant: d.Tenant, FirstSeen: d.FirstSeen,
+		LastSeen: d.LastSeen, LastSeq: d.LastSeq, EventIDs: d.EventIDs}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return safe
+	}
+	ev := &event.Event{Category: event.CategoryDetection, Tenant: d.Tenant, Data: data}
+	var out Detection
+	if err := json.Unmarshal(pol.Mask(p.Role, ev).Data, &out); err != nil || out.ID != d.ID {
+		return safe
+	}
+	out.rev = d.rev
+	return out
 }
 
 // Update applies an analyst's patch, on any node (leader or not): it is
@@ -1159,6 +1195,14 @@ func (e *Engine) Get(p *auth.Principal, id string) (Detection, error) {
 // detection meanwhile, the patch is applied again to the stored copy (and
 // appended again; it may now be refused by the lifecycle, 409).
 func (e *Engine) Update(ctx context.Context, p *auth.Principal, id string, patch Patch) (Detection, error) {
+	d, err := e.update(ctx, p, id, patch)
+	if err != nil && d.ID == "" {
+		return d, err
+	}
+	return e.maskFor(p, d), err // a masked role allowed to update sees the result masked
+}
+
+func (e *Engine) update(ctx context.Context, p *auth.Principal, id string, patch Patch) (Detection, error) {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
 	now := time.Now().UTC()
