@@ -132,39 +132,47 @@ func validateType(t string) error {
 }
 
 // sensitiveSuffixes name secrets: a data key is dropped at ingest when,
-// lower-cased and stripped of '_', '-' and '.', it is or ends with one of
-// these ("password", "user_password", "mfaCode", "client-secret").
+// reduced to its ASCII letters and digits, lower-cased and stripped of
+// trailing digits, it is or ends with one of these ("password",
+// "user_password", "mfaCode", "client-secret", "MFA Code", "password1").
 var sensitiveSuffixes = []string{
-	"password", "passwd", "pwd", "passphrase", "secret", "apikey", "token", "accesstoken",
-	"refreshtoken", "idtoken", "sessiontoken", "mfacode", "otp", "totp", "totpcode",
-	"privatekey", "pin", "cvv", "cvc",
+	"password", "passwd", "pwd", "passphrase", "passcode", "secret", "secretkey", "secretaccesskey", "apikey", "token", "accesstoken",
+	"refreshtoken", "idtoken", "sessiontoken", "mfacode", "otp", "otpcode", "totp", "totpcode",
+	"privatekey", "pin", "pincode", "cvv", "cvc", "credential", "credentials", "cookie", "authorization",
 }
 
-// IsSensitiveKey reports whether a data key names a secret that must be dropped.
+// sensitiveWhole are the entries of sensitiveSuffixes that name a secret
+// only as the whole name: "spin", "shotp" and "pinned" are not secrets.
+var sensitiveWhole = map[string]bool{"pin": true, "pincode": true, "otp": true, "pwd": true, "cvv": true, "cvc": true, "authorization": true}
+
+// IsSensitiveKey reports whether a data key names a secret that must be
+// dropped. Only ASCII letters and digits count, so separators of any kind
+// (spaces in CEF labels such as "MFA Code", ':', zero-width or other
+// non-ASCII characters) do not hide a name.
 func IsSensitiveKey(k string) bool {
-	if len(k) > 64 {
-		return false
+	var stack [128]byte
+	buf := stack[:0]
+	if len(k) > len(stack) {
+		buf = make([]byte, 0, len(k))
 	}
-	var buf [64]byte
-	n := 0
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		switch {
-		case c == '_' || c == '-' || c == '.':
-			continue
 		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
+			buf = append(buf, c+'a'-'A')
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			buf = append(buf, c)
 		}
-		buf[n] = c
-		n++
 	}
-	norm := string(buf[:n])
+	for len(buf) > 0 && buf[len(buf)-1] >= '0' && buf[len(buf)-1] <= '9' {
+		buf = buf[:len(buf)-1]
+	}
+	norm := string(buf)
+	if norm == "" {
+		return false
+	}
 	for _, s := range sensitiveSuffixes {
-		if strings.HasSuffix(norm, s) {
-			// "pin" and "otp" only as whole names: "spin", "shotp" are not secrets.
-			if (s == "pin" || s == "otp" || s == "pwd" || s == "cvv" || s == "cvc") && norm != s {
-				continue
-			}
+		if strings.HasSuffix(norm, s) && (norm == s || !sensitiveWhole[s]) {
 			return true
 		}
 	}
