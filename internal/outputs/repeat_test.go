@@ -44,6 +44,22 @@ func (b *bench) recorded(t *testing.T, output, detection string) {
 	})
 }
 
+// repeatSent starts a manager with a repeat_interval webhook output
+// "noisy" and waits until it has sent detection id's creation and
+// recorded it in the shared memory.
+func repeatSent(t *testing.T, id string) (b *bench, r *receiver, opts outputs.Options, m *outputs.Manager, stop func()) {
+	t.Helper()
+	b = newBench(t)
+	r = newReceiver(t, "s", 0)
+	opts = b.managerOpts(defs(t, webhookYAML("noisy", r.URL, secretFile(t, "s"), repeatYAML)))
+	m, stop = b.run(opts)
+	created := detectionEvent(id, "detection.created", "active", "default", 1)
+	b.publish(created)
+	r.delivered(t, created)
+	b.recorded(t, "noisy", id)
+	return b, r, opts, m, stop
+}
+
 func suppressed(m *outputs.Manager) int64 {
 	return m.Statuses(context.Background(), &auth.Principal{Role: auth.RoleAdmin, Tenant: auth.AllTenants})[0].Suppressed
 }
@@ -54,14 +70,7 @@ func suppressed(m *outputs.Manager) int64 {
 // status change still goes out.
 func TestRepeatIntervalKeptAcrossRestart(t *testing.T) {
 	leakCheck(t)
-	b := newBench(t)
-	r := newReceiver(t, "s", 0)
-	opts := b.managerOpts(defs(t, webhookYAML("noisy", r.URL, secretFile(t, "s"), repeatYAML)))
-	_, stop := b.run(opts)
-	created := detectionEvent("det-k", "detection.created", "active", "default", 1)
-	b.publish(created)
-	r.delivered(t, created)
-	b.recorded(t, "noisy", "det-k")
+	b, r, opts, _, stop := repeatSent(t, "det-k")
 	stop()
 
 	m, _ := b.run(opts) // the restart
@@ -87,14 +96,7 @@ func TestRepeatIntervalKeptAcrossRestart(t *testing.T) {
 // the waiting pulls in turn.
 func TestRepeatIntervalSharedBetweenNodes(t *testing.T) {
 	leakCheck(t)
-	b := newBench(t)
-	r := newReceiver(t, "s", 0)
-	opts := b.managerOpts(defs(t, webhookYAML("noisy", r.URL, secretFile(t, "s"), repeatYAML)))
-	a, _ := b.run(opts)
-	created := detectionEvent("det-n", "detection.created", "active", "default", 1)
-	b.publish(created)
-	r.delivered(t, created)
-	b.recorded(t, "noisy", "det-n")
+	b, r, opts, a, _ := repeatSent(t, "det-n")
 	c, _ := b.run(opts) // the second node, after the first one sent
 	const updates = 40
 	for i := range updates {
