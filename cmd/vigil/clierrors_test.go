@@ -125,11 +125,13 @@ func TestErrorsNameTheProblemOnce(t *testing.T) {
 		t.Errorf("unresolvable host: exit %d, stderr %q", code, stderr)
 	}
 
-	// A rejected event from stdin: "stdin", the event's number in it, no
-	// "-: events 0..0".
+	// A rejected event from stdin: "stdin", the event's index in it
+	// (0-based, as the server counts) and its line, said once; no
+	// "-: events 0..0", no second number for the same event.
 	code, stderr = run(cliNodeVars(n), `{"type":"audit.query"}`+"\n"+`{"type":"x.y","category":"nope"}`, "publish")
 	if code != 1 || strings.Contains(stderr, "-:") || strings.Contains(stderr, "0..") ||
-		!strings.Contains(stderr, "vigil: stdin: HTTP 400") || !strings.Contains(stderr, "event 2 category") {
+		!strings.HasPrefix(stderr, "vigil: stdin: HTTP 400: event 1 (line 2) category: unknown category") ||
+		strings.Count(stderr, "event ") != 1 {
 		t.Errorf("bad event on stdin: exit %d, stderr %q", code, stderr)
 	}
 	noDouble("bad event", stderr)

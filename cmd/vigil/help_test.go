@@ -96,6 +96,25 @@ func TestBadUsageExitsNonZero(t *testing.T) {
 	if code != 1 || out != "" || !strings.Contains(errOut, "flag provided but not defined: -bogus") || !strings.Contains(errOut, "Usage: vigil tail") {
 		t.Errorf("tail --bogus: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	// The error is printed once, after the usage, with the vigil: prefix
+	// (not also by the flag package before it); serve's flags (config)
+	// and a bad flag value alike.
+	for _, c := range []struct {
+		args  []string
+		usage string
+		err   string
+	}{
+		{[]string{"tail", "--bogus"}, "Usage: vigil tail", "flag provided but not defined: -bogus"},
+		{[]string{"serve", "--bogus"}, "Usage: vigil serve", "flag provided but not defined: -bogus"},
+		{[]string{"rules", "test", "--bogus"}, "Usage: vigil rules test", "flag provided but not defined: -bogus"},
+		{[]string{"tail", "--tail", "x"}, "Usage: vigil tail", `invalid value "x" for flag -tail: parse error`},
+	} {
+		code, out, errOut := cliExit(c.args...)
+		if code != 1 || out != "" || strings.Count(errOut, c.err) != 1 || !strings.HasSuffix(errOut, "\nvigil: "+c.err+"\n") ||
+			!strings.Contains(errOut, c.usage) || strings.Index(errOut, c.usage) > strings.Index(errOut, c.err) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want the usage, then %q once", c.args, code, out, errOut, "vigil: "+c.err)
+		}
+	}
 	code, _, errOut = cliExit("rules")
 	if code != 1 || !strings.Contains(errOut, "missing subcommand (test, check, backtest, coverage, lint)") {
 		t.Errorf("rules: exit %d, stderr %q", code, errOut)

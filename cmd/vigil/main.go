@@ -187,16 +187,20 @@ func dispatch(ctx context.Context, table []command, parents []string, args []str
 }
 
 // flagSet is a command's flag set: named "vigil NAME", errors returned (not
-// exit), usage printed from the command table.
+// exit), usage printed from the command table. A bad flag prints the usage
+// on stderr and nothing else: the flag package's own copy of the error
+// (written to the set's output before the usage) is discarded, and
+// exitCode prints the returned error once, prefixed with "vigil:", after
+// the usage.
 func (e env) flagSet() *flag.FlagSet {
 	name := "vigil"
 	if e.cmd != nil {
 		name = "vigil " + e.cmd.name
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	cmd := e.cmd
-	fs.Usage = func() { printCommandHelp(fs.Output(), cmd, fs) }
+	fs.SetOutput(io.Discard)
+	cmd, stderr := e.cmd, e.stderr
+	fs.Usage = func() { printCommandHelp(stderr, cmd, fs) }
 	return fs
 }
 

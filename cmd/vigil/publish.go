@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -44,8 +45,9 @@ func runPublish(ctx context.Context, e env, args []string) error {
 }
 
 // publishFile publishes one file ("-": stdin) in batches. Errors name the
-// file once ("stdin" for "-") and the events by their 1-based number in
-// it, not by their index in a request.
+// file once ("stdin" for "-") and each event by its index in the file
+// (0-based, as the server counts: "event 1" is the second event) and the
+// line it starts on, not by its index in one request.
 func publishFile(ctx context.Context, e env, c *client.Client, name string, batch int) (int, error) {
 	label := name
 	var r io.Reader = e.stdin
@@ -66,11 +68,17 @@ func publishFile(ctx context.Context, e env, c *client.Client, name string, batc
 	total := 0
 	for start := 0; start < len(events); start += batch {
 		chunk := events[start:min(start+batch, len(events))]
-		body := append([]byte("["), bytes.Join(chunk, []byte(","))...)
+		body := []byte("[")
+		for i, ev := range chunk {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, ev.raw...)
+		}
 		body = append(body, ']')
 		acks, err := c.PublishRaw(ctx, body, "application/json")
 		if err != nil {
-			return total, fmt.Errorf("%s: %w", label, renumber(err, start, len(events) > batch))
+			return total, fmt.Errorf("%s: %w", label, renumber(err, start, chunk, len(events) > batch))
 		}
 		total += len(acks)
 		if len(acks) > 0 {
@@ -81,27 +89,41 @@ func publishFile(ctx context.Context, e env, c *client.Client, name string, batc
 }
 
 // renumber turns a rejection's per-request event indexes (0-based, within
-// one batch) into event numbers in the file (1-based), and says which
-// events of the file the failed batch held when there were several.
-func renumber(err error, start int, batched bool) error {
+// one batch) into indexes in the file (0-based too, as the server's own
+// messages count) with the line each event starts on, and says which
+// events of the file the failed batch held when there were several. The
+// server's summary line is replaced: it counts within the request.
+func renumber(err error, start int, chunk []rawEvent, batched bool) error {
 	var he *client.Error
 	if !errors.As(err, &he) {
 		return err
 	}
 	if len(he.Details) == 0 {
-		if batched {
-			return fmt.Errorf("events %d..: %w", start+1, err)
+		if batched && len(chunk) > 0 {
+			last := start + len(chunk) - 1
+			return fmt.Errorf("events %d..%d (lines %d..%d): %w", start, last, chunk[0].line, chunk[len(chunk)-1].line, err)
 		}
 		return err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP %d: %s", he.Status, he.Message)
-	for _, d := range he.Details {
-		fmt.Fprintf(&b, "\n  event %d", start+d.Index+1)
-		if d.Field != "" {
-			fmt.Fprintf(&b, " %s", d.Field)
+	describe := func(d client.Problem) string {
+		s := fmt.Sprintf("event %d", start+d.Index)
+		if d.Index >= 0 && d.Index < len(chunk) {
+			s += fmt.Sprintf(" (line %d)", chunk[d.Index].line)
 		}
-		fmt.Fprintf(&b, ": %s", d.Reason)
+		if d.Field != "" {
+			s += " " + d.Field
+		}
+		return s + ": " + d.Reason
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP %d: ", he.Status)
+	if len(he.Details) == 1 {
+		b.WriteString(describe(he.Details[0]))
+	} else {
+		fmt.Fprintf(&b, "%d events refused:", len(he.Details))
+		for _, d := range he.Details {
+			b.WriteString("\n  " + describe(d))
+		}
 	}
 	return &renumbered{msg: b.String(), err: err}
 }
@@ -114,40 +136,83 @@ type renumbered struct {
 func (r *renumbered) Error() string { return r.msg }
 func (r *renumbered) Unwrap() error { return r.err }
 
+// rawEvent is one event of an input as read (with an id added) and the
+// line of the input it starts on (1-based).
+type rawEvent struct {
+	raw  []byte
+	line int
+}
+
 // readEvents splits a JSON object, a JSON array or NDJSON into raw event
-// objects, giving each an id so that retries are idempotent.
-func readEvents(r io.Reader) ([][]byte, error) {
-	data, err := io.ReadAll(r)
+// objects, giving each an id so that retries are idempotent. Errors name
+// the event by its index (0-based) and the line it starts on.
+func readEvents(r io.Reader) ([]rawEvent, error) {
+	all, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	data = bytes.TrimSpace(data)
-	var raws []json.RawMessage
+	trimmed := bytes.TrimLeftFunc(all, unicode.IsSpace)
+	lines := lineCounter{data: all}
+	base := len(all) - len(trimmed) // offsets below are in data, lines in all
+	data := bytes.TrimRightFunc(trimmed, unicode.IsSpace)
+	var raws []rawEvent
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if len(data) > 0 && data[0] == '[' {
-		if err := json.Unmarshal(data, &raws); err != nil {
+		var check []json.RawMessage
+		if err := json.Unmarshal(data, &check); err != nil {
 			return nil, fmt.Errorf("malformed JSON array: %w", err)
 		}
+		// Valid: walk it again for where each element starts.
+		if _, err := dec.Token(); err != nil { // [
+			return nil, fmt.Errorf("malformed JSON array: %w", err)
+		}
+		for dec.More() {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, fmt.Errorf("event %d: malformed JSON: %w", len(raws), err)
+			}
+			at := base + int(dec.InputOffset()) - len(raw)
+			raws = append(raws, rawEvent{raw: raw, line: lines.at(at)})
+		}
 	} else {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		for line := 1; ; line++ {
+		for {
+			before := int(dec.InputOffset())
 			var raw json.RawMessage
 			if err := dec.Decode(&raw); err == io.EOF {
 				break
 			} else if err != nil {
-				return nil, fmt.Errorf("event %d: malformed JSON: %w", line, err)
+				at := base + before + len(data[before:]) - len(bytes.TrimLeftFunc(data[before:], unicode.IsSpace))
+				return nil, fmt.Errorf("event %d (line %d): malformed JSON: %w", len(raws), lines.at(at), err)
 			}
-			raws = append(raws, raw)
+			at := base + int(dec.InputOffset()) - len(raw)
+			raws = append(raws, rawEvent{raw: raw, line: lines.at(at)})
 		}
 	}
-	out := make([][]byte, 0, len(raws))
-	for i, raw := range raws {
-		withID, err := ensureID(raw)
+	for i := range raws {
+		withID, err := ensureID(raws[i].raw)
 		if err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			return nil, fmt.Errorf("event %d (line %d): %w", i, raws[i].line, err)
 		}
-		out = append(out, withID)
+		raws[i].raw = withID
 	}
-	return out, nil
+	return raws, nil
+}
+
+// lineCounter finds the 1-based line of byte offsets given in increasing
+// order, counting each newline once.
+type lineCounter struct {
+	data []byte
+	off  int
+	line int
+}
+
+func (l *lineCounter) at(off int) int {
+	if off < l.off { // not increasing: count from the start again
+		l.off, l.line = 0, 0
+	}
+	l.line += bytes.Count(l.data[l.off:off], []byte{'\n'})
+	l.off = off
+	return l.line + 1
 }
 
 func ensureID(raw json.RawMessage) ([]byte, error) {

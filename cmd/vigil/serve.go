@@ -18,8 +18,19 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if wantsHelp(args) && e.cmd != nil {
 		return serveHelp(e, args)
 	}
-	cfg, err := config.Load(args, e.getenv, e.stderr)
+	// config.Load's flag set writes only a bad flag's error and its usage
+	// here; exitCode prints the error itself, so show serve's help once
+	// instead (stderr), then the error.
+	var flagOut strings.Builder
+	cfg, err := config.Load(args, e.getenv, &flagOut)
 	if err != nil {
+		if flagOut.Len() > 0 {
+			if e.cmd != nil {
+				_ = serveHelp(e, []string{"-h"}) // flag.ErrHelp: the help was printed
+			} else if _, usage, ok := strings.Cut(flagOut.String(), "\n"); ok {
+				e.warnf("%s", usage)
+			}
+		}
 		return err
 	}
 	var level slog.Level

@@ -95,7 +95,9 @@ func runTail(ctx context.Context, e env, args []string) error {
 	start := client.Cursor{Seq: *from, Time: sinceT}
 	if *tailN >= 0 {
 		if start, err = tailStart(ctx, c, q, *tailN, sinceT); err != nil {
-			return fmt.Errorf("tail: --tail: %w", err)
+			// The history request failed (a refused token, no server), not
+			// the flag: say what was being done.
+			return fmt.Errorf("tail: reading the last %d matching events: %w", *tailN, err)
 		}
 	}
 	color := !*noColor && !*asJSON && isTerminal(e.stdout)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth/tokens"
+	"github.com/vigil-sec/vigil/internal/detect"
 )
 
 // tokenCommands manage API tokens through the server's admin REST API
@@ -20,7 +21,7 @@ import (
 func tokenCommands() []command {
 	return []command{
 		{name: "create", summary: "create a token; it is printed once on stdout", args: "--role ROLE [flags]",
-			example: "vigil token create --role analyst --categories authentication,audit --tenant acme --expires 720h\nTOKEN=$(vigil token create --role publisher --name ci)", run: tokenCreate},
+			example: "vigil token create --role analyst --categories authentication,audit --tenant acme --expires 30d\nTOKEN=$(vigil token create --role publisher --name ci)", run: tokenCreate},
 		{name: "list", aliases: []string{"ls"}, summary: "list tokens (never their secrets)", args: "[flags]", example: "vigil token list --json", run: tokenList},
 		{name: "revoke", aliases: []string{"rm", "delete"}, summary: "revoke a token; its open connections close within seconds", args: "ID [flags]",
 			example: "vigil token revoke 01J9Z...", run: tokenRevoke},
@@ -38,7 +39,8 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 	role := fs.String("role", "", "admin, publisher, analyst or viewer (required)")
 	cats := fs.String("categories", "", "comma-separated categories the token is limited to (default: all)")
 	tenant := fs.String("tenant", "", "tenant of the token (default: default; admin: all tenants)")
-	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
+	var expires lifetime
+	fs.Var(&expires, "expires", "lifetime: a `DURATION` (720h, 90m) or days or weeks (30d, 2w) (default: no expiry)")
 	name := fs.String("name", "", "label shown in token list")
 	asJSON := fs.Bool("json", false, "print the whole answer as JSON (includes the token)")
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +49,7 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 	if *role == "" {
 		return errors.New("token create: --role is required")
 	}
-	if *expires < 0 {
+	if expires < 0 {
 		return errors.New("token create: --expires must be positive")
 	}
 	req := tokens.CreateRequest{Name: *name, Role: *role, Tenant: *tenant}
@@ -56,8 +58,8 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 			req.Categories = append(req.Categories, c)
 		}
 	}
-	if *expires > 0 {
-		req.ExpiresIn = expires.String()
+	if expires > 0 {
+		req.ExpiresIn = time.Duration(expires).String()
 	}
 	c, err := rf.client(e)
 	if err != nil {
@@ -170,6 +172,27 @@ func orDash(s string) string {
 	return s
 }
 
+// lifetime is an --expires flag: a Go duration (720h, 90m) or a whole
+// number of days or weeks (30d, 2w), read as rules backtest --since reads
+// it (detect.ParseSince).
+type lifetime time.Duration
+
+func (l *lifetime) String() string {
+	if l == nil || *l == 0 {
+		return ""
+	}
+	return time.Duration(*l).String()
+}
+
+func (l *lifetime) Set(s string) error {
+	d, err := detect.ParseSince(s)
+	if err != nil {
+		return errors.New("want a duration (720h, 90m) or days or weeks (30d, 2w)")
+	}
+	*l = lifetime(d)
+	return nil
+}
+
 func expiry(t *time.Time) string {
 	if t == nil {
 		return "never"
@@ -186,7 +209,8 @@ func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&req.Subject, "sub", "", "revoke every JWT of this subject (sub claim) issued at or before --issued-before")
 	fs.StringVar(&req.IssuedBefore, "issued-before", "", "with --sub: RFC 3339 time (default now)")
 	fs.StringVar(&req.ExpiresAt, "expires-at", "", "RFC 3339 time the revoked JWTs expire anyway; the entry is dropped then")
-	expiresIn := fs.Duration("expires", 0, "the revoked JWTs expire anyway within this time, e.g. 24h (the entry is dropped then; same as --expires-at now+DURATION)")
+	var expiresIn lifetime
+	fs.Var(&expiresIn, "expires", "the revoked JWTs expire anyway within this `DURATION` (24h, 7d) (the entry is dropped then; same as --expires-at now+DURATION)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -194,12 +218,12 @@ func tokenRevokeJWT(ctx context.Context, e env, args []string) error {
 		return errors.New("token revoke-jwt: give exactly one of --jti and --sub")
 	}
 	switch {
-	case *expiresIn < 0:
+	case expiresIn < 0:
 		return errors.New("token revoke-jwt: --expires must be positive")
-	case *expiresIn > 0 && req.ExpiresAt != "":
+	case expiresIn > 0 && req.ExpiresAt != "":
 		return errors.New("token revoke-jwt: give --expires or --expires-at, not both")
-	case *expiresIn > 0:
-		req.ExpiresAt = time.Now().Add(*expiresIn).UTC().Format(time.RFC3339)
+	case expiresIn > 0:
+		req.ExpiresAt = time.Now().Add(time.Duration(expiresIn)).UTC().Format(time.RFC3339)
 	}
 	c, err := rf.client(e)
 	if err != nil {

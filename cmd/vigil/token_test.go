@@ -18,13 +18,19 @@ import (
 func TestTokenCommand(t *testing.T) {
 	n := testnode.Start(t)
 	vigil := cliAgainst(n)
-	out, stderr, err := vigil("token", "create", "--role", "analyst", "--categories", "authentication,audit", "--tenant", "acme", "--expires", "720h", "--name", "soc")
+	// --expires takes days, as rules backtest --since does.
+	out, stderr, err := vigil("token", "create", "--role", "analyst", "--categories", "authentication,audit", "--tenant", "acme", "--expires", "30d", "--name", "soc")
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, stderr)
 	}
 	tok := strings.TrimSpace(out)
 	if !strings.HasPrefix(tok, "vgt_") || strings.Contains(tok, "\n") || !strings.Contains(stderr, "role analyst, tenant acme, categories authentication,audit") {
 		t.Fatalf("create output %q / %q", out, stderr)
+	}
+	if _, after, ok := strings.Cut(stderr, ", expires "); !ok {
+		t.Fatalf("create: no expiry in %q", stderr)
+	} else if exp, err := time.Parse(time.RFC3339, strings.Fields(after)[0]); err != nil || time.Until(exp) < 719*time.Hour || time.Until(exp) > 721*time.Hour {
+		t.Fatalf("create --expires 30d: expires %q (%v), want 30 days from now", strings.Fields(after)[0], err)
 	}
 	id := strings.Split(tok, "_")[1]
 
@@ -126,5 +132,26 @@ func TestTokenRevokeJWTCommand(t *testing.T) {
 	out, _, _ = vigil("token", "jwt-revocations")
 	if strings.Contains(out, "f3b1-77") || !strings.Contains(out, "mallory") {
 		t.Fatalf("list after lifting:\n%s", out)
+	}
+}
+
+// TestLifetimeFlag: --expires reads a Go duration or whole days or weeks,
+// and a value it cannot read is a flag error saying what it wants.
+func TestLifetimeFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"720h": 720 * time.Hour, "90m": 90 * time.Minute, "30d": 30 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1h30m": 90 * time.Minute} {
+		var l lifetime
+		if err := l.Set(in); err != nil || time.Duration(l) != want {
+			t.Errorf("--expires %s: %v, %v; want %v", in, time.Duration(l), err, want)
+		}
+	}
+	for _, in := range []string{"30x", "d", "1.5d", ""} {
+		var l lifetime
+		if err := l.Set(in); err == nil {
+			t.Errorf("--expires %q accepted (%v)", in, time.Duration(l))
+		}
+	}
+	code, _, errOut := cliExit("token", "create", "--role", "viewer", "--expires", "30x")
+	if code != 1 || !strings.HasSuffix(errOut, "vigil: invalid value \"30x\" for flag -expires: want a duration (720h, 90m) or days or weeks (30d, 2w)\n") {
+		t.Errorf("--expires 30x: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -132,7 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(lines) > lim.MaxBatchCount {
-		err := fmt.Errorf("%d CEF records in one request, more than the limit of %d (max_batch_count)", len(lines), lim.MaxBatchCount)
+		err := fmt.Errorf("%d CEF records in one request, more than the limit of %d (max_batch_events, --max-batch-events)", len(lines), lim.MaxBatchCount)
 		h.refused(r, "too_large", len(lines), err)
 		auth.WriteErr(w, domain.Errorf(domain.KindTooLarge, "%w", err))
 		return

@@ -183,6 +183,10 @@ func TestCEFHTTPRefusals(t *testing.T) {
 			if len(f.log.events) != 0 {
 				t.Fatalf("%d events stored by a refused request", len(f.log.events))
 			}
+			// The count limit names the setting an operator can change.
+			if c.name == "too many lines" && !strings.Contains(rec.Body.String(), "more than the limit of 2 (max_batch_events, --max-batch-events)") {
+				t.Errorf("too many lines: %s does not name max_batch_events", rec.Body)
+			}
 			if c.reason != "" {
 				if n := errorsCount(t, f.m, c.reason); n != 1 {
 					t.Errorf("errors{%s} = %v, want 1", c.reason, n)
