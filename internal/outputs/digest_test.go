@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/outputs"
 	"github.com/vigil-sec/vigil/internal/store"
@@ -224,4 +226,69 @@ func TestDigestSentEarlyAtItsBound(t *testing.T) {
 	if c[1].ids[0] != evs[0].ID || c[2].ids[0] != evs[bound].ID {
 		t.Fatalf("digests out of log order: %v %v", c[1].ids, c[2].ids)
 	}
+}
+
+// echoType is a Groups type whose receiver refuses every request and
+// quotes it in its answer, as some receivers do.
+type echoType struct{}
+
+func (echoType) Type() outputs.Type {
+	return outputs.Type{Name: "echotest", Groups: true, NewOptions: func() any { return &struct{}{} },
+		New: func(any, outputs.Env) (outputs.Sender, error) { return echoType{}, nil }}
+}
+
+func (echoType) Send(_ context.Context, msgs []outputs.Message) error {
+	var quoted []string
+	for _, m := range msgs {
+		quoted = append(quoted, m.Event.Message)
+	}
+	return outputs.Permanent(fmt.Errorf("HTTP 400: bad request: %s", strings.Join(quoted, " | ")))
+}
+func (echoType) Close() error { return nil }
+
+// TestDeadLetterOfSeveralTenantsQuotesNoOther: a digest of an output of
+// every tenant held acme's and globex's detections and was refused by a
+// receiver quoting the request. Each record goes to its event's tenant,
+// so the answer (globex's text in acme's record, found by an audit) is
+// kept out of them; a request of one tenant keeps its answer.
+func TestDeadLetterOfSeveralTenantsQuotesNoOther(t *testing.T) {
+	leakCheck(t)
+	b := newBench(t)
+	b.run(b.managerOpts(defs(t, "- name: echo\n  type: echotest\n  digest_interval: 1h\n  filter: {categories: [detection]}\n"+
+		"- name: echo-acme\n  type: echotest\n  tenants: [acme]\n  filter: {categories: [detection]}\n", echoType{}.Type())))
+	acme := detectionEvent("det-a", "detection.created", "active", "acme", 1)
+	globex := detectionEvent("det-g", "detection.created", "active", "globex", 1)
+	acme.Message, globex.Message = "acme secret project", "globex secret project"
+	b.publishAs(&auth.Principal{ID: "acme-admin", Role: auth.RoleAdmin, Tenant: "acme"}, acme)
+	b.publishAs(&auth.Principal{ID: "globex-admin", Role: auth.RoleAdmin, Tenant: "globex"}, globex)
+	var dl []*event.Event
+	checkFor(t, 10*time.Second, "three dead-letter records (the digest's two, echo-acme's one)", func() error {
+		if dl = deadLetters(t, b); len(dl) < 3 {
+			return fmt.Errorf("%d so far", len(dl))
+		}
+		return nil
+	})
+	for _, r := range dl {
+		for _, other := range []string{"acme", "globex"} {
+			if other != r.Tenant && (strings.Contains(string(r.Data), other) || strings.Contains(r.Message, other)) {
+				t.Errorf("%s's dead-letter record quotes %s: %s / %s", r.Tenant, other, r.Message, r.Data)
+			}
+		}
+	}
+	// One tenant alone (echo-acme; the digest output waits an hour): the
+	// answer is kept.
+	solo := detectionEvent("det-s", "detection.created", "active", "acme", 1)
+	solo.Message = "acme alone"
+	b.publishAs(&auth.Principal{ID: "acme-admin", Role: auth.RoleAdmin, Tenant: "acme"}, solo)
+	checkFor(t, 10*time.Second, "the single tenant's record", func() error {
+		for _, r := range deadLetters(t, b) {
+			if strings.Contains(string(r.Data), solo.ID) {
+				if !strings.Contains(string(r.Data), "acme alone") {
+					return fmt.Errorf("the receiver's answer is missing: %s", r.Data)
+				}
+				return nil
+			}
+		}
+		return errors.New("not yet")
+	})
 }

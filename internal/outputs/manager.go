@@ -890,6 +890,14 @@ func (o *output) rememberLocally(id string, s sent) {
 // appended twice (a crash in between) is stored once.
 func (o *output) deadLetter(ctx context.Context, todo []pending, reason string, attempts int, first time.Time, lastErr error) {
 	errText := safeErr(lastErr)
+	if n := tenantsOf(todo); n > 1 {
+		// One request held events of several tenants (a digest, a group
+		// or a batch of an output of every tenant), and each record goes
+		// to its event's tenant: the receiver's answer may quote the
+		// request (some echo the body), so it stays in the node's log.
+		o.log.Warn("output: request of several tenants refused; its answer is kept out of the dead-letter records", "tenants", n, "err", errText)
+		errText = fmt.Sprintf("the receiver's answer is not recorded here: the request held events of %d tenants (see the node's log)", n)
+	}
 	for _, p := range todo {
 		e := deadLetterEvent(o.def, p.msg.Event, reason, attempts, first, errText, o.m.opts.Now())
 		for try := 1; ; try++ {
@@ -918,6 +926,15 @@ func (o *output) deadLetter(ctx context.Context, todo []pending, reason string, 
 	o.m.metrics.deliveries.WithLabelValues(o.def.Name, ResultDeadLetter).Add(float64(len(todo)))
 	o.setState("running")
 	o.log.Warn("output: gave up; dead-lettered as "+DeadLetterType, "messages", len(todo), "reason", reason, "attempts", attempts, "err", errText)
+}
+
+// tenantsOf counts the tenants of todo's events.
+func tenantsOf(todo []pending) int {
+	seen := map[string]bool{}
+	for _, p := range todo {
+		seen[p.msg.Event.Tenant] = true
+	}
+	return len(seen)
 }
 
 // DeadLetterData is the data of a system.output_failed event.
