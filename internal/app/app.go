@@ -431,9 +431,19 @@ func (p *node) startHTTP(context.Context) error {
 	if p.tlsSrv != nil {
 		p.goBackground(p.tlsSrv.Run) // reloads the certificate (SIGHUP, file change)
 	}
-	p.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+	// Every resource an unknown client can hold is bounded: headers
+	// (ReadHeaderTimeout, MaxHeaderBytes), an idle keep-alive connection
+	// (IdleTimeout), a request body's time and the bodies read at once
+	// (BodyGuard); streams have their own limits (docs/security.md).
+	guard := server.BodyGuard{Timeout: cfg.HTTPBodyTimeout, Budget: int64(cfg.HTTPBodyBudgetMiB) << 20, MaxBody: int64(cfg.Limits.MaxBatchBytes)}
+	p.srv = &http.Server{Handler: guard.Wrap(handler), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.HTTPIdleTimeout,
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	return nil
 }
+
+// maxHeaderBytes bounds a request's header block (net/http's default is
+// 1 MiB): a query-string filter or token has no use for more than this.
+const maxHeaderBytes = 256 << 10
 
 // stopHTTP closes every connection with "going away" and drains the HTTP
 // server (REST ingest included), 10 s at most.

@@ -44,7 +44,15 @@ type Config struct {
 	// well as in deliveries (issue 12): a client past either is lagged.
 	QueueKiB     int           `yaml:"queue_kib"`
 	PingInterval time.Duration `yaml:"ping_interval"`
-	MaxSubs      int           `yaml:"max_subscriptions"`
+	// HTTPIdleTimeout closes a keep-alive connection idle between
+	// requests; HTTPBodyTimeout bounds the reading of one request body;
+	// HTTPBodyBudgetMiB bounds the request bodies the node reads at once
+	// (by Content-Length, or the largest body for one without): unknown
+	// clients cannot hold descriptors or memory without end.
+	HTTPIdleTimeout   time.Duration `yaml:"http_idle_timeout"`
+	HTTPBodyTimeout   time.Duration `yaml:"http_body_timeout"`
+	HTTPBodyBudgetMiB int           `yaml:"http_body_budget_mib"`
+	MaxSubs           int           `yaml:"max_subscriptions"`
 	LogLevel     string        `yaml:"log_level"`
 	Limits       event.Limits  `yaml:"-"`
 	MaxEventKiB  int           `yaml:"max_event_kib"`
@@ -174,6 +182,7 @@ func Defaults() Config {
 	return Config{
 		Listen: "127.0.0.1:8080", DataDir: "./vigil-data", Sync: "default",
 		DedupWindow: 2 * time.Minute, DedupSnapshotInterval: 10 * time.Second, QueueSize: 4096, QueueKiB: 4096, PingInterval: 30 * time.Second,
+		HTTPIdleTimeout: 2 * time.Minute, HTTPBodyTimeout: time.Minute, HTTPBodyBudgetMiB: 256,
 		MaxSubs: 100, LogLevel: "info", Limits: lim, TLS: TLS{ReloadInterval: 5 * time.Second},
 		MaxEventKiB: lim.MaxEventBytes >> 10, MaxBatch: lim.MaxBatchCount, MaxBatchMiB: lim.MaxBatchBytes >> 20,
 		ReplayCacheMB: 64, ReplayCacheEvents: 1 << 20, ReplaySpillMB: 1024,
@@ -270,6 +279,9 @@ func options() []option {
 		{"queue-size", "VIGIL_QUEUE_SIZE", "per-connection queue (deliveries) before a client is lagged", integer(func(c *Config) *int { return &c.QueueSize })},
 		{"queue-kib", "VIGIL_QUEUE_KIB", "per-connection queue (KiB of event JSON) before a client is lagged", integer(func(c *Config) *int { return &c.QueueKiB })},
 		{"ping-interval", "VIGIL_PING_INTERVAL", "WebSocket ping interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
+		{"http-idle-timeout", "VIGIL_HTTP_IDLE_TIMEOUT", "close a keep-alive HTTP connection idle this long between requests", dur(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
+		{"http-body-timeout", "VIGIL_HTTP_BODY_TIMEOUT", "longest the reading of one request body may take", dur(func(c *Config) *time.Duration { return &c.HTTPBodyTimeout })},
+		{"http-body-budget-mib", "VIGIL_HTTP_BODY_BUDGET_MIB", "request bodies read at once, in MiB (by Content-Length; a body without one counts as the largest allowed); past it a request waits up to 5 s, then 503", integer(func(c *Config) *int { return &c.HTTPBodyBudgetMiB })},
 		{"max-subscriptions", "VIGIL_MAX_SUBSCRIPTIONS", "subscriptions per connection", integer(func(c *Config) *int { return &c.MaxSubs })},
 		{"max-event-kib", "VIGIL_MAX_EVENT_KIB", "largest event (KiB)", integer(func(c *Config) *int { return &c.MaxEventKiB })},
 		{"max-batch-events", "VIGIL_MAX_BATCH_EVENTS", "most events per request", integer(func(c *Config) *int { return &c.MaxBatch })},
@@ -327,6 +339,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"replay-cache-mb": fmt.Sprint(def.ReplayCacheMB), "replay-cache-events": fmt.Sprint(def.ReplayCacheEvents), "replay-spill-mb": fmt.Sprint(def.ReplaySpillMB),
 		"ingest-max-delivery-lag": def.IngestMaxDeliveryLag.String(), "ingest-max-hold": def.IngestMaxHold.String(),
 		"queue-size": fmt.Sprint(def.QueueSize), "queue-kib": fmt.Sprint(def.QueueKiB), "ping-interval": def.PingInterval.String(),
+		"http-idle-timeout": def.HTTPIdleTimeout.String(), "http-body-timeout": def.HTTPBodyTimeout.String(), "http-body-budget-mib": fmt.Sprint(def.HTTPBodyBudgetMiB),
 		"max-subscriptions": fmt.Sprint(def.MaxSubs), "max-event-kib": fmt.Sprint(def.MaxEventKiB),
 		"max-batch-events": fmt.Sprint(def.MaxBatch), "max-batch-mib": fmt.Sprint(def.MaxBatchMiB), "log-level": def.LogLevel,
 		"tls-reload-interval":    def.TLS.ReloadInterval.String(),
@@ -440,6 +453,12 @@ func (c *Config) finish() error {
 	}
 	if c.IngestMaxDeliveryLag < 0 || c.IngestMaxHold < 0 {
 		return fmt.Errorf("config: ingest-max-delivery-lag (%s) and ingest-max-hold (%s) must not be negative", c.IngestMaxDeliveryLag, c.IngestMaxHold)
+	}
+	if c.HTTPIdleTimeout <= 0 || c.HTTPBodyTimeout <= 0 {
+		return fmt.Errorf("config: http-idle-timeout (%s) and http-body-timeout (%s) must be positive: without them a client holds a connection for ever", c.HTTPIdleTimeout, c.HTTPBodyTimeout)
+	}
+	if c.HTTPBodyBudgetMiB < c.MaxBatchMiB {
+		return fmt.Errorf("config: http-body-budget-mib (%d) is below max-batch-mib (%d): the largest batch could never be read", c.HTTPBodyBudgetMiB, c.MaxBatchMiB)
 	}
 	if c.ReplaySpillMB < 0 || c.ReplaySpillMB > 1<<24 {
 		return fmt.Errorf("config: replay-spill-mb: %d is not between 0 (off) and 16777216", c.ReplaySpillMB)

@@ -79,6 +79,7 @@ type Matcher struct {
 	categories uint32 // bit per category index; 0 = any
 	severities uint8  // bit per severity; 0 = any
 	typeExact  []string
+	typeSet    map[string]struct{} // typeExact as a set, when it is long
 	typePrefix []string
 	prefixes   []netip.Prefix
 	// The list fields (users, user_ids, resources, actions, outcomes,
@@ -102,9 +103,31 @@ var categoryIndex = func() map[event.Category]uint32 {
 	return m
 }()
 
+// Bounds of a filter: values per list field, bytes of its expr.
+const (
+	MaxListValues = 1000
+	MaxExprBytes  = 8 << 10
+)
+
 // Compile checks every field and returns a Matcher, or an *Error naming the
 // first field that does not compile.
 func Compile(f Filter) (*Matcher, error) {
+	// Bounded before anything else: a subscription's filter is compiled
+	// and indexed while the hub's router is locked, and tested against
+	// every event routed to it (an audit froze a node's delivery for
+	// ~3 s per subscription with 40,000 types in one SSE query string).
+	for name, list := range map[string][]string{
+		"categories": f.Categories, "types": f.Types, "severities": f.Severities, "users": f.Users, "user_ids": f.UserIDs,
+		"src_ips": f.SrcIPs, "resources": f.Resources, "actions": f.Actions, "outcomes": f.Outcomes, "sources": f.Sources,
+		"mitre_tactics": f.MitreTactics, "mitre_techniques": f.MitreTechniques, "statuses": f.Statuses,
+	} {
+		if len(list) > MaxListValues {
+			return nil, &Error{name, fmt.Sprintf("%d values; at most %d", len(list), MaxListValues)}
+		}
+	}
+	if len(f.Expr) > MaxExprBytes {
+		return nil, &Error{"expr", fmt.Sprintf("%d bytes; at most %d", len(f.Expr), MaxExprBytes)}
+	}
 	m := &Matcher{src: f}
 	for _, c := range f.Categories {
 		bit, ok := categoryIndex[event.Category(c)]
@@ -129,6 +152,12 @@ func Compile(f Filter) (*Matcher, error) {
 			return nil, &Error{"types", fmt.Sprintf("%q: only a trailing * wildcard is supported", t)}
 		default:
 			m.typeExact = append(m.typeExact, t)
+		}
+	}
+	if len(m.typeExact) > 16 { // a linear scan is faster for a few
+		m.typeSet = make(map[string]struct{}, len(m.typeExact))
+		for _, t := range m.typeExact {
+			m.typeSet[t] = struct{}{}
 		}
 	}
 	minSev := event.SeverityInfo
@@ -309,9 +338,15 @@ func (m *Matcher) Match(e *event.Event) bool {
 }
 
 func (m *Matcher) matchType(t string) bool {
-	for _, x := range m.typeExact {
-		if x == t {
+	if m.typeSet != nil {
+		if _, ok := m.typeSet[t]; ok {
 			return true
+		}
+	} else {
+		for _, x := range m.typeExact {
+			if x == t {
+				return true
+			}
 		}
 	}
 	for _, p := range m.typePrefix {

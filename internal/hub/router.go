@@ -67,25 +67,13 @@ func newRouter() *router {
 func routeFor(m *filter.Matcher, masked bool) (routeKind, []string) {
 	f := m.Filter()
 	if len(f.Users) > 0 && allASCII(f.Users) && !masked {
-		keys := make([]string, 0, len(f.Users))
-		for _, u := range f.Users {
-			keys = appendUnique(keys, strings.ToLower(u))
-		}
-		return routeUser, keys
+		return routeUser, unique(f.Users, strings.ToLower)
 	}
 	if len(f.Sources) > 0 && !masked {
-		keys := make([]string, 0, len(f.Sources))
-		for _, s := range f.Sources {
-			keys = appendUnique(keys, s)
-		}
-		return routeSource, keys
+		return routeSource, unique(f.Sources, nil)
 	}
 	if len(f.Types) > 0 && !hasWildcard(f.Types) {
-		keys := make([]string, 0, len(f.Types))
-		for _, t := range f.Types {
-			keys = appendUnique(keys, t)
-		}
-		return routeType, keys
+		return routeType, unique(f.Types, nil)
 	}
 	if cats := m.Categories(); len(cats) > 0 {
 		keys := make([]string, len(cats))
@@ -244,11 +232,20 @@ func hasWildcard(types []string) bool {
 	return false
 }
 
-func appendUnique(list []string, v string) []string {
-	for _, x := range list {
-		if x == v {
-			return list
+// unique returns values (mapped through norm, when given) without
+// repeats, in their order: in linear time, since it runs while the router
+// is locked (a filter may hold filter.MaxListValues values).
+func unique(values []string, norm func(string) string) []string {
+	seen := make(map[string]struct{}, len(values))
+	keys := make([]string, 0, len(values))
+	for _, v := range values {
+		if norm != nil {
+			v = norm(v)
+		}
+		if _, dup := seen[v]; !dup {
+			seen[v] = struct{}{}
+			keys = append(keys, v)
 		}
 	}
-	return append(list, v)
+	return keys
 }

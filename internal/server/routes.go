@@ -123,7 +123,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 			maxGraphQLBody = int64(d.Ingest.Limits().MaxBatchBytes)
 		}
 	}
-	strictGQL := strictGraphQL(gql, maxGraphQLBody)
+	strictGQL := strictGraphQL(gql, maxGraphQLBody, d.Auth)
 	for _, method := range []string{"POST", "OPTIONS"} {
 		mux.Handle(method+" /graphql", strictGQL)
 	}

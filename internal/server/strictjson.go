@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"unicode/utf8"
 
+	"github.com/vigil-sec/vigil/internal/auth"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -21,10 +22,24 @@ import (
 // It checks a POST's JSON body (read up to maxBody bytes, then handed on)
 // and a GET's variables and extensions; the WebSocket upgrade passes
 // through untouched.
-func strictGraphQL(next http.Handler, maxBody int64) http.Handler {
+//
+// A POST is authenticated before its body is read (gqlgen would only
+// after): an unknown client must not make the node read and hold a body.
+func strictGraphQL(next http.Handler, maxBody int64, authn auth.Authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost:
+			if authn != nil {
+				tok := auth.TokenFromRequest(r)
+				if tok == "" {
+					graphQLError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token> or ?token=)")
+					return
+				}
+				if _, err := authn.Authenticate(r.Context(), tok); err != nil {
+					graphQLError(w, http.StatusUnauthorized, err.Error())
+					return
+				}
+			}
 			mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if mt != "application/json" || r.Body == nil {
 				break // gqlgen refuses other bodies itself

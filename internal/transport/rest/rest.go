@@ -295,6 +295,12 @@ func (h *Events) bounds(ctx context.Context, hq historyQuery) (lo, hi uint64, er
 
 const historyChunk = 4096
 
+// historyTimeout bounds the scan of one history page, like maxScan: a
+// request with a costly filter over a long log gets the events found so
+// far and the cursor to go on from (as GraphQL's timeout bounds its
+// queries), not a minute of the node's CPU.
+const historyTimeout = 10 * time.Second
+
 // collect scans [lo, hi] in the requested order and returns up to limit
 // visible matching events, and the cursor for the next page (0: none).
 func (h *Events) collect(ctx context.Context, p *auth.Principal, hq historyQuery, lo, hi uint64) ([]*event.Event, uint64, error) {
@@ -304,6 +310,7 @@ func (h *Events) collect(ctx context.Context, p *auth.Principal, hq historyQuery
 	if maxScan <= 0 {
 		maxScan = 1_000_000
 	}
+	deadline := time.Now().Add(historyTimeout)
 	take := func(e *event.Event) bool {
 		scanned++
 		// Matched on the form the reader sees, and only that: a masked
@@ -315,7 +322,9 @@ func (h *Events) collect(ctx context.Context, p *auth.Principal, hq historyQuery
 				out = append(out, v)
 			}
 		}
-		return len(out) < hq.limit && scanned < maxScan
+		// Past its bounds (maxScan, historyTimeout) the page is short and
+		// the cursor goes on after e, which was taken or left above.
+		return len(out) < hq.limit && scanned < maxScan && (scanned%1024 != 0 || time.Now().Before(deadline))
 	}
 	if lo > hi || hi == 0 {
 		return nil, 0, nil
