@@ -23,8 +23,9 @@ func openConfig(t *testing.T, cfg Config) *Log {
 // crash stops l as a kill -9 would leave it for the next start: no
 // snapshot at close (what is on disk is the last periodic one).
 func crash(l *Log) {
-	l.rebuild.stop() // the rebuild and the periodic writer
-	l.index.stop()   // a dead process releases the id index's lock
+	l.rebuild.stop()     // the rebuild and the periodic writer
+	l.index.stop()       // a dead process releases the id index's lock
+	l.heads.close(false) // the checkpoint's writer, without the final write
 	l.nc.Close()
 	l.shutdownServer()
 }

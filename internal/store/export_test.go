@@ -19,3 +19,11 @@ func (l *Log) ConsumerScanForBench(ctx context.Context, from, to uint64, fn func
 	_, err := l.consumerScan(ctx, from, to, fn)
 	return err
 }
+
+// withChainSearchDepth returns ctx making the Open it is passed to search
+// back at most depth events for this node's last chain link before it
+// reads the chain-head checkpoint (chainSearchDepth), so that a test can
+// pass that depth with a few hundred events.
+func withChainSearchDepth(ctx context.Context, depth uint64) context.Context {
+	return context.WithValue(ctx, chainSearchDepthKey{}, depth)
+}

@@ -49,6 +49,9 @@ type Log struct {
 	rebuild    *dedupRebuild // fills recent after a start; appends wait for it
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
+	// heads keeps this node's chain-head checkpoint (chainhead.go): set
+	// by recover, its writer stopped by Close.
+	heads *chainHeads
 	// group publishes the batches on an external NATS (nil: embedded,
 	// where batches are published by their callers under mu, pipelined).
 	group *groupCommitter
@@ -265,6 +268,7 @@ func (l *Log) Close() {
 	if l.group != nil {
 		l.group.close()
 	}
+	l.heads.close(true) // its writer; then the final checkpoint, while nc is open
 	if l.nc != nil {
 		_ = l.nc.Drain()
 		// Drain is asynchronous; Close makes the connection's goroutines exit.
@@ -394,6 +398,7 @@ func (l *Log) Append(ctx context.Context, events []*event.Event) ([]Ack, error) 
 		// its outcome); this producer is told it may not be stored.
 		return acks, fmt.Errorf("store: append: %w", ctx.Err())
 	}
+	l.heads.noteBatch(events, fl) // the checkpoint's newest link (chainhead.go)
 	for i, e := range events {
 		if fl.keys[i] == "" {
 			continue
