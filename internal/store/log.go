@@ -49,6 +49,11 @@ type Log struct {
 	rebuild    *dedupRebuild // fills recent after a start; appends wait for it
 	pub        *batchPublisher
 	chainDirty atomic.Bool // a batch lost an event: recover the chain first
+	// failing: since when no append has been acknowledged (zero: the last
+	// one was), and why; readiness of the embedded server reports it.
+	failMu       sync.Mutex
+	failingSince time.Time
+	failErr      error
 	// heads keeps this node's chain-head checkpoint (chainhead.go): set
 	// by recover, its writer stopped by Close.
 	heads *chainHeads
@@ -298,6 +303,15 @@ func (l *Log) Ready(ctx context.Context) error {
 	if err := l.rebuild.readyErr(); err != nil {
 		return err
 	}
+	if l.ns != nil {
+		// The embedded JetStream stops writing after a write error (a
+		// full disk) while still answering stream info: only the appends
+		// tell. On an external NATS the checks below say what is wrong,
+		// and the cluster recovers by itself.
+		if err := l.appendsFailing(); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	info, err := l.stream.Info(ctx)
@@ -322,6 +336,57 @@ func (l *Log) Ready(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// failingGrace is how long appends may go unacknowledged before the
+// embedded server's readiness reports it.
+const failingGrace = 5 * time.Second
+
+// noteOutcome records whether fl's batch had an event acknowledged (the
+// log takes appends) or only failures.
+func (l *Log) noteOutcome(fl *inflight) {
+	var stored bool
+	var failed error
+	for i, a := range fl.acks {
+		if fl.keys[i] == "" {
+			continue
+		}
+		if a.err == nil {
+			stored = true
+		} else if failed == nil {
+			failed = a.err
+		}
+	}
+	if !stored && failed == nil {
+		return // duplicates only: says nothing
+	}
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	switch {
+	case stored:
+		if !l.failingSince.IsZero() {
+			l.cfg.Logger.Info("log: appends are acknowledged again", "failing_for", time.Since(l.failingSince).Round(time.Millisecond))
+		}
+		l.failingSince, l.failErr = time.Time{}, nil
+	case l.failingSince.IsZero():
+		l.failingSince, l.failErr = time.Now(), failed
+		if l.ns != nil {
+			l.cfg.Logger.Error("log: an append was not acknowledged; if the data directory's disk is full, free space and restart the node (the embedded JetStream stops writing after a write error and does not resume)", "data_dir", l.cfg.DataDir, "err", failed)
+		}
+	default:
+		l.failErr = failed
+	}
+}
+
+// appendsFailing returns why appends are not acknowledged, when none has
+// been for failingGrace.
+func (l *Log) appendsFailing() error {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	if l.failingSince.IsZero() || time.Since(l.failingSince) < failingGrace {
+		return nil
+	}
+	return fmt.Errorf("store: no append acknowledged since %s (%v); if the disk of %s is full, free space and restart the node", l.failingSince.UTC().Format(time.RFC3339), l.failErr, l.cfg.DataDir)
 }
 
 // readyPeerSilence is how long a replica may go unheard (JetStream's
@@ -558,6 +623,7 @@ func (l *Log) failBatch(fl *inflight) {
 // not stored although later ones of this node's chain link to it makes
 // the next append take the chain position again from the log.
 func (l *Log) settled(fl *inflight) {
+	l.noteOutcome(fl) // here, not in Append: a producer that gave up leaves its batch to settle
 	l.recent.settle(fl)
 	l.index.feed(fl)
 	for i, a := range fl.acks {

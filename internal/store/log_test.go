@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
@@ -493,4 +494,57 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// TestReadyReportsUnacknowledgedAppends: the embedded JetStream stops
+// storing after a write error (a full disk: found by an audit, where
+// /readyz said ready for ten minutes while every publish timed out) yet
+// still answers stream info. Readiness follows the appends instead: none
+// acknowledged for failingGrace makes it fail, naming the cause and what
+// to do; one acknowledged again makes it pass. The stream is made to
+// refuse new messages (discard new at its current size) for the test.
+func TestReadyReportsUnacknowledgedAppends(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, t.TempDir())
+	defer l.Close()
+	if _, err := l.Append(ctx, manyEvents(t, 3, "ok")); err != nil {
+		t.Fatal(err)
+	}
+	setLimit := func(discard jetstream.DiscardPolicy, maxMsgs int64) {
+		t.Helper()
+		cfg := l.stream.CachedInfo().Config
+		cfg.Discard, cfg.MaxMsgs = discard, maxMsgs
+		if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := l.stream.CachedInfo().Config
+	setLimit(jetstream.DiscardNew, 3)
+	if _, err := l.Append(ctx, manyEvents(t, 2, "refused")); err == nil {
+		t.Fatal("an append to a full stream succeeded")
+	}
+	if err := l.Ready(ctx); err != nil {
+		t.Fatalf("not ready at once after one refused append: %v", err)
+	}
+	deadline := time.Now().Add(failingGrace + 5*time.Second)
+	for {
+		err := l.Ready(ctx)
+		if err != nil {
+			if !strings.Contains(err.Error(), "no append acknowledged since") || !strings.Contains(err.Error(), "free space and restart") {
+				t.Fatalf("readiness error does not say what is wrong: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still ready with no append acknowledged")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	setLimit(old.Discard, old.MaxMsgs)
+	if _, err := l.Append(ctx, manyEvents(t, 1, "again")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Ready(ctx); err != nil {
+		t.Fatalf("not ready after an append was acknowledged again: %v", err)
+	}
 }

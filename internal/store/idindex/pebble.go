@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -47,7 +49,7 @@ func openPebble(dir string, cacheBytes int64, log *slog.Logger) (engine, error) 
 		MemTableStopWritesThreshold: 2,
 		FormatMajorVersion:          pebble.FormatTableFormatV6,
 		Merger:                      minSeqMerger,
-		Logger:                      pebbleLogger{log},
+		Logger:                      pebbleLogger{log: log, errors: &rate.Sometimes{Interval: 10 * time.Second}},
 	}
 	// Bloom filters (10 bits a key, 1 % false positives) answer most
 	// Lookups of an absent id (every new event's dedup check) without
@@ -174,14 +176,20 @@ func (m *minSeq) Finish(bool) ([]byte, io.Closer, error) {
 
 // pebbleLogger sends Pebble's messages to slog: its routine reports
 // (WAL recovery, flushes) at debug level.
-type pebbleLogger struct{ log *slog.Logger }
+type pebbleLogger struct {
+	log *slog.Logger
+	// errors: Pebble retries a failed background write (a full disk) in a
+	// loop and reports each failure: ~200 lines a second, themselves
+	// filling a disk that holds the log files. One line per 10 s at most.
+	errors *rate.Sometimes
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...))
 }
 
 func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...))
+	l.errors.Do(func() { l.log.Error(fmt.Sprintf(format, args...) + " (further errors within 10s not logged)") })
 }
 
 // Fatalf is called on an invariant violation; Pebble expects it not to
