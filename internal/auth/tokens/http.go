@@ -173,6 +173,10 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, rec, err := h.Store.Create(r.Context(), spec, p.ID)
 	if err != nil {
+		if domain.KindOf(err) == domain.KindConflict {
+			auth.WriteErr(w, err) // 409: the tenant's live tokens at their bound
+			return
+		}
 		auth.WriteErr(w, domain.Errorf(domain.KindInvalid, "%w", err))
 		return
 	}

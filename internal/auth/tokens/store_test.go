@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 	"github.com/vigil-sec/vigil/internal/store"
 )
 
@@ -200,3 +201,39 @@ func TestHTTPAdminOnly(t *testing.T) {
 }
 
 func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestLiveTokensPerTenantBounded: a tenant's live tokens are bounded
+// (MaxLiveTokensPerTenant, lowered here to 3); past it Create refuses with
+// a conflict naming the tenant, other tenants are unaffected, and a
+// revoked token frees its place.
+func TestLiveTokensPerTenantBounded(t *testing.T) {
+	ctx := context.Background()
+	l, _ := openLog(t)
+	defer l.Close()
+	s, err := Open(ctx, l.JetStream(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maxLive = 3
+	var ids []string
+	for range 3 {
+		_, rec, err := s.Create(ctx, Spec{Role: auth.RoleViewer, Tenant: "acme"}, "acme-admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rec.ID)
+	}
+	_, _, err = s.Create(ctx, Spec{Role: auth.RoleViewer, Tenant: "acme"}, "acme-admin")
+	if domain.KindOf(err) != domain.KindConflict || !strings.Contains(err.Error(), "tenant acme has 3 live tokens") {
+		t.Fatalf("a fourth acme token: %v", err)
+	}
+	if _, _, err := s.Create(ctx, Spec{Role: auth.RoleViewer, Tenant: "globex"}, "admin"); err != nil {
+		t.Fatalf("another tenant's token: %v", err)
+	}
+	if _, err := s.Revoke(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Create(ctx, Spec{Role: auth.RoleViewer, Tenant: "acme"}, "acme-admin"); err != nil {
+		t.Fatalf("after a revocation: %v", err)
+	}
+}
