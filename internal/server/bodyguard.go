@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/vigil-sec/vigil/internal/auth"
+	"github.com/vigil-sec/vigil/internal/domain"
 )
 
 // BodyGuard bounds what reading request bodies may cost the node. Without
@@ -52,7 +53,7 @@ func (g BodyGuard) Wrap(next http.Handler) http.Handler {
 		cancel()
 		if err != nil {
 			w.Header().Set("Retry-After", "1")
-			auth.WriteError(w, http.StatusServiceUnavailable, "the node is reading as many request bodies as it may at once; retry")
+			auth.WriteErr(w, domain.Errorf(domain.KindUnavailable, "the node is reading as many request bodies as it may at once; retry"))
 			return
 		}
 		defer sem.Release(weight)
