@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -52,7 +53,22 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		size = min(n, limit, maxBodyPrealloc) + bytes.MinRead
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size))
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	lr := http.MaxBytesReader(w, r.Body, limit)
+	var err error
+	if n := min(r.ContentLength, limit); n > maxBodyPrealloc {
+		// A large body: once its first maxBodyPrealloc bytes have come,
+		// the rest is sized in one allocation. Grown by doubling, a 16 MiB
+		// body could hold 32 MiB, twice what the node's body budget
+		// (server.BodyGuard) counts for it.
+		if _, err = io.CopyN(buf, lr, maxBodyPrealloc); err == nil {
+			buf.Grow(int(n) - buf.Len() + bytes.MinRead)
+		} else if err == io.EOF {
+			err = nil // shorter than announced: what came is the body
+		}
+	}
+	if err == nil {
+		_, err = buf.ReadFrom(lr)
+	}
 	body := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -151,4 +151,10 @@ func TestReadBodyAllocatesOnceForItsContentLength(t *testing.T) {
 	if c := cap(read(1<<20, []byte("0123456789"))); c > maxBodyPrealloc+bytes.MinRead {
 		t.Fatalf("announced 1 MiB, sent 10 bytes: %d bytes allocated", c)
 	}
+	// A large body, sent whole: sized once its first part came, not
+	// doubled past it (the body budget counts Content-Length).
+	large := bytes.Repeat([]byte("y"), 900_000)
+	if got := read(int64(len(large)), large); !bytes.Equal(got, large) || cap(got) > len(large)+len(large)/100 { // a malloc size class above it at most
+		t.Fatalf("a body of %d bytes: read %d into a buffer of %d", len(large), len(got), cap(got))
+	}
 }
