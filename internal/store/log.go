@@ -223,6 +223,14 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		if cfg.ListenToken == "" {
 			return nil, errors.New("store: a NATS listener needs a token")
 		}
+		// The embedded server cannot report a listener it failed to open:
+		// it would never become ready, and the start would wait the full
+		// 30 s below to say nothing useful. Try the address first.
+		probe, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("store: nats listener: %w", err)
+		}
+		_ = probe.Close()
 		opts.DontListen, opts.Host, opts.Port, opts.Authorization = false, host, port, cfg.ListenToken
 		if cfg.ListenTLS != nil {
 			opts.TLSConfig, opts.TLSTimeout = cfg.ListenTLS, 5 // seconds

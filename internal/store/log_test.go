@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -546,5 +547,24 @@ func TestReadyReportsUnacknowledgedAppends(t *testing.T) {
 	}
 	if err := l.Ready(ctx); err != nil {
 		t.Fatalf("not ready after an append was acknowledged again: %v", err)
+	}
+}
+
+// TestEmbeddedListenerAddressTaken: a NATS listener address already in
+// use fails the start at once, naming it; the embedded server used to
+// wait 30 s to become ready and then say nothing about why.
+func TestEmbeddedListenerAddressTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	start := time.Now()
+	_, err = Open(context.Background(), Config{DataDir: t.TempDir(), Listen: ln.Addr().String(), ListenToken: "t"})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("Open on a taken address: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("refused after %v", took)
 	}
 }

@@ -604,16 +604,26 @@ func TestTLSEmbeddedNATSListener(t *testing.T) {
 		t.Fatalf("ingest over NATS TLS: %v %s", err, tlsMsgData(msg))
 	}
 	// With TLS the listener may face the network (a free port: NATS
-	// reads port 0 as its default, 4222).
-	if ln, err = net.Listen("tcp", "0.0.0.0:0"); err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	cfg := config.Defaults()
-	cfg.DataDir, cfg.Listen, cfg.NATSListen, cfg.TLS.Cert, cfg.TLS.Key = t.TempDir(), "127.0.0.1:0", "0.0.0.0:"+port, f.CertFile, f.KeyFile
-	if _, err := tlsRun(t, cfg); err != nil {
-		t.Fatalf("--nats-listen 0.0.0.0 with TLS: %v", err)
+	// reads port 0 as its default, 4222). The port is free when picked,
+	// not necessarily when the node binds it: other test processes bind
+	// ports meanwhile (a CI run waited 30 s on one taken in between), so
+	// a port found taken is picked again.
+	for try := 1; ; try++ {
+		if ln, err = net.Listen("tcp", "0.0.0.0:0"); err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		ln.Close()
+		cfg := config.Defaults()
+		cfg.DataDir, cfg.Listen, cfg.NATSListen, cfg.TLS.Cert, cfg.TLS.Key = t.TempDir(), "127.0.0.1:0", "0.0.0.0:"+port, f.CertFile, f.KeyFile
+		_, err := tlsRun(t, cfg)
+		if err != nil && strings.Contains(err.Error(), "address already in use") && try < 3 {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("--nats-listen 0.0.0.0 with TLS: %v", err)
+		}
+		return
 	}
 }
 
