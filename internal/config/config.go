@@ -53,12 +53,12 @@ type Config struct {
 	HTTPBodyTimeout   time.Duration `yaml:"http_body_timeout"`
 	HTTPBodyBudgetMiB int           `yaml:"http_body_budget_mib"`
 	MaxSubs           int           `yaml:"max_subscriptions"`
-	LogLevel     string        `yaml:"log_level"`
-	Limits       event.Limits  `yaml:"-"`
-	MaxEventKiB  int           `yaml:"max_event_kib"`
-	MaxBatch     int           `yaml:"max_batch_events"`
-	MaxBatchMiB  int           `yaml:"max_batch_mib"`
-	ConfigFile   string        `yaml:"-"`
+	LogLevel          string        `yaml:"log_level"`
+	Limits            event.Limits  `yaml:"-"`
+	MaxEventKiB       int           `yaml:"max_event_kib"`
+	MaxBatch          int           `yaml:"max_batch_events"`
+	MaxBatchMiB       int           `yaml:"max_batch_mib"`
+	ConfigFile        string        `yaml:"-"`
 
 	// ReplayCacheMB and ReplayCacheEvents bound the recent-event ring
 	// (issue 12 item 5; internal/store/ring.go): replays of the newest
