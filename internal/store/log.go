@@ -226,11 +226,14 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		// The embedded server cannot report a listener it failed to open:
 		// it would never become ready, and the start would wait the full
 		// 30 s below to say nothing useful. Try the address first.
-		probe, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("store: nats listener: %w", err)
+		// (NATS reads -1 as a random port and 0 as its default, 4222.)
+		if port > 0 {
+			probe, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("store: nats listener: %w", err)
+			}
+			_ = probe.Close()
 		}
-		_ = probe.Close()
 		opts.DontListen, opts.Host, opts.Port, opts.Authorization = false, host, port, cfg.ListenToken
 		if cfg.ListenTLS != nil {
 			opts.TLSConfig, opts.TLSTimeout = cfg.ListenTLS, 5 // seconds
