@@ -2,12 +2,9 @@ package outputs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -80,16 +77,10 @@ func openRepeats(ctx context.Context, js jetstream.JetStream, defs []Definition,
 	return &repeatStore{kv: kv}, nil
 }
 
-// plainID: detection ids the engine makes (UUIDs) are valid KV key
-// tokens as they are; anything else is hashed.
-var plainID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
+// repeatKey names output's entry for detection (ids the engine makes,
+// UUIDs, stay readable; anything else is hashed).
 func repeatKey(output, detection string) string {
-	if plainID.MatchString(detection) {
-		return output + "." + detection
-	}
-	h := sha256.Sum256([]byte(detection))
-	return output + ".h" + hex.EncodeToString(h[:16])
+	return output + "." + store.KeyToken(detection)
 }
 
 // get returns what output last sent for detection, as any node recorded

@@ -86,7 +86,7 @@ func (l *Log) openChainHeads(ctx context.Context) (*chainHeads, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &chainHeads{kv: kv, key: chainHeadKey(l.cfg.NodeID), depth: chainSearchDepth, logger: l.cfg.Logger,
+	h := &chainHeads{kv: kv, key: KeyToken(l.cfg.NodeID), depth: chainSearchDepth, logger: l.cfg.Logger,
 		failLog: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
 	if d, ok := ctx.Value(chainSearchDepthKey{}).(uint64); ok && d > 0 {
 		h.depth = d
@@ -95,18 +95,20 @@ func (l *Log) openChainHeads(ctx context.Context) (*chainHeads, error) {
 	return h, nil
 }
 
-// chainHeadKey is node as a KV key when it is a valid key token, else a
-// hex prefix of its SHA-256.
-func chainHeadKey(node string) string {
-	ok := node != ""
-	for i := 0; i < len(node) && ok; i++ {
-		c := node[i]
+// KeyToken is s as one token of a KV key: s itself when it is made of
+// letters, digits, '-' and '_' (at most 128 bytes), else "sha256-" and a
+// hex prefix of its SHA-256. Node ids, detection ids and the like name KV
+// entries through it.
+func KeyToken(s string) string {
+	ok := s != "" && len(s) <= 128
+	for i := 0; i < len(s) && ok; i++ {
+		c := s[i]
 		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 	}
 	if ok {
-		return node
+		return s
 	}
-	sum := sha256.Sum256([]byte(node))
+	sum := sha256.Sum256([]byte(s))
 	return "sha256-" + hex.EncodeToString(sum[:16])
 }
 

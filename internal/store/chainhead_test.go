@@ -180,18 +180,18 @@ func TestChainCheckpointScanStopsPastWindow(t *testing.T) {
 	verifyTwoChains(t, a, 2)
 }
 
-// TestChainHeadKey: a node id that is a KV key token is the key; any
+// TestKeyToken: an id that is a KV key token (at most 128 bytes) is the key; any
 // other is hashed.
-func TestChainHeadKey(t *testing.T) {
+func TestKeyToken(t *testing.T) {
 	for id, want := range map[string]string{"node-1": "node-1", "B_2": "B_2"} {
-		if got := chainHeadKey(id); got != want {
-			t.Errorf("chainHeadKey(%q) = %q, want %q", id, got, want)
+		if got := KeyToken(id); got != want {
+			t.Errorf("KeyToken(%q) = %q, want %q", id, got, want)
 		}
 	}
-	for _, id := range []string{"node.1", "node 1", "nœud", "a/b", "*", ""} {
-		got := chainHeadKey(id)
-		if !strings.HasPrefix(got, "sha256-") || len(got) != len("sha256-")+32 || got == chainHeadKey(id+"x") {
-			t.Errorf("chainHeadKey(%q) = %q", id, got)
+	for _, id := range []string{"node.1", "node 1", "nœud", "a/b", "*", "", strings.Repeat("n", 129)} {
+		got := KeyToken(id)
+		if !strings.HasPrefix(got, "sha256-") || len(got) != len("sha256-")+32 || got == KeyToken(id+"x") {
+			t.Errorf("KeyToken(%q) = %q", id, got)
 		}
 	}
 }

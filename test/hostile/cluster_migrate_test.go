@@ -57,6 +57,17 @@ type migrateLayout1 struct {
 	next     uint64 // the first seq after the ack floor the consumer matches
 }
 
+// migrateCluster starts a three-server cluster holding a layout-1 log
+// (skipped with -short).
+func migrateCluster(t *testing.T) (*clusterNATS, *migrateLayout1) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a NATS cluster: skipped with -short")
+	}
+	cl := clusterStartNATS(t, 3)
+	return cl, migrateWriteLayout1(t, cl.url(0))
+}
+
 // migrateWriteLayout1 creates VIGIL_EVENTS with three replicas exactly as
 // the builds before layout 2 did (store.Open then: no metadata, no
 // compression, Nats-Msg-Id dedup window, the operator's retention limits)
@@ -566,11 +577,7 @@ func migrateDone(t *testing.T, out string, err error, fx *migrateLayout1, consum
 // three replicas on a three-server cluster, straight through; run again,
 // it has nothing left to do.
 func TestClusterMigrate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS cluster: skipped with -short")
-	}
-	cl := clusterStartNATS(t, 3)
-	fx := migrateWriteLayout1(t, cl.url(0))
+	cl, fx := migrateCluster(t)
 	migrateRefused(t, cl.url(2), "before the migration")
 	start := time.Now()
 	out, _, err := migrateRun(t, cl.url(0), "")
@@ -592,11 +599,7 @@ func TestClusterMigrate(t *testing.T) {
 // created an empty VIGIL_EVENTS in layout 2: the migration makes it give
 // way instead of taking it for the migrated stream and deleting the copy.
 func TestClusterMigrateInterrupted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS cluster: skipped with -short")
-	}
-	cl := clusterStartNATS(t, 3)
-	fx := migrateWriteLayout1(t, cl.url(0))
+	cl, fx := migrateCluster(t)
 	url := cl.url(0)
 
 	out, killed, err := migrateRun(t, url, "to VIGIL_EVENTS_MIGRATE")
@@ -659,11 +662,7 @@ func TestClusterMigrateInterrupted(t *testing.T) {
 // stream; once the server is back, `vigil migrate` completes (or finds
 // nothing left to do), and the replicas are all current.
 func TestClusterMigrateServerDown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS cluster: skipped with -short")
-	}
-	cl := clusterStartNATS(t, 3)
-	fx := migrateWriteLayout1(t, cl.url(0))
+	cl, fx := migrateCluster(t)
 	url := cl.url(0)
 	down := -1
 	rep, steps, err := migrateInProcess(t, url, func(step string, _ context.CancelFunc) {
@@ -671,8 +670,7 @@ func TestClusterMigrateServerDown(t *testing.T) {
 			if down = cl.streamLeader("VIGIL_EVENTS_MIGRATE"); down <= 0 {
 				down = 2
 			}
-			cl.servers[down].Shutdown()
-			cl.servers[down].WaitForShutdown()
+			cl.stop(down)
 		}
 	})
 	if down < 0 {
@@ -701,18 +699,13 @@ func TestClusterMigrateServerDown(t *testing.T) {
 // peers for placement, peer offline"): the migration waits for that
 // instead of failing with the layout-1 stream already deleted.
 func TestClusterMigrateServerRestarted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS cluster: skipped with -short")
-	}
-	cl := clusterStartNATS(t, 3)
-	fx := migrateWriteLayout1(t, cl.url(0))
+	cl, fx := migrateCluster(t)
 	url := cl.url(0)
 	const restarted = 2
 	start := time.Now()
 	rep, steps, err := migrateInProcess(t, url, func(step string, _ context.CancelFunc) {
 		if strings.Contains(step, "deleting the layout-1 stream") {
-			cl.servers[restarted].Shutdown()
-			cl.servers[restarted].WaitForShutdown()
+			cl.stop(restarted)
 			cl.start(restarted)
 		}
 	})
@@ -729,11 +722,7 @@ func TestClusterMigrateServerRestarted(t *testing.T) {
 // seconds). The migration waits for the new leader, as it does while
 // copying, instead of ending with "run vigil migrate again".
 func TestClusterMigrateLeaderLostMidStep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS cluster: skipped with -short")
-	}
-	cl := clusterStartNATS(t, 3)
-	fx := migrateWriteLayout1(t, cl.url(0))
+	cl, fx := migrateCluster(t)
 	leader := cl.streamLeader("VIGIL_EVENTS")
 	if leader < 0 {
 		t.Fatal("VIGIL_EVENTS has no leader")
@@ -746,8 +735,7 @@ func TestClusterMigrateLeaderLostMidStep(t *testing.T) {
 			if l := cl.streamLeader("VIGIL_EVENTS"); l >= 0 && l != other {
 				leader = l
 			}
-			cl.servers[leader].Shutdown()
-			cl.servers[leader].WaitForShutdown()
+			cl.stop(leader)
 		}
 	})
 	if err != nil || !rep.Done {

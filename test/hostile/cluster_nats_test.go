@@ -103,10 +103,15 @@ func clusterFreePorts(t testing.TB, n int) []int {
 }
 
 func (c *clusterNATS) shutdownAll() {
-	for _, s := range c.servers {
-		s.Shutdown()
-		s.WaitForShutdown()
+	for i := range c.servers {
+		c.stop(i)
 	}
+}
+
+// stop shuts server i down and waits until it has stopped.
+func (c *clusterNATS) stop(i int) {
+	c.servers[i].Shutdown()
+	c.servers[i].WaitForShutdown()
 }
 
 // url is the client URL of server i.
