@@ -373,8 +373,9 @@ func Health(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Ready returns GET /readyz: appends are accepted (the dedup index is
-// rebuilt after a start), the log answers and, on a cluster, its stream
-// has a leader (store.Log.Ready, bounded to 1 s). A 503 names the reason.
+// rebuilt after a start; with the embedded server, appends are still
+// acknowledged), the log answers and, on a cluster, its stream has a
+// leader (store.Log.Ready, bounded to 1 s). A 503 names the reason.
 func Ready(log Log) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
